@@ -1,0 +1,160 @@
+"""CIF read and write for :class:`~layerscope.crystal.phase.Phase` (through gemmi).
+
+Mixed-occupancy sites are written the way FullProf and GSAS-II users expect: one
+``_atom_site`` row per species, all rows of a site sharing its coordinates and
+Biso, labelled ``SITE_Element``. Reading groups rows that sit on the same position
+back into one site, so a write/read round trip keeps every site, species,
+occupancy and Biso.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import gemmi
+import numpy as np
+
+from layerscope.crystal.phase import Phase, Site
+from layerscope.crystal.scattering import normalise_species
+
+__all__ = ["read_cif", "write_cif"]
+
+_EIGHT_PI2 = 8.0 * math.pi**2
+
+
+def read_cif(path: str | os.PathLike, *, name: str | None = None, block: str | None = None) -> Phase:
+    """Read one crystal structure from a CIF file.
+
+    Parameters
+    ----------
+    path : CIF file
+    name : phase name (default: the data block name)
+    block : data block to read (default: the first block with atom sites)
+
+    Raises
+    ------
+    ValueError
+        naming the file and the missing or bad item: no symmetry, no cell, no atom sites,
+        an occupancy outside [0, 1] ...
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: CIF file not found")
+    try:
+        doc = gemmi.cif.read(str(path))
+    except Exception as exc:  # gemmi raises RuntimeError/ValueError with its own text
+        raise ValueError(f"{path}: not a readable CIF file ({exc})") from None
+    blocks = [b for b in doc if b.find_value("_cell_length_a") is not None or b.find_loop("_atom_site_label")]
+    if block is not None:
+        blocks = [b for b in doc if b.name == block]
+        if not blocks:
+            raise ValueError(f"{path}: no data block {block!r} (blocks: {[b.name for b in doc]})")
+    if not blocks:
+        raise ValueError(f"{path}: no data block with a cell (_cell_length_a) and atom sites (_atom_site_label)")
+    b = blocks[0]
+    for item in ("_cell_length_a", "_cell_length_b", "_cell_length_c",
+                 "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma"):
+        if b.find_value(item) is None:
+            raise ValueError(f"{path}: block {b.name!r} lacks {item}")
+    if not b.find_loop("_atom_site_fract_x"):
+        raise ValueError(f"{path}: block {b.name!r} has no _atom_site_fract_x/y/z loop (expected atom sites)")
+    st = gemmi.make_small_structure_from_block(b)
+    sg = st.spacegroup
+    if sg is None:
+        raise ValueError(
+            f"{path}: block {b.name!r} has no symmetry: expected _space_group_name_H-M_alt, "
+            "_symmetry_space_group_name_H-M, _space_group_IT_number or a _space_group_symop_operation_xyz loop")
+    occ_col = list(b.find_values("_atom_site_occupancy")) or None
+    rows = []
+    for i, s in enumerate(st.sites):
+        occ = s.occ
+        if occ_col is not None and occ_col[i] in ("?", "."):
+            occ = 1.0
+        if not np.isfinite(occ) or occ < 0 or occ > 1 + 1e-6:
+            raise ValueError(f"{path}: _atom_site_occupancy of {s.label!r} must lie in [0, 1], got {occ}")
+        symbol = s.type_symbol or s.element.name
+        try:
+            symbol = normalise_species(symbol)
+        except ValueError:
+            symbol = normalise_species(s.element.name)
+        u = s.u_iso
+        if not np.isfinite(u) or u < 0:
+            raise ValueError(f"{path}: displacement parameter of {s.label!r} must be >= 0, got U = {u}")
+        rows.append((s.label, tuple(float(v) for v in (s.fract.x, s.fract.y, s.fract.z)), symbol, float(occ),
+                     _EIGHT_PI2 * u))
+    wyck = dict(zip(b.find_values("_atom_site_label"), b.find_values("_atom_site_Wyckoff_symbol"))) \
+        if b.find_values("_atom_site_Wyckoff_symbol") else {}
+    sites = _group_rows(rows, wyck, path)
+    hm = sg.xhm()
+    cell = (st.cell.a, st.cell.b, st.cell.c, st.cell.alpha, st.cell.beta, st.cell.gamma)
+    return Phase(name or b.name, hm, cell, tuple(sites))
+
+
+def _group_rows(rows, wyck, path) -> list[Site]:
+    groups: list[list] = []
+    for row in rows:
+        for g in groups:
+            d = np.asarray(row[1]) - np.asarray(g[0][1])
+            if np.all(np.abs(d - np.round(d)) < 1e-4):
+                g.append(row)
+                break
+        else:
+            groups.append([row])
+    sites = []
+    used = set()
+    for g in groups:
+        labels = [r[0] for r in g]
+        prefixes = {lab.rsplit("_", 1)[0] for lab in labels if "_" in lab}
+        label = prefixes.pop() if len(g) > 1 and len(prefixes) == 1 and all("_" in x for x in labels) else labels[0]
+        if label in used:
+            label = "+".join(labels)
+        used.add(label)
+        biso = float(np.mean([r[4] for r in g]))
+        species = []
+        for r in g:
+            species.append((r[2], r[3]))
+        total = sum(o for _, o in species)
+        if total > 1 + 1e-4:
+            raise ValueError(f"{path}: atoms {labels} share one position but their occupancies sum to {total:.4f} > 1")
+        w = wyck.get(labels[0])
+        sites.append(Site(label, g[0][1], tuple(species), biso, w if w not in ("?", ".") else None))
+    return sites
+
+
+def write_cif(phase: Phase, path: str | os.PathLike) -> Path:
+    """Write a phase as CIF (atomically: a temporary file renamed into place)."""
+    path = Path(path)
+    a, b, c, al, be, ga = phase.cell
+    sg = phase.space_group
+    lines = [
+        f"data_{_cif_name(phase.name)}",
+        "_audit_creation_method 'layerscope'",
+        f"_pd_phase_name '{phase.name}'",
+        f"_cell_length_a {a:.6f}", f"_cell_length_b {b:.6f}", f"_cell_length_c {c:.6f}",
+        f"_cell_angle_alpha {al:.5f}", f"_cell_angle_beta {be:.5f}", f"_cell_angle_gamma {ga:.5f}",
+        f"_cell_volume {phase.volume:.4f}",
+        f"_cell_formula_units_Z {phase.formula_units}",
+        f"_space_group_name_H-M_alt '{sg.xhm()}'",
+        f"_space_group_IT_number {sg.number}",
+        "loop_", "_space_group_symop_operation_xyz",
+    ]
+    lines += [f"'{op.triplet()}'" for op in sg.operations()]
+    lines += ["loop_", "_atom_site_label", "_atom_site_type_symbol", "_atom_site_fract_x", "_atom_site_fract_y",
+              "_atom_site_fract_z", "_atom_site_occupancy", "_atom_site_adp_type", "_atom_site_B_iso_or_equiv",
+              "_atom_site_Wyckoff_symbol"]
+    for s in phase.sites:
+        for sym, occ in s.species:
+            label = f"{s.label}_{sym}" if len(s.species) > 1 else s.label
+            x, y, z = s.xyz
+            lines.append(f"{label} {sym} {x:.6f} {y:.6f} {z:.6f} {occ:.6f} Biso {s.biso:.5f} {s.wyckoff or '?'}")
+    text = "\n".join(lines) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _cif_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "phase"
