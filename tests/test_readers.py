@@ -485,3 +485,13 @@ def test_powderdata_is_immutable_and_checked():
         PowderData([1.0, 2.0], [3.0], [1.0, 1.0], "tof")
     with pytest.raises(ValueError, match="kind must be"):
         PowderData([1.0], [3.0], [1.0], "neutron")
+
+
+def test_gsas_content_in_dat_file_and_kind_conflict(tmp_path):
+    f = tmp_path / "gsas_named.dat"
+    f.write_text("t\nBANK 1 2 2 SLOG 1000 1001 0.001 0 FXYE\n1000 4 2\n1001 9 3\n")
+    d = read_powder(f)  # a BANK record makes it GSAS whatever the extension
+    assert d.meta["format"] == "GSAS" and d.kind == "tof"
+    np.testing.assert_array_equal(d.sigma, [2, 3])
+    with pytest.raises(ValueError, match=r"gsas_named\.dat, line 2: BINTYP SLOG is time-of-flight"):
+        read_powder(f, kind="cw")

@@ -267,10 +267,11 @@ def read_gsas(
         ``header`` (lines before the first BANK), ``bank_comments``,
         ``bank_record`` (the BANK line), ``bintyp``, ``data_type``,
         ``bcoef``, ``banks_in_file``, ``header_says_y_times_bin_width``,
-        ``bin_width_normalised`` and, when normalised, ``bin_width_us``
-        details: ``bin_width_source``, ``bin_width_max_rel_mismatch`` and
-        ``bin_width_mismatch_intervals`` (intervals whose x-column spacing
-        differs from the BANK-line width by > 10⁻⁶ relative).
+        ``bin_width_normalised`` and, when normalised, ``bin_width_source``,
+        ``bin_width_first`` (Δt of the first bin, file x units),
+        ``bin_width_max_rel_mismatch`` and ``bin_width_mismatch_intervals``
+        (indices i of the intervals x_i -> x_{i+1} whose spacing differs from
+        the BANK-line width by more than 10⁻⁶ relative).
 
     Notes
     -----
@@ -392,10 +393,10 @@ def read_gsas(
         else:
             sigma = _poisson_sigma(y)
 
-    if kind is None:  # CONST without hint: centidegrees never exceed 18000
-        kind = "tof" if np.nanmax(x) > 18000.0 else "cw"
-        meta["kind_source"] = "x range (CONST bins; x > 18000 cannot be centidegrees)"
     _check_points(p, x, y, sigma, line_nos)
+    if kind is None:  # CONST without hint: centidegrees never exceed 18000
+        kind = "tof" if float(np.max(x)) > 18000.0 else "cw"
+        meta["kind_source"] = "x range (CONST bins; x > 18000 cannot be centidegrees)"
 
     # ---- bin-width normalisation (GSAS-II convention)
     says = _g.header_says_y_times_bin_width(header + list(rec.comments))
