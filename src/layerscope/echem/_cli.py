@@ -1,0 +1,113 @@
+"""``layerscope echem FILE [--mass-mg M] [--nominal-mAh C] --out DIR``.
+
+Writes ``DIR/cycles.csv`` (one row per cycle; the columns ``cycle``,
+``charge_mAh``, ``discharge_mAh``, ``ce``, ``avg_charge_V``,
+``avg_discharge_V``, ``energy_mWh`` come first, further columns after them),
+``DIR/steps.csv``, ``DIR/log.csv`` (the tidy cycler table), ``DIR/rate.csv``
+when a nominal capacity is given, and the figures ``gcd.png``,
+``cycling.png``, ``dqdv.png``, ``voltage_time.png`` (and ``rate.png``).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def _write_table(path: Path, columns: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    names = list(columns)
+    n = len(next(iter(columns.values())))
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(names)
+        for i in range(n):
+            row = []
+            for k in names:
+                v = columns[k][i]
+                row.append(f"{v:.8g}" if isinstance(v, float) or hasattr(v, "dtype") and
+                           getattr(v, "dtype").kind == "f" else str(v))
+            w.writerow(row)
+    tmp.replace(path)
+
+
+def run_echem(args) -> int:
+    from layerscope.echem import analysis, plots
+    from layerscope.echem.io import read_cycler
+    from layerscope.echem.tabular import write_csv
+
+    log = read_cycler(args.file)
+    summary = analysis.cycle_summary(log, mass_mg=args.mass_mg)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = summary.columns()
+    if args.nominal_mAh:
+        cols["c_rate_discharge"] = analysis.c_rate(summary.discharge_current_mA, args.nominal_mAh)
+    _write_table(out / "cycles.csv", cols)
+    st = analysis.step_table(log)
+    step_cols = {"step": st.step, "cycle": st.cycle, "kind": st.kind, "current_mA": st.current_mA,
+                 "duration_s": st.duration_s, "capacity_mAh": st.capacity_mAh,
+                 "v_start_V": st.v_start_V, "v_end_V": st.v_end_V}
+    if args.nominal_mAh:
+        step_cols["c_rate"] = analysis.c_rate(st.current_mA, args.nominal_mAh)
+    _write_table(out / "steps.csv", step_cols)
+    write_csv(log, out / "log.csv")
+    figs = {"gcd.png": plots.gcd_figure(log, summary),
+            "cycling.png": plots.cycling_figure(summary),
+            "dqdv.png": plots.dqdv_figure(log, summary),
+            "voltage_time.png": plots.voltage_time_figure(log)}
+    if args.nominal_mAh:
+        rt = analysis.rate_table(summary, args.nominal_mAh)
+        _write_table(out / "rate.csv", {"c_rate": rt.c_rate, "n_cycles": rt.n_cycles,
+                                        "first_cycle": rt.first_cycle,
+                                        "discharge_mAh": rt.discharge_mAh,
+                                        "discharge_std_mAh": rt.discharge_std_mAh})
+        figs["rate.png"] = plots.rate_figure(rt)
+    for name, fig in figs.items():
+        fig.savefig(out / name, dpi=120)
+    full = summary.full_cycles()
+    print(f"{args.file}: {len(log)} points, {len(summary.cycle)} cycles "
+          f"({int(full.sum())} with charge and discharge); initial CE "
+          f"{summary.initial_ce:.4f}; wrote {out / 'cycles.csv'}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "echem", help="summarise a cycler file (BioLogic .mpr, Neware .nda/.ndax, Arbin .res, "
+                      "CSV/XLSX) per cycle")
+    p.add_argument("file", help="cycler file")
+    p.add_argument("--mass-mg", type=float, default=None, dest="mass_mg",
+                   help="active-material mass in mg (adds mAh/g and Wh/kg columns)")
+    p.add_argument("--nominal-mAh", type=float, default=None, dest="nominal_mAh",
+                   help="nominal capacity in mAh (adds C-rates and a rate table)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=run_echem)
+
+
+def register_simulate(subparsers) -> None:
+    p = subparsers.add_parser("cycler", help="synthetic galvanostatic cycling with known capacities")
+    p.add_argument("--cycles", type=int, default=5)
+    p.add_argument("--charge-mAh", type=float, default=0.5, dest="charge_mAh")
+    p.add_argument("--fade", type=float, default=0.01, help="relative capacity loss per cycle")
+    p.add_argument("--ce", type=float, default=0.95, help="Coulombic efficiency of every cycle")
+    p.add_argument("--out", required=True, help="output CSV file (layerscope cycler CSV)")
+    p.set_defaults(func=_run_simulate)
+
+
+def _run_simulate(args) -> int:
+    import numpy as np
+
+    from layerscope.echem.tabular import write_csv
+    from layerscope.simulate.cycler import CellModel, galvanostatic_cycles
+
+    if args.cycles < 1 or not (0 < args.ce <= 1) or args.charge_mAh <= 0:
+        raise ValueError("need --cycles >= 1, 0 < --ce <= 1 and --charge-mAh > 0")
+    qc = args.charge_mAh * (1 - args.fade) ** np.arange(args.cycles)
+    log = galvanostatic_cycles(qc, args.ce * qc, current_mA=args.charge_mAh / 5,
+                               cell=CellModel(q_ref_mAh=4 * args.charge_mAh))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(log, out)
+    print(f"wrote {out}: {args.cycles} cycles")
+    return 0

@@ -1,0 +1,64 @@
+"""Arbin ``.res`` results files (MS Access / Jet 4 databases).
+
+Read with the pure-Python ``access-parser`` package (Apache-2.0), so no system
+tool (``mdbtools``) is needed. The record table is ``Channel_Normal_Table``:
+``Test_Time`` (s), ``Current`` (A), ``Voltage`` (V), ``Charge_Capacity`` and
+``Discharge_Capacity`` (Ah, counters that reset at each new cycle),
+``Cycle_Index`` and ``Step_Index``; rows are ordered by ``Data_Point``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from layerscope.echem._table import CyclerLog, make_log, net_capacity_from_counters
+
+#: The Jet database signature at byte 4 of every Access .mdb/.res file.
+_JET_MAGIC = b"Standard Jet DB"
+_TABLE = "Channel_Normal_Table"
+_NEED = ("Data_Point", "Test_Time", "Current", "Voltage", "Charge_Capacity",
+         "Discharge_Capacity", "Cycle_Index", "Step_Index")
+
+
+def read_arbin_res(path) -> CyclerLog:
+    """Read an Arbin ``.res`` file into the tidy :class:`CyclerLog` (A → mA, Ah → mAh)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    buf = path.read_bytes()
+    if len(buf) == 0:
+        raise ValueError(f"{path}: file is empty, expected an Arbin .res (MS Access) file")
+    if buf[4:4 + len(_JET_MAGIC)] != _JET_MAGIC:
+        raise ValueError(f"{path}: not an Arbin .res file (expected an MS Access 'Standard Jet DB' "
+                         f"header, found {buf[:20]!r})")
+    if len(buf) % 2048 != 0 and len(buf) % 4096 != 0:
+        raise ValueError(f"{path}: Arbin .res file size {len(buf)} is not a whole number of "
+                         f"database pages (truncated file?)")
+    try:
+        from access_parser import AccessParser
+    except ImportError as exc:
+        raise ImportError(f"{path}: reading Arbin .res files needs the pure-Python "
+                          f"'access-parser' package (pip install access-parser)") from exc
+    try:
+        table = AccessParser(str(path)).parse_table(_TABLE)
+    except Exception as exc:
+        raise ValueError(f"{path}: could not read table {_TABLE!r} from the Arbin .res file "
+                         f"({type(exc).__name__}: {exc}); truncated or damaged?") from exc
+    missing = [c for c in _NEED if c not in table]
+    if missing:
+        raise ValueError(f"{path}: {_TABLE} lacks columns {missing}")
+    cols = {c: np.asarray(table[c], dtype=float) for c in _NEED}
+    if len(cols["Data_Point"]) == 0:
+        raise ValueError(f"{path}: {_TABLE} holds no data points")
+    order = np.argsort(cols["Data_Point"], kind="stable")
+    cols = {k: v[order] for k, v in cols.items()}
+    cycle = cols["Cycle_Index"].astype(np.int64)
+    step_raw = cols["Step_Index"].astype(np.int64) + 1000 * cycle
+    step = np.r_[1, 1 + np.cumsum(step_raw[1:] != step_raw[:-1])]
+    q_mAh = net_capacity_from_counters(1e3 * cols["Charge_Capacity"],
+                                       1e3 * cols["Discharge_Capacity"], cycle)
+    t = cols["Test_Time"]
+    return make_log(t - t[0], cols["Voltage"], 1e3 * cols["Current"], q_mAh, cycle, step,
+                    source=str(path), meta={"format": "Arbin .res"})
