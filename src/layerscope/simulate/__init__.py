@@ -1,0 +1,1 @@
+"""Forward simulators with ground truth (operando TOF series, HAADF images, 4D-STEM scans, spectra)."""
