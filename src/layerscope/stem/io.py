@@ -8,6 +8,7 @@ calibration), .npy (NumPy, no calibration) and in-memory arrays.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,7 @@ def _read_tiff(path: Path) -> STEMImage:
                         unit = {"micron": "µm", "\\u00B5m": "µm"}.get(unit, unit)
                         f = _TO_NM.get(unit)
                         px = per_px * f if f else None
-    except tifffile.TiffFileError as exc:
+    except (tifffile.TiffFileError, ValueError, OSError, struct.error, IndexError, KeyError) as exc:
         raise ValueError(f"{path}: not a readable TIFF file ({exc})") from exc
     return STEMImage(_validate(data, str(path)), px, str(path))
 
