@@ -1,0 +1,240 @@
+"""The TOF neutron powder-pattern model: the sum over phases of Bragg peaks plus background.
+
+For every reflection h of phase p (Rietveld 1969; GSAS-II TOF conventions)::
+
+    I_h  = S_p · m_h · |F_h|² · d_h⁴ / V_p² · A(d_h)          (TOF Lorentz factor ∝ d⁴)
+    y(t) = Σ_p Σ_h I_h · P(t − t_h; α, β, σ², γ) + B(t)
+
+with P the unit-area TOF profile of :mod:`layerscope.diffraction.tof_profile`,
+t_h the calibrated TOF of d_h, B a Chebyshev background and
+A(d) = exp(−μ·2 d sin θ) a simple wavelength-linear absorption term (μ = 0 by default).
+With the 1/V² in the model S_p is proportional to the phase's volume fraction;
+:mod:`layerscope.diffraction.fractions` turns scales into weight/molar fractions.
+
+Implementation: every peak is evaluated on a fixed-length window of K points of the
+TOF grid around its position (K chosen from the widest peak so that tails down to
+~1e-4 of the maximum are kept) and scattered into the pattern. The kernel is a pure
+JAX function of a parameter pytree, so the refinement engine gets exact Jacobians by
+autodiff and the same function can be ``vmap``-ed over patterns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from layerscope.crystal.phase import Phase  # noqa: E402
+from layerscope.diffraction import tof_profile as tp  # noqa: E402
+from layerscope.diffraction.background import chebyshev_background  # noqa: E402
+from layerscope.diffraction.instrument import TOFInstrument  # noqa: E402
+from layerscope.diffraction.reflections import reflections  # noqa: E402
+from layerscope.diffraction.structure_factors import SiteTables, site_tables, structure_factor_kernel  # noqa: E402
+
+__all__ = ["PhaseSetup", "PatternModel", "build_model", "initial_params", "make_pattern_function",
+           "compute_pattern", "PatternResult", "INSTRUMENT_KEYS"]
+
+INSTRUMENT_KEYS = ("zero", "difc", "difa", "difb", "alpha", "beta0", "beta1", "betaq",
+                   "sig0", "sig1", "sig2", "sigq", "x", "y", "z")
+
+
+@dataclass(frozen=True)
+class PhaseSetup:
+    """Static (non-refined) description of one phase in a pattern model."""
+
+    phase: Phase
+    hkl: np.ndarray
+    multiplicity: np.ndarray
+    tables: SiteTables
+    window: int
+    left: int
+
+
+@dataclass(frozen=True)
+class PatternModel:
+    """Everything about a pattern model that is fixed during a refinement."""
+
+    tof_us: np.ndarray
+    phases: tuple[PhaseSetup, ...]
+    n_background: int
+    lorentz: bool
+    two_theta: float
+    t_range: tuple[float, float]
+    instrument: TOFInstrument
+
+    @property
+    def phase_names(self) -> list[str]:
+        return [s.phase.name for s in self.phases]
+
+
+@dataclass(frozen=True)
+class PatternResult:
+    tof_us: np.ndarray
+    total: np.ndarray
+    background: np.ndarray
+    phases: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _cell_inv_d2(cell, hkl):
+    a, b, c, al, be, ga = cell[0], cell[1], cell[2], cell[3], cell[4], cell[5]
+    ca, cb, cg = jnp.cos(jnp.deg2rad(al)), jnp.cos(jnp.deg2rad(be)), jnp.cos(jnp.deg2rad(ga))
+    g = jnp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
+    gstar = jnp.linalg.inv(g)
+    vol = jnp.sqrt(jnp.linalg.det(g))
+    return jnp.einsum("ni,ij,nj->n", hkl, gstar, hkl), vol
+
+
+def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_background: int = 6,
+                lorentz: bool | None = None, size_um=None, mustrain=None, mx=1.0,
+                tail_fraction: float = 1e-4, window_margin: float = 1.3) -> PatternModel:
+    """Prepare reflection lists and windows for a set of phases on a TOF grid.
+
+    ``lorentz=None`` switches the Lorentzian term on when the instrument has X/Y/Z > 0 or any
+    phase has Lorentzian size/strain broadening (``size_um``/``mustrain`` dicts by phase name,
+    mixing ``mx``); refinements that free microstrain should pass ``lorentz=True``.
+    """
+    tof = np.asarray(tof_us, dtype=float)
+    if tof.ndim != 1 or len(tof) < 10 or not np.all(np.diff(tof) > 0):
+        raise ValueError("tof_us must be a strictly increasing 1-D grid of at least 10 points")
+    size_um = size_um or {}
+    mustrain = mustrain or {}
+    inst = instrument
+    lor_inst = inst.x > 0 or inst.y > 0 or inst.z > 0
+    lor_sample = mx > 0 and (any(np.isfinite(v) for v in size_um.values()) or any(v > 0 for v in mustrain.values()))
+    if lorentz is None:
+        lorentz = bool(lor_inst or lor_sample)
+    d_lo = inst.d_from_tof(max(tof[0] * 0.97, 1.0))
+    d_hi = inst.d_from_tof(tof[-1] * 1.03)
+    dt = np.gradient(tof)
+    setups = []
+    for ph in phases:
+        refl = reflections(ph, float(d_lo), float(d_hi))
+        if len(refl) == 0:
+            raise ValueError(f"phase {ph.name!r} has no reflections between d = {d_lo:.3f} and {d_hi:.3f} Å")
+        d = refl.d_angstrom
+        s_um = size_um.get(ph.name, np.inf)
+        mu = mustrain.get(ph.name, 0.0)
+        window, left = _window(d, tof, dt, inst, s_um, mu, mx, lorentz, tail_fraction, window_margin)
+        setups.append(PhaseSetup(ph, refl.hkl.astype(float), refl.multiplicity.astype(float),
+                                 site_tables(ph, refl.hkl), window, left))
+    return PatternModel(tof, tuple(setups), int(n_background), bool(lorentz), inst.two_theta,
+                        (float(tof[0]), float(tof[-1])), inst)
+
+
+def _window(d, tof, dt, inst, size_um, mustrain, mx, lorentz, tail, margin):
+    th = inst.zero + inst.difc * d + inst.difa * d**2 + inst.difb / d
+    alpha = inst.alpha / d
+    beta = inst.beta0 + inst.beta1 / d**4 + inst.betaq / d**2
+    sig2 = np.maximum(inst.sig0 + inst.sig1 * d**2 + inst.sig2 * d**4 + inst.sigq * d, 1e-6)
+    gam = inst.z + inst.x * d + inst.y * d**2
+    g_size = 1e-4 * inst.difc * d**2 / size_um
+    g_strain = 1e-6 * inst.difc * d * mustrain
+    gam = gam + mx * (g_size + g_strain)
+    sig2 = sig2 + ((1 - mx) ** 2 * (g_size**2 + g_strain**2)) / (8 * np.log(2))
+    fwhm = np.sqrt(8 * np.log(2) * sig2) + gam
+    ln_tail = -np.log(tail)
+    left_us = 3.0 * fwhm + ln_tail / alpha
+    right_us = 3.0 * fwhm + ln_tail / np.maximum(beta, 1e-6)
+    if lorentz:
+        # Lorentzian tails fall as 1/Δ²: keep ±25 FWHM (≤ ~1 % of the Lorentzian area lost)
+        left_us = np.maximum(left_us, 25 * fwhm)
+        right_us = np.maximum(right_us, 25 * fwhm)
+    bw = np.interp(th, tof, dt)
+    n_left = np.ceil(margin * left_us / bw)
+    n_right = np.ceil(margin * right_us / bw)
+    k = int(min(len(tof), max(16, int(np.max(n_left + n_right)))))
+    k = int(min(len(tof), 16 * int(np.ceil(k / 16))))
+    left = int(min(k - 1, np.max(n_left)))
+    return k, left
+
+
+def initial_params(model: PatternModel, *, scales=None, background=None, size_um=None, mustrain=None,
+                   mx=1.0, absorption=0.0) -> dict:
+    """Parameter pytree with the phases' own values and the model instrument."""
+    scales = scales or {}
+    size_um = size_um or {}
+    mustrain = mustrain or {}
+    inst = model.instrument
+    bkg = np.zeros(model.n_background) if background is None else np.asarray(background, dtype=float)
+    if bkg.shape != (model.n_background,):
+        raise ValueError(f"background needs {model.n_background} coefficients, got {bkg.shape}")
+    phases = []
+    for s in model.phases:
+        t = s.tables
+        phases.append({
+            "scale": jnp.asarray(float(scales.get(s.phase.name, 1.0))),
+            "cell": jnp.asarray(s.phase.cell, dtype=float),
+            "xyz": jnp.asarray(t.xyz),
+            "occ": jnp.asarray(t.occ),
+            "biso": jnp.asarray(t.biso),
+            "inv_size": jnp.asarray(1.0 / float(size_um.get(s.phase.name, np.inf))),
+            "mustrain": jnp.asarray(float(mustrain.get(s.phase.name, 0.0))),
+            "mx": jnp.asarray(float(mx)),
+        })
+    return {
+        "instrument": {k: jnp.asarray(float(getattr(inst, k))) for k in INSTRUMENT_KEYS},
+        "background": jnp.asarray(bkg),
+        "absorption": jnp.asarray(float(absorption)),
+        "phases": phases,
+    }
+
+
+def _phase_pattern(setup: PhaseSetup, pp: dict, ip: dict, tof, absorption, sin_theta, lorentz):
+    hkl = jnp.asarray(setup.hkl)
+    inv_d2, vol = _cell_inv_d2(pp["cell"], hkl)
+    d = 1.0 / jnp.sqrt(inv_d2)
+    t = setup.tables
+    f = structure_factor_kernel(t.hr, t.ht, inv_d2, t.site_weight, t.spec_site, t.spec_b,
+                                pp["xyz"], pp["biso"], pp["occ"])
+    f2 = jnp.real(f) ** 2 + jnp.imag(f) ** 2
+    inten = pp["scale"] * setup.multiplicity * f2 * d**4 / vol**2 * jnp.exp(-absorption * 2.0 * d * sin_theta)
+    th = tp.tof_from_d(d, ip["zero"], ip["difc"], ip["difa"], ip["difb"])
+    alpha = tp.alpha_tof(d, ip["alpha"])
+    beta = tp.beta_tof(d, ip["beta0"], ip["beta1"], ip["betaq"])
+    sig2 = tp.sigma2_tof(d, ip["sig0"], ip["sig1"], ip["sig2"], ip["sigq"])
+    gam = tp.gamma_tof(d, ip["x"], ip["y"], ip["z"])
+    g_size = 1e-4 * ip["difc"] * d**2 * pp["inv_size"]
+    g_strain = 1e-6 * ip["difc"] * d * pp["mustrain"]
+    mx = pp["mx"]
+    gam = gam + mx * (g_size + g_strain)
+    sig2 = sig2 + (1.0 - mx) ** 2 * (g_size**2 + g_strain**2) / tp.EIGHT_LN2
+    sig2 = jnp.maximum(sig2, 1e-6)
+    n = tof.shape[0]
+    k = setup.window
+    centre = jnp.searchsorted(tof, th)
+    start = jnp.clip(centre - setup.left, 0, n - k)
+    idx = start[:, None] + jnp.arange(k)[None, :]
+    delta = tof[idx] - th[:, None]
+    prof = tp.tof_peak(delta, alpha[:, None], beta[:, None], sig2[:, None], gam[:, None], lorentz=lorentz)
+    contrib = jnp.zeros(n).at[idx.ravel()].add((inten[:, None] * prof).ravel())
+    return contrib
+
+
+def _pattern(model: PatternModel, params: dict):
+    tof = jnp.asarray(model.tof_us)
+    ip = params["instrument"]
+    sin_theta = float(np.sin(np.radians(model.two_theta / 2)))
+    parts = [_phase_pattern(s, pp, ip, tof, params["absorption"], sin_theta, model.lorentz)
+             for s, pp in zip(model.phases, params["phases"])]
+    phases = jnp.stack(parts) if parts else jnp.zeros((0, tof.shape[0]))
+    bkg = chebyshev_background(tof, params["background"], model.t_range)
+    return phases.sum(axis=0) + bkg, phases, bkg
+
+
+def make_pattern_function(model: PatternModel):
+    """A jitted ``f(params) -> (total, per_phase, background)`` for this model."""
+    return jax.jit(partial(_pattern, model))
+
+
+def compute_pattern(model: PatternModel, params: dict | None = None, **kw) -> PatternResult:
+    """Evaluate the model once (NumPy outputs)."""
+    params = initial_params(model, **kw) if params is None else params
+    total, phases, bkg = make_pattern_function(model)(params)
+    return PatternResult(model.tof_us, np.asarray(total), np.asarray(bkg),
+                         {s.phase.name: np.asarray(p) for s, p in zip(model.phases, phases)})
