@@ -148,7 +148,7 @@ def write_cif(phase: Phase, path: str | os.PathLike) -> Path:
         for sym, occ in s.species:
             label = f"{s.label}_{sym}" if len(s.species) > 1 else s.label
             x, y, z = s.xyz
-            lines.append(f"{label} {sym} {x:.6f} {y:.6f} {z:.6f} {occ:.6f} Biso {s.biso:.5f} {s.wyckoff or '?'}")
+            lines.append(f"{label} {sym} {x:.8f} {y:.8f} {z:.8f} {occ:.8f} Biso {s.biso:.6f} {s.wyckoff or '?'}")
     text = "\n".join(lines) + "\n"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)

@@ -89,7 +89,7 @@ class Site:
         if not np.isfinite(self.biso) or self.biso < 0:
             raise ValueError(f"site {self.label!r}: Biso must be a finite number >= 0 Å², got {self.biso}")
         total = sum(o for _, o in species)
-        if total > 1 + 1e-6:
+        if total > 1 + 1e-5:
             raise ValueError(f"site {self.label!r}: occupancies sum to {total:.6f} > 1")
 
     @property

@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-__all__ = ["TOFInstrument", "read_instprm", "write_instprm", "gppd_like"]
+__all__ = ["TOFInstrument", "read_instprm", "write_instprm", "gppd_like", "GPPD_TOF_RANGE_US"]
 
 # instprm key -> dataclass field
 _KEYS = {
@@ -130,15 +130,21 @@ def write_instprm(inst: TOFInstrument, path: str | os.PathLike) -> Path:
 
 
 def gppd_like() -> TOFInstrument:
-    """A backscattering bank like the GPPD diffractometer at CSNS (illustrative values).
+    """A 90° bank like those of the GPPD diffractometer at CSNS (illustrative values).
 
-    2θ = 150°, total flight path ≈ 31.5 m ⇒ difC = 252.777·L·2 sin θ ≈ 15 380 µs/Å;
-    Gaussian width σ_t/t ≈ 0.08 % (Δd/d ≈ 0.19 % FWHM), moderate exponential tails.
-    These are not calibrated GPPD values; they make simulated patterns look like the
-    paper's (resolution sufficient to split the O3'/O3 doublets).
+    2θ = 90°, total flight path 31.5 m ⇒ difC = 252.777·L·2 sin θ ≈ 11 260 µs/Å, so the
+    TOF range 5 000–56 000 µs covers d ≈ 0.45–5.0 Å: the O3' (001)/O3 (003) layer
+    reflection near 4.75 Å and the graphite/LiC12/LiC6 (00l) lines at 3.3–3.7 Å, which
+    the paper separates "in the high d-value region", are inside it. Gaussian width
+    σ_t/t ≈ 0.12 % (Δd/d ≈ 0.3 % FWHM), moderate exponential tails. These are not
+    calibrated GPPD values; they give simulated patterns the paper's look and resolution.
     """
-    two_theta, flight = 150.0, 31.5
+    two_theta, flight = 90.0, 31.5
     difc = 252.777 * flight * 2 * math.sin(math.radians(two_theta / 2))
-    return TOFInstrument(difc=round(difc, 3), difa=0.0, difb=0.0, zero=0.0, alpha=0.12, beta0=0.025,
-                         beta1=0.010, betaq=0.0, sig0=4.0, sig1=150.0, sig2=1.0, sigq=0.0, x=0.0, y=0.0,
+    return TOFInstrument(difc=round(difc, 3), difa=0.0, difb=0.0, zero=0.0, alpha=0.10, beta0=0.02,
+                         beta1=0.008, betaq=0.0, sig0=4.0, sig1=183.0, sig2=1.0, sigq=0.0, x=0.0, y=0.0,
                          two_theta=two_theta, flight_path_m=flight, source="gppd-like default")
+
+
+#: default TOF range (µs) for the GPPD-like bank
+GPPD_TOF_RANGE_US = (5000.0, 56000.0)

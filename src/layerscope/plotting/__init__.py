@@ -1,0 +1,1 @@
+"""Figures (matplotlib, Agg backend). Science modules never import this package."""
