@@ -1,0 +1,177 @@
+"""Phase, orientation and twin maps of a whole scan, computed chunk by chunk on dask.
+
+``index_scan`` maps :func:`layerscope.fourd.index.index_patterns` over blocks of
+probe positions (each block holds whole patterns), so memory is bounded by the
+block size; the local threaded scheduler is the default and a
+``dask.distributed`` scheduler address runs the same graph on a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from layerscope.diffraction.electron import TwinLaw
+from layerscope.fourd.index import FIELDS, Matcher, index_patterns, misorientation_deg, rotation_from_fields
+
+__all__ = ["OrientationMaps", "index_scan", "twin_map", "ipf_colours", "write_maps"]
+
+
+@dataclass(frozen=True)
+class OrientationMaps:
+    """Per probe position: phase code (into ``phase_names``), orientation U (crystal → lab),
+    correlation, phase and orientation reliability (%), scattered fraction."""
+
+    phase: np.ndarray
+    phase_names: tuple[str, ...]
+    rotation: np.ndarray
+    correlation: np.ndarray
+    phase_reliability: np.ndarray
+    orientation_reliability: np.ndarray
+    scattered_fraction: np.ndarray
+    fields: np.ndarray
+
+    @property
+    def quaternion(self) -> np.ndarray:
+        """(…, 4) scalar-last quaternions of the Bunge rotation g = Uᵀ (sample → crystal)."""
+        u = self.rotation.reshape(-1, 3, 3)
+        return Rotation.from_matrix(np.transpose(u, (0, 2, 1))).as_quat().reshape(*self.phase.shape, 4)
+
+    @property
+    def euler_deg(self) -> np.ndarray:
+        """(…, 3) Bunge Euler angles (φ1, Φ, φ2) in degrees of g = Uᵀ."""
+        u = self.rotation.reshape(-1, 3, 3)
+        e = Rotation.from_matrix(np.transpose(u, (0, 2, 1))).as_euler("ZXZ", degrees=True) % 360
+        return e.reshape(*self.phase.shape, 3)
+
+
+def _block(block, matcher):
+    ny, nx = block.shape[:2]
+    out = index_patterns(np.asarray(block).reshape(ny * nx, *block.shape[2:]), matcher)
+    return out.reshape(ny, nx, len(FIELDS))
+
+
+def index_scan(data, matcher: Matcher, *, scheduler: str | None = None, chunk_positions: int | None = None,
+               num_workers: int | None = None) -> OrientationMaps:
+    """Index every pattern of a (scan y, scan x, ky, kx) NumPy or dask array.
+
+    ``scheduler``: None (local threads), ``"synchronous"``, or a ``dask.distributed``
+    scheduler address such as ``"tcp://10.0.0.1:8786"``.
+    """
+    arr = data if isinstance(data, da.Array) else da.from_array(data, chunks=(16, 16, -1, -1))
+    if arr.ndim != 4:
+        raise ValueError(f"expected a 4-D scan (scan y, scan x, ky, kx), got shape {arr.shape}")
+    if chunk_positions:
+        arr = arr.rechunk((chunk_positions, chunk_positions, -1, -1))
+    elif arr.chunks[2] != (arr.shape[2],) or arr.chunks[3] != (arr.shape[3],):
+        arr = arr.rechunk((arr.chunksize[0], arr.chunksize[1], -1, -1))
+    res = arr.map_blocks(_block, matcher, dtype=np.float64, drop_axis=(2, 3), new_axis=2,
+                         chunks=(arr.chunks[0], arr.chunks[1], (len(FIELDS),)))
+    if scheduler not in (None, "threads", "synchronous", "processes"):
+        from dask.distributed import Client
+
+        with Client(scheduler) as client:
+            fields = client.compute(res).result()
+    else:
+        kw = {"num_workers": num_workers} if num_workers else {}
+        fields = res.compute(scheduler=scheduler or "threads", **kw)
+    return maps_from_fields(fields, matcher)
+
+
+def maps_from_fields(fields: np.ndarray, matcher: Matcher) -> OrientationMaps:
+    f = {name: fields[..., i] for i, name in enumerate(FIELDS)}
+    rot = rotation_from_fields(matcher, f["template"], f["alpha_rad"], f["flip"])
+    rot[f["template"] < 0] = np.eye(3)
+    return OrientationMaps(f["phase"].astype(int), matcher.phase_names, rot, f["correlation"],
+                           f["phase_reliability"], f["orientation_reliability"], f["scattered_fraction"], fields)
+
+
+def twin_map(maps: OrientationMaps, phase_code: int, law: TwinLaw, symmetry: np.ndarray, *,
+             parent: np.ndarray | None = None, tolerance_deg: float = 3.0) -> np.ndarray:
+    """Label each position of a phase as parent (0), twin variant (1) or neither (−1; other phases −2).
+
+    A position is a twin when its orientation is within ``tolerance_deg`` of
+    ``parent · Tᵀ`` (T the twin law's rotation) and further from the parent.
+    ``parent`` defaults to the orientation shared (within the tolerance) by the
+    most positions of that phase. Misorientations honour the Laue-class symmetry.
+    """
+    sel = maps.phase == phase_code
+    out = np.full(maps.phase.shape, -2)
+    if not sel.any():
+        return out
+    u = maps.rotation[sel]
+    if parent is None:
+        sample = u[np.linspace(0, len(u) - 1, min(len(u), 200)).astype(int)]
+        counts = [(misorientation_deg(u, s, symmetry) < tolerance_deg).sum() for s in sample]
+        parent = sample[int(np.argmax(counts))]
+    m_par = misorientation_deg(u, parent, symmetry)
+    m_tw = misorientation_deg(u, parent @ law.matrix.T, symmetry)
+    lab = np.full(len(u), -1)
+    lab[(m_par <= tolerance_deg) & (m_par <= m_tw)] = 0
+    lab[(m_tw <= tolerance_deg) & (m_tw < m_par)] = 1
+    out[sel] = lab
+    return out
+
+
+def ipf_colours(maps: OrientationMaps, symmetries, *, direction=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """RGB (…, 3) inverse-pole-figure colours of the lab ``direction`` in each crystal.
+
+    The crystal direction v = Uᵀ·d is brought into the fundamental sector of the
+    phase's Laue class (the image closest to a fixed reference direction) and
+    coloured by its position: hue from the azimuth about the reference, saturation
+    from the angle to it. Non-crystalline positions are black. (A generic key: it
+    colours equivalent directions alike for any Laue class, without the
+    standard-triangle corners of cubic keys.)
+    """
+    from matplotlib.colors import hsv_to_rgb
+
+    ref = np.array([0.8716, 0.3712, 0.3202])
+    ref /= np.linalg.norm(ref)
+    rgb = np.zeros((*maps.phase.shape, 3))
+    d = np.asarray(direction, dtype=float)
+    for code, sym in symmetries.items():
+        sel = maps.phase == code
+        if not sel.any():
+            continue
+        v = np.einsum("nji,j->ni", maps.rotation[sel], d)
+        laue = np.concatenate([sym, -sym])
+        imgs = np.einsum("sij,nj->nsi", laue, v)
+        w = imgs[np.arange(len(v)), np.argmax(imgs @ ref, axis=1)]
+        e1 = np.cross(ref, [0, 0, 1.0])
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(ref, e1)
+        hue = (np.arctan2(w @ e2, w @ e1) / (2 * np.pi)) % 1
+        ang = np.arccos(np.clip(w @ ref, -1, 1))
+        sat = np.clip(ang / max(ang.max(), 1e-6), 0.15, 1)
+        rgb[sel] = hsv_to_rgb(np.stack([hue, sat, np.ones_like(hue)], -1))
+    return rgb
+
+
+def write_maps(path, maps: OrientationMaps, *, extra: dict | None = None, attrs: dict | None = None):
+    """maps.h5: phase, Euler angles (Bunge, deg), quaternions, correlation, reliabilities (atomic write)."""
+    import os
+    from pathlib import Path
+
+    import h5py
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("phase", data=maps.phase)
+        f["phase"].attrs["names"] = ",".join(maps.phase_names)
+        f.create_dataset("euler_bunge_deg", data=maps.euler_deg)
+        f.create_dataset("quaternion_xyzw", data=maps.quaternion)
+        f.create_dataset("rotation_crystal_to_lab", data=maps.rotation)
+        f.create_dataset("correlation", data=maps.correlation)
+        f.create_dataset("phase_reliability_percent", data=maps.phase_reliability)
+        f.create_dataset("orientation_reliability_percent", data=maps.orientation_reliability)
+        f.create_dataset("scattered_fraction", data=maps.scattered_fraction)
+        for k, v in (extra or {}).items():
+            f.create_dataset(k, data=v)
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+    os.replace(tmp, path)
+    return path
