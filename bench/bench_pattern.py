@@ -47,7 +47,12 @@ Differences that remain, and how they are bridged here:
 
 Both run on the CPU of this machine; JAX may use every core, cryspy's NumPy/SciPy ufuncs one.
 
-Run: ``.venv/bin/python bench/bench_pattern.py [--repeats N] [--points N]`` (needs cryspy).
+``--profile gauss`` times the same pattern without any Lorentzian term (no size/strain broadening;
+cryspy's "Gauss" peak shape, layerscope's ``lorentz=False`` path): it isolates the cost of the
+complex-E1 Lorentzian part of the profile, which dominates layerscope's time on the CPU.
+
+Run: ``.venv/bin/python bench/bench_pattern.py [--repeats N] [--points N] [--profile gauss]``
+(needs cryspy).
 """
 
 from __future__ import annotations
@@ -110,7 +115,7 @@ def _cryspy_crystal(phase) -> str:
     return "\n".join(lines)
 
 
-def cryspy_input(phases, tof, inst, scales, bkg_curve) -> str:
+def cryspy_input(phases, tof, inst, scales, bkg_curve, gauss: bool = False) -> str:
     if inst.difb != 0 or inst.betaq != 0 or inst.sigq != 0 or inst.z != 0:
         raise ValueError("cryspy has no difB, beta-q, sig-q or Z term: this bench needs them at 0")
     sin_th = np.sin(np.radians(inst.two_theta / 2))
@@ -118,15 +123,16 @@ def cryspy_input(phases, tof, inst, scales, bkg_curve) -> str:
     t = ["data_bank",
          f"_tof_parameters_zero {inst.zero!r}", f"_tof_parameters_dtt1 {inst.difc!r}",
          f"_tof_parameters_dtt2 {inst.difa!r}", f"_tof_parameters_2theta_bank {inst.two_theta!r}",
-         "_tof_profile_peak_shape pseudo-Voigt",
+         f"_tof_profile_peak_shape {'Gauss' if gauss else 'pseudo-Voigt'}",
          "_tof_profile_alpha0 0.0", f"_tof_profile_alpha1 {inst.alpha!r}",
          f"_tof_profile_beta0 {inst.beta0!r}", f"_tof_profile_beta1 {inst.beta1!r}",
          f"_tof_profile_sigma0 {inst.sig0!r}", f"_tof_profile_sigma1 {inst.sig1!r}",
-         f"_tof_profile_sigma2 {inst.sig2!r}",
-         "_tof_profile_gamma0 0.0", f"_tof_profile_gamma1 {inst.x!r}", f"_tof_profile_gamma2 {inst.y!r}",
-         f"_tof_profile_size_l {1e-4 * inst.difc / SIZE_UM!r}",
-         f"_tof_profile_strain_l {1e-6 * inst.difc * MUSTRAIN!r}",
-         f"_range_time_min {float(tof[0]) - 1e-3!r}", f"_range_time_max {float(tof[-1]) + 1e-3!r}",
+         f"_tof_profile_sigma2 {inst.sig2!r}"]
+    if not gauss:
+        t += ["_tof_profile_gamma0 0.0", f"_tof_profile_gamma1 {inst.x!r}", f"_tof_profile_gamma2 {inst.y!r}",
+              f"_tof_profile_size_l {1e-4 * inst.difc / SIZE_UM!r}",
+              f"_tof_profile_strain_l {1e-6 * inst.difc * MUSTRAIN!r}"]
+    t += [f"_range_time_min {float(tof[0]) - 1e-3!r}", f"_range_time_max {float(tof[-1]) + 1e-3!r}",
          "loop_", "_phase_label", "_phase_scale"]
     for p in phases:
         # S·|F|²/V² (b in fm)  ==  scale·sin θ·|F|² (b in 10⁻¹² cm; 0.5·plus + 0.5·minus)
@@ -194,6 +200,9 @@ def main(argv=None) -> int:
                     help="TOF range in µs, log-spaced grid (default 8000 60000)")
     ap.add_argument("--cryspy-cutoff", type=float, default=10.0,
                     help="cryspy peak cutoff c in ±c·(FWHM + 1/α + 1/β) for the headline timing (default 10)")
+    ap.add_argument("--profile", choices=("pseudo-voigt", "gauss"), default="pseudo-voigt",
+                    help="peak shape: b2b-exp ⊗ pseudo-Voigt with Lorentzian size/strain (default), or b2b-exp ⊗"
+                         " Gaussian with no Lorentzian term (cryspy 'Gauss'; layerscope lorentz=False)")
     ap.add_argument("--full-repeats", type=int, default=None,
                     help="repeats of cryspy without cutoff (default: --repeats, 3 if one call takes > 5 s;"
                          " 0 skips it)")
@@ -207,26 +216,29 @@ def main(argv=None) -> int:
     phases = pouch_cell_phases()
     names = [p.name for p in phases]
     inst = gppd_like()
+    gauss = args.profile == "gauss"
+    size_um = {n: (np.inf if gauss else SIZE_UM) for n in names}
+    mustrain = {n: (0.0 if gauss else MUSTRAIN) for n in names}
     tof = np.geomspace(args.tof_range[0], args.tof_range[1], args.points)
     print(f"pattern: {len(phases)} phases ({', '.join(names)}) + Chebyshev background, "
           f"{args.points} TOF points {tof[0]:.0f}-{tof[-1]:.0f} us (log-spaced), instrument "
           f"'{inst.source}' (difC {inst.difc:.1f} us/A, 2theta {inst.two_theta:g} deg), "
-          f"size {SIZE_UM:g} um + microstrain {MUSTRAIN:g}e-6 (Lorentzian) on every phase")
+          + ("b2b-exp x Gaussian, no Lorentzian term" if gauss else
+             f"b2b-exp x pseudo-Voigt, size {SIZE_UM:g} um + microstrain {MUSTRAIN:g}e-6 (Lorentzian) on every phase"))
 
     # ---- layerscope -------------------------------------------------------------------------
     t0 = time.perf_counter()
     model = build_model(phases, tof, inst, n_background=len(BKG_SHAPE),
-                        size_um={n: SIZE_UM for n in names}, mustrain={n: MUSTRAIN for n in names})
+                        size_um=size_um, mustrain=mustrain)
     t_build = time.perf_counter() - t0
     f = make_pattern_function(model)
-    p0 = initial_params(model, scales=SCALES, size_um={n: SIZE_UM for n in names},
-                        mustrain={n: MUSTRAIN for n in names})
+    p0 = initial_params(model, scales=SCALES, size_um=size_um, mustrain=mustrain)
     t0 = time.perf_counter()
     bragg = np.asarray(f(p0)[0])  # first call: trace + XLA compile + one evaluation
     t_compile = time.perf_counter() - t0
     bkg_coef = BKG_SHAPE * float(bragg.mean())
-    params = initial_params(model, scales=SCALES, background=bkg_coef, size_um={n: SIZE_UM for n in names},
-                            mustrain={n: MUSTRAIN for n in names})
+    params = initial_params(model, scales=SCALES, background=bkg_coef, size_um=size_um,
+                            mustrain=mustrain)
     bkg_curve = bkg_coef @ chebyshev_basis(tof, len(bkg_coef), model.t_range)
 
     def ours():
@@ -239,11 +251,12 @@ def main(argv=None) -> int:
     n_ours = {s.phase.name: len(s.hkl) for s in model.phases}
     print(f"layerscope build_model (reflection lists, windows): {t_build:.3f} s; "
           f"reflections {sum(n_ours.values())} ({', '.join(f'{k} {v}' for k, v in n_ours.items())}); "
-          f"window points/peak {min(s.window for s in model.phases)}-{max(s.window for s in model.phases)}")
+          f"window points/peak {min(s.window for s in model.phases)}-{max(s.window for s in model.phases)}; "
+          f"Lorentzian term {'on' if model.lorentz else 'off'}")
     print(f"layerscope first call (JIT trace + compile + 1 eval): {t_compile:.2f} s")
 
     # ---- cryspy -----------------------------------------------------------------------------
-    text = cryspy_input(phases, tof, inst, SCALES, bkg_curve)
+    text = cryspy_input(phases, tof, inst, SCALES, bkg_curve, gauss=gauss)
     t0 = time.perf_counter()
     cp_cut = CryspyPattern(text, cutoff_fwhm=args.cryspy_cutoff)
     t_parse = time.perf_counter() - t0
@@ -279,7 +292,8 @@ def main(argv=None) -> int:
         extra = max(n_full - 1, 0)
         _, times = median_time(cp_full, extra) if extra else (None, [])
         t_full = statistics.median([t_one] + times)
-        note = " (fewer repeats: > 5 s per call)" if n_full < args.repeats else ""
+        note = (" (--full-repeats)" if args.full_repeats else " (fewer repeats: > 5 s per call)") \
+            if n_full < args.repeats else ""
         print(f"cryspy (NumPy, CPU), default (no cutoff: every peak on every point), one evaluation: "
               f"median {1e3 * t_full:.1f} ms over {n_full} repeats{note}")
 
@@ -292,7 +306,6 @@ def main(argv=None) -> int:
         rp, kp, rwpp = similarity(a + 1e-9 * a.max(), b + 1e-9 * a.max())
         per.append(f"{name} r={rp:.5f} k={kp:.4f}")
     print("similarity per phase (Bragg part): " + "; ".join(per))
-    rb, kb, rwpb = similarity(bkg, c_bkg)
     print(f"similarity, background (Chebyshev vs {N_BKG_POINTS}-point linear): max rel. diff "
           f"{np.abs(bkg - c_bkg).max() / np.abs(bkg).max():.1e}")
     if full_total is not None:
