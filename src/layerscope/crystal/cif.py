@@ -136,7 +136,10 @@ def write_cif(phase: Phase, path: str | os.PathLike) -> Path:
         f"_cell_angle_alpha {al:.5f}", f"_cell_angle_beta {be:.5f}", f"_cell_angle_gamma {ga:.5f}",
         f"_cell_volume {phase.volume:.4f}",
         f"_cell_formula_units_Z {phase.formula_units}",
-        f"_space_group_name_H-M_alt '{sg.xhm()}'",
+        # H-M without the ':setting' suffix (other programs reject it) + the Hall symbol and the
+        # operations, which fix the origin choice / axes unambiguously (e.g. Fd-3m origin 2)
+        f"_space_group_name_H-M_alt '{sg.hm}'",
+        f"_space_group_name_Hall '{sg.hall.strip()}'",
         f"_space_group_IT_number {sg.number}",
         "loop_", "_space_group_symop_operation_xyz",
     ]
@@ -145,10 +148,10 @@ def write_cif(phase: Phase, path: str | os.PathLike) -> Path:
               "_atom_site_fract_z", "_atom_site_occupancy", "_atom_site_adp_type", "_atom_site_B_iso_or_equiv",
               "_atom_site_Wyckoff_symbol"]
     for s in phase.sites:
-        for sym, occ in s.species:
+        for sym, occ in _printable_occupancies(s.species):
             label = f"{s.label}_{sym}" if len(s.species) > 1 else s.label
             x, y, z = s.xyz
-            lines.append(f"{label} {sym} {x:.8f} {y:.8f} {z:.8f} {occ:.8f} Biso {s.biso:.6f} {s.wyckoff or '?'}")
+            lines.append(f"{label} {sym} {x:.8f} {y:.8f} {z:.8f} {occ} Biso {s.biso:.6f} {s.wyckoff or '?'}")
     text = "\n".join(lines) + "\n"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -158,3 +161,14 @@ def write_cif(phase: Phase, path: str | os.PathLike) -> Path:
 
 def _cif_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "phase"
+
+
+def _printable_occupancies(species):
+    """Occupancies as 8-decimal strings whose sum never exceeds 1 after rounding
+    (2/3 + 1/6 + 1/6 would otherwise print as 1.00000001, which other readers reject)."""
+    vals = [round(o, 8) for _, o in species]
+    excess = round(sum(vals) - 1.0, 8)
+    if excess > 0:
+        i = max(range(len(vals)), key=vals.__getitem__)
+        vals[i] = round(vals[i] - excess, 8)
+    return [(sym, f"{v:.8f}") for (sym, _), v in zip(species, vals)]
