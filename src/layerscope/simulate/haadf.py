@@ -45,6 +45,11 @@ __all__ = [
     "LowMagSimulation",
     "simulate_particles_lowmag",
     "TABLE_S4_DEFECTS",
+    "DOMAIN_ZONES",
+    "DOMAIN_NAMES",
+    "ProjectedColumns",
+    "project_phase",
+    "domain_scene",
 ]
 
 #: HAADF contrast exponent (intensity ∝ Z**1.7).
@@ -670,3 +675,168 @@ def simulate_particles_lowmag(
     image = rng.poisson(expected).astype(float) if noise else expected.copy()
     counts = tuple(int(np.sum(np.asarray(dpart) == k + 1)) for k in range(n_p))
     return LowMagSimulation(image, pixel_size_nm, plabels, dlabels, np.asarray(dpart, int), counts, expected)
+
+
+# ---- projections of crystal-core phases: <210>_O3 superstructure domains, disorder -------------
+
+#: Paper, Fig. 1d and Supp. Fig. 5a-c: O3' domains A, B, C are O3' viewed along
+#: [110], [-100] and [1-10] (the same beam direction, <210>_O3, on three
+#: in-plane orientations of the Li@TM6 honeycomb order).
+DOMAIN_ZONES = {"A": (1, 1, 0), "B": (-1, 0, 0), "C": (1, -1, 0)}
+DOMAIN_NAMES = ("A", "B", "C")
+
+
+def _species_weight(species) -> float:
+    return float(sum(occ * _Z[el] ** Z_EXPONENT for el, occ in species))
+
+
+@dataclass(frozen=True)
+class ProjectedColumns:
+    """Columns of a phase projected along a zone axis, in Å (image frame).
+
+    ``u`` runs along the layers (perpendicular to ``up_hkl``), ``w`` along the
+    plane normal. ``weight`` is ``Σ occ Z**1.7`` per Å of column length,
+    relative to the brightest column. ``sublattice``: 0 cation column of a TM
+    layer (TM or Li-rich 2b columns), 1 O, 2 columns of the Li layer.
+    """
+
+    positions_angstrom: np.ndarray
+    weight: np.ndarray
+    sublattice: np.ndarray
+    repeat_angstrom: float
+    layer_spacing_angstrom: float
+
+
+def project_phase(
+    phase,
+    zone_uvw,
+    up_hkl=(0, 0, 1),
+    extent_angstrom: tuple[float, float] = (60.0, 60.0),
+    *,
+    origin_frac=(0.0, 0.5, 0.0),
+    origin_angstrom=(1.0, 2.0),
+    margin_angstrom: float = 3.0,
+) -> ProjectedColumns:
+    """Project a :class:`layerscope.crystal.Phase` along ``zone_uvw`` into columns.
+
+    Every atom of the expanded structure (``phase.expand()``, with site
+    occupancies) in one repeat ``|t|`` of the zone axis ``t = M·uvw`` is
+    projected onto the plane normal to ``t``; atoms landing on the same point
+    form one column of weight ``Σ occ Z**1.7 / |t|`` (incoherent Z-contrast,
+    exponent 1.7). The image frame has ``w`` along the normal of the planes
+    ``up_hkl`` (the layers for ``(001)``) and ``u = w × zone``. The point
+    ``origin_frac`` (default the 2b site at the centre of a TM honeycomb of
+    O3') sits at ``origin_angstrom``, so different zones of one phase share the
+    framework columns.
+    """
+    M = np.array(phase.gemmi_cell.orth.mat.tolist())
+    Minv = np.linalg.inv(M)
+    t = M @ np.asarray(zone_uvw, float)
+    L = float(np.linalg.norm(t))
+    ez = t / L
+    nrm = Minv.T @ np.asarray(up_hkl, float)
+    ey = nrm - (nrm @ ez) * ez
+    ey /= np.linalg.norm(ey)
+    ex = np.cross(ey, ez)
+    R = np.array([ex, ey, ez])
+    W, H = extent_angstrom
+    u0, w0 = origin_angstrom
+    m = margin_angstrom
+    corners = np.array([[x, y, z] for x in (-u0 - m, W - u0 + m) for y in (-w0 - m, H - w0 + m) for z in (0, L)])
+    fc = (Minv @ (R.T @ corners.T)).T
+    lo = np.floor(fc.min(axis=0)) - 1
+    hi = np.ceil(fc.max(axis=0)) + 1
+    ex_sites = phase.expand()
+    frac = ex_sites.frac - np.asarray(origin_frac)
+    wts = np.array([_species_weight(phase.sites[i].species) for i in ex_sites.site_index])
+    grids = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
+    allf = (grids[:, None, :] + frac[None, :, :]).reshape(-1, 3)
+    allw = np.tile(wts, len(grids))
+    xyz = allf @ (R @ M).T
+    ok = (
+        (xyz[:, 2] >= -1e-9) & (xyz[:, 2] < L - 1e-9)
+        & (xyz[:, 0] > -u0 - m) & (xyz[:, 0] < W - u0 + m)
+        & (xyz[:, 1] > -w0 - m) & (xyz[:, 1] < H - w0 + m)
+    )
+    xyz, allw = xyz[ok], allw[ok]
+    key = np.round(xyz[:, :2] / 0.01).astype(np.int64)
+    uniq, inv = np.unique(key, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    weight = np.bincount(inv, allw) / L
+    pos = np.zeros((len(uniq), 2))
+    np.add.at(pos, inv, xyz[:, :2])
+    pos /= np.bincount(inv)[:, None]
+    pos += np.array([u0, w0])
+    # O columns: every atom in them is O.
+    is_o = np.bincount(inv, np.array([phase.sites[i].species[0][0] == "O" for i in ex_sites.site_index])
+                       [np.tile(np.arange(len(frac)), len(grids))[ok]].astype(float)) == np.bincount(inv)
+    weight = weight / weight.max()
+    sub = np.where(is_o, 1, np.where(weight < 0.1, 2, 0))
+    h = float(1.0 / np.linalg.norm(nrm))
+    return ProjectedColumns(pos, weight, sub, L, h)
+
+
+def domain_scene(
+    extent_angstrom: tuple[float, float] = (48.0, 48.0),
+    *,
+    layout=None,
+    order: float = 1.0,
+    phase=None,
+) -> HAADFScene:
+    """O3' structural domains A, B, C viewed along <210>_O3 (Fig. 1d,e; Supp. Fig. 5a-c).
+
+    The bright–bright–dark contrast along each TM row is the TM–TM–Li(2b)
+    order of the Li@TM6 honeycomb; the three domains differ in how that
+    pattern is stacked from one layer to the next. Columns are projected
+    from ``phase`` (default ``preset_phase("lrm-pristine:O3p")``, table S1)
+    along the zones of :data:`DOMAIN_ZONES`.
+
+    Parameters
+    ----------
+    layout : callable (u, w) -> domain index array, optional
+        Default: upper half split into A (left) and B (right), lower half C.
+    order : float
+        Degree of Li/TM in-layer order, 0..1: the weight of every TM-layer
+        cation column becomes ``mean + order * (w - mean)`` (mean over that
+        layer's columns), so ``order = 0`` is the fully disordered O3 of
+        Supp. Fig. 16b with the same composition, and the modulation along
+        the TM rows scales with ``order``.
+
+    The returned scene's ``variant`` holds the domain index (0 A, 1 B, 2 C);
+    ``region_fn`` gives it for any point.
+    """
+    if phase is None:
+        from layerscope.crystal import preset_phase
+
+        phase = preset_phase("lrm-pristine:O3p")
+    if not 0.0 <= order <= 1.0:
+        raise ValueError(f"order must be within 0..1, got {order}")
+    W, H = extent_angstrom
+
+    def default_layout(u, w):
+        u, w = np.asarray(u), np.asarray(w)
+        return np.where(w > H / 2, 2, np.where(u < W / 2, 0, 1))
+
+    region_fn = layout or default_layout
+    pos_all, w_all, s_all, v_all, l_all = [], [], [], [], []
+    h = None
+    for v, name in enumerate(DOMAIN_NAMES):
+        pc = project_phase(phase, DOMAIN_ZONES[name], (0, 0, 1), extent_angstrom)
+        h = pc.layer_spacing_angstrom
+        layer = np.rint((pc.positions_angstrom[:, 1] - 2.0) / h).astype(int)
+        wt = pc.weight.copy()
+        tm = pc.sublattice == 0
+        mean_tm = wt[tm].mean()
+        wt[tm] = mean_tm + order * (wt[tm] - mean_tm)
+        # a column belongs to the domain that owns its TM layer point
+        keep = region_fn(pc.positions_angstrom[:, 0], 2.0 + layer * h) == v
+        pos_all.append(pc.positions_angstrom[keep])
+        w_all.append(wt[keep])
+        s_all.append(pc.sublattice[keep])
+        v_all.append(np.full(keep.sum(), v))
+        l_all.append(layer[keep])
+    pos = np.concatenate(pos_all)
+    inside = (pos[:, 0] > -3) & (pos[:, 0] < W + 3) & (pos[:, 1] > -3) & (pos[:, 1] < H + 3)
+    cat = [np.concatenate(x)[inside] for x in (w_all, s_all, v_all, l_all)]
+    wts = cat[0] / cat[0][cat[1] == 0].max()
+    return HAADFScene(pos[inside], wts, cat[1], cat[2], cat[3], extent_angstrom, None, region_fn, ())
