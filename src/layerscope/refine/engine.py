@@ -1,0 +1,299 @@
+"""Damped Gauss–Newton (Levenberg–Marquardt) least squares with autodiff Jacobians.
+
+Minimises χ² = Σ_i w_i (y_i − y_calc,i(q))², w_i = 1/σ_i², over the free vector q of a
+:class:`~layerscope.refine.parameters.FreeSet` (``full = x0 + A q``). Each cycle solves
+the Marquardt-scaled normal equations (Marquardt, J. SIAM 11, 431 (1963))::
+
+    (Ĥ + λ I) δ̂ = ĝ,   Ĥ_ij = H_ij / √(H_ii H_jj),  H = JᵀWJ,  g = JᵀW(y − y_calc)
+
+with J = ∂y_calc/∂q from forward-mode autodiff of the pattern kernel (exact, one JVP per
+free column, batched with ``vmap``). λ is divided by 10 after an accepted step and
+multiplied by 10 after a rejected one. Steps that would leave the bounds are clipped
+onto them and the parameter is reported. Convergence: max |δq_j| / esd_j below ``tol``
+(FullProf's and GSAS-II's shift/esd criterion).
+
+Esds: cov(q) = H⁻¹ · χ²_ν with χ²_ν = χ²/(N − P) (Prince, *Mathematical Techniques in
+Crystallography*, 2004). A normal matrix with a zero diagonal (a parameter the pattern does
+not depend on) or a condition number above 1e12 after scaling is *singular*: the step then
+uses the pseudo-inverse, the affected esds are NaN, and the result says which parameters
+are involved. Nothing here declares success silently: ``converged`` is True only when the
+shift criterion was met with a regular normal matrix and finite χ².
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from layerscope.diffraction.pattern import PatternModel, make_pattern_function  # noqa: E402
+from layerscope.refine.parameters import FreeSet, Layout  # noqa: E402
+
+__all__ = ["Evaluator", "FitStats", "FitResult", "least_squares", "fit_stats"]
+
+_BUCKETS = (16, 32, 64, 128, 256, 512)
+
+
+class Evaluator:
+    """Jitted pattern and Jacobian for one model (compiled once per column-count bucket).
+
+    The free columns are padded with zeros to the next bucket size, so successive stages
+    with similar numbers of free parameters reuse one compiled function.
+    """
+
+    def __init__(self, model: PatternModel, layout: Layout):
+        self.model = model
+        self.layout = layout
+        pattern = make_pattern_function(model)
+
+        def calc(v):
+            total, phases, bkg = pattern(layout.unflatten(v))
+            return total, phases, bkg
+
+        def calc_jac(v, a):
+            f = lambda u: pattern(layout.unflatten(u))[0]  # noqa: E731
+            yc = f(v)
+            jac = jax.vmap(lambda col: jax.jvp(f, (v,), (col,))[1])(a.T)
+            return yc, jac.T
+
+        self._calc = jax.jit(calc)
+        self._calc_jac = jax.jit(calc_jac)
+
+    def calc(self, full):
+        total, phases, bkg = self._calc(jnp.asarray(full))
+        return np.asarray(total), np.asarray(phases), np.asarray(bkg)
+
+    def calc_jac(self, full, a: np.ndarray):
+        k = a.shape[1]
+        kb = next((b for b in _BUCKETS if b >= k), k)
+        ap = np.zeros((a.shape[0], kb))
+        ap[:, :k] = a
+        yc, jac = self._calc_jac(jnp.asarray(full), jnp.asarray(ap))
+        return np.asarray(yc), np.asarray(jac)[:, :k]
+
+
+@dataclass(frozen=True)
+class FitStats:
+    """Agreement factors (%) and χ² of a fit over N points with P free parameters.
+
+    Rp = Σ|y − y_c| / Σ|y|; Rwp = √(Σ w (y − y_c)² / Σ w y²); Rexp = √((N − P) / Σ w y²);
+    χ² = Σ w (y − y_c)² / (N − P); GoF = √χ² (= Rwp / Rexp).
+    """
+
+    rp: float
+    rwp: float
+    rexp: float
+    chi2: float
+    gof: float
+    n_points: int
+    n_params: int
+
+
+def fit_stats(y, yc, sigma, n_params: int) -> FitStats:
+    w = 1.0 / np.asarray(sigma) ** 2
+    r2 = float(np.sum(w * (y - yc) ** 2))
+    swy = float(np.sum(w * y**2))
+    dof = max(len(y) - n_params, 1)
+    chi2 = r2 / dof
+    return FitStats(rp=100 * float(np.sum(np.abs(y - yc)) / np.sum(np.abs(y))), rwp=100 * np.sqrt(r2 / swy),
+                    rexp=100 * np.sqrt(dof / swy), chi2=chi2, gof=float(np.sqrt(chi2)), n_points=len(y),
+                    n_params=n_params)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Outcome of one least-squares run (one refinement stage)."""
+
+    free: FreeSet
+    q: np.ndarray
+    full: np.ndarray
+    cov_q: np.ndarray
+    esd_q: np.ndarray
+    correlation: np.ndarray
+    stats: FitStats
+    y_calc: np.ndarray
+    converged: bool
+    n_cycles: int
+    singular: bool
+    diverged: bool
+    bound_hits: tuple[str, ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+    history: tuple[float, ...] = field(default_factory=tuple)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.free.names
+
+    @property
+    def cov_full(self) -> np.ndarray:
+        """Covariance of every model quantity (A cov(q) Aᵀ); zero for fixed ones."""
+        c = np.nan_to_num(self.cov_q)
+        return self.free.A @ c @ self.free.A.T
+
+    @property
+    def esd_full(self) -> np.ndarray:
+        return np.sqrt(np.clip(np.diag(self.cov_full), 0, None))
+
+    def value(self, name: str) -> float:
+        """Refined value of a model quantity by its layout name (``NAC.a``)."""
+        return float(self.full[self.free.full_names.index(name)])
+
+    def esd(self, name: str) -> float:
+        return float(self.esd_full[self.free.full_names.index(name)])
+
+
+def _clip_to_bounds(free: FreeSet, q):
+    full = free.full(q)
+    lo, hi = free.lower, free.upper
+    bad = (full < lo) | (full > hi)
+    if not np.any(bad):
+        return q, np.zeros(len(full), bool)
+    full_c = np.clip(full, lo, hi)
+    return free.q_of(full_c), bad
+
+
+def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 30, tol: float = 0.01,
+                  lam0: float = 1e-3, cond_max: float = 1e12, correlation_warn: float = 0.95) -> FitResult:
+    """Refine the free vector of ``free`` against observations ``y`` ± ``sigma``.
+
+    ``max_cycles`` bounds the number of accepted Gauss–Newton cycles (GSAS-II's "cycles").
+    """
+    y = np.asarray(y, dtype=float)
+    sigma = np.asarray(sigma, dtype=float)
+    if y.shape != sigma.shape or y.shape != ev.model.tof_us.shape:
+        raise ValueError(f"observations ({y.shape}) and σ ({sigma.shape}) must match the model grid "
+                         f"({ev.model.tof_us.shape})")
+    if not (np.all(np.isfinite(y)) and np.all(np.isfinite(sigma)) and np.all(sigma > 0)):
+        raise ValueError("observations must be finite with σ > 0 at every point")
+    sw = 1.0 / sigma
+    k = free.n
+    names = free.names
+    q = np.zeros(k)
+    warnings: list[str] = []
+    hits = np.zeros(len(free.x0), bool)
+    if k == 0:
+        yc = ev.calc(free.full(q))[0]
+        st = fit_stats(y, yc, sigma, 0)
+        return FitResult(free, q, free.full(q), np.zeros((0, 0)), np.zeros(0), np.zeros((0, 0)), st, yc,
+                         True, 0, False, False, (), ("nothing is free: pattern evaluated only",), (st.rwp,))
+    yc, jac = ev.calc_jac(free.full(q), free.A)
+    r = (y - yc) * sw
+    chi2 = float(r @ r)
+    history = [chi2]
+    lam = lam0
+    converged = diverged = False
+    singular_names: list[str] = []
+    cycles = 0
+    shift_esd = np.inf
+    if not np.isfinite(chi2):
+        diverged = True
+        warnings.append("the starting model gives a non-finite pattern (check the starting values)")
+    while not diverged and cycles < max_cycles:
+        jw = jac * sw[:, None]
+        h = jw.T @ jw
+        g = jw.T @ r
+        d = np.diag(h).copy()
+        dead = d <= 1e-300 * max(d.max(), 1e-300)
+        d[dead] = 1.0
+        s = 1.0 / np.sqrt(d)
+        hs = h * s[:, None] * s[None, :]
+        gs = g * s
+        accepted = False
+        while lam < 1e10:
+            a = hs + lam * np.eye(k)
+            ds = np.linalg.lstsq(a, gs, rcond=1e-14)[0]
+            dq = ds * s
+            dq[dead] = 0.0
+            q_try, bad = _clip_to_bounds(free, q + dq)
+            yc_t, jac_t = ev.calc_jac(free.full(q_try), free.A)
+            r_t = (y - yc_t) * sw
+            chi2_t = float(r_t @ r_t)
+            if np.isfinite(chi2_t) and chi2_t <= chi2 * (1 + 1e-12):
+                accepted = True
+                break
+            lam *= 10.0
+        if not accepted:
+            # no step lowers χ²: we are at the minimum to numerical precision
+            converged = True
+            break
+        cycles += 1
+        hits |= bad
+        step = q_try - q
+        q, yc, jac, r, chi2 = q_try, yc_t, jac_t, r_t, chi2_t
+        history.append(chi2)
+        lam = max(lam / 10.0, 1e-9)
+        dof = max(len(y) - k, 1)
+        hin = np.linalg.pinv(hs, rcond=1e-14)
+        esd = np.sqrt(np.clip(np.diag(hin), 0, None) * chi2 / dof) * s
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shift_esd = float(np.nanmax(np.where(esd > 0, np.abs(step) / esd, 0.0)))
+        if shift_esd < tol:
+            converged = True
+            break
+    # final normal matrix and esds
+    jw = jac * sw[:, None]
+    h = jw.T @ jw
+    d = np.diag(h).copy()
+    dead = d <= 1e-300 * max(d.max(), 1e-300)
+    for i in np.where(dead)[0]:
+        singular_names.append(names[i])
+        warnings.append(f"the pattern does not depend on {names[i]} (no scattering contrast or no "
+                        "reflections): its value is undetermined — fix it or constrain it")
+    d[dead] = 1.0
+    s = 1.0 / np.sqrt(d)
+    hs = h * s[:, None] * s[None, :]
+    ev_vals, ev_vecs = np.linalg.eigh(hs)
+    cond = ev_vals[-1] / max(ev_vals[0], 1e-300)
+    singular = bool(np.any(dead) or cond > cond_max)
+    if cond > cond_max and not np.any(dead):
+        v = ev_vecs[:, 0]
+        idx = np.argsort(-np.abs(v))[:4]
+        involved = [names[i] for i in idx if abs(v[i]) > 0.1]
+        warnings.append("singular normal matrix (condition number %.1e): a combination of %s is not "
+                        "determined by the data (fully correlated parameters) — fix one or tie them"
+                        % (cond, ", ".join(involved)))
+    dof = max(len(y) - k, 1)
+    chi2_nu = chi2 / dof
+    hin = np.linalg.pinv(hs, rcond=1e-12)
+    cov = hin * s[:, None] * s[None, :] * chi2_nu
+    if singular:
+        bad_dir = np.zeros(k, bool)
+        bad_dir |= dead
+        small = ev_vals < ev_vals[-1] / cond_max
+        for j in np.where(small)[0]:
+            bad_dir |= np.abs(ev_vecs[:, j]) > 0.1
+        cov[bad_dir, :] = np.nan
+        cov[:, bad_dir] = np.nan
+    esd = np.sqrt(np.abs(np.diag(cov)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = cov / np.outer(esd, esd)
+    for i in range(k):
+        for j in range(i + 1, k):
+            if np.isfinite(corr[i, j]) and abs(corr[i, j]) > correlation_warn:
+                warnings.append(f"correlation {corr[i, j]:+.3f} between {names[i]} and {names[j]}")
+    bound_names = tuple(n for n, hit in zip(_full_names_of(free), hits) if hit)
+    full = free.full(q)
+    at_bound = [j for j in range(len(full)) if np.any(free.A[j] != 0)
+                and (abs(full[j] - free.lower[j]) < 1e-12 or abs(full[j] - free.upper[j]) < 1e-12)]
+    bound_names = tuple(sorted(set(bound_names) | {_full_names_of(free)[j] for j in at_bound}))
+    for b in bound_names:
+        warnings.append(f"{b} reached its bound and was held there")
+    if not np.isfinite(chi2):
+        diverged = True
+    if not converged and not diverged:
+        warnings.append(f"not converged after {cycles} cycles (max shift/esd {shift_esd:.3g} > {tol})")
+    if diverged:
+        warnings.append("the refinement diverged")
+    stats = fit_stats(y, yc, sigma, k)
+    ok = converged and not singular and not diverged
+    return FitResult(free, q, full, cov, esd, corr, stats, yc, ok, cycles, singular, diverged, bound_names,
+                     tuple(warnings), tuple(history))
+
+
+def _full_names_of(free: FreeSet) -> tuple[str, ...]:
+    return free.full_names or tuple(f"p{j}" for j in range(len(free.x0)))

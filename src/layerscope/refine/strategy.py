@@ -1,0 +1,147 @@
+"""Staged refinement strategies (what is freed at each stage), read from a small TOML file.
+
+A strategy file::
+
+    [refine]
+    max_cycles = 30          # per stage (GSAS-II's "cycles"); tol = 0.01 max shift/esd
+    scale_model = "gsas"     # "phase" (FullProf: one scale per phase) or "gsas"
+                             # (histogram scale × phase fraction, all phase fractions 1 at start)
+
+    [[stage]]
+    name = "background"
+    free = ["background", "hscale"]
+
+    [[stage]]
+    name = "phase fraction"
+    free = ["NAC.scale"]                 # stages are cumulative, as in GSAS-II and FullProf
+    fix = []                             # names to take out of the free set again
+
+    [[stage]]
+    name = "microstrain"
+    free = ["NAC.mustrain"]
+    start = { "NAC.mustrain" = 1000.0 }  # starting values set before the stage
+
+    [[constraint]]                       # Σ coeff·p = value (value omitted: keep the current sum)
+    terms = { "O3p.occ[M2b:Li]" = 1.0, "O3p.occ[M2b:Mn]" = 1.0 }
+
+    [[tie]]                              # equal values (one Biso for a group of sites)
+    params = ["O3p.biso[O1]", "O3p.biso[O2]"]
+
+Parameter names are those of :mod:`layerscope.refine.parameters`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from layerscope.refine.parameters import Constraint
+
+__all__ = ["Stage", "Strategy", "read_strategy", "parse_strategy", "default_strategy", "gsas_nac_strategy"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    free: tuple[str, ...]
+    fix: tuple[str, ...] = ()
+    start: dict = field(default_factory=dict)
+    max_cycles: int | None = None
+
+
+@dataclass(frozen=True)
+class Strategy:
+    stages: tuple[Stage, ...]
+    constraints: tuple[Constraint, ...] = ()
+    max_cycles: int = 30
+    tol: float = 0.01
+    scale_model: str = "phase"
+    bounds: dict = field(default_factory=dict)
+
+
+def parse_strategy(doc: dict, source: str = "strategy") -> Strategy:
+    """Strategy from a parsed TOML document; errors name the source and the item."""
+    if not isinstance(doc, dict) or "stage" not in doc:
+        raise ValueError(f"{source}: expected at least one [[stage]] table with a 'free' list")
+    glob = doc.get("refine", {})
+    stages = []
+    for i, st in enumerate(doc["stage"]):
+        if not isinstance(st, dict) or not isinstance(st.get("free", []), list):
+            raise ValueError(f"{source}: stage {i + 1} needs 'free = [\"...\"]' (a list of parameter names)")
+        start = st.get("start", {})
+        if not all(isinstance(v, (int, float)) for v in start.values()):
+            raise ValueError(f"{source}: stage {i + 1}: 'start' values must be numbers")
+        stages.append(Stage(str(st.get("name", f"stage {i + 1}")), tuple(st.get("free", [])),
+                            tuple(st.get("fix", [])), dict(start), st.get("max_cycles")))
+    cons = []
+    for c in doc.get("constraint", []):
+        terms = c.get("terms")
+        if not isinstance(terms, dict) or not terms:
+            raise ValueError(f"{source}: a [[constraint]] needs 'terms = {{ NAME = coefficient, ... }}'")
+        cons.append(Constraint({k: float(v) for k, v in terms.items()}, c.get("value")))
+    for t in doc.get("tie", []):
+        ps = t.get("params", [])
+        if len(ps) < 2:
+            raise ValueError(f"{source}: a [[tie]] needs 'params' with at least two names")
+        for other in ps[1:]:
+            cons.append(Constraint({ps[0]: 1.0, other: -1.0}, 0.0))
+    scale_model = glob.get("scale_model", "phase")
+    if scale_model not in ("phase", "gsas"):
+        raise ValueError(f"{source}: scale_model must be 'phase' or 'gsas', got {scale_model!r}")
+    bounds = {k: tuple(float(x) for x in v) for k, v in doc.get("bounds", {}).items()}
+    return Strategy(tuple(stages), tuple(cons), int(glob.get("max_cycles", 30)), float(glob.get("tol", 0.01)),
+                    scale_model, bounds)
+
+
+def read_strategy(path) -> Strategy:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: strategy file not found")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    return parse_strategy(doc, str(path))
+
+
+def default_strategy(phase_names, *, n_background: int = 6) -> Strategy:
+    """A conservative default: background + scales → cells → profile/Biso → coordinates."""
+    scales = [f"{p}.scale" for p in phase_names]
+    cells = [f"{p}.cell" for p in phase_names]
+    return Strategy((
+        Stage("scales + background", ("background", *scales)),
+        Stage("cells", tuple(cells)),
+        Stage("zero", ("inst.zero",)),
+        Stage("Biso + coordinates", tuple(f"{p}.biso" for p in phase_names) + tuple(f"{p}.xyz" for p in phase_names)),
+    ))
+
+
+def gsas_nac_strategy(max_cycles: int | None = None) -> Strategy:
+    """GSAS-II's regression protocol for PG3_22048 (see /shared/data/README.md).
+
+    GSAS-II refines the histogram scale by default, so the first stage frees it with the
+    background; its phase fraction of CaF2 stays at the starting value 1.
+    """
+    return Strategy((
+        Stage("background", ("background", "hscale")),
+        Stage("+ phase fraction", ("NAC.scale",)),
+        Stage("+ cells", ("NAC.cell", "CaF2.cell")),
+        Stage("+ microstrain", ("NAC.mustrain",), start={"NAC.mustrain": 1000.0}),
+    ), max_cycles=max_cycles or 30, scale_model="gsas")
+
+
+def stage_bounds(layout, strategy: Strategy):
+    from layerscope.refine.parameters import default_bounds
+
+    lo, hi = default_bounds(layout)
+    for name, (a, b) in strategy.bounds.items():
+        for i in layout.match(name):
+            lo[i], hi[i] = a, b
+    return lo, hi
+
+
+def _np(x):
+    return np.asarray(x, dtype=float)
