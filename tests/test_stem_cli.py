@@ -47,3 +47,49 @@ def test_cli_bad_inputs(tmp_path, capsys):
     np.save(tmp_path / "nan.npy", np.full((64, 64), np.nan))
     assert main(["haadf", str(tmp_path / "nan.npy"), "--out", str(tmp_path / "o")]) == 1
     assert "NaN" in capsys.readouterr().err
+
+
+def test_boundaries_and_pores_written(tmp_path):
+    sim_dir, out = tmp_path / "sim", tmp_path / "out"
+    assert main(["simulate", "haadf", "--out", str(sim_dir), "--seed", "1", "--size", "640"]) == 0
+    assert main(["haadf", str(sim_dir / "image.tif"), "--out", str(out), "--no-figures"]) == 0
+    cells = _read(out / "cells.csv")
+    # the promised columns stay first; boundary id and frustration flag are appended
+    assert list(cells[0])[:9] == ["centre_x_px", "centre_y_px", "centre_x_nm", "centre_y_nm", "m_over_n",
+                                  "angle_deg", "inplane_spacing_nm", "interlayer_spacing_nm", "variant"]
+    assert list(cells[0])[9:] == ["boundary", "frustrated"]
+    b = _read(out / "boundaries.csv")
+    kinds = sorted(r["kind"] for r in b)
+    assert kinds == ["coherent (001)"] * 3 + ["incoherent {012}"]
+    inc = [r for r in b if r["kind"] == "incoherent {012}"][0]
+    assert float(inc["angle_to_layers_deg"]) == pytest.approx(71.3, abs=6)
+    d = _read(out / "defects.csv")
+    assert len(d) == 1 and d[0]["kind"] == "pore" and d[0]["boundary_kind"] == "incoherent {012}"
+    assert float(d[0]["distance_to_boundary_nm"]) < 0.5
+
+
+def test_zone_210_domains(tmp_path):
+    sim_dir, out = tmp_path / "sim", tmp_path / "out"
+    assert main(["simulate", "haadf", "--scene", "domains", "--out", str(sim_dir), "--size", "427"]) == 0
+    assert main(["haadf", str(sim_dir / "image.tif"), "--zone", "210", "--out", str(out)]) == 0
+    assert (out / "domains.png").is_file()
+    regions = [r for r in _read(out / "domains.csv") if int(r["n_cells"]) > 50]
+    # default layout: A upper-left, B upper-right, C lower half
+    by = {r["domain"]: (float(r["centre_x_nm"]), float(r["centre_y_nm"])) for r in regions}
+    assert sorted(by) == ["A", "B", "C"]
+    side = 427 * 0.015
+    assert by["A"][0] < side / 2 < by["B"][0] and by["A"][1] < side / 2 and by["C"][1] > side / 2
+    import json
+
+    summ = json.loads((out / "summary.json").read_text())
+    assert summ["order_modulation"] == pytest.approx(0.34, abs=0.05)
+
+
+def test_lowmag_defects_per_particle(tmp_path):
+    sim_dir, out = tmp_path / "sim", tmp_path / "out"
+    assert main(["simulate", "haadf", "--scene", "lowmag", "--out", str(sim_dir)]) == 0
+    assert main(["haadf", str(sim_dir / "image.tif"), "--lowmag", "--out", str(out), "--no-figures"]) == 0
+    parts = _read(out / "particles.csv")
+    # table S4: 6, 5, 4, 4, 6 (particles in reading order, as simulated)
+    assert [int(r["n_defects"]) for r in parts] == [6, 5, 4, 4, 6]
+    assert len(_read(out / "defects.csv")) == 25

@@ -21,6 +21,11 @@ def register(subparsers) -> None:
                    help="minimum column separation (default: from the image's FFT)")
     p.add_argument("--second-sublattice", action="store_true",
                    help="also fit a second sublattice at midpoints of the first (Atomap-style)")
+    p.add_argument("--zone", choices=["100", "210"], default="100",
+                   help="zone axis of the layered oxide: <100>_O3 (twin variants, m/n; default) or <210>_O3 "
+                        "(O3' domains A/B/C, Li/TM order)")
+    p.add_argument("--lowmag", action="store_true",
+                   help="low-magnification image: segment particles and count pore/trench defects per particle")
     p.add_argument("--no-figures", action="store_true")
     p.set_defaults(func=_run_haadf)
 
@@ -28,10 +33,14 @@ def register(subparsers) -> None:
 def register_simulate(subparsers) -> None:
     p = subparsers.add_parser("haadf", help="HAADF image of a layered oxide with twin variants and its truth")
     p.add_argument("--out", required=True)
-    p.add_argument("--size", type=int, default=384, help="image size, pixels (square)")
-    p.add_argument("--pixel-size-nm", type=float, default=0.015)
+    p.add_argument("--size", type=int, default=384, help="image size, pixels (square; lowmag is 448×640)")
+    p.add_argument("--pixel-size-nm", type=float, default=None,
+                   help="sampling, nm/px (default 0.015; 1.0 for --scene lowmag)")
     p.add_argument("--dose", type=float, default=4.0e4, help="electron dose, e/Å²")
-    p.add_argument("--scene", choices=["twins", "I", "II", "O1"], default="twins")
+    p.add_argument("--scene", choices=["twins", "I", "II", "O1", "domains", "disordered", "lowmag"],
+                   default="twins",
+                   help="twins (Fig. 4), single variant, O3' domains A/B/C along <210> (Fig. 1d), "
+                        "disordered O3 along <210> (Supp. Fig. 16b), or low-mag particles with defects (table S4)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run_simulate)
 
@@ -46,8 +55,14 @@ def _write_csv(path: Path, header: list[str], rows) -> None:
 
 
 def _run_haadf(args) -> int:
+    if args.lowmag:
+        return _run_lowmag(args)
+    if args.zone == "210":
+        return _run_zone210(args)
     from layerscope.stem import denoise, find_columns, read_image, refine_columns, sublattice_between, unit_cells
+    from layerscope.stem.boundaries import BOUNDARY_KINDS, nearest_boundary, trace_boundaries
     from layerscope.stem.cells import VARIANTS
+    from layerscope.stem.defects import find_pores
     from layerscope.stem.gpa import gpa
 
     img = read_image(args.image, pixel_size_nm=args.pixel_size_nm)
@@ -84,14 +99,39 @@ def _run_haadf(args) -> int:
         cells = unit_cells(fit.positions_px)
     except ValueError as exc:
         print(f"layerscope haadf: no unit cells ({exc})")
+    bounds = pores = None
     if cells is not None:
+        bounds = trace_boundaries(cells)
+        cell_seg = np.full(len(cells), -1)
+        cell_seg[bounds.cell_a] = bounds.segment
+        cell_seg[bounds.cell_b] = bounds.segment
         _write_csv(
             out / "cells.csv",
             ["centre_x_px", "centre_y_px", "centre_x_nm", "centre_y_nm", "m_over_n", "angle_deg",
-             "inplane_spacing_nm", "interlayer_spacing_nm", "variant"],
+             "inplane_spacing_nm", "interlayer_spacing_nm", "variant", "boundary", "frustrated"],
             zip(cells.centre_x_px, cells.centre_y_px, cells.centre_x_px * scale, cells.centre_y_px * scale,
                 cells.m_over_n, cells.angle_deg, cells.inplane_spacing_px * scale,
-                cells.interlayer_spacing_px * scale, [VARIANTS[v] for v in cells.variant]),
+                cells.interlayer_spacing_px * scale, [VARIANTS[v] for v in cells.variant], cell_seg,
+                bounds.frustrated.astype(int)),
+        )
+        _write_csv(
+            out / "boundaries.csv",
+            ["boundary", "kind", "angle_to_layers_deg", "variants", "n_edges", "length_nm", "centre_x_px",
+             "centre_y_px", "centre_x_nm", "centre_y_nm"],
+            zip(range(len(bounds)), [BOUNDARY_KINDS[k] for k in bounds.kind], bounds.angle_deg, bounds.variants,
+                bounds.n_edges, bounds.length_px * scale, bounds.centre_x_px, bounds.centre_y_px,
+                bounds.centre_x_px * scale, bounds.centre_y_px * scale),
+        )
+        pores = find_pores(fit.positions_px, frame=cells.frame, image_shape=img.data.shape)
+        seg, dist = nearest_boundary(pores.centre_x_px, pores.centre_y_px, bounds)
+        _write_csv(
+            out / "defects.csv",
+            ["defect", "kind", "x_px", "y_px", "x_nm", "y_nm", "missing_columns", "area_nm2", "boundary",
+             "boundary_kind", "distance_to_boundary_nm"],
+            zip(range(len(pores)), ["pore"] * len(pores), pores.centre_x_px, pores.centre_y_px,
+                pores.centre_x_px * scale, pores.centre_y_px * scale, pores.n_missing,
+                pores.area_px2 * scale**2, seg, [BOUNDARY_KINDS[bounds.kind[g]] if g >= 0 else "" for g in seg],
+                dist * scale),
         )
     strain = gpa(smooth)
     _write_strain(out / "strain.h5", strain, px, img.source)
@@ -102,6 +142,11 @@ def _run_haadf(args) -> int:
             {VARIANTS[v]: float(np.mean(cells.variant == v)) for v in range(3)} if cells is not None else {}
         ),
         "median_position_esd_px": float(np.median(fit.position_esd_px)),
+        "boundaries": (
+            {k: int(np.sum(bounds.kind == i)) for i, k in enumerate(BOUNDARY_KINDS)} if bounds is not None else {}
+        ),
+        "frustrated_cells": int(bounds.frustrated.sum()) if bounds is not None else 0,
+        "pores": int(len(pores)) if pores is not None else 0,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if not args.no_figures:
@@ -164,14 +209,26 @@ def _figures(out: Path, image, fit, cells, strain) -> None:
 def _run_simulate(args) -> int:
     import tifffile
 
-    from layerscope.simulate.haadf import VARIANT_NAMES, simulate_haadf, twin_scene, uniform_scene
+    from layerscope.simulate.haadf import (
+        VARIANT_NAMES, domain_scene, simulate_haadf, simulate_particles_lowmag, twin_scene, uniform_scene,
+    )
 
+    if args.pixel_size_nm is None:
+        args.pixel_size_nm = 1.0 if args.scene == "lowmag" else 0.015
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.scene == "lowmag":
+        return _simulate_lowmag(args, out, simulate_particles_lowmag)
     extent = args.size * args.pixel_size_nm * 10
-    scene = twin_scene((extent, extent)) if args.scene == "twins" else uniform_scene((extent, extent), args.scene)
+    if args.scene == "twins":
+        scene = twin_scene((extent, extent))
+    elif args.scene in ("domains", "disordered"):
+        scene = domain_scene((extent, extent), order=1.0 if args.scene == "domains" else 0.0)
+    else:
+        scene = uniform_scene((extent, extent), args.scene)
     sim = simulate_haadf(scene, pixel_size_nm=args.pixel_size_nm, dose_e_per_A2=args.dose, seed=args.seed,
                          shape=(args.size, args.size))
+    region_names = ("A", "B", "C") if args.scene in ("domains", "disordered") else VARIANT_NAMES
     tifffile.imwrite(out / "image.tif", sim.image.astype(np.float32), imagej=True,
                      resolution=(1 / args.pixel_size_nm, 1 / args.pixel_size_nm), metadata={"unit": "nm"})
     px = args.pixel_size_nm
@@ -179,7 +236,7 @@ def _run_simulate(args) -> int:
     _write_csv(
         out / "truth_columns.csv", ["x_px", "y_px", "x_nm", "y_nm", "sublattice", "variant", "layer"],
         zip(sim.columns_px[:, 0], sim.columns_px[:, 1], sim.columns_px[:, 0] * px, sim.columns_px[:, 1] * px,
-            [names[s] for s in sim.sublattice], [VARIANT_NAMES[v] for v in sim.variant], sim.layer),
+            [names[s] for s in sim.sublattice], [region_names[v] for v in sim.variant], sim.layer),
     )
     import h5py
 
@@ -187,7 +244,146 @@ def _run_simulate(args) -> int:
         f["variant_map"] = sim.variant_map
         f["pore_mask"] = sim.pore_mask
         f["expected_counts"] = sim.expected
-        f.attrs["variant_names"] = list(VARIANT_NAMES)
+        f.attrs["variant_names"] = list(region_names)
         f.attrs["metadata"] = json.dumps(sim.metadata, default=str)
     print(f"{int(np.sum(sim.sublattice == 0))} TM columns, image {sim.image.shape} → {out}")
+    return 0
+
+
+def _simulate_lowmag(args, out: Path, simulate) -> int:
+    import h5py
+    import tifffile
+
+    px = args.pixel_size_nm
+    sim = simulate(pixel_size_nm=px, seed=args.seed)
+    tifffile.imwrite(out / "image.tif", sim.image.astype(np.float32), imagej=True,
+                     resolution=(1 / px, 1 / px), metadata={"unit": "nm"})
+    with h5py.File(out / "truth.h5", "w") as f:
+        f["particle_labels"] = sim.particle_labels
+        f["defect_labels"] = sim.defect_labels
+        f["defect_particle"] = sim.defect_particle
+        f["defects_per_particle"] = np.asarray(sim.defects_per_particle)
+    print(f"{len(sim.defects_per_particle)} particles with {list(sim.defects_per_particle)} defects → {out}")
+    return 0
+
+
+def _prepare(args):
+    from layerscope.stem import read_image
+
+    img = read_image(args.image, pixel_size_nm=args.pixel_size_nm)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return img, out, (img.pixel_size_nm if img.pixel_size_nm else np.nan)
+
+
+def _run_zone210(args) -> int:
+    """<210>_O3: columns of the TM rows, O3' domains A/B/C region by region, Li/TM order."""
+    from layerscope.stem import denoise, fft_lattice, find_columns
+    from layerscope.stem.domains import DOMAINS, classify_domains, column_intensity
+    from layerscope.stem.gpa import gpa
+
+    img, out, scale = _prepare(args)
+    smooth = denoise(img.data, args.denoise)
+    sp = fft_lattice(smooth).spacing_px
+    # The dark (2b) columns are half as bright as their TM neighbours one
+    # spacing away: a peak window narrower than the spacing keeps them.
+    sep = args.separation_nm / img.pixel_size_nm if (args.separation_nm and img.pixel_size_nm) else 0.45 * sp
+    cols = find_columns(smooth, separation_px=sep)
+    inten = column_intensity(img.data, cols, sigma_px=sp / 4)
+    dm = classify_domains(cols, inten)
+    names = lambda d: DOMAINS[d] if d >= 0 else "disordered"  # noqa: E731
+    _write_csv(
+        out / "columns.csv",
+        ["x_px", "y_px", "x_nm", "y_nm", "amplitude", "sigma_px", "position_esd_px", "sublattice"],
+        zip(cols[:, 0], cols[:, 1], cols[:, 0] * scale, cols[:, 1] * scale, inten, [sp / 4] * len(cols),
+            [np.nan] * len(cols), [0] * len(cols)),
+    )
+    _write_csv(
+        out / "domains.csv",
+        ["region", "domain", "n_cells", "centre_x_px", "centre_y_px", "centre_x_nm", "centre_y_nm",
+         "modulation"],
+        zip(range(len(dm.region_domain)), [names(d) for d in dm.region_domain], dm.region_cells,
+            dm.region_x_px, dm.region_y_px, dm.region_x_px * scale, dm.region_y_px * scale, dm.region_modulation),
+    )
+    _write_csv(
+        out / "domain_cells.csv",
+        ["x_px", "y_px", "x_nm", "y_nm", "row", "col", "domain", "modulation", "region"],
+        zip(dm.x_px, dm.y_px, dm.x_px * scale, dm.y_px * scale, dm.row, dm.col, [names(d) for d in dm.domain],
+            dm.modulation, dm.region),
+    )
+    strain = gpa(smooth)
+    _write_strain(out / "strain.h5", strain, img.pixel_size_nm, img.source)
+    fractions = {names(d): float(np.mean(dm.domain == d)) for d in (-1, 0, 1, 2)}
+    summary = {"image": img.source, "zone": "<210>_O3", "pixel_size_nm": img.pixel_size_nm,
+               "columns": int(len(cols)), "cells": int(len(dm)), "domain_fractions": fractions,
+               "order_modulation": dm.image_modulation,
+               "order_modulation_note": "2|<A exp(-2 pi i j/3)>|/<A> along TM rows; ~0.37 for table S1 O3', 0 random"}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if not args.no_figures:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.colors import ListedColormap
+
+        fig, ax = plt.subplots(figsize=(6, 6))
+        ax.imshow(img.data, cmap="gray")
+        ax.scatter(dm.x_px, dm.y_px, c=dm.domain, cmap=ListedColormap(["lightgray", "tab:green", "tab:blue",
+                                                                          "tab:pink"]),
+                   vmin=-1.5, vmax=2.5, s=12, marker="s", alpha=0.6)
+        ax.set_title("O3' domains: A (green), B (blue), C (pink), disordered (grey) — cf. Fig. 1d")
+        ax.set_axis_off()
+        fig.savefig(out / "domains.png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+    print(f"{len(cols)} columns, {len(dm)} cells, order modulation {dm.image_modulation:.3f} → {out}")
+    return 0
+
+
+def _run_lowmag(args) -> int:
+    """Low magnification: particles and their pore/trench defects (table S4)."""
+    from layerscope.stem.defects import defects_per_particle, find_lowmag_defects, segment_particles
+
+    img, out, scale = _prepare(args)
+    labels = segment_particles(img.data)
+    n = int(labels.max())
+    d = find_lowmag_defects(img.data, labels)
+    per = defects_per_particle(d, n)
+    from scipy import ndimage
+
+    idx = np.arange(1, n + 1)
+    area = ndimage.sum_labels(np.ones_like(labels), labels, idx)
+    com = np.array(ndimage.center_of_mass(labels > 0, labels, idx)).reshape(-1, 2)
+    _write_csv(
+        out / "particles.csv",
+        ["particle", "centre_x_px", "centre_y_px", "centre_x_nm", "centre_y_nm", "area_nm2", "n_defects"],
+        zip(idx, com[:, 1], com[:, 0], com[:, 1] * scale, com[:, 0] * scale, area * scale**2, per),
+    )
+    _write_csv(
+        out / "defects.csv",
+        ["defect", "kind", "particle", "x_px", "y_px", "x_nm", "y_nm", "area_nm2", "length_nm",
+         "orientation_deg", "depth"],
+        zip(range(len(d)), ["trench"] * len(d), d.particle, d.centre_x_px, d.centre_y_px, d.centre_x_px * scale,
+            d.centre_y_px * scale, d.area_px * scale**2, d.length_px * scale, d.orientation_deg, d.depth),
+    )
+    summary = {"image": img.source, "mode": "low magnification", "pixel_size_nm": img.pixel_size_nm,
+               "particles": n, "defects_per_particle": [int(x) for x in per],
+               "mean_defects_per_particle": float(np.mean(per)) if n else 0.0}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if not args.no_figures:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 5))
+        ax.imshow(img.data, cmap="gray")
+        ax.contour(labels > 0, levels=[0.5], colors="c", linewidths=0.8)
+        ax.contour(d.labels > 0, levels=[0.5], colors="orange", linewidths=0.8)
+        for k in range(n):
+            ax.text(com[k, 1], com[k, 0], f"{k + 1}: {per[k]}", color="yellow", ha="center")
+        ax.set_title("particles (cyan) and defects (orange): particle: count (cf. table S4)")
+        ax.set_axis_off()
+        fig.savefig(out / "defects.png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+    print(f"{n} particles, defects per particle {list(map(int, per))} → {out}")
     return 0
