@@ -6,13 +6,11 @@ from pathlib import Path
 
 
 def _refine(args) -> int:
-    import numpy as np
-
     from layerscope.crystal.load import load_phases
     from layerscope.diffraction.instrument import read_instprm
     from layerscope.diffraction.readers import read_powder
     from layerscope.refine.output import write_outputs
-    from layerscope.refine.rietveld import refine_pattern
+    from layerscope.refine.rietveld import linear_start, refine_pattern
     from layerscope.refine.strategy import default_strategy, read_strategy
 
     if args.pcr:
@@ -36,35 +34,24 @@ def _refine(args) -> int:
         from dataclasses import replace
 
         strategy = replace(strategy, max_cycles=args.cycles)
+    background = None
     if strategy.scale_model == "phase":
-        # starting scales: a linear least-squares estimate is the usual first step; a unit
-        # scale ~1 is far from the data, so scale the given relative values to the data level
-        scales = {k: v * _scale_guess(phases, x[m], y[m], inst) for k, v in scales.items()}
+        # a linear least-squares estimate of the scales and the background is the usual first step
+        scales, background = linear_start(phases, x[m], y[m], s[m], inst, scales, args.nbkg)
 
     def progress(name, fr):
         print(f"stage {name!r}: Rwp {fr.stats.rwp:.2f} %  chi2 {fr.stats.chi2:.3f}  cycles {fr.n_cycles}"
               f"  {'converged' if fr.converged else 'NOT converged'}")
 
     res = refine_pattern(x[m], y[m], s[m], phases, inst, strategy, scales=scales, n_background=args.nbkg,
+                         background=background,
                          progress=progress)
     files = write_outputs(res, args.out, plot=not args.no_plot)
     for w in res.warnings:
         print("warning:", w)
     st = res.final.stats
     print(f"Rwp {st.rwp:.2f} %  Rp {st.rp:.2f} %  Rexp {st.rexp:.2f} %  chi2 {st.chi2:.3f}  -> {files['summary']}")
-    del np
     return 0 if res.converged else 3
-
-
-def _scale_guess(phases, x, y, inst):
-    import numpy as np
-
-    from layerscope.diffraction.pattern import build_model, compute_pattern
-
-    model = build_model(phases, x, inst, n_background=1)
-    pat = compute_pattern(model)
-    tot = sum(pat.phases.values())
-    return float(max(np.median(y), 1e-12) / max(np.median(tot), 1e-300) * 0.5)
 
 
 def register(sub) -> None:

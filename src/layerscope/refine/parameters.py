@@ -143,7 +143,11 @@ def make_layout(model: PatternModel) -> Layout:
         names.append(f"{p}.scale")
         names += [f"{p}.{c}" for c in _CELL]
         names += [f"{p}.{ax}[{lab}]" for lab in labels for ax in _XYZ]
-        names += [f"{p}.occ[{labels[i]}:{sym}]" for i, sym in zip(t.spec_site, t.spec_symbol)]
+        seen: dict = {}
+        for i, sym in zip(t.spec_site, t.spec_symbol):
+            key = f"{labels[i]}:{sym}"
+            seen[key] = seen.get(key, 0) + 1
+            names.append(f"{p}.occ[{key}]" if seen[key] == 1 else f"{p}.occ[{key}#{seen[key]}]")
         names += [f"{p}.biso[{lab}]" for lab in labels]
         names += [f"{p}.inv_size", f"{p}.mustrain", f"{p}.mx"]
         labels_all.append(labels)

@@ -29,7 +29,7 @@ from layerscope.refine.parameters import free_set, make_layout
 from layerscope.refine.partition import bragg_r_factors
 from layerscope.refine.strategy import Strategy, stage_bounds
 
-__all__ = ["RietveldResult", "refine_pattern", "refined_phases"]
+__all__ = ["RietveldResult", "refine_pattern", "refined_phases", "linear_start"]
 
 
 @dataclass(frozen=True)
@@ -205,3 +205,29 @@ def _molar_esd(s, phases, cov_s):
         ds[j] = 1e-7 * max(abs(s[j]), 1e-12)
         jac[:, j] = (molar_fractions(s + ds, list(phases)) - base) / ds[j]
     return np.sqrt(np.clip(np.diag(jac @ np.nan_to_num(cov_s) @ jac.T), 0, None))
+
+
+def linear_start(phases, tof_us, y, sigma, instrument, scales=None, n_background: int = 6):
+    """Starting scales and Chebyshev background by weighted linear least squares.
+
+    Phase scales and background coefficients enter the pattern linearly, so one solve with
+    the structures as given puts them close to the data before the nonlinear stages.
+    Returns (scales by name, background coefficients); scales keep the given relative values
+    only as a fallback when a solved scale is not positive.
+    """
+    from layerscope.diffraction.background import chebyshev_basis
+    from layerscope.diffraction.pattern import compute_pattern
+
+    scales = dict(scales or {})
+    model = build_model(list(phases), tof_us, instrument, n_background=n_background)
+    pat = compute_pattern(model, scales={p.name: 1.0 for p in phases})
+    cols = [pat.phases[p.name] for p in phases] + list(chebyshev_basis(np.asarray(tof_us), n_background,
+                                                                       model.t_range))
+    a = np.stack(cols, axis=1) / np.asarray(sigma)[:, None]
+    norm = np.linalg.norm(a, axis=0)
+    norm[norm == 0] = 1.0
+    coef = np.linalg.lstsq(a / norm, np.asarray(y) / np.asarray(sigma), rcond=None)[0] / norm
+    out = {}
+    for i, p in enumerate(phases):
+        out[p.name] = float(coef[i]) if coef[i] > 0 else float(scales.get(p.name, 1.0)) * 1e-3
+    return out, coef[len(phases):]
