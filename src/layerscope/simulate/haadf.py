@@ -50,6 +50,8 @@ __all__ = [
     "ProjectedColumns",
     "project_phase",
     "domain_scene",
+    "ShellTruth",
+    "shell_scene",
 ]
 
 #: HAADF contrast exponent (intensity ∝ Z**1.7).
@@ -716,6 +718,7 @@ def project_phase(
     origin_frac=(0.0, 0.5, 0.0),
     origin_angstrom=(1.0, 2.0),
     margin_angstrom: float = 3.0,
+    normalise: bool = True,
 ) -> ProjectedColumns:
     """Project a :class:`layerscope.crystal.Phase` along ``zone_uvw`` into columns.
 
@@ -727,7 +730,8 @@ def project_phase(
     ``up_hkl`` (the layers for ``(001)``) and ``u = w × zone``. The point
     ``origin_frac`` (default the 2b site at the centre of a TM honeycomb of
     O3') sits at ``origin_angstrom``, so different zones of one phase share the
-    framework columns.
+    framework columns. ``normalise=False`` keeps the absolute ``Σ occ Z**1.7``
+    per Å (to combine phases in one scene).
     """
     M = np.array(phase.gemmi_cell.orth.mat.tolist())
     Minv = np.linalg.inv(M)
@@ -770,8 +774,10 @@ def project_phase(
     # O columns: every atom in them is O.
     is_o = np.bincount(inv, np.array([phase.sites[i].species[0][0] == "O" for i in ex_sites.site_index])
                        [np.tile(np.arange(len(frac)), len(grids))[ok]].astype(float)) == np.bincount(inv)
-    weight = weight / weight.max()
-    sub = np.where(is_o, 1, np.where(weight < 0.1, 2, 0))
+    rel = weight / weight.max()
+    sub = np.where(is_o, 1, np.where(rel < 0.1, 2, 0))
+    if normalise:
+        weight = rel
     h = float(1.0 / np.linalg.norm(nrm))
     return ProjectedColumns(pos, weight, sub, L, h)
 
@@ -840,3 +846,94 @@ def domain_scene(
     cat = [np.concatenate(x)[inside] for x in (w_all, s_all, v_all, l_all)]
     wts = cat[0] / cat[0][cat[1] == 0].max()
     return HAADFScene(pos[inside], wts, cat[1], cat[2], cat[3], extent_angstrom, None, region_fn, ())
+
+
+# ---- particle edge with a surface spinel shell (Supp. Figs. 1, 11, 12) ---------------------------
+
+
+@dataclass(frozen=True)
+class ShellTruth:
+    """Geometry of a simulated particle edge (Å, scene frame).
+
+    The surface is the line ``u = surface_u0 + surface_slope * w`` (vacuum at
+    smaller u); the spinel/layered interface lies ``thickness_angstrom(w)``
+    further in, measured along the surface normal.
+    """
+
+    surface_u0: float
+    surface_slope: float
+    thickness_start_angstrom: float
+    thickness_end_angstrom: float
+    extent_angstrom: tuple
+
+    def thickness_angstrom(self, w):
+        """Shell thickness (normal to the surface) at the surface point of height ``w``."""
+        H = self.extent_angstrom[1]
+        f = np.clip(np.asarray(w, float) / H, 0.0, 1.0)
+        return self.thickness_start_angstrom + f * (self.thickness_end_angstrom - self.thickness_start_angstrom)
+
+    def region(self, u, w):
+        """0 layered core, 1 spinel shell, 2 vacuum."""
+        u, w = np.asarray(u, float), np.asarray(w, float)
+        cos = 1.0 / np.hypot(1.0, self.surface_slope)
+        depth = (u - (self.surface_u0 + self.surface_slope * w)) * cos  # along the normal
+        # the surface point whose normal passes through (u, w)
+        w_s = w + depth * self.surface_slope * cos
+        t = self.thickness_angstrom(w_s)
+        return np.where(depth < 0, 2, np.where(depth < t, 1, 0))
+
+
+def shell_scene(
+    extent_angstrom: tuple[float, float] = (150.0, 75.0),
+    *,
+    shell_nm: tuple[float, float] = (2.0, 5.0),
+    surface_u0_angstrom: float = 20.0,
+    surface_slope: float = 0.1,
+    core_phase=None,
+    shell_phase=None,
+) -> tuple[HAADFScene, ShellTruth]:
+    """A particle edge: vacuum, a spinel shell of varying thickness, the layered core.
+
+    Viewed along [010]_O3' ∥ [110]_S with (001)_O3' ∥ (1-11)_S (the
+    orientation relationship of Supp. Fig. 1), so the TM layers of the core
+    continue as cation planes of the spinel. Columns are projected from the
+    crystal core (defaults: table S1's O3' and spinel,
+    ``preset_phase("lrm-pristine:O3p")`` / ``("lrm-pristine:S")``); the shell's
+    (1-11) spacing (4.657 Å) is strained onto the core's layer spacing
+    (4.744 Å), a coherent shell. The thickness grows linearly along the
+    surface from ``shell_nm[0]`` to ``shell_nm[1]`` (2–5 nm pristine,
+    5–10 nm charged in the paper).
+
+    Returns the scene (``variant`` 0 layered, 1 spinel) and its :class:`ShellTruth`.
+    """
+    from layerscope.crystal import preset_phase
+
+    core_phase = core_phase or preset_phase("lrm-pristine:O3p")
+    shell_phase = shell_phase or preset_phase("lrm-pristine:S")
+    truth = ShellTruth(surface_u0_angstrom, surface_slope, 10 * shell_nm[0], 10 * shell_nm[1], extent_angstrom)
+    core = project_phase(core_phase, (0, 1, 0), (0, 0, 1), extent_angstrom, origin_frac=(0, 0, 0),
+                         normalise=False)
+    # project a taller slab of spinel, then compress it along w onto the core's layer spacing
+    h_s = 1.0 / np.linalg.norm(np.linalg.inv(np.array(shell_phase.gemmi_cell.orth.mat.tolist())).T
+                               @ np.array([1.0, -1.0, 1.0]))
+    f = core.layer_spacing_angstrom / h_s
+    tall = (extent_angstrom[0], extent_angstrom[1] / f + 4.0)
+    sh = project_phase(shell_phase, (1, 1, 0), (1, -1, 1), tall, origin_frac=(0, 0, 0), normalise=False)
+    sh_pos = sh.positions_angstrom.copy()
+    sh_pos[:, 1] = 2.0 + (sh_pos[:, 1] - 2.0) * f
+    pos_l, wt_l, sub_l, var_l = [], [], [], []
+    for v, (pos, wt, sub) in enumerate(((core.positions_angstrom, core.weight, core.sublattice),
+                                        (sh_pos, sh.weight, sh.sublattice))):
+        keep = truth.region(pos[:, 0], pos[:, 1]) == v
+        pos_l.append(pos[keep])
+        wt_l.append(wt[keep])
+        sub_l.append(sub[keep])
+        var_l.append(np.full(keep.sum(), v))
+    pos, sub, var = np.concatenate(pos_l), np.concatenate(sub_l), np.concatenate(var_l)
+    wts = np.concatenate(wt_l) / core.weight.max()
+    W, H = extent_angstrom
+    inside = (pos[:, 0] > -3) & (pos[:, 0] < W + 3) & (pos[:, 1] > -3) & (pos[:, 1] < H + 3)
+    layer = np.rint((pos[:, 1] - 2.0) / core.layer_spacing_angstrom).astype(int)
+    scene = HAADFScene(pos[inside], wts[inside], sub[inside], var[inside], layer[inside], extent_angstrom,
+                       None, truth.region, ())
+    return scene, truth
