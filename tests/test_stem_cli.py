@@ -93,3 +93,13 @@ def test_lowmag_defects_per_particle(tmp_path):
     # table S4: 6, 5, 4, 4, 6 (particles in reading order, as simulated)
     assert [int(r["n_defects"]) for r in parts] == [6, 5, 4, 4, 6]
     assert len(_read(out / "defects.csv")) == 25
+
+
+def test_shell_thickness_cli(tmp_path):
+    sim_dir, out = tmp_path / "sim", tmp_path / "out"
+    assert main(["simulate", "haadf", "--scene", "shell", "--shell-nm", "5", "5", "--size", "600",
+                 "--out", str(sim_dir)]) == 0
+    assert main(["haadf", str(sim_dir / "image.tif"), "--shell", "--out", str(out)]) == 0
+    assert (out / "shell.png").is_file()
+    t = np.array([float(r["thickness_nm"]) for r in _read(out / "shell.csv")])
+    assert len(t) >= 8 and np.all(np.abs(t - 5.0) < 0.5)
