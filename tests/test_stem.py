@@ -190,3 +190,13 @@ def test_readers_roundtrip_and_errors(tmp_path):
     (tmp_path / "trunc.tif").write_bytes(b"II*\x00\x08\x00")
     with pytest.raises(ValueError, match="trunc.tif"):
         read_image(tmp_path / "trunc.tif")
+
+
+def test_short_update_sweeps_keep_the_converged_positions():
+    # later sweeps run 8 LM iterations (speed); positions equal 8 sweeps x 40 iterations to 1e-4 px
+    sim = simulate_haadf(uniform_scene((30.0, 30.0), "I"), seed=9)
+    start = find_columns(sim.image)
+    fast = refine_columns(sim.image, start)
+    ref = refine_columns(sim.image, start, n_sweeps=8, n_iter=40, n_iter_update=None)
+    assert np.max(np.hypot(fast.x_px - ref.x_px, fast.y_px - ref.y_px)) < 1e-4
+    assert np.all(fast.converged)

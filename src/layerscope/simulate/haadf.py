@@ -913,7 +913,7 @@ def shell_scene(
     truth = ShellTruth(surface_u0_angstrom, surface_slope, 10 * shell_nm[0], 10 * shell_nm[1], extent_angstrom)
     core = project_phase(core_phase, (0, 1, 0), (0, 0, 1), extent_angstrom, origin_frac=(0, 0, 0),
                          normalise=False)
-    # project a taller slab of spinel, then compress it along w onto the core's layer spacing
+    # project a taller slab of spinel, then strain it along w onto the core's layer spacing
     h_s = 1.0 / np.linalg.norm(np.linalg.inv(np.array(shell_phase.gemmi_cell.orth.mat.tolist())).T
                                @ np.array([1.0, -1.0, 1.0]))
     f = core.layer_spacing_angstrom / h_s

@@ -94,7 +94,6 @@ def find_pores(
     fr = frame if frame is not None else layer_frame(pos)
     d, h = fr.spacing_px, fr.layer_spacing_px
     tree = cKDTree(pos)
-    u = pos @ fr.e1
     missing = []
     # Columns of the same layer ahead of p: within ±0.3 h of its layer line.
     ahead = tree.query_ball_point(pos + fr.e1 * (max_gap_sites + 1) * d / 2, r=(max_gap_sites + 1) * d / 2 + 0.5 * d)
@@ -125,7 +124,6 @@ def find_pores(
             & (missing[:, 1] > border_px) & (missing[:, 1] < ny - 1 - border_px)
         )
         missing = missing[ok]
-    del u
     if len(missing) == 0:
         e = np.zeros(0)
         return PoreTable(missing, np.zeros(0, int), e, e, np.zeros(0, int), e)
