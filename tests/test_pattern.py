@@ -9,7 +9,7 @@ import pytest
 from layerscope.cli import main
 from layerscope.crystal import preset, preset_phase, read_cif
 from layerscope.diffraction import (
-    build_model, chebyshev_basis, gppd_like, initial_params, make_pattern_function, molar_fractions,
+    build_model, chebyshev_basis, gppd_like, initial_params, make_pattern_function, molar_fractions, reflection_table,
     read_instprm, read_powder, scales_from_weight_fractions, weight_fractions, write_instprm,
 )
 
@@ -151,3 +151,17 @@ def test_demo_writes_pouch_cell_pattern(tmp_path):
     assert header[:3] == ["tof_us", "d_angstrom", "total"]
     assert set(header[3:]) == {"O3p", "S", "Al", "Cu", "graphite", "LiC12", "LiC6"}
     assert (tmp_path / "pouch_cell_pattern.png").exists() and (tmp_path / "gppd_like.instprm").exists()
+
+
+def test_reflection_table_integrates_to_the_pattern():
+    """Σ I_h equals the area of the computed Bragg pattern (profiles have unit area)."""
+    ph = preset_phase("Al")
+    tof = np.linspace(3000, 60000, 30000)
+    model = build_model([ph], tof, gppd_like(), n_background=0)
+    params = initial_params(model, scales={"Al": 1.0})
+    table = reflection_table(model, params)
+    _, parts, _ = make_pattern_function(model)(params)
+    inside = (table["tof_us"] > 4000) & (table["tof_us"] < 58000)
+    assert table["hkl"][0].tolist() == [1, 1, 1] and table["multiplicity"][0] == 8
+    area = np.trapezoid(np.asarray(parts[0]), tof)
+    assert area == pytest.approx(table["intensity"][inside].sum(), rel=2e-3)

@@ -38,7 +38,7 @@ from layerscope.diffraction.reflections import reflections  # noqa: E402
 from layerscope.diffraction.structure_factors import SiteTables, site_tables, structure_factor_kernel  # noqa: E402
 
 __all__ = ["PhaseSetup", "PatternModel", "build_model", "initial_params", "make_pattern_function",
-           "compute_pattern", "PatternResult", "INSTRUMENT_KEYS"]
+           "compute_pattern", "PatternResult", "INSTRUMENT_KEYS", "reflection_table"]
 
 INSTRUMENT_KEYS = ("zero", "difc", "difa", "difb", "alpha", "beta0", "beta1", "betaq",
                    "sig0", "sig1", "sig2", "sigq", "x", "y", "z")
@@ -185,7 +185,8 @@ def initial_params(model: PatternModel, *, scales=None, background=None, size_um
     }
 
 
-def _phase_pattern(setup: PhaseSetup, pp: dict, ip: dict, tof, absorption, sin_theta, lorentz):
+def _phase_peaks(setup: PhaseSetup, pp: dict, ip: dict, absorption, sin_theta):
+    """Per-reflection intensity, position and profile terms of one phase."""
     hkl = jnp.asarray(setup.hkl)
     inv_d2, vol = _cell_inv_d2(pp["cell"], hkl)
     d = 1.0 / jnp.sqrt(inv_d2)
@@ -194,6 +195,10 @@ def _phase_pattern(setup: PhaseSetup, pp: dict, ip: dict, tof, absorption, sin_t
                                 pp["xyz"], pp["biso"], pp["occ"])
     f2 = jnp.real(f) ** 2 + jnp.imag(f) ** 2
     inten = pp["scale"] * setup.multiplicity * f2 * d**4 / vol**2 * jnp.exp(-absorption * 2.0 * d * sin_theta)
+    return inten, f2, d, _peak_shape_terms(d, pp, ip)
+
+
+def _peak_shape_terms(d, pp, ip):
     th = tp.tof_from_d(d, ip["zero"], ip["difc"], ip["difa"], ip["difb"])
     alpha = tp.alpha_tof(d, ip["alpha"])
     beta = tp.beta_tof(d, ip["beta0"], ip["beta1"], ip["betaq"])
@@ -204,26 +209,82 @@ def _phase_pattern(setup: PhaseSetup, pp: dict, ip: dict, tof, absorption, sin_t
     mx = pp["mx"]
     gam = gam + mx * (g_size + g_strain)
     sig2 = sig2 + (1.0 - mx) ** 2 * (g_size**2 + g_strain**2) / tp.EIGHT_LN2
-    sig2 = jnp.maximum(sig2, 1e-6)
-    n = tof.shape[0]
-    k = setup.window
-    centre = jnp.searchsorted(tof, th)
-    start = jnp.clip(centre - setup.left, 0, n - k)
-    idx = start[:, None] + jnp.arange(k)[None, :]
-    delta = tof[idx] - th[:, None]
-    prof = tp.tof_peak(delta, alpha[:, None], beta[:, None], sig2[:, None], gam[:, None], lorentz=lorentz)
-    contrib = jnp.zeros(n).at[idx.ravel()].add((inten[:, None] * prof).ravel())
-    return contrib
+    return th, alpha, beta, jnp.maximum(sig2, 1e-6), gam
+
+
+def _all_peaks(model: PatternModel, params: dict):
+    ip = params["instrument"]
+    sin_theta = float(np.sin(np.radians(model.two_theta / 2)))
+    out = []
+    for s, pp in zip(model.phases, params["phases"]):
+        inten, f2, d, (th, alpha, beta, sig2, gam) = _phase_peaks(s, pp, ip, params["absorption"], sin_theta)
+        out.append((inten, f2, d, th, alpha, beta, sig2, gam))
+    return tuple(jnp.concatenate(cols) for cols in zip(*out))
+
+
+def reflection_table(model: PatternModel, params: dict) -> dict[str, np.ndarray]:
+    """Every reflection of the model with its phase, hkl, multiplicity, d (Å), |F|² (fm²),
+    integrated intensity I_h, TOF position and profile terms (α, β µs⁻¹; σ² µs²; γ µs).
+
+    The same numbers the pattern kernel uses: for Bragg R factors, intensity partitioning
+    (F_obs) and tick marks.
+    """
+    if not model.phases:
+        raise ValueError("the model has no phases")
+    inten, f2, d, th, alpha, beta, sig2, gam = (np.asarray(a) for a in jax.jit(partial(_all_peaks, model))(params))
+    return {
+        "phase": np.concatenate([np.full(len(s.hkl), i) for i, s in enumerate(model.phases)]),
+        "hkl": np.concatenate([s.hkl for s in model.phases]).astype(int),
+        "multiplicity": np.concatenate([s.multiplicity for s in model.phases]),
+        "d_angstrom": d, "f2": f2, "intensity": inten, "tof_us": th,
+        "alpha": alpha, "beta": beta, "sig2": sig2, "gamma": gam,
+    }
+
+
+_CHUNK_ROWS = 16
+
+
+def _profiles_in_chunks(delta, alpha, beta, sig2, gam, lorentz):
+    """Profiles of all peaks, computed a few rows at a time.
+
+    The Lorentzian part builds many complex temporaries per point; evaluating 16 peaks at a
+    time keeps them in cache (2.5x faster on CPU than one (n_peaks, K) block) while a
+    single traced copy of the kernel keeps the compile time independent of the phase count.
+    """
+    n_rows = delta.shape[0]
+    pad = (-n_rows) % _CHUNK_ROWS
+    cols = [jnp.pad(a, (0, pad), constant_values=1.0) for a in (alpha, beta, sig2, gam)]
+    d = jnp.pad(delta, ((0, pad), (0, 0)))
+
+    def one(args):
+        dd, a, b, s2, g = args
+        return tp.tof_peak(dd, a[:, None], b[:, None], s2[:, None], g[:, None], lorentz=lorentz)
+
+    shaped = [x.reshape((-1, _CHUNK_ROWS) + x.shape[1:]) for x in [d] + cols]
+    out = jax.lax.map(one, tuple(shaped))
+    return out.reshape(-1, delta.shape[1])[:n_rows]
 
 
 def _pattern(model: PatternModel, params: dict):
+    """All phases' peaks are evaluated in one (n_reflections, K) block: the profile (and its
+    complex-E1 Lorentzian part) is traced and compiled once, whatever the number of phases."""
     tof = jnp.asarray(model.tof_us)
-    ip = params["instrument"]
-    sin_theta = float(np.sin(np.radians(model.two_theta / 2)))
-    parts = [_phase_pattern(s, pp, ip, tof, params["absorption"], sin_theta, model.lorentz)
-             for s, pp in zip(model.phases, params["phases"])]
-    phases = jnp.stack(parts) if parts else jnp.zeros((0, tof.shape[0]))
+    n = tof.shape[0]
+    n_phase = len(model.phases)
     bkg = chebyshev_background(tof, params["background"], model.t_range)
+    if n_phase == 0:
+        return bkg, jnp.zeros((0, n)), bkg
+    inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, params)
+    k = max(s.window for s in model.phases)
+    left = np.concatenate([np.full(len(s.hkl), s.left) for s in model.phases])
+    owner = np.concatenate([np.full(len(s.hkl), i) for i, s in enumerate(model.phases)])
+    centre = jnp.searchsorted(tof, th)
+    start = jnp.clip(centre - jnp.asarray(left), 0, n - k)
+    idx = start[:, None] + jnp.arange(k)[None, :]
+    delta = tof[idx] - th[:, None]
+    prof = _profiles_in_chunks(delta, alpha, beta, sig2, gam, model.lorentz)
+    flat = (jnp.asarray(owner * n)[:, None] + idx).ravel()
+    phases = jnp.zeros(n_phase * n).at[flat].add((inten[:, None] * prof).ravel()).reshape(n_phase, n)
     return phases.sum(axis=0) + bkg, phases, bkg
 
 

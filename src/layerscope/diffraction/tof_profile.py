@@ -150,6 +150,7 @@ def b2b_lorentz(delta, alpha, beta, fwhm):
     norm = alpha * beta / (2.0 * (alpha + beta))
     p = alpha * delta + 1j * alpha * fwhm / 2.0
     q = -beta * delta + 1j * beta * fwhm / 2.0
+    # two separate calls: stacking p and q into one array defeats XLA's fusion (2.7x slower)
     return -(2.0 * norm / jnp.pi) * (jnp.imag(exp_e1(p)) + jnp.imag(exp_e1(q)))
 
 
