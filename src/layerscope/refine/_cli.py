@@ -14,8 +14,7 @@ def _refine(args) -> int:
     from layerscope.refine.strategy import default_strategy, read_strategy
 
     if args.pcr:
-        raise ValueError(f"{args.pcr}: FullProf .pcr input is not implemented yet in this version "
-                         "(use DATA --instprm --phase)")
+        return _refine_pcr(args)
     if not args.data or not args.instprm or not args.phase:
         raise ValueError("refine needs DATA, --instprm FILE and at least one --phase (or --pcr FILE.pcr)")
     data = read_powder(args.data)
@@ -54,13 +53,60 @@ def _refine(args) -> int:
     return 0 if res.converged else 3
 
 
+def _refine_pcr(args) -> int:
+    """``layerscope refine --pcr FILE.pcr [--data FILE] --out DIR``: re-run a FullProf TOF job."""
+    import numpy as np
+
+    from layerscope.diffraction.readers import read_powder
+    from layerscope.refine.output import write_outputs
+    from layerscope.refine.pcr import read_pcr
+    from layerscope.refine.rietveld import linear_start, refine_pattern
+
+    job = read_pcr(args.pcr, data=args.data_file or args.data)
+    if not job.data_file.is_file():
+        raise FileNotFoundError(f"{job.data_file}: data file named by {args.pcr} not found (give it with --data)")
+    data = read_powder(job.data_file, kind="tof")
+    x, y, s = data.x, data.y, data.sigma
+    lo, hi = job.tof_range_us
+    lo = args.tmin if args.tmin is not None else lo
+    hi = args.tmax if args.tmax is not None else hi
+    m = (x >= lo) & (x <= hi)
+    for a, b in job.excluded_us:
+        m &= ~((x >= a) & (x <= b))
+    if m.sum() < 20:
+        raise ValueError(f"{job.data_file}: fewer than 20 points between {lo} and {hi} µs")
+    strategy = job.strategy
+    if args.cycles:
+        from dataclasses import replace
+
+        strategy = replace(strategy, max_cycles=args.cycles)
+    scales, background = linear_start(list(job.phases), x[m], y[m], s[m], job.instrument, job.scales,
+                                      job.n_background)
+    res = refine_pattern(x[m], y[m], s[m], list(job.phases), job.instrument, strategy, scales=scales,
+                         n_background=job.n_background, background=np.asarray(background),
+                         absorption=job.absorption, progress=_progress)
+    files = write_outputs(res, args.out, plot=not args.no_plot)
+    for w in res.warnings:
+        print("warning:", w)
+    st = res.final.stats
+    print(f"{job.title}: Rwp {st.rwp:.2f} %  Rp {st.rp:.2f} %  Rexp {st.rexp:.2f} %  chi2 {st.chi2:.3f}"
+          f"  -> {files['summary']}")
+    return 0 if res.converged else 3
+
+
+def _progress(name, fr):
+    print(f"stage {name!r}: Rwp {fr.stats.rwp:.2f} %  chi2 {fr.stats.chi2:.3f}  cycles {fr.n_cycles}"
+          f"  {'converged' if fr.converged else 'NOT converged'}")
+
+
 def register(sub) -> None:
     p = sub.add_parser("refine", help="Rietveld refinement of a TOF powder pattern")
     p.add_argument("data", nargs="?", help="powder pattern (.gsa/.fxye, FullProf .dat, .xye)")
     p.add_argument("--instprm", help="GSAS-II .instprm instrument file")
     p.add_argument("--phase", action="append", help="phase: preset, CIF, NAME=SOURCE:SCALE (repeat)")
     p.add_argument("--strategy", help="TOML file with [[stage]] tables (default: scales+bkg, cells, zero, Biso+xyz)")
-    p.add_argument("--pcr", help="FullProf .pcr file (instead of DATA/--instprm/--phase)")
+    p.add_argument("--pcr", help="FullProf TOF .pcr file (instead of DATA/--instprm/--phase)")
+    p.add_argument("--data", dest="data_file", help="pattern for --pcr (default: the pcr's DAT-file)")
     p.add_argument("--out", required=True, type=Path, help="output folder (summary.json, PHASE.cif, fit.png)")
     p.add_argument("--tmin", type=float, help="lowest TOF (µs) to fit")
     p.add_argument("--tmax", type=float, help="highest TOF (µs) to fit")

@@ -6,9 +6,11 @@ the Marquardt-scaled normal equations (Marquardt, J. SIAM 11, 431 (1963))::
 
     (Ĥ + λ I) δ̂ = ĝ,   Ĥ_ij = H_ij / √(H_ii H_jj),  H = JᵀWJ,  g = JᵀW(y − y_calc)
 
-with J = ∂y_calc/∂q from forward-mode autodiff of the pattern kernel (exact, one JVP per
-free column, batched with ``vmap``). λ is divided by 10 after an accepted step and
-multiplied by 10 after a rejected one. Steps that would leave the bounds are clipped
+with J = ∂y_calc/∂q exact: columns that move only scales and background coefficients (in
+which the pattern is linear) from the unit-scale phase patterns, every other column from
+forward-mode autodiff of the pattern kernel (one JVP per column, batched with ``vmap``).
+λ is divided by 10 after an accepted step and multiplied by 10 after a rejected one (a
+trial step costs one pattern evaluation; the Jacobian is formed only at accepted points). Steps that would leave the bounds are clipped
 onto them and the parameter is reported. Convergence: max |δq_j| / esd_j below ``tol``
 (FullProf's and GSAS-II's shift/esd criterion).
 
@@ -31,19 +33,25 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope.diffraction.background import chebyshev_basis  # noqa: E402
 from layerscope.diffraction.pattern import PatternModel, make_pattern_function  # noqa: E402
 from layerscope.refine.parameters import FreeSet, Layout  # noqa: E402
 
 __all__ = ["Evaluator", "FitStats", "FitResult", "least_squares", "fit_stats"]
 
-_BUCKETS = (16, 32, 64, 128, 256, 512)
+_BUCKETS = (4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Evaluator:
-    """Jitted pattern and Jacobian for one model (compiled once per column-count bucket).
+    """Jitted pattern and Jacobian for one model.
 
-    The free columns are padded with zeros to the next bucket size, so successive stages
-    with similar numbers of free parameters reuse one compiled function.
+    The pattern is linear in the background coefficients and in the phase scales
+    (y = Σ_p h·s_p·U_p + Σ_k c_k T_k, with U_p the pattern of phase p at unit scale), so the
+    Jacobian columns that move only those entries are formed from one evaluation of the
+    unit-scale phase patterns and the Chebyshev basis — exact, with no autodiff pass.
+    The other columns come from forward-mode autodiff (one JVP per column, batched with
+    ``vmap``), padded with zeros to the next bucket size so that successive stages with
+    similar numbers of nonlinear parameters reuse one compiled function.
     """
 
     def __init__(self, model: PatternModel, layout: Layout):
@@ -55,26 +63,61 @@ class Evaluator:
             total, phases, bkg = pattern(layout.unflatten(v))
             return total, phases, bkg
 
-        def calc_jac(v, a):
+        def jvp_cols(v, a):
             f = lambda u: pattern(layout.unflatten(u))[0]  # noqa: E731
-            yc = f(v)
             jac = jax.vmap(lambda col: jax.jvp(f, (v,), (col,))[1])(a.T)
-            return yc, jac.T
+            return jac.T
 
         self._calc = jax.jit(calc)
-        self._calc_jac = jax.jit(calc_jac)
+        self._jvp_cols = jax.jit(jvp_cols)
+        n = len(layout.names)
+        self._i_bkg = np.array([layout.index(f"bkg.{k}") for k in range(layout.n_background)], dtype=int)
+        self._i_h = layout.index("hscale")
+        self._i_scale = np.array([layout.index(f"{p}.scale") for p in layout.phase_names], dtype=int)
+        self._linear = np.zeros(n, bool)
+        self._linear[self._i_bkg] = True
+        self._linear[self._i_h] = True
+        self._linear[self._i_scale] = True
+        self._basis = np.asarray(chebyshev_basis(np.asarray(model.tof_us), layout.n_background, model.t_range))
 
     def calc(self, full):
         total, phases, bkg = self._calc(jnp.asarray(full))
         return np.asarray(total), np.asarray(phases), np.asarray(bkg)
 
+    def linear_jacobian(self, full):
+        """Pattern and ∂y/∂x_j for every linear entry j of the full vector: (y, {j: column})."""
+        full = np.asarray(full, dtype=float)
+        unit = full.copy()
+        unit[self._i_h] = 1.0
+        unit[self._i_scale] = 1.0
+        _, u_p, bkg = self.calc(unit)
+        h = full[self._i_h]
+        s = full[self._i_scale]
+        cols = {int(j): self._basis[k] for k, j in enumerate(self._i_bkg)}
+        cols[int(self._i_h)] = s @ u_p
+        for k, j in enumerate(self._i_scale):
+            cols[int(j)] = h * u_p[k]
+        y = h * (s @ u_p) + self._basis.T @ full[self._i_bkg] if len(self._i_bkg) else h * (s @ u_p)
+        return y, cols
+
     def calc_jac(self, full, a: np.ndarray):
+        """Pattern and Jacobian ∂y/∂q (N, k) for ``full + a q`` at q = 0."""
+        full = np.asarray(full, dtype=float)
         k = a.shape[1]
-        kb = next((b for b in _BUCKETS if b >= k), k)
-        ap = np.zeros((a.shape[0], kb))
-        ap[:, :k] = a
-        yc, jac = self._calc_jac(jnp.asarray(full), jnp.asarray(ap))
-        return np.asarray(yc), np.asarray(jac)[:, :k]
+        touched = np.abs(a) > 0
+        lin_col = ~np.any(touched & ~self._linear[:, None], axis=0)
+        yc, cols = self.linear_jacobian(full)
+        jac = np.zeros((len(yc), k))
+        for j in np.where(lin_col)[0]:
+            for i in np.where(touched[:, j])[0]:
+                jac[:, j] += a[i, j] * cols[int(i)]
+        nl = np.where(~lin_col)[0]
+        if len(nl):
+            kb = next((b for b in _BUCKETS if b >= len(nl)), len(nl))
+            ap = np.zeros((a.shape[0], kb))
+            ap[:, :len(nl)] = a[:, nl]
+            jac[:, nl] = np.asarray(self._jvp_cols(jnp.asarray(full), jnp.asarray(ap)))[:, :len(nl)]
+        return yc, jac
 
 
 @dataclass(frozen=True)
@@ -210,7 +253,7 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
             dq = ds * s
             dq[dead] = 0.0
             q_try, bad = _clip_to_bounds(free, q + dq)
-            yc_t, jac_t = ev.calc_jac(free.full(q_try), free.A)
+            yc_t = ev.calc(free.full(q_try))[0]
             r_t = (y - yc_t) * sw
             chi2_t = float(r_t @ r_t)
             if np.isfinite(chi2_t) and chi2_t <= chi2 * (1 + 1e-12):
@@ -224,6 +267,7 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
         cycles += 1
         hits |= bad
         step = q_try - q
+        yc_t, jac_t = ev.calc_jac(free.full(q_try), free.A)
         q, yc, jac, r, chi2 = q_try, yc_t, jac_t, r_t, chi2_t
         history.append(chi2)
         lam = max(lam / 10.0, 1e-9)

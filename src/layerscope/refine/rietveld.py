@@ -16,6 +16,7 @@ Scale conventions (``Strategy.scale_model``):
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -116,7 +117,7 @@ def _needs_lorentz(strategy: Strategy, mustrain, size_um) -> bool:
 
 def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy: Strategy, *,
                    scales=None, n_background: int = 6, background=None, mustrain=None, size_um=None,
-                   lorentz: bool | None = None, progress=None) -> RietveldResult:
+                   lorentz: bool | None = None, absorption: float = 0.0, progress=None) -> RietveldResult:
     """Run a staged Rietveld refinement.
 
     Parameters
@@ -127,6 +128,7 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
     strategy : stages, constraints, bounds, cycles and the scale convention
     scales : starting phase scales by name (``"phase"`` convention; ignored for ``"gsas"``)
     mustrain, size_um : starting sample broadening by phase name
+    absorption : starting μ of the absorption term exp(−μ·λ) (λ in Å)
     progress : optional callable(stage_name, FitResult) called after each stage
     """
     tof_us = np.asarray(tof_us, dtype=float)
@@ -134,18 +136,23 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
     sigma = np.asarray(sigma, dtype=float)
     if lorentz is None:
         lorentz = _needs_lorentz(strategy, mustrain, size_um)
+    # the largest broadening any stage starts from sets the peak windows
     start_mu = dict(mustrain or {})
+    start_size = dict(size_um or {})
     for st in strategy.stages:
         for k, v in st.start.items():
-            if k.endswith(".mustrain"):
-                start_mu[k.split(".")[0]] = max(start_mu.get(k.split(".")[0], 0.0), float(v))
+            for p in phases:
+                if fnmatch.fnmatchcase(f"{p.name}.mustrain", k):
+                    start_mu[p.name] = max(start_mu.get(p.name, 0.0), float(v))
+                elif fnmatch.fnmatchcase(f"{p.name}.inv_size", k) and v > 0:
+                    start_size[p.name] = min(start_size.get(p.name, np.inf), 1.0 / float(v))
     model = build_model(list(phases), tof_us, instrument, n_background=n_background, lorentz=lorentz,
-                        mustrain=start_mu, size_um=size_um)
+                        mustrain=start_mu, size_um=start_size)
     sin_t = float(np.sin(np.radians(instrument.two_theta / 2)))
     if strategy.scale_model == "gsas":
         scales = {p.name: p.volume * sin_t for p in phases}
     params = initial_params(model, scales=scales or {}, background=background, mustrain=mustrain,
-                            size_um=size_um)
+                            size_um=size_um, absorption=absorption)
     layout = make_layout(model)
     full = layout.flatten(params)
     ev = Evaluator(model, layout)

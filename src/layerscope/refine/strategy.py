@@ -123,13 +123,16 @@ def gsas_nac_strategy(max_cycles: int | None = None) -> Strategy:
     """GSAS-II's regression protocol for PG3_22048 (see /shared/data/README.md).
 
     GSAS-II refines the histogram scale by default, so the first stage frees it with the
-    background; its phase fraction of CaF2 stays at the starting value 1.
+    background; its phase fraction of CaF2 stays at the starting value 1. Every phase a
+    GSAS-II histogram links starts with its default sample broadening — isotropic size
+    1 µm and microstrain 1000 × 10⁻⁶, both Lorentzian (mixing 1) — and keeps it in every
+    stage; the last stage frees the NAC microstrain from that value.
     """
     return Strategy((
-        Stage("background", ("background", "hscale")),
+        Stage("background", ("background", "hscale"), start={"*.mustrain": 1000.0, "*.inv_size": 1.0}),
         Stage("+ phase fraction", ("NAC.scale",)),
         Stage("+ cells", ("NAC.cell", "CaF2.cell")),
-        Stage("+ microstrain", ("NAC.mustrain",), start={"NAC.mustrain": 1000.0}),
+        Stage("+ microstrain", ("NAC.mustrain",)),
     ), max_cycles=max_cycles or 30, scale_model="gsas")
 
 
