@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "layerscope.crystal._cli",
     "layerscope.diffraction._cli",
     "layerscope.refine._cli",
+    "layerscope.operando._cli",
     "layerscope.descriptors_cli",
     "layerscope.echem._cli",
     "layerscope.spectra._cli",

@@ -153,7 +153,7 @@ def _cell_components() -> tuple[Phase, ...]:
 def _lrm_pouch() -> Model:
     lrm = _lrm_uncharged()
     o3 = _lrm_100_cycles().phase("O3")
-    return Model("lrm-pouch", lrm.phases + (o3,) + _cell_components(), {},
+    return Model("lrm-pouch", lrm.phases + (o3,) + _cell_components(), {"O3p": 0.9716, "S": 0.0284},
                  "graphite || LRM pouch cell: O3', spinel, O3 and the cell components",
                  "tables S2/S3 + literature cell components")
 

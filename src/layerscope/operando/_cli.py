@@ -1,0 +1,140 @@
+"""``layerscope operando`` (sequential refinement of an operando series) and
+``layerscope simulate operando`` (the digital twin of the experiment)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=None, instprm=None,
+                 reverse=False, truth=None, quiet=False, tof_range=None) -> dict:
+    import numpy as np
+
+    from layerscope.crystal.presets import list_presets, preset
+    from layerscope.diffraction.instrument import read_instprm
+    from layerscope.echem.io import read_cycler
+    from layerscope.operando.align import align_to_cycler
+    from layerscope.operando.outputs import plot_operando, write_dataset, write_html, write_timeseries
+    from layerscope.operando.series import read_manifest, read_series_patterns
+    from layerscope.refine.sequential import default_series_protocol, read_series_protocol, refine_series
+
+    series_dir, out = Path(series_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = read_manifest(series_dir)
+    if instprm is None:
+        found = sorted(series_dir.glob("*.instprm"))
+        if len(found) != 1:
+            raise ValueError(f"{series_dir}: give --instprm (found {len(found)} .instprm files in the series folder)")
+        instprm = found[0]
+    inst = read_instprm(instprm)
+    if model not in list_presets():
+        from layerscope.crystal.load import load_phases
+
+        phases = [p for p, _ in load_phases(Path(model).read_text().split())] if Path(model).is_file() else None
+        if phases is None:
+            raise ValueError(f"--model {model!r}: not a preset ({', '.join(list_presets())}) or a file of phases")
+        fractions = {}
+    else:
+        m = preset(model)
+        phases, fractions = list(m.phases), m.fractions
+    log = read_cycler(cycler)
+    times = align_to_cycler(entries, log)
+    patterns = read_series_patterns(entries, tof_range)
+    protocol = read_series_protocol(strategy) if strategy else default_series_protocol()
+    t0 = time.perf_counter()
+
+    def progress(k, n, rec):
+        if quiet:
+            return
+        r = rec.row
+        bar = "#" * int(30 * (k + 1) / n)
+        state = "ok" if r["converged"] else ("FLAGGED" if r.get("flag") else "not converged")
+        print(f"\r[{bar:<30}] {k + 1}/{n} {rec.name} t={r.get('time_h', float('nan')):.2f} h "
+              f"Rwp {r['rwp']:.2f} % {state} ({time.perf_counter() - t0:.0f} s)", end="\n", file=sys.stderr)
+
+    records, model_obj, layout = refine_series(patterns, phases, inst, protocol=protocol, out_dir=out,
+                                               reverse=reverse, progress=progress, times=times,
+                                               start_fractions=fractions)
+    rows = [r.row for r in records]
+    ts = write_timeseries(rows, out / "timeseries.csv")
+    h5 = write_dataset(rows, patterns, out / "operando.h5",
+                       provenance={"series": series_dir.resolve(), "cycler": Path(cycler).resolve(),
+                                   "model": model, "strategy": protocol.source, "strategy_sha256": protocol.digest,
+                                   "instrument": Path(instprm).resolve()})
+    truth_cols = None
+    if truth:
+        import csv
+
+        with open(truth) as fh:
+            trows = list(csv.DictReader(fh))
+        truth_cols = {k: np.array([float(r[k]) for r in trows]) for k in trows[0]}
+    figs = plot_operando(rows, patterns, inst, out, truth=truth_cols)
+    page = write_html(out, rows, figs, title="layerscope operando refinement",
+                      notes=f"{len(rows)} patterns from {series_dir}; strategy {protocol.source}")
+    n_flag = sum(1 for r in rows if not r["converged"])
+    return {"timeseries": ts, "dataset": h5, "figures": figs, "html": page, "n_flagged": n_flag, "rows": rows}
+
+
+def _operando(args) -> int:
+    if len(args.series) > 1 or args.scheduler:
+        return _many(args)
+    res = run_operando(args.series[0], args.cycler, args.out, model=args.model, strategy=args.strategy,
+                       instprm=args.instprm, reverse=args.reverse, truth=args.truth)
+    print(f"wrote {res['timeseries']}, {res['dataset']}, {res['html']} ({res['n_flagged']} pattern(s) flagged)")
+    return 0
+
+
+def _many(args) -> int:
+    """Independent series (cells, banks, datasets) in parallel on Dask: local threads by default,
+    a distributed scheduler with --scheduler ADDRESS."""
+    import dask
+
+    if args.cycler and len(args.cycler.split(",")) not in (1, len(args.series)):
+        raise ValueError("--cycler takes one log, or one per series separated by commas")
+    logs = args.cycler.split(",")
+    logs = logs * len(args.series) if len(logs) == 1 else logs
+    tasks = [dask.delayed(run_operando)(s, c, Path(args.out) / Path(s).name, model=args.model,
+                                        strategy=args.strategy, instprm=args.instprm, reverse=args.reverse,
+                                        quiet=True) for s, c in zip(args.series, logs)]
+    if args.scheduler:
+        from dask.distributed import Client
+
+        with Client(args.scheduler) as client:
+            results = client.compute(tasks, sync=True)
+    else:
+        results = dask.compute(*tasks, scheduler="threads")
+    for s, r in zip(args.series, results):
+        print(f"{s}: wrote {r['timeseries']} ({r['n_flagged']} flagged)")
+    return 0
+
+
+def _simulate(args) -> int:
+    from layerscope.simulate.operando import simulate_operando
+
+    res = simulate_operando(args.out, seed=args.seed, every=args.every)
+    print(f"wrote {res['n_patterns']} patterns to {res['series']}, {res['cycler']} and {res['truth']}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("operando", help="sequential Rietveld refinement of an operando TOF series")
+    p.add_argument("series", nargs="+", help="series folder(s): pattern files + series.csv (file,start_s,end_s)")
+    p.add_argument("--cycler", required=True, help="cycler log (layerscope CSV or any supported cycler file)")
+    p.add_argument("--model", default="lrm-pouch", help="preset model (default lrm-pouch)")
+    p.add_argument("--strategy", help="series protocol TOML (default: the built-in operando_lrm.toml)")
+    p.add_argument("--instprm", help="GSAS-II .instprm (default: the one in the series folder)")
+    p.add_argument("--reverse", action="store_true", help="refine the series from the last pattern back")
+    p.add_argument("--truth", help="truth.csv of a simulated series, drawn as dashed lines in the figures")
+    p.add_argument("--scheduler", help="Dask scheduler address for several series (default: local threads)")
+    p.add_argument("--out", required=True, help="output folder (holds checkpoint.json: re-run to resume)")
+    p.set_defaults(func=_operando)
+
+
+def register_simulate(sub) -> None:
+    p = sub.add_parser("operando", help="simulate the operando pouch-cell experiment with ground truth")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--every", type=int, default=1, help="keep every n-th 30-min pattern (default 1)")
+    p.set_defaults(func=_simulate)

@@ -1,0 +1,193 @@
+"""Outputs of an operando refinement: timeseries.csv, operando.h5 (xarray), figures, index.html."""
+
+from __future__ import annotations
+
+import csv
+import html
+import os
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["TIMESERIES_BASE", "write_timeseries", "write_dataset", "plot_operando", "write_html"]
+
+TIMESERIES_BASE = ["pattern", "time_h", "voltage_V", "current_mA", "capacity_mAh", "rwp", "gof",
+                   "converged", "flag"]
+
+_UNITS = {"time_h": "h", "voltage_V": "V", "current_mA": "mA", "capacity_mAh": "mAh", "rwp": "%",
+          "gof": "1", "d_inter": "Å", "d_intra": "Å", "frac": "1 (weight fraction of LRM phases; anode: C-atom fraction)",
+          "DoO": "1 (fraction, eq. 1)", "DoD": "1 (fraction, eq. 2)", "O_vacancy": "1 (eq. 3)"}
+
+
+def _columns(rows):
+    obs = []
+    for r in rows:
+        for k in r:
+            if k not in TIMESERIES_BASE and not k.endswith("_esd") and k not in obs:
+                obs.append(k)
+    cols = list(TIMESERIES_BASE)
+    for k in obs:
+        cols += [k, f"{k}_esd"] if any(f"{k}_esd" in r for r in rows) else [k]
+    return cols
+
+
+def write_timeseries(rows: list[dict], path) -> Path:
+    """One row per pattern; every observable followed by its ``_esd`` column."""
+    path = Path(path)
+    cols = _columns(rows)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in r.items()})
+    os.replace(tmp, path)
+    return path
+
+
+def _unit(name: str) -> str:
+    for k, u in _UNITS.items():
+        if name == k or name.startswith(k):
+            return u
+    if name.endswith(("_a", "_b", "_c")):
+        return "Å"
+    if name.endswith("_beta"):
+        return "deg"
+    return ""
+
+
+def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None = None) -> Path:
+    """xarray Dataset (dims ``pattern``, ``tof``) with units and provenance in attrs, as HDF5/NetCDF4."""
+    import xarray as xr
+
+    path = Path(path)
+    cols = [c for c in _columns(rows) if c not in ("pattern", "flag", "converged")]
+    data = {}
+    for c in cols:
+        vals = np.array([float(r.get(c, np.nan)) for r in rows])
+        data[c] = (("pattern",), vals, {"units": _unit(c.removesuffix("_esd"))})
+    data["converged"] = (("pattern",), np.array([bool(r.get("converged", False)) for r in rows]))
+    data["flag"] = (("pattern",), np.array([str(r.get("flag", "")) for r in rows], dtype=object))
+    tof = patterns[0][1]
+    data["y_obs"] = (("pattern", "tof"), np.stack([p[2] for p in patterns]), {"units": "counts/µs"})
+    data["sigma_obs"] = (("pattern", "tof"), np.stack([p[3] for p in patterns]), {"units": "counts/µs"})
+    ds = xr.Dataset(data, coords={"pattern": [r["pattern"] for r in rows],
+                                  "tof": ("tof", tof, {"units": "µs"})})
+    attrs = {"title": "layerscope operando sequential refinement", "layerscope_version": version("layerscope")}
+    for k, v in (provenance or {}).items():
+        attrs[k] = str(v)
+    ds.attrs.update(attrs)
+    tmp = path.with_name(path.name + ".tmp")
+    ds.to_netcdf(tmp, engine="h5netcdf")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[str, Path]:
+    """Figures like the paper's Fig. 2a (contour + voltage), 2b (fractions), 2c (spacings), 2d (descriptors)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    t = np.array([r["time_h"] for r in rows])
+    files = {}
+
+    def save(fig, name):
+        p = out / name
+        tmp = p.with_name(p.stem + ".tmp.png")
+        fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+        os.replace(tmp, p)
+        files[name] = p
+
+    def series(ax, key, label, color, scale=1.0):
+        v = np.array([r.get(key, np.nan) for r in rows]) * scale
+        e = np.array([r.get(f"{key}_esd", np.nan) for r in rows]) * scale
+        ax.errorbar(t, v, yerr=np.nan_to_num(e), fmt="o-", ms=3, lw=1, color=color, label=label, capsize=2)
+        if truth is not None and key in truth:
+            ax.plot(truth["time_h"], np.asarray(truth[key]) * scale, "--", color=color, lw=1, alpha=0.7,
+                    label=f"{label} (truth)")
+
+    # 2a: contour of the patterns against time beside the voltage curve
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 5), gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
+    tof = patterns[0][1]
+    d = instrument.d_from_tof(tof)
+    z = np.stack([p[2] for p in patterns])
+    zz = np.log10(np.clip(z, np.percentile(z, 1), None))
+    ax0.pcolormesh(d, t, zz, shading="nearest", cmap="viridis")
+    ax0.set_xlabel("d (Å)")
+    ax0.set_ylabel("time (h)")
+    ax0.set_title("operando TOF patterns (log intensity)", fontsize=10)
+    ax1.plot([r["voltage_V"] for r in rows], t, "k.-")
+    ax1.set_xlabel("voltage (V)")
+    fig.tight_layout()
+    save(fig, "fig2a_contour.png")
+    # 2b: phase fractions
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, lab, col in (("frac_O3p", "O3'", "#6a3d9a"), ("frac_O3", "O3", "#e6ab02"), ("frac_S", "spinel", "#1f78b4")):
+        series(ax, key, lab, col, 100)
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel("phase fraction (wt %)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, "fig2b_fractions.png")
+    # 2c: layer spacings
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for key, lab, col in (("d_inter_O3p", "O3'", "#6a3d9a"), ("d_inter_O3", "O3", "#e6ab02")):
+        series(a1, key, lab, col)
+    for key, lab, col in (("d_intra_O3p", "O3'", "#6a3d9a"), ("d_intra_O3", "O3", "#e6ab02")):
+        series(a2, key, lab, col)
+    a1.set_ylabel("d_inter-layer (Å)")
+    a2.set_ylabel("d_intra-layer (Å)")
+    a2.set_xlabel("time (h)")
+    a1.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, "fig2c_spacings.png")
+    # 2d: descriptors
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    series(a1, "DoO", "DoO (Li@TM6)", "#d62728", 100)
+    series(a2, "DoD", "DoD (LiO2)", "#2ca02c", 100)
+    series(a2, "O_vacancy", "O vacancy", "#ff7f0e", 100)
+    a1.set_ylabel("DoO (%)")
+    a2.set_ylabel("%")
+    a2.set_xlabel("time (h)")
+    a1.legend(fontsize=7)
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, "fig2d_descriptors.png")
+    return files
+
+
+def write_html(out_dir, rows, figures: dict, *, title: str, notes: str = "") -> Path:
+    """A short self-contained page: the figures (embedded) and a summary table."""
+    import base64
+
+    out = Path(out_dir)
+    imgs = []
+    for name, p in figures.items():
+        b64 = base64.b64encode(Path(p).read_bytes()).decode()
+        imgs.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
+                    f"<figcaption>{html.escape(name)}</figcaption></figure>")
+    keys = ["time_h", "voltage_V", "rwp", "frac_O3p", "frac_O3", "frac_S", "d_inter_O3p", "d_intra_O3p", "DoO",
+            "DoD", "O_vacancy", "flag"]
+    head = "".join(f"<th>{k}</th>" for k in keys)
+    body = []
+    for r in rows:
+        cells = []
+        for k in keys:
+            v = r.get(k, "")
+            cells.append(f"<td>{v:.4g}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}img{{max-width:100%}}
+table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head>
+<body><h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>{''.join(imgs)}
+<h2>Time series</h2><table><tr>{head}</tr>{''.join(body)}</table></body></html>"""
+    p = out / "index.html"
+    tmp = p.with_name("index.tmp.html")
+    tmp.write_text(page)
+    os.replace(tmp, p)
+    return p

@@ -1,0 +1,554 @@
+"""Sequential (operando) Rietveld refinement with checkpoint/resume.
+
+A series of patterns measured on one instrument is refined pattern by pattern, each seeded
+from the previous result (or in reverse order). One pattern model and one compiled
+pattern/Jacobian function serve the whole series, so the per-pattern cost is only the
+least-squares cycles.
+
+The protocol (a TOML file, default ``layerscope/data/operando_lrm.toml``) has a
+``[reference]`` part — stages for the first, long uncharged pattern — and a ``[series]``
+part for every following pattern, plus shared ``[[constraint]]``/``[[tie]]`` tables.
+Constraints apply in a stage only when all their parameters are free in it. Phases whose
+fraction among ``lrm_phases`` is below ``min_fraction`` have their cell and occupancies
+fixed for that pattern (an unobservable phase must not wander); an O3 phase not refined
+takes the O3' cell in hexagonal axes (:func:`layerscope.crystal.settings.o3_cell_from_o3p`).
+
+After every pattern the state (full parameter vector, results row) is appended to
+``checkpoint.json`` (written atomically); a run that is killed resumes after the last
+completed pattern and produces identical results, because each pattern's refinement is a
+deterministic function of its data and its seed vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from layerscope.crystal.settings import O3_TO_O3P, o3_cell_from_o3p  # noqa: E402
+from layerscope.diffraction.pattern import build_model, initial_params  # noqa: E402
+from layerscope.refine.engine import Evaluator, least_squares  # noqa: E402
+from layerscope.refine.parameters import free_set, make_layout  # noqa: E402
+from layerscope.refine.strategy import Strategy, parse_strategy, stage_bounds  # noqa: E402
+
+__all__ = ["SeriesProtocol", "read_series_protocol", "default_series_protocol", "refine_series",
+           "SeriesRecord", "lrm_observables"]
+
+
+@dataclass(frozen=True)
+class SeriesProtocol:
+    reference: Strategy
+    series: Strategy
+    min_fraction: float = 0.03
+    lrm_phases: tuple[str, ...] = ("O3p", "O3", "S")
+    anode_phases: tuple[str, ...] = ("graphite", "LiC12", "LiC6")
+    fixed_scales: tuple[str, ...] = ()
+    keep_ratio: tuple[tuple[str, str], ...] = ()
+    conserve: tuple[tuple[tuple[str, ...], str], ...] = ()
+    source: str = ""
+    digest: str = ""
+
+
+def _parse_protocol(text: str, source: str) -> SeriesProtocol:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: not valid TOML ({exc})") from None
+    for key in ("reference", "series"):
+        if key not in doc or "stage" not in doc[key]:
+            raise ValueError(f"{source}: needs [[{key}.stage]] tables (stages for the "
+                             f"{'reference pattern' if key == 'reference' else 'series patterns'})")
+    shared = {k: doc[k] for k in ("constraint", "tie", "bounds") if k in doc}
+    ref_doc = dict(doc["reference"])
+    ref_refine = dict(ref_doc.get("refine", {}))
+    keep_ratio = tuple(tuple(x) for x in ref_refine.pop("keep_ratio", []))
+    if any(len(x) != 2 for x in keep_ratio):
+        raise ValueError(f"{source}: reference.refine.keep_ratio takes pairs of phase names")
+    ref_doc["refine"] = ref_refine
+    ref = parse_strategy({**shared, **ref_doc}, f"{source} [reference]")
+    ser_doc = {k: v for k, v in doc["series"].items()
+               if k not in ("min_fraction", "lrm_phases", "anode_phases", "fixed_scales", "conserve")}
+    ser = parse_strategy({**shared, **ser_doc}, f"{source} [series]")
+    s = doc["series"]
+    mf = float(s.get("min_fraction", 0.03))
+    if not 0 <= mf < 1:
+        raise ValueError(f"{source}: series.min_fraction must lie in [0, 1), got {mf}")
+    conserve = []
+    for g in s.get("conserve", []):
+        if not isinstance(g, dict) or not g.get("phases") or not g.get("element"):
+            raise ValueError(f"{source}: each series.conserve entry needs 'phases = [...]' and 'element = \"O\"'")
+        conserve.append((tuple(g["phases"]), str(g["element"])))
+    return SeriesProtocol(ref, ser, mf, tuple(s.get("lrm_phases", ("O3p", "O3", "S"))),
+                          tuple(s.get("anode_phases", ("graphite", "LiC12", "LiC6"))),
+                          tuple(s.get("fixed_scales", ())), keep_ratio, tuple(conserve), source,
+                          hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+def read_series_protocol(path) -> SeriesProtocol:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: strategy file not found")
+    return _parse_protocol(path.read_text(), str(path))
+
+
+def default_series_protocol() -> SeriesProtocol:
+    text = resources.files("layerscope.data").joinpath("operando_lrm.toml").read_text()
+    return _parse_protocol(text, "operando_lrm.toml (built in)")
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    """One refined pattern: its name, the full parameter vector and the derived row."""
+
+    name: str
+    full: list
+    row: dict
+    warnings: list = field(default_factory=list)
+
+
+# --- observables with esds -----------------------------------------------------------------
+def _d(cell, hkl):
+    a, b, c, al, be, ga = (cell[i] for i in range(6))
+    ca, cb, cg = jnp.cos(jnp.deg2rad(al)), jnp.cos(jnp.deg2rad(be)), jnp.cos(jnp.deg2rad(ga))
+    g = jnp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
+    h = jnp.asarray(hkl, dtype=float)
+    return 1.0 / jnp.sqrt(h @ jnp.linalg.inv(g) @ h)
+
+
+_INTRA_O3 = np.array([[1, 0, 0], [0, 1, 0], [1, -1, 0]], dtype=float)
+
+
+def lrm_observables(layout, model, protocol: SeriesProtocol) -> dict:
+    """Functions of the full vector for every reported quantity (JAX-differentiable)."""
+    names = list(layout.names)
+    idx = {n: i for i, n in enumerate(names)}
+    phases = {s.phase.name: s.phase for s in model.phases}
+    lrm = [p for p in protocol.lrm_phases if p in phases]
+    anode = [p for p in protocol.anode_phases if p in phases]
+    rho = {p: phases[p].cell_mass / phases[p].volume for p in phases}
+    obs = {}
+
+    def scale(v, p):
+        return v[idx["hscale"]] * v[idx[f"{p}.scale"]]
+
+    def cell(v, p):
+        i0 = idx[f"{p}.a"]
+        return v[i0:i0 + 6]
+
+    for p in lrm:
+        def frac(v, p=p):
+            w = {q: scale(v, q) * rho[q] for q in lrm}
+            return w[p] / sum(w.values())
+        obs[f"frac_{p}"] = frac
+    n_c = {p: sum(o * m for m, s in zip(phases[p].site_multiplicities(), phases[p].sites)
+                  for sym, o in s.species if sym == "C") for p in anode}
+    for p in anode:
+        def cfrac(v, p=p):
+            n = {q: scale(v, q) * n_c[q] / phases[q].volume for q in anode}
+            return n[p] / sum(n.values())
+        obs[f"frac_{p}"] = cfrac
+    for p in lrm:
+        sg = phases[p].space_group.number
+        if sg == 12:
+            for k, j in (("a", 0), ("b", 1), ("c", 2), ("beta", 4)):
+                obs[f"{p}_{k}"] = (lambda v, p=p, j=j: cell(v, p)[j])
+            obs[f"d_inter_{p}"] = lambda v, p=p: _d(cell(v, p), [0, 0, 1])
+            obs[f"d_intra_{p}"] = lambda v, p=p: sum(_d(cell(v, p), h) for h in _INTRA_O3 @ O3_TO_O3P) / 3
+        elif sg == 166:
+            obs[f"{p}_a"] = lambda v, p=p: cell(v, p)[0]
+            obs[f"{p}_c"] = lambda v, p=p: cell(v, p)[2]
+            obs[f"d_inter_{p}"] = lambda v, p=p: _d(cell(v, p), [0, 0, 3])
+            obs[f"d_intra_{p}"] = lambda v, p=p: sum(_d(cell(v, p), h) for h in _INTRA_O3) / 3
+        else:
+            obs[f"{p}_a"] = lambda v, p=p: cell(v, p)[0]
+    o3p = next((p for p in lrm if phases[p].space_group.number == 12), None)
+    if o3p is not None:
+        from layerscope.descriptors import find_o3p_sites
+
+        sites = find_o3p_sites(phases[o3p])
+
+        def occ(v, site, which):
+            tot = 0.0
+            for sym, _ in site.species:
+                el = sym.lstrip("0123456789")
+                if (which == "Li") == (el == "Li") and el != "O":
+                    tot = tot + v[idx[f"{o3p}.occ[{site.label}:{sym}]"]]
+            return tot
+
+        obs["DoO"] = lambda v: occ(v, sites["2b"], "Li") / (occ(v, sites["2b"], "Li") + 2 * occ(v, sites["4g"], "Li"))
+
+        def dod(v):
+            t4h, t4g, t2b = (occ(v, sites[k], "TM") for k in ("4h", "4g", "2b"))
+            return 2 * t4h / (2 * t4h + 2 * t4g + t2b)
+        obs["DoD"] = dod
+
+        def o_vac(phase_name):
+            ph = phases[phase_name]
+            terms = [(m, s) for m, s in zip(ph.site_multiplicities(), ph.sites) if any(x == "O" for x, _ in s.species)]
+            den = sum(m for m, _ in terms)
+
+            def f(v):
+                return 1.0 - sum(m * v[idx[f"{phase_name}.occ[{s.label}:O]"]] for m, s in terms) / den
+            return f
+
+        vac = {p: o_vac(p) for p in lrm if phases[p].space_group.number in (12, 166)}
+
+        def o_vacancy(v):
+            return sum(vac[p](v) * obs[f"frac_{p}"](v) for p in vac)
+        obs["O_vacancy"] = o_vacancy
+    return obs
+
+
+def _evaluate_observables(obs, full, cov):
+    v = jnp.asarray(full)
+    out = {}
+    for name, f in obs.items():
+        val = float(f(v))
+        esd = float("nan")
+        if cov is not None:
+            g = np.asarray(jax.grad(lambda u: f(u))(v))
+            c = np.nan_to_num(cov)
+            esd = float(np.sqrt(max(g @ c @ g, 0.0)))
+        out[name] = val
+        out[f"{name}_esd"] = esd
+    return out
+
+
+# --- the sequential loop -----------------------------------------------------------------
+def _constraints_for(fs_names, strategy, layout):
+    free_names = set(fs_names)
+    out = []
+    for c in strategy.constraints:
+        if all(n in free_names for n in c.terms):
+            out.append(c)
+    return out
+
+
+def _stage_free(stage_free, layout, full, fractions, protocol, model):
+    """Drop cell/occupancy groups of phases that are too small to be observed."""
+    small = {p for p, f in fractions.items() if f < protocol.min_fraction}
+    keep = []
+    for key in stage_free:
+        ph = key.split(".")[0]
+        if ph in small and not key.endswith(".scale"):
+            continue
+        keep.append(key)
+    return keep
+
+
+def _sync_fixed_o3(layout, full, model, refined_cells: set, protocol):
+    """An O3 phase whose cell is not refined follows the O3' cell (hexagonal axes)."""
+    phases = {s.phase.name: s.phase for s in model.phases}
+    o3p = next((p for p in protocol.lrm_phases if p in phases and phases[p].space_group.number == 12), None)
+    for p in protocol.lrm_phases:
+        if p in phases and phases[p].space_group.number == 166 and p not in refined_cells and o3p:
+            i0, j0 = layout.index(f"{o3p}.a"), layout.index(f"{p}.a")
+            hexcell = o3_cell_from_o3p(full[i0:i0 + 6])
+            a = 0.5 * (hexcell[0] + hexcell[1])
+            full[j0:j0 + 6] = [a, a, hexcell[2], 90.0, 90.0, 120.0]
+    return full
+
+
+def _tie_start(full, strategy, layout):
+    """Make the starting vector satisfy the ties (copy the first term's value to the others)."""
+    for c in strategy.constraints:
+        items = list(c.terms.items())
+        if c.value is None and len(items) == 2 and items[0][1] == 1.0 and items[1][1] == -1.0:
+            full[layout.index(items[1][0])] = full[layout.index(items[0][0])]
+    return full
+
+
+def _cell_volume(cell) -> float:
+    a, b, c, al, be, ga = cell
+    ca, cb, cg = np.cos(np.radians([al, be, ga]))
+    return float(a * b * c * np.sqrt(max(1 - ca**2 - cb**2 - cg**2 + 2 * ca * cb * cg, 0.0)))
+
+
+def _site_count(phase, element: str) -> float:
+    return float(sum(m for m, st in zip(phase.site_multiplicities(), phase.sites)
+                     if any(sym.lstrip("0123456789") == element for sym, _ in st.species)))
+
+
+def _conservation_terms(full, layout, model, group):
+    phases = {s.phase.name: s.phase for s in model.phases}
+    names, element = group
+    out = {}
+    for p in names:
+        if p in phases:
+            i0 = layout.index(f"{p}.a")
+            out[f"{p}.scale"] = _site_count(phases[p], element) / _cell_volume(full[i0:i0 + 6])
+    return out
+
+
+def conservation_totals(full, layout, model, protocol) -> list[float]:
+    """Σ scale·n/V of each conserved group, at the given parameters (the reference's values)."""
+    return [sum(c * full[layout.index(n)] for n, c in _conservation_terms(full, layout, model, g).items())
+            for g in protocol.conserve]
+
+
+def _lrm_fractions(full, layout, model, protocol):
+    phases = {s.phase.name: s.phase for s in model.phases}
+    lrm = [p for p in protocol.lrm_phases if p in phases]
+    w = {p: full[layout.index(f"{p}.scale")] * phases[p].cell_mass / phases[p].volume for p in lrm}
+    tot = sum(w.values()) or 1.0
+    return {p: v / tot for p, v in w.items()}
+
+
+def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: SeriesProtocol, bounds,
+               totals=None):
+    """Run the stages of one strategy on one pattern; returns (full, final FitResult, stage log).
+
+    ``totals``: the conserved amounts from the reference (None for the reference itself).
+    """
+    full = np.array(full, dtype=float)
+    fractions = _lrm_fractions(full, layout, model, protocol)
+    free: list[str] = []
+    fr = None
+    log = []
+    for st in strategy.stages:
+        for k, v in st.start.items():
+            for i in layout.match(k) or [layout.index(k)]:
+                full[i] = float(v)
+        free = [f for f in free + [f for f in st.free if f not in free] if f not in st.fix]
+        use = _stage_free(free, layout, full, fractions, protocol, model)
+        if totals is not None:
+            use = [k for k in use if k not in {f"{p}.scale" for p in protocol.fixed_scales}]
+        probe = free_set(layout, full, use, bounds=bounds)
+        cons = _constraints_for(probe.names, strategy, layout)
+        from layerscope.refine.parameters import Constraint
+
+        if totals is None:
+            for a, b in protocol.keep_ratio:
+                na, nb = f"{a}.scale", f"{b}.scale"
+                if na in probe.names and nb in probe.names and full[layout.index(na)] > 0:
+                    r = full[layout.index(nb)] / full[layout.index(na)]
+                    cons.append(Constraint({nb: 1.0, na: -r}, 0.0))
+        if totals is not None:
+            for g, tot in zip(protocol.conserve, totals):
+                terms = _conservation_terms(full, layout, model, g)
+                if all(n in probe.names for n in terms):
+                    cons.append(Constraint(terms, tot))
+        fs = free_set(layout, full, use, constraints=cons, bounds=bounds)
+        fr = least_squares(ev, fs, y, sigma, max_cycles=st.max_cycles or strategy.max_cycles, tol=strategy.tol)
+        full = np.array(fr.full)
+        log.append((st.name, fr))
+    return full, fr, log
+
+
+def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | None = None, out_dir=None,
+                  n_background: int = 6, reverse: bool = False, progress=None, times=None,
+                  start_fractions: dict | None = None):
+    """Refine a series of patterns sequentially.
+
+    Parameters
+    ----------
+    patterns : list of (name, tof_us, y, sigma); the first is the reference pattern
+        (refined with the protocol's ``[reference]`` stages), every pattern shares its TOF grid
+    phases : starting phases (e.g. ``preset("lrm-pouch").phases``)
+    instrument : :class:`~layerscope.diffraction.instrument.TOFInstrument`
+    out_dir : folder for ``checkpoint.json`` (resume) — None keeps everything in memory
+    reverse : refine the series patterns from the last to the first (the reference first)
+    progress : callable(i, n, record) after each pattern
+    times : optional per-pattern dict merged into each row (e.g. aligned cycler values)
+    start_fractions : weight fractions of phases within their group to start from (e.g. the
+        model's ``{"O3p": 0.9716, "S": 0.0284}``): the linear start's total is split by them
+
+    Returns the list of :class:`SeriesRecord` in the order of ``patterns``.
+    """
+    protocol = protocol or default_series_protocol()
+    if not patterns:
+        raise ValueError("the series has no patterns")
+    name0, tof, _, _ = patterns[0]
+    for name, t, y, s in patterns:
+        if t.shape != tof.shape or not np.allclose(t, tof, rtol=1e-9):
+            raise ValueError(f"{name}: TOF grid differs from the reference pattern's; a series must share one grid")
+        if not (np.all(np.isfinite(y)) and np.all(np.isfinite(s)) and np.all(s > 0)):
+            raise ValueError(f"{name}: intensities must be finite with σ > 0")
+    model = build_model(list(phases), tof, instrument, n_background=n_background)
+    layout = make_layout(model)
+    ev = Evaluator(model, layout)
+    phase_names = [p.name for p in phases]
+    # start: the reference's own structures, linear scales + background
+    from layerscope.refine.rietveld import linear_start
+
+    ckpt = _Checkpoint(out_dir, [p[0] for p in patterns], protocol, phase_names) if out_dir else None
+    done = ckpt.load() if ckpt else {}
+    order = [0] + (list(range(len(patterns) - 1, 0, -1)) if reverse else list(range(1, len(patterns))))
+    bounds_ref = stage_bounds(layout, protocol.reference)
+    bounds_ser = stage_bounds(layout, protocol.series)
+    obs = lrm_observables(layout, model, protocol)
+    records: dict[int, SeriesRecord] = {}
+    full = None
+    totals = None
+    history: list = []
+    prev_rwp, seed_prev = np.inf, None
+    for k, i in enumerate(order):
+        name, _, y, s = patterns[i]
+        if name in done:
+            records[i] = done[name]
+            full = np.array(done[name].full)
+            prev_rwp, seed_prev = float(done[name].row["rwp"]), np.array(full)
+            if i == 0:
+                totals = conservation_totals(full, layout, model, protocol)
+            else:
+                history.append((_time_of(times, i, k), np.array(full)))
+            if progress:
+                progress(k, len(order), records[i])
+            continue
+        if full is None:
+            scales, bkg = linear_start(phases, tof, y, s, instrument, n_background=n_background)
+            if start_fractions:
+                scales = _split_scales(scales, start_fractions, phases)
+            params = initial_params(model, scales=scales, background=bkg)
+            full = _tie_start(np.array(layout.flatten(params)), protocol.series, layout)
+        if i != 0 and len(history) >= 2:
+            full = _predict_cells(full, history, _time_of(times, i, k), layout, model, protocol)
+        strategy = protocol.reference if i == 0 else protocol.series
+        seed = np.array(full)
+        full, fr, log = refine_one(ev, layout, model, full, y, s, strategy, protocol,
+                                   bounds_ref if i == 0 else bounds_ser, None if i == 0 else totals)
+        flag = "" if i == 0 else _implausible(full, fr, prev_rwp, seed_prev, layout, model, protocol)
+        if flag:
+            # retry from the previous pattern's values with the first stage only
+            retry = Strategy(strategy.stages[:1], strategy.constraints, strategy.max_cycles, strategy.tol,
+                             strategy.scale_model, strategy.bounds)
+            full2, fr2, log2 = refine_one(ev, layout, model, np.array(seed_prev), y, s, retry, protocol,
+                                          bounds_ser, totals)
+            flag2 = _implausible(full2, fr2, prev_rwp, seed_prev, layout, model, protocol)
+            full, fr, log = full2, fr2, log + log2
+            flag = f"{flag}; refined again with '{retry.stages[0].name}' only" + (f" (still: {flag2})" if flag2 else "")
+        prev_rwp, seed_prev = fr.stats.rwp, np.array(full)
+        row = {"pattern": name, "rwp": fr.stats.rwp, "gof": fr.stats.gof,
+               "converged": bool(fr.converged and not flag), "flag": flag}
+        row.update(_evaluate_observables(obs, full, fr.cov_full))
+        if times is not None:
+            row.update(times[i])
+        warns = [f"[{n}] {w}" for n, f in log for w in f.warnings]
+        if i == 0:
+            totals = conservation_totals(full, layout, model, protocol)
+        else:
+            history.append((_time_of(times, i, k), np.array(full)))
+        rec = SeriesRecord(name, [float(v) for v in full], row, warns)
+        records[i] = rec
+        if ckpt:
+            ckpt.append(rec)
+        if progress:
+            progress(k, len(order), rec)
+    return [records[i] for i in range(len(patterns))], model, layout
+
+
+def _split_scales(scales: dict, fractions: dict, phases) -> dict:
+    """Redistribute the summed scale of the named phases by the given weight fractions."""
+    by = {p.name: p for p in phases}
+    names = [n for n in fractions if n in by]
+    if not names:
+        return scales
+    total_vol = sum(max(scales[n], 0.0) for n in names)
+    vol = {n: fractions[n] / (by[n].cell_mass / by[n].volume) for n in names}
+    k = total_vol / sum(vol.values())
+    out = dict(scales)
+    out.update({n: k * v for n, v in vol.items()})
+    return out
+
+
+def _implausible(full, fr, prev_rwp, prev_full, layout, model, protocol) -> str:
+    """Reason why a sequential result looks wrong ('' when it looks fine)."""
+    if not np.all(np.isfinite(full)) or fr.diverged:
+        return "diverged"
+    reasons = []
+    if np.isfinite(prev_rwp) and fr.stats.rwp > 1.3 * prev_rwp:
+        reasons.append(f"Rwp rose from {prev_rwp:.2f} to {fr.stats.rwp:.2f} %")
+    phases = {s.phase.name for s in model.phases}
+    for group in (protocol.lrm_phases, protocol.anode_phases):
+        sc = {p: full[layout.index(f"{p}.scale")] for p in group if p in phases}
+        tot = sum(abs(v) for v in sc.values()) or 1.0
+        for p, v in sc.items():
+            if v < -0.01 * tot:
+                reasons.append(f"{p} scale negative ({v / tot:+.3f} of its group)")
+    if prev_full is not None:
+        for p in protocol.lrm_phases:
+            if p in phases:
+                i0 = layout.index(f"{p}.a")
+                rel = np.abs(full[i0:i0 + 3] / prev_full[i0:i0 + 3] - 1)
+                if np.any(rel > 0.01):
+                    reasons.append(f"{p} cell moved by {100 * rel.max():.1f} %")
+    return "; ".join(reasons)
+
+
+def _time_of(times, i, k) -> float:
+    if times is not None and "time_h" in times[i]:
+        return float(times[i]["time_h"])
+    return float(k)
+
+
+def _predict_cells(full, history, t_next, layout, model, protocol):
+    """Seed the LRM cells by linear extrapolation of the last two patterns (a predictor step:
+    lattice parameters drift smoothly with state of charge, and starting each pattern where the
+    trend points keeps the Bragg peaks inside the basin of the least-squares minimum)."""
+    (t0, f0), (t1, f1) = history[-2], history[-1]
+    if t1 == t0:
+        return full
+    w = (t_next - t1) / (t1 - t0)
+    if not 0 < w <= 2:
+        return full
+    out = np.array(full)
+    phases = {s.phase.name for s in model.phases}
+    for p in protocol.lrm_phases:
+        if p in phases:
+            i0 = layout.index(f"{p}.a")
+            out[i0:i0 + 6] = f1[i0:i0 + 6] + w * (f1[i0:i0 + 6] - f0[i0:i0 + 6])
+    return out
+
+
+class _Checkpoint:
+    """Append-only JSON checkpoint, rewritten atomically after every pattern."""
+
+    def __init__(self, out_dir, names, protocol, phase_names):
+        self.path = Path(out_dir) / "checkpoint.json"
+        self.key = {"patterns": list(names), "protocol": protocol.digest, "phases": list(phase_names)}
+
+    def load(self) -> dict:
+        if not self.path.exists():
+            return {}
+        try:
+            doc = json.loads(self.path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{self.path}: unreadable checkpoint ({exc}); delete it to start over") from None
+        if doc.get("key") != self.key:
+            raise ValueError(f"{self.path}: checkpoint belongs to another series or protocol; "
+                             "use a new --out folder or delete the checkpoint")
+        return {r["name"]: SeriesRecord(r["name"], r["full"], r["row"], r.get("warnings", [])) for r in doc["records"]}
+
+    def append(self, rec: SeriesRecord) -> None:
+        doc = {"key": self.key, "records": []}
+        if self.path.exists():
+            doc = json.loads(self.path.read_text())
+        doc["records"].append({"name": rec.name, "full": rec.full, "row": _jsonable(rec.row),
+                               "warnings": rec.warnings})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, self.path)
+
+
+def _jsonable(row: dict) -> dict:
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, (np.floating, float)):
+            out[k] = float(v)
+        elif isinstance(v, (np.integer, int)) and not isinstance(v, bool):
+            out[k] = int(v)
+        else:
+            out[k] = v
+    return out
