@@ -1,0 +1,160 @@
+"""The simulated operando experiment, the sequential refinement against its truth, and resume."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layerscope.cli import main
+from layerscope.simulate.operando import Protocol, cell_state, cycler_log, simulate_operando, truth_row
+
+
+def test_protocol_and_cycler_log_are_consistent():
+    p = Protocol()
+    log = cycler_log(p, step_s=30.0)
+    # capacity is the integral of the current (trapezoid on a 30 s grid)
+    q = np.concatenate([[0], np.cumsum(0.5 * (log["current_mA"][1:] + log["current_mA"][:-1])
+                                       * np.diff(log["time_s"]) / 3600.0)])
+    np.testing.assert_allclose(log["capacity_mAh"], q, atol=6.0)
+    assert log["voltage_V"].max() == pytest.approx(4.5)
+    assert log["voltage_V"][-1] == pytest.approx(2.5, abs=0.01)
+    assert cell_state(p.t_cc_end_h + 0.5, p).step == "cv_charge"
+    # first-cycle Coulombic efficiency of the simulated cell ≈ 85 % (cathode convention)
+    assert p.q_discharge_mAh / p.q_charge_mAh == pytest.approx(0.854, abs=0.01)
+
+
+def test_truth_follows_the_paper_narrative():
+    p = Protocol()
+    early, t45, top, end = (truth_row(t, p) for t in (0.5, p.rest_h + 3.5, p.t_cv_end_h, p.t_end_h - 0.01))
+    # DoD reaches ~1 % at 4.5 h before DoO leaves 93 %; DoO then ~50 % and stays on discharge
+    assert t45["DoD"] == pytest.approx(0.010, abs=0.001)
+    assert early["DoO"] == pytest.approx(0.930, abs=0.001) and t45["DoO"] == pytest.approx(0.930, abs=0.001)
+    assert top["DoO"] == pytest.approx(0.50, abs=0.01) and end["DoO"] == pytest.approx(0.50, abs=0.01)
+    # O3' -> O3 almost complete at 4.5 V, about half back on discharge; spinel grows
+    assert top["frac_O3"] > 0.85 and 0.4 < end["frac_O3"] < 0.5
+    assert end["frac_S"] > early["frac_S"]
+    # d_inter up, d_intra down on charge
+    assert top["d_inter_O3p"] > early["d_inter_O3p"] + 0.05 and top["d_intra_O3p"] < early["d_intra_O3p"] - 0.02
+    # anode: graphite -> LiC12 -> LiC6
+    assert early["frac_graphite"] == 1 and top["frac_LiC6"] > 0.5
+
+
+@pytest.fixture(scope="module")
+def short_series(tmp_path_factory):
+    """The reference + the first 30-min patterns of the simulated experiment (seed 1)."""
+    out = tmp_path_factory.mktemp("op")
+    simulate_operando(out, seed=1, n_points=3000)
+    series = out / "series"
+    rows = list(csv.DictReader(open(series / "series.csv")))
+    keep = rows[:5]
+    with open(series / "series.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+    for r in rows[5:]:
+        (series / r["file"]).unlink()
+    return out
+
+
+def _rows(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_sequential_refinement_recovers_truth(short_series, tmp_path):
+    out = tmp_path / "res"
+    rc = main(["operando", str(short_series / "series"), "--cycler", str(short_series / "cycler.csv"),
+               "--out", str(out)])
+    assert rc == 0
+    got = _rows(out / "timeseries.csv")
+    truth = _rows(short_series / "truth.csv")
+    assert len(got) == 5
+    header = list(got[0])
+    for col in ("time_h", "voltage_V", "capacity_mAh", "rwp", "frac_O3p", "frac_O3p_esd", "d_inter_O3p",
+                "d_intra_O3p_esd", "DoO", "DoO_esd", "DoD_esd", "O_vacancy_esd", "O3p_a"):
+        assert col in header
+    for g, t in zip(got, truth[:5]):
+        assert g["converged"] == "True", g["flag"]
+        assert abs(float(g["time_h"]) - float(t["time_h"])) < 1e-9
+        for k in ("frac_O3p", "frac_O3", "frac_S"):
+            assert abs(float(g[k]) - float(t[k])) < 0.02, k
+        for k in ("O3p_a", "O3p_b", "O3p_c"):
+            assert abs(float(g[k]) - float(t[k])) < 5e-4, k
+        assert abs(float(g["DoO"]) - float(t["DoO"])) < 0.05
+        # DoD: the issue's 0.3 % target where the esd allows it, else 3 esd (esd ≈ 0.18 % here)
+        assert abs(float(g["DoD"]) - float(t["DoD"])) < max(0.003, 3 * float(g["DoD_esd"]))
+    assert (out / "operando.h5").exists() and (out / "index.html").exists()
+    for f in ("fig2a_contour.png", "fig2b_fractions.png", "fig2c_spacings.png", "fig2d_descriptors.png"):
+        assert (out / f).stat().st_size > 5000
+    import xarray as xr
+
+    ds = xr.open_dataset(out / "operando.h5", engine="h5netcdf")
+    assert ds["d_inter_O3p"].attrs["units"] == "Å" and ds.sizes["pattern"] == 5
+    np.testing.assert_allclose(ds["DoO"].values, [float(g["DoO"]) for g in got], rtol=1e-7)
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_identical_results(short_series, tmp_path):
+    args = [sys.executable, "-m", "layerscope", "operando", str(short_series / "series"), "--cycler",
+            str(short_series / "cycler.csv")]
+    ref = tmp_path / "uninterrupted"
+    subprocess.run(args + ["--out", str(ref)], check=True, capture_output=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(args + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    ckpt = out / "checkpoint.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if ckpt.exists() and ckpt.read_text().count('"name"') >= 2:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "timeseries.csv").exists()
+    n_done = ckpt.read_text().count('"name"')
+    assert 2 <= n_done < 5
+    subprocess.run(args + ["--out", str(out)], check=True, capture_output=True)
+    a, b = (ref / "timeseries.csv").read_text(), (out / "timeseries.csv").read_text()
+    assert a == b
+
+
+def test_manifest_errors_name_file_and_line(tmp_path):
+    from layerscope.operando.series import read_manifest
+
+    s = tmp_path / "series"
+    s.mkdir()
+    with pytest.raises(FileNotFoundError, match="series.csv: missing manifest"):
+        read_manifest(s)
+    (s / "series.csv").write_text("file,start_s,end_s\nA.gsa,0,10\n")
+
+    with pytest.raises(FileNotFoundError, match=r"line 2: pattern file .*A\.gsa not found"):
+        read_manifest(s)
+    (s / "A.gsa").write_text("x")
+    (s / "series.csv").write_text("file,start_s,end_s\nA.gsa,abc,10\n")
+    with pytest.raises(ValueError, match="line 2: start_s/end_s must be numbers"):
+        read_manifest(s)
+    (s / "series.csv").write_text("file,start\nA.gsa,0\n")
+    with pytest.raises(ValueError, match="missing column"):
+        read_manifest(s)
+
+
+def test_series_protocol_errors(tmp_path):
+    from layerscope.refine.sequential import read_series_protocol
+
+    p = tmp_path / "s.toml"
+    p.write_text("[series]\nmin_fraction = 0.1\n")
+    with pytest.raises(ValueError, match=r"needs \[\[reference.stage\]\]"):
+        read_series_protocol(p)
+    p.write_text("[[reference.stage]]\nfree=['background']\n[[series.stage]]\nfree=['background']\n"
+                 "[series]\nmin_fraction = 2\n")
+    with pytest.raises(ValueError, match="min_fraction"):
+        read_series_protocol(p)
