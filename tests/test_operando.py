@@ -158,3 +158,14 @@ def test_series_protocol_errors(tmp_path):
                  "[series]\nmin_fraction = 2\n")
     with pytest.raises(ValueError, match="min_fraction"):
         read_series_protocol(p)
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    """The README's first command: pattern + simulated operando series + refinement + report."""
+    rc = main(["demo", "--out", str(tmp_path), "--every", "4"])
+    assert rc == 0
+    assert (tmp_path / "pattern" / "pouch_cell_pattern.csv").exists()
+    rows = _rows(tmp_path / "operando" / "timeseries.csv")
+    assert len(rows) == 9
+    assert (tmp_path / "operando" / "index.html").stat().st_size > 50_000

@@ -145,8 +145,9 @@ def test_pattern_cli_bad_phase(tmp_path, capsys):
 
 
 def test_demo_writes_pouch_cell_pattern(tmp_path):
-    rc = main(["demo", "--out", str(tmp_path)])
-    assert rc == 0
+    from layerscope.demo import run_demo
+
+    run_demo(tmp_path)
     header = (tmp_path / "pouch_cell_pattern.csv").read_text().splitlines()[0].split(",")
     assert header[:3] == ["tof_us", "d_angstrom", "total"]
     assert set(header[3:]) == {"O3p", "S", "Al", "Cu", "graphite", "LiC12", "LiC6"}
