@@ -10,8 +10,9 @@ The protocol (a TOML file, default ``layerscope/data/operando_lrm.toml``) has a
 part for every following pattern, plus shared ``[[constraint]]``/``[[tie]]`` tables.
 Constraints apply in a stage only when all their parameters are free in it. Phases whose
 fraction among ``lrm_phases`` is below ``min_fraction`` have their cell and occupancies
-fixed for that pattern (an unobservable phase must not wander); an O3 phase not refined
-takes the O3' cell in hexagonal axes (:func:`layerscope.crystal.settings.o3_cell_from_o3p`).
+fixed for that pattern (an unobservable phase must not wander), keeping the model's
+starting cell (O3: table S3's) until it grows above the threshold. Cells are seeded by
+linear extrapolation of the last two patterns (a predictor step).
 
 After every pattern the state (full parameter vector, results row) is appended to
 ``checkpoint.json`` (written atomically); a run that is killed resumes after the last
@@ -36,7 +37,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from layerscope.crystal.settings import O3_TO_O3P, o3_cell_from_o3p  # noqa: E402
+from layerscope.crystal.settings import O3_TO_O3P  # noqa: E402
 from layerscope.diffraction.pattern import build_model, initial_params  # noqa: E402
 from layerscope.refine.engine import Evaluator, least_squares  # noqa: E402
 from layerscope.refine.parameters import free_set, make_layout  # noqa: E402
@@ -245,19 +246,6 @@ def _stage_free(stage_free, layout, full, fractions, protocol, model):
             continue
         keep.append(key)
     return keep
-
-
-def _sync_fixed_o3(layout, full, model, refined_cells: set, protocol):
-    """An O3 phase whose cell is not refined follows the O3' cell (hexagonal axes)."""
-    phases = {s.phase.name: s.phase for s in model.phases}
-    o3p = next((p for p in protocol.lrm_phases if p in phases and phases[p].space_group.number == 12), None)
-    for p in protocol.lrm_phases:
-        if p in phases and phases[p].space_group.number == 166 and p not in refined_cells and o3p:
-            i0, j0 = layout.index(f"{o3p}.a"), layout.index(f"{p}.a")
-            hexcell = o3_cell_from_o3p(full[i0:i0 + 6])
-            a = 0.5 * (hexcell[0] + hexcell[1])
-            full[j0:j0 + 6] = [a, a, hexcell[2], 90.0, 90.0, 120.0]
-    return full
 
 
 def _tie_start(full, strategy, layout):
