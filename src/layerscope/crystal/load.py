@@ -11,7 +11,6 @@ A specification is one of
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from layerscope.crystal.cif import read_cif
@@ -66,7 +65,3 @@ def load_phases(specs) -> list[tuple[Phase, float]]:
     if dupes:
         raise ValueError(f"phase names must be unique, repeated: {sorted(dupes)} (use NAME=SOURCE)")
     return out
-
-
-def _renamed(phase: Phase, name: str) -> Phase:
-    return replace(phase, name=name)

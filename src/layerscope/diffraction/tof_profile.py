@@ -106,14 +106,12 @@ def tch_fwhm_eta(sig2, gam):
 
 def _exp_erfc(a, y):
     """e^a · erfc(y) where a − y² = −Δ²/(2s²) (no overflow for large a)."""
-    from jax.scipy.special import erfc as _erfc
-
     y_pos = jnp.where(y > 0, y, 0.0)
     # erfcx(y) = exp(y²) erfc(y); for y >= 0 use exp(a - y²) * erfcx(y)
     erfcx_y = _erfcx_pos(y_pos)
     pos = jnp.exp(a - y_pos**2) * erfcx_y
     a_neg = jnp.where(y > 0, 0.0, a)
-    neg = jnp.exp(a_neg) * _erfc(jnp.where(y > 0, 0.0, y))
+    neg = jnp.exp(a_neg) * erfc(jnp.where(y > 0, 0.0, y))
     return jnp.where(y > 0, pos, neg)
 
 

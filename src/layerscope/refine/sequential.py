@@ -14,6 +14,11 @@ fixed for that pattern (an unobservable phase must not wander), keeping the mode
 starting cell (O3: table S3's) until it grows above the threshold. Cells are seeded by
 linear extrapolation of the last two patterns (a predictor step).
 
+Each result is checked: a fit whose Rwp jumps, whose cells move by more than 0.5 % or whose
+fractions go clearly negative is refined again from the previous pattern's values (with the
+jumped cells fixed, or else with only the first stage free), and the row is flagged (``flag``
+column) — never reported silently.
+
 After every pattern the state (full parameter vector, results row) is appended to
 ``checkpoint.json`` (written atomically); a run that is killed resumes after the last
 completed pattern and produces identical results, because each pattern's refinement is a
@@ -41,7 +46,7 @@ from layerscope.crystal.settings import O3_TO_O3P  # noqa: E402
 from layerscope.diffraction.pattern import build_model, initial_params  # noqa: E402
 from layerscope.refine.engine import Evaluator, least_squares  # noqa: E402
 from layerscope.refine.parameters import free_set, make_layout  # noqa: E402
-from layerscope.refine.strategy import Strategy, parse_strategy, stage_bounds  # noqa: E402
+from layerscope.refine.strategy import Stage, Strategy, parse_strategy, stage_bounds  # noqa: E402
 
 __all__ = ["SeriesProtocol", "read_series_protocol", "default_series_protocol", "refine_series",
            "SeriesRecord", "lrm_observables"]
@@ -403,19 +408,26 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
         if i != 0 and len(history) >= 2:
             full = _predict_cells(full, history, _time_of(times, i, k), layout, model, protocol)
         strategy = protocol.reference if i == 0 else protocol.series
-        seed = np.array(full)
         full, fr, log = refine_one(ev, layout, model, full, y, s, strategy, protocol,
                                    bounds_ref if i == 0 else bounds_ser, None if i == 0 else totals)
         flag = "" if i == 0 else _implausible(full, fr, prev_rwp, seed_prev, layout, model, protocol)
         if flag:
-            # retry from the previous pattern's values with the first stage only
-            retry = Strategy(strategy.stages[:1], strategy.constraints, strategy.max_cycles, strategy.tol,
+            # retry from the previous pattern's values; a cell that jumped stays at its previous
+            # value (a small phase locking onto a neighbour's peaks), else only the first stage
+            jumped = [p for p in protocol.lrm_phases if f"{p} cell moved" in flag]
+            if jumped:
+                stages = tuple(Stage(st.name, st.free, st.fix + tuple(f"{p}.cell" for p in jumped), st.start,
+                                     st.max_cycles) for st in strategy.stages)
+            else:
+                stages = strategy.stages[:1]
+            retry = Strategy(stages, strategy.constraints, strategy.max_cycles, strategy.tol,
                              strategy.scale_model, strategy.bounds)
             full2, fr2, log2 = refine_one(ev, layout, model, np.array(seed_prev), y, s, retry, protocol,
                                           bounds_ser, totals)
             flag2 = _implausible(full2, fr2, prev_rwp, seed_prev, layout, model, protocol)
             full, fr, log = full2, fr2, log + log2
-            flag = f"{flag}; refined again with '{retry.stages[0].name}' only" + (f" (still: {flag2})" if flag2 else "")
+            how = f"{', '.join(jumped)} cell(s) fixed" if jumped else f"'{retry.stages[0].name}' only"
+            flag = f"{flag}; refined again with {how}" + (f" (still: {flag2})" if flag2 else "")
         prev_rwp, seed_prev = fr.stats.rwp, np.array(full)
         row = {"pattern": name, "rwp": fr.stats.rwp, "gof": fr.stats.gof,
                "converged": bool(fr.converged and not flag), "flag": flag}
@@ -450,6 +462,10 @@ def _split_scales(scales: dict, fractions: dict, phases) -> dict:
     return out
 
 
+#: largest plausible relative change of a lattice parameter between consecutive patterns
+_MAX_CELL_STEP = 0.005
+
+
 def _implausible(full, fr, prev_rwp, prev_full, layout, model, protocol) -> str:
     """Reason why a sequential result looks wrong ('' when it looks fine)."""
     if not np.all(np.isfinite(full)) or fr.diverged:
@@ -469,8 +485,8 @@ def _implausible(full, fr, prev_rwp, prev_full, layout, model, protocol) -> str:
             if p in phases:
                 i0 = layout.index(f"{p}.a")
                 rel = np.abs(full[i0:i0 + 3] / prev_full[i0:i0 + 3] - 1)
-                if np.any(rel > 0.01):
-                    reasons.append(f"{p} cell moved by {100 * rel.max():.1f} %")
+                if np.any(rel > _MAX_CELL_STEP):
+                    reasons.append(f"{p} cell moved by {100 * rel.max():.2f} %")
     return "; ".join(reasons)
 
 
@@ -492,10 +508,16 @@ def _predict_cells(full, history, t_next, layout, model, protocol):
         return full
     out = np.array(full)
     phases = {s.phase.name for s in model.phases}
+    frac0 = _lrm_fractions(f0, layout, model, protocol)
+    frac1 = _lrm_fractions(f1, layout, model, protocol)
     for p in protocol.lrm_phases:
-        if p in phases:
+        # only cells that were refined in both patterns carry a trend; a fixed (small) phase's
+        # cell must not drift, and no extrapolated step exceeds 0.5 % of the cell
+        if p in phases and min(frac0.get(p, 0), frac1.get(p, 0)) >= protocol.min_fraction:
             i0 = layout.index(f"{p}.a")
-            out[i0:i0 + 6] = f1[i0:i0 + 6] + w * (f1[i0:i0 + 6] - f0[i0:i0 + 6])
+            step = w * (f1[i0:i0 + 6] - f0[i0:i0 + 6])
+            step = np.clip(step, -0.005 * np.abs(f1[i0:i0 + 6]), 0.005 * np.abs(f1[i0:i0 + 6]))
+            out[i0:i0 + 6] = f1[i0:i0 + 6] + step
     return out
 
 
