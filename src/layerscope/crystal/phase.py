@@ -233,6 +233,12 @@ class Phase:
     def with_name(self, name: str) -> "Phase":
         return replace(self, name=name)
 
+    def site_count(self, element: str) -> float:
+        """Positions per cell of the sites that host ``element`` (any isotope), whatever their
+        occupancy: e.g. the O framework (12 O sites in O3') or the C atoms of LiC6 (6)."""
+        return float(sum(m for m, st in zip(self.site_multiplicities(), self.sites)
+                         if any(sym.lstrip("0123456789") == element for sym, _ in st.species)))
+
     def site(self, label: str) -> Site:
         for s in self.sites:
             if s.label == label:

@@ -42,6 +42,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope.crystal.phase import metric_tensor  # noqa: E402
 from layerscope.crystal.settings import O3_TO_O3P  # noqa: E402
 from layerscope.diffraction.pattern import build_model, initial_params  # noqa: E402
 from layerscope.refine.engine import Evaluator, least_squares  # noqa: E402
@@ -263,14 +264,7 @@ def _tie_start(full, strategy, layout):
 
 
 def _cell_volume(cell) -> float:
-    a, b, c, al, be, ga = cell
-    ca, cb, cg = np.cos(np.radians([al, be, ga]))
-    return float(a * b * c * np.sqrt(max(1 - ca**2 - cb**2 - cg**2 + 2 * ca * cb * cg, 0.0)))
-
-
-def _site_count(phase, element: str) -> float:
-    return float(sum(m for m, st in zip(phase.site_multiplicities(), phase.sites)
-                     if any(sym.lstrip("0123456789") == element for sym, _ in st.species)))
+    return float(np.sqrt(np.linalg.det(metric_tensor(cell))))
 
 
 def _conservation_terms(full, layout, model, group):
@@ -280,7 +274,7 @@ def _conservation_terms(full, layout, model, group):
     for p in names:
         if p in phases:
             i0 = layout.index(f"{p}.a")
-            out[f"{p}.scale"] = _site_count(phases[p], element) / _cell_volume(full[i0:i0 + 6])
+            out[f"{p}.scale"] = phases[p].site_count(element) / _cell_volume(full[i0:i0 + 6])
     return out
 
 

@@ -284,12 +284,6 @@ def truth_row(t_h: float, proto: Protocol = Protocol()) -> dict:
     return row
 
 
-def _site_count(phase: Phase, element: str) -> float:
-    """Atoms (or, for O, O sites) of ``element`` per cell counted by site multiplicity."""
-    return float(sum(m for m, st in zip(phase.site_multiplicities(), phase.sites)
-                     if any(sym == element for sym, _ in st.species)))
-
-
 def all_phases_at(t_h: float, proto: Protocol = Protocol()) -> tuple[list[Phase], dict[str, float]]:
     """Every crystalline phase in the beam at ``t_h`` and its scale (∝ volume in the beam).
 
@@ -306,16 +300,16 @@ def all_phases_at(t_h: float, proto: Protocol = Protocol()) -> tuple[list[Phase]
     ref_scales = scales_from_weight_fractions([_BEAM_WEIGHT["LRM"] * f for f in (0.9716, 0.0284)]
                                               + [_BEAM_WEIGHT["carbon"], _BEAM_WEIGHT["Al"], _BEAM_WEIGHT["Cu"]],
                                               ref_lrm + [comps["graphite"], comps["Al"], comps["Cu"]])
-    n_o = sum(s * _site_count(p, "O") / p.volume for s, p in zip(ref_scales[:2], ref_lrm))
-    n_c = ref_scales[2] * _site_count(comps["graphite"], "C") / comps["graphite"].volume
+    n_o = sum(s * p.site_count("O") / p.volume for s, p in zip(ref_scales[:2], ref_lrm))
+    n_c = ref_scales[2] * comps["graphite"].site_count("C") / comps["graphite"].volume
     scales = {"Al": ref_scales[3], "Cu": ref_scales[4]}
     # LRM: weight fractions w_p → volumes ∝ w_p/ρ_p, normalised to the O-site total
     v = {n: tr.frac[n] / (lrm[n].cell_mass / lrm[n].volume) for n in LRM_PHASES}
-    k = n_o / sum(v[n] * _site_count(lrm[n], "O") / lrm[n].volume for n in LRM_PHASES)
+    k = n_o / sum(v[n] * lrm[n].site_count("O") / lrm[n].volume for n in LRM_PHASES)
     scales.update({n: k * v[n] for n in LRM_PHASES})
     # anode: C-atom fractions → volumes, normalised to the C total
     for n in ("graphite", "LiC12", "LiC6"):
-        scales[n] = tr.anode[n] * n_c * comps[n].volume / _site_count(comps[n], "C")
+        scales[n] = tr.anode[n] * n_c * comps[n].volume / comps[n].site_count("C")
     return phases, {p.name: float(scales[p.name]) for p in phases}
 
 
