@@ -65,6 +65,16 @@ class SeriesProtocol:
     conserve: tuple[tuple[tuple[str, ...], str], ...] = ()
     source: str = ""
     digest: str = ""
+    #: a phase whose cell is being refined keeps it free down to this fraction (hysteresis;
+    #: None: min_fraction / 4)
+    keep_fraction: float | None = None
+    #: largest relative change of a lattice parameter between consecutive patterns (the cell
+    #: bounds of each pattern: previous value ± this)
+    max_cell_step: float = 0.005
+
+    @property
+    def keep(self) -> float:
+        return self.min_fraction / 4 if self.keep_fraction is None else self.keep_fraction
 
 
 def _parse_protocol(text: str, source: str) -> SeriesProtocol:
@@ -85,12 +95,19 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     ref_doc["refine"] = ref_refine
     ref = parse_strategy({**shared, **ref_doc}, f"{source} [reference]")
     ser_doc = {k: v for k, v in doc["series"].items()
-               if k not in ("min_fraction", "lrm_phases", "anode_phases", "fixed_scales", "conserve")}
+               if k not in ("min_fraction", "lrm_phases", "anode_phases", "fixed_scales", "conserve",
+                           "keep_fraction", "max_cell_step")}
     ser = parse_strategy({**shared, **ser_doc}, f"{source} [series]")
     s = doc["series"]
     mf = float(s.get("min_fraction", 0.03))
     if not 0 <= mf < 1:
         raise ValueError(f"{source}: series.min_fraction must lie in [0, 1), got {mf}")
+    kf = s.get("keep_fraction")
+    if kf is not None and not 0 <= float(kf) <= mf:
+        raise ValueError(f"{source}: series.keep_fraction must lie in [0, min_fraction = {mf}], got {kf}")
+    step = float(s.get("max_cell_step", 0.005))
+    if not 0 < step < 0.1:
+        raise ValueError(f"{source}: series.max_cell_step must lie in (0, 0.1), got {step}")
     conserve = []
     for g in s.get("conserve", []):
         if not isinstance(g, dict) or not g.get("phases") or not g.get("element"):
@@ -99,7 +116,8 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     return SeriesProtocol(ref, ser, mf, tuple(s.get("lrm_phases", ("O3p", "O3", "S"))),
                           tuple(s.get("anode_phases", ("graphite", "LiC12", "LiC6"))),
                           tuple(s.get("fixed_scales", ())), keep_ratio, tuple(conserve), source,
-                          hashlib.sha256(text.encode()).hexdigest()[:16])
+                          hashlib.sha256(text.encode()).hexdigest()[:16],
+                          None if kf is None else float(kf), step)
 
 
 def read_series_protocol(path) -> SeriesProtocol:
@@ -242,16 +260,19 @@ def _constraints_for(fs_names, strategy, layout):
     return out
 
 
-def _stage_free(stage_free, layout, full, fractions, protocol, model):
-    """Drop cell/occupancy groups of phases that are too small to be observed."""
-    small = {p for p, f in fractions.items() if f < protocol.min_fraction}
-    keep = []
-    for key in stage_free:
-        ph = key.split(".")[0]
-        if ph in small and not key.endswith(".scale"):
-            continue
-        keep.append(key)
-    return keep
+def _stage_free(stage_free, small):
+    """Drop cell/occupancy groups of the phases in ``small`` (too small to be observed)."""
+    return [key for key in stage_free if not (key.split(".")[0] in small and not key.endswith(".scale"))]
+
+
+def active_phases(fractions: dict, previous: set | frozenset | None, protocol: SeriesProtocol) -> frozenset:
+    """Phases whose cell/structure refine in the next pattern: those at or above
+    ``min_fraction``, and those refined before that are still at or above ``keep_fraction``
+    (hysteresis: an established phase near the threshold must not have its cell frozen while
+    the true cell moves on — the spinel of seed 2 was lost that way)."""
+    prev = previous or frozenset()
+    return frozenset(p for p, f in fractions.items()
+                     if f >= protocol.min_fraction or (p in prev and f >= protocol.keep))
 
 
 def _tie_start(full, strategy, layout):
@@ -293,13 +314,18 @@ def _lrm_fractions(full, layout, model, protocol):
 
 
 def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: SeriesProtocol, bounds,
-               totals=None):
+               totals=None, *, active=None):
     """Run the stages of one strategy on one pattern; returns (full, final FitResult, stage log).
 
     ``totals``: the conserved amounts from the reference (None for the reference itself).
+    ``active``: LRM phases whose cell/structure may refine (default: those at or above
+    ``min_fraction`` in ``full``).
     """
     full = np.array(full, dtype=float)
     fractions = _lrm_fractions(full, layout, model, protocol)
+    if active is None:
+        active = active_phases(fractions, None, protocol)
+    small = {p for p in fractions if p not in active}
     free: list[str] = []
     fr = None
     log = []
@@ -308,7 +334,7 @@ def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: 
             for i in layout.match(k) or [layout.index(k)]:
                 full[i] = float(v)
         free = [f for f in free + [f for f in st.free if f not in free] if f not in st.fix]
-        use = _stage_free(free, layout, full, fractions, protocol, model)
+        use = _stage_free(free, small)
         if totals is not None:
             use = [k for k in use if k not in {f"{p}.scale" for p in protocol.fixed_scales}]
         probe = free_set(layout, full, use, bounds=bounds)
@@ -379,17 +405,20 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
     full = None
     totals = None
     history: list = []
-    prev_rwp, seed_prev = np.inf, None
+    prev_rwp, seed_prev, prev_row = np.inf, None, None
+    active = None
     for k, i in enumerate(order):
         name, _, y, s = patterns[i]
         if name in done:
             records[i] = done[name]
             full = np.array(done[name].full)
-            prev_rwp, seed_prev = float(done[name].row["rwp"]), np.array(full)
+            prev_rwp, seed_prev, prev_row = float(done[name].row["rwp"]), np.array(full), done[name].row
+            active = active_phases(_lrm_fractions(full, layout, model, protocol), None if i == 0 else active,
+                                   protocol)
             if i == 0:
                 totals = conservation_totals(full, layout, model, protocol)
             else:
-                history.append((_time_of(times, i, k), np.array(full)))
+                history.append((_time_of(times, i, k), np.array(full), active))
             if progress:
                 progress(k, len(order), records[i])
             continue
@@ -402,13 +431,25 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
         if i != 0 and len(history) >= 2:
             full = _predict_cells(full, history, _time_of(times, i, k), layout, model, protocol)
         strategy = protocol.reference if i == 0 else protocol.series
-        full, fr, log = refine_one(ev, layout, model, full, y, s, strategy, protocol,
-                                   bounds_ref if i == 0 else bounds_ser, None if i == 0 else totals)
-        flag = "" if i == 0 else _implausible(full, fr, prev_rwp, seed_prev, layout, model, protocol)
+        bounds = bounds_ref if i == 0 else _trust_bounds(bounds_ser, seed_prev, layout, model, protocol)
+        full, fr, log = refine_one(ev, layout, model, full, y, s, strategy, protocol, bounds,
+                                   None if i == 0 else totals, active=None if i == 0 else active)
+        if i != 0:
+            grown = active_phases(_lrm_fractions(full, layout, model, protocol), active, protocol) - active
+            if grown:
+                # a phase crossed min_fraction in this pattern: its cell was still fixed at a
+                # stale value, which biases its fraction (O3 at its onset) — refine once more
+                # from this result with its cell and structure free
+                active = active | grown
+                full, fr, log2 = refine_one(ev, layout, model, full, y, s, strategy, protocol, bounds, totals,
+                                            active=active)
+                log = log + log2
+        flag = "" if i == 0 else _implausible(full, fr, prev_rwp, seed_prev, layout, model, protocol, prev_row)
         if flag:
-            # retry from the previous pattern's values; a cell that jumped stays at its previous
-            # value (a small phase locking onto a neighbour's peaks), else only the first stage
-            jumped = [p for p in protocol.lrm_phases if f"{p} cell moved" in flag]
+            # retry from the previous pattern's values; a cell that ran to its per-pattern limit
+            # (a small phase locking onto a neighbour's peaks) or belongs to a phase whose
+            # fraction collapsed stays at its previous value, else only the first stage refines
+            jumped = [p for p in protocol.lrm_phases if f"{p} cell moved" in flag or f"{p} fraction collapsed" in flag]
             if jumped:
                 stages = tuple(Stage(st.name, st.free, st.fix + tuple(f"{p}.cell" for p in jumped), st.start,
                                      st.max_cycles) for st in strategy.stages)
@@ -417,22 +458,24 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
             retry = Strategy(stages, strategy.constraints, strategy.max_cycles, strategy.tol,
                              strategy.scale_model, strategy.bounds)
             full2, fr2, log2 = refine_one(ev, layout, model, np.array(seed_prev), y, s, retry, protocol,
-                                          bounds_ser, totals)
-            flag2 = _implausible(full2, fr2, prev_rwp, seed_prev, layout, model, protocol)
+                                          bounds, totals, active=active)
+            flag2 = _implausible(full2, fr2, prev_rwp, seed_prev, layout, model, protocol, prev_row)
             full, fr, log = full2, fr2, log + log2
             how = f"{', '.join(jumped)} cell(s) fixed" if jumped else f"'{retry.stages[0].name}' only"
             flag = f"{flag}; refined again with {how}" + (f" (still: {flag2})" if flag2 else "")
         prev_rwp, seed_prev = fr.stats.rwp, np.array(full)
+        active = active_phases(_lrm_fractions(full, layout, model, protocol), None if i == 0 else active, protocol)
         row = {"pattern": name, "rwp": fr.stats.rwp, "gof": fr.stats.gof,
                "converged": bool(fr.converged and not flag), "flag": flag}
         row.update(_evaluate_observables(obs, full, fr.cov_full))
         if times is not None:
             row.update(times[i])
+        prev_row = row
         warns = [f"[{n}] {w}" for n, f in log for w in f.warnings]
         if i == 0:
             totals = conservation_totals(full, layout, model, protocol)
         else:
-            history.append((_time_of(times, i, k), np.array(full)))
+            history.append((_time_of(times, i, k), np.array(full), active))
         rec = SeriesRecord(name, [float(v) for v in full], row, warns)
         records[i] = rec
         if ckpt:
@@ -456,11 +499,23 @@ def _split_scales(scales: dict, fractions: dict, phases) -> dict:
     return out
 
 
-#: largest plausible relative change of a lattice parameter between consecutive patterns
-_MAX_CELL_STEP = 0.005
+def _trust_bounds(bounds, prev_full, layout, model, protocol):
+    """The series bounds with every LRM lattice length held within ± ``max_cell_step`` of the
+    previous pattern's value (a trust region: cells drift by a fraction of a per cent per
+    pattern, and a weak phase must not lock onto a neighbour's lines a few per cent away)."""
+    lo, hi = np.array(bounds[0]), np.array(bounds[1])
+    phases = {s.phase.name for s in model.phases}
+    step = protocol.max_cell_step
+    for p in protocol.lrm_phases:
+        if p in phases:
+            i0 = layout.index(f"{p}.a")
+            v = np.abs(prev_full[i0:i0 + 3])
+            lo[i0:i0 + 3] = np.maximum(lo[i0:i0 + 3], v * (1 - step))
+            hi[i0:i0 + 3] = np.minimum(hi[i0:i0 + 3], v * (1 + step))
+    return lo, hi
 
 
-def _implausible(full, fr, prev_rwp, prev_full, layout, model, protocol) -> str:
+def _implausible(full, fr, prev_rwp, prev_full, layout, model, protocol, prev_row=None) -> str:
     """Reason why a sequential result looks wrong ('' when it looks fine)."""
     if not np.all(np.isfinite(full)) or fr.diverged:
         return "diverged"
@@ -479,8 +534,20 @@ def _implausible(full, fr, prev_rwp, prev_full, layout, model, protocol) -> str:
             if p in phases:
                 i0 = layout.index(f"{p}.a")
                 rel = np.abs(full[i0:i0 + 3] / prev_full[i0:i0 + 3] - 1)
-                if np.any(rel > _MAX_CELL_STEP):
-                    reasons.append(f"{p} cell moved by {100 * rel.max():.2f} %")
+                if np.any(rel > protocol.max_cell_step * (1 - 1e-6)):
+                    reasons.append(f"{p} cell moved by {100 * rel.max():.2f} % (limit "
+                                   f"{100 * protocol.max_cell_step:.2f} % per pattern)")
+    if prev_row is not None:
+        # a well-determined phase does not vanish within one pattern: a fraction falling below a
+        # quarter of a value that was ≥ min_fraction and ≥ 5 esd is a false minimum
+        fr_now = _lrm_fractions(full, layout, model, protocol)
+        for p, f in fr_now.items():
+            f0, e0 = prev_row.get(f"frac_{p}"), prev_row.get(f"frac_{p}_esd")
+            if f0 is None or not np.isfinite(f0):
+                continue
+            e0 = e0 if e0 is not None and np.isfinite(e0) else 0.0
+            if f0 >= max(protocol.min_fraction, 5 * e0) and f < 0.25 * f0:
+                reasons.append(f"{p} fraction collapsed from {100 * f0:.2f} to {100 * f:.2f} %")
     return "; ".join(reasons)
 
 
@@ -494,7 +561,7 @@ def _predict_cells(full, history, t_next, layout, model, protocol):
     """Seed the LRM cells by linear extrapolation of the last two patterns (a predictor step:
     lattice parameters drift smoothly with state of charge, and starting each pattern where the
     trend points keeps the Bragg peaks inside the basin of the least-squares minimum)."""
-    (t0, f0), (t1, f1) = history[-2], history[-1]
+    (t0, f0, a0), (t1, f1, a1) = history[-2], history[-1]
     if t1 == t0:
         return full
     w = (t_next - t1) / (t1 - t0)
@@ -502,15 +569,14 @@ def _predict_cells(full, history, t_next, layout, model, protocol):
         return full
     out = np.array(full)
     phases = {s.phase.name for s in model.phases}
-    frac0 = _lrm_fractions(f0, layout, model, protocol)
-    frac1 = _lrm_fractions(f1, layout, model, protocol)
     for p in protocol.lrm_phases:
         # only cells that were refined in both patterns carry a trend; a fixed (small) phase's
         # cell must not drift, and no extrapolated step exceeds 0.5 % of the cell
-        if p in phases and min(frac0.get(p, 0), frac1.get(p, 0)) >= protocol.min_fraction:
+        if p in phases and p in a0 and p in a1:
             i0 = layout.index(f"{p}.a")
             step = w * (f1[i0:i0 + 6] - f0[i0:i0 + 6])
-            step = np.clip(step, -0.005 * np.abs(f1[i0:i0 + 6]), 0.005 * np.abs(f1[i0:i0 + 6]))
+            lim = protocol.max_cell_step * np.abs(f1[i0:i0 + 6])
+            step = np.clip(step, -lim, lim)
             out[i0:i0 + 6] = f1[i0:i0 + 6] + step
     return out
 
