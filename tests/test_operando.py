@@ -169,3 +169,52 @@ def test_demo_runs_end_to_end(tmp_path):
     rows = _rows(tmp_path / "operando" / "timeseries.csv")
     assert len(rows) == 9
     assert (tmp_path / "operando" / "index.html").stat().st_size > 50_000
+
+
+def test_manifest_rebuilt_from_file_headers(tmp_path):
+    """series.csv written by `layerscope operando-manifest` from the files' header times equals
+    the simulator's own manifest (the truth of each counting interval)."""
+    from layerscope.operando.series import build_manifest, read_manifest
+    from layerscope.simulate.operando import EXPERIMENT_START, pattern_times
+
+    simulate_operando(tmp_path, seed=5, n_points=300, every=6)
+    series = tmp_path / "series"
+    want = read_manifest(series)
+    (series / "series.csv").unlink()
+    with pytest.raises(ValueError, match="time zero"):
+        build_manifest(series)
+    assert main(["operando-manifest", str(series), "--time-zero", EXPERIMENT_START]) == 0
+    got = read_manifest(series)
+    assert [e.file.name for e in got] == [e.file.name for e in want]
+    np.testing.assert_allclose([(e.start_s, e.end_s) for e in got], [(e.start_s, e.end_s) for e in want])
+    # the reference is the 60-min pattern at t = 0, the others 30-min patterns of the protocol
+    t = pattern_times()
+    assert (got[0].start_s, got[0].end_s) == t[0] and (got[2].start_s, got[2].end_s) == t[7]
+    # a different clock: cycler started 10 min after the first run
+    shifted = build_manifest(series, time_zero="2024-05-06T09:10:00", write=False)
+    assert shifted[0].start_s == -600.0
+
+
+def test_manifest_header_forms_and_errors(tmp_path):
+    from layerscope.diffraction.readers import PowderData, write_gsas_fxye
+    from layerscope.operando.series import build_manifest
+
+    x = np.geomspace(5000, 50000, 50)
+
+    def write(name, title):
+        write_gsas_fxye(tmp_path / name, PowderData(x=x, y=np.ones(50), sigma=np.ones(50), kind="tof"), title=title)
+
+    # relative seconds, a run_start with a duration in minutes, and start only (back to back)
+    write("b.gsa", "run 2 run_start: 2024-01-01 10:30:00 duration=30 min")
+    write("a.gsa", "run 1 start_s=0 end_s=3600")
+    write("c.gsa", "run 3 Start Time = 2024-01-01T11:00:00")
+    with pytest.raises(ValueError, match=r"c\.gsa: no end time or duration"):
+        build_manifest(tmp_path, time_zero="2024-01-01T09:30:00")
+    got = build_manifest(tmp_path, time_zero="2024-01-01T09:30:00", duration_s=900)
+    assert [(e.file.name, e.start_s, e.end_s) for e in got] == [("a.gsa", 0, 3600), ("b.gsa", 3600, 5400),
+                                                                 ("c.gsa", 5400, 6300)]
+    write("d.gsa", "no times here")
+    with pytest.raises(ValueError, match=r"d\.gsa: no start time"):
+        build_manifest(tmp_path, time_zero="2024-01-01T09:30:00")
+    with pytest.raises(ValueError, match="ISO-8601"):
+        build_manifest(tmp_path, time_zero="yesterday")

@@ -130,6 +130,25 @@ def register(sub) -> None:
     p.add_argument("--scheduler", help="Dask scheduler address for several series (default: local threads)")
     p.add_argument("--out", required=True, help="output folder (holds checkpoint.json: re-run to resume)")
     p.set_defaults(func=_operando)
+    m = sub.add_parser("operando-manifest", help="write an operando series' series.csv from the pattern files' "
+                                                 "header times")
+    m.add_argument("series", help="series folder holding the pattern files")
+    m.add_argument("--time-zero", help="ISO date-time of the cycler log's t = 0 (needed when the headers hold "
+                                       "absolute date-times)")
+    m.add_argument("--glob", default="*.gsa", help="pattern files to list (default *.gsa)")
+    m.add_argument("--duration-s", type=float, help="counting time when a header gives no end or duration")
+    m.add_argument("--bank", type=int, help="bank to read from each file (multi-bank files)")
+    m.set_defaults(func=_manifest)
+
+
+def _manifest(args) -> int:
+    from layerscope.operando.series import build_manifest
+
+    entries = build_manifest(args.series, pattern=args.glob, time_zero=args.time_zero, duration_s=args.duration_s,
+                             bank=args.bank)
+    print(f"wrote {Path(args.series) / 'series.csv'}: {len(entries)} patterns, "
+          f"{entries[0].start_s:.0f}-{entries[-1].end_s:.0f} s")
+    return 0
 
 
 def register_simulate(sub) -> None:

@@ -42,7 +42,7 @@ from layerscope.crystal.settings import d_inter_layer, d_intra_layer
 from layerscope.diffraction.fractions import scales_from_weight_fractions
 
 __all__ = ["Protocol", "CellState", "cell_state", "cycler_log", "lrm_phases_at", "simulate_operando", "truth_row", "all_phases_at",
-           "pattern_times", "TRUTH_COLUMNS", "LRM_PHASES"]
+           "pattern_times", "TRUTH_COLUMNS", "LRM_PHASES", "EXPERIMENT_START"]
 
 LRM_PHASES = ("O3p", "O3", "S")
 CELL_COMPONENTS = ("Al", "Cu", "graphite", "LiC12", "LiC6")
@@ -313,9 +313,14 @@ def all_phases_at(t_h: float, proto: Protocol = Protocol()) -> tuple[list[Phase]
     return phases, {p.name: float(scales[p.name]) for p in phases}
 
 
+#: wall-clock date-time of the cycler log's t = 0 in the simulated experiment (the pattern files'
+#: headers carry start_time/end_time on this clock, as a beamline's run records do)
+EXPERIMENT_START = "2024-05-06T09:00:00"
+
+
 def simulate_operando(out_dir, *, seed: int = 0, proto: Protocol = Protocol(), n_points: int = 4000,
                       mean_counts_per_bin: float = 1000.0, background_level: float = 2.0,
-                      every: int = 1) -> dict:
+                      every: int = 1, experiment_start: str = EXPERIMENT_START) -> dict:
     """Write the simulated experiment to ``out_dir``.
 
     Files: ``series/PATTERN_nnn.gsa`` (FXYE, y in counts/µs with Poisson σ), ``series/series.csv``
@@ -324,8 +329,13 @@ def simulate_operando(out_dir, *, seed: int = 0, proto: Protocol = Protocol(), n
     pattern in counts per TOF bin (the strongest peaks then hold a few 10⁴ counts);
     ``background_level`` sets the incoherent background of the electrolyte/separator hydrogen
     relative to that mean. ``every`` keeps every
-    n-th operando pattern (for quick demos). Deterministic for a given seed.
+    n-th operando pattern (for quick demos). Each file's title line records its counting
+    interval as ``start_time=… end_time=…`` (ISO date-times, t = 0 at ``experiment_start``),
+    from which :func:`layerscope.operando.series.build_manifest` rebuilds ``series.csv``.
+    Deterministic for a given seed.
     """
+    from datetime import datetime, timedelta
+
     from layerscope.diffraction.instrument import GPPD_TOF_RANGE_US, gppd_like, write_instprm
     from layerscope.diffraction.pattern import build_model, initial_params, make_pattern_function
     from layerscope.diffraction.readers import PowderData, write_gsas_fxye
@@ -363,8 +373,9 @@ def simulate_operando(out_dir, *, seed: int = 0, proto: Protocol = Protocol(), n
         name = f"PATTERN_{i:03d}.gsa"
         data = PowderData(x=tof, y=y, sigma=sig, kind="tof", bank=1, source=name,
                           meta={"title": f"simulated operando pattern {i} t={mid_h:.3f} h"})
-        write_gsas_fxye(series / name, data, title=f"layerscope simulated pouch cell, pattern {i}, "
-                                                   f"{t0:.0f}-{t1:.0f} s")
+        t_zero = datetime.fromisoformat(experiment_start)
+        iso0, iso1 = ((t_zero + timedelta(seconds=v)).isoformat(timespec="seconds") for v in (t0, t1))
+        write_gsas_fxye(series / name, data, title=f"sim pouch {i:03d} start_time={iso0} end_time={iso1}")
         manifest.append({"file": name, "start_s": t0, "end_s": t1, "bank": 1})
         rows.append(truth_row(mid_h, proto))
     _write_csv(series / "series.csv", manifest, ["file", "start_s", "end_s", "bank"])
