@@ -1,0 +1,51 @@
+"""``layerscope run STUDY.toml --out DIR`` and ``layerscope simulate study --out DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _run(args) -> int:
+    from layerscope.study.runner import run_study
+    from layerscope.study.schema import describe_schema, read_study
+
+    if args.keys:
+        print(describe_schema())
+        return 0
+    if not args.study or not args.out:
+        raise ValueError("run needs STUDY.toml and --out DIR (or --keys)")
+    study = read_study(args.study)  # every key checked before any work starts
+    print(f"[study] {study.title}: {len(study.datasets)} datasets "
+          f"({', '.join(sorted({d.kind for d in study.datasets}))})")
+    res = run_study(study, args.out, scheduler=args.scheduler, only=args.only)
+    n_ok, n_val = res["checks"]
+    return 0 if n_ok == n_val else 4 if args.strict else 0
+
+
+def _simulate(args) -> int:
+    from layerscope.simulate.study import simulate_study
+
+    path = simulate_study(args.out, seed=args.seed, every=args.every, quick=args.quick)
+    print(f"wrote {path}; run it with: layerscope run {path} --out {Path(args.out) / 'results'}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run every analysis of a study file (TOML) and write results.h5 + report.html")
+    p.add_argument("study", nargs="?", help="study file (TOML); `layerscope run --keys` lists its keys")
+    p.add_argument("--out", help="output folder (a rerun resumes: finished analyses are kept)")
+    p.add_argument("--scheduler", help="dask.distributed scheduler address (default: run here, nothing to start)")
+    p.add_argument("--only", nargs="+", metavar="KIND_OR_ID",
+                   help="run only these kinds (e.g. haadf) or datasets (e.g. haadf/charged-twins)")
+    p.add_argument("--strict", action="store_true", help="exit with status 4 when a check against truth fails")
+    p.add_argument("--keys", action="store_true", help="print every key a study file may hold and exit")
+    p.set_defaults(func=_run)
+
+
+def register_simulate(sub) -> None:
+    p = sub.add_parser("study", help="a complete simulated study (every modality, four states) + study.toml")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--every", type=int, default=2, help="keep every n-th 30-min operando pattern (1: all 33)")
+    p.add_argument("--quick", action="store_true", help="smaller datasets, no operando series (for tests)")
+    p.set_defaults(func=_simulate)
