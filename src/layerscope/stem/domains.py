@@ -132,24 +132,70 @@ def _grid(positions_px, amplitude, frame):
     return A, X, Y
 
 
-def _windowed_psi(A, window):
-    """Ψ (complex) and <A> averaged over ±window columns along each row (NaN-aware)."""
+def _window_fit(A, window, origin, need):
+    """Least-squares ``a0 + a1 cos(2πj/3) + b1 sin(2πj/3)`` over a window of
+    ``2·window+1`` columns, shifted by ``origin`` (scipy's convention), on
+    every row position. Returns (Ψ, a0, residual variance), NaN where the
+    columns present are too few or do not sample all three phases."""
     j = np.arange(A.shape[1])
-    phase = np.exp(-2j * np.pi * j / 3)[None, :]
+    th = 2 * np.pi * j / 3
+    c = np.cos(th)[None, :]
+    s = np.sin(th)[None, :]
     valid = np.isfinite(A)
     a = np.where(valid, A, 0.0)
-    size = (1, 2 * window + 1)
-    n = ndimage.uniform_filter(valid.astype(float), size, mode="constant")
-    s_a = ndimage.uniform_filter(a, size, mode="constant")
-    z = a * phase
-    s_re = ndimage.uniform_filter(z.real, size, mode="constant")
-    s_im = ndimage.uniform_filter(z.imag, size, mode="constant")
+    v = valid.astype(float)
+    L = 2 * window + 1
+
+    def S(x):
+        return ndimage.uniform_filter1d(x, L, axis=1, mode="constant", origin=origin) * L
+
+    n, sc, ss = S(v), S(v * c), S(v * s)
+    scc, sss, scs = S(v * c * c), S(v * s * s), S(v * c * s)
+    sa, sac, sas, saa = S(a), S(a * c), S(a * s), S(a * a)
+    M = np.stack([
+        np.stack([n, sc, ss], -1), np.stack([sc, scc, scs], -1), np.stack([ss, scs, sss], -1),
+    ], -2)
+    rhs = np.stack([sa, sac, sas], -1)
+    enough = valid & (np.rint(n) >= need)
+    enough &= np.abs(np.linalg.det(M)) > 1e-6 * np.maximum(n, 1.0) ** 3
+    M = np.where(enough[..., None, None], M, np.eye(3))
+    rhs = np.where(enough[..., None], rhs, 0.0)
+    coef = np.linalg.solve(M, rhs[..., None])[..., 0]
+    rss = saa - np.sum(coef * rhs, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        psi = (s_re + 1j * s_im) / n
-        mean = s_a / n
-    enough = n * (2 * window + 1) >= 2 * window  # at most one column missing in the window
-    psi = np.where(valid & enough, psi, np.nan)
-    mean = np.where(valid & enough, mean, np.nan)
+        var = np.where(enough, rss / np.maximum(n - 3, 1), np.nan)
+    psi = np.where(enough, 0.5 * (coef[..., 1] - 1j * coef[..., 2]), np.nan)
+    mean = np.where(enough, coef[..., 0], np.nan)
+    return psi, mean, var
+
+
+def _windowed_psi(A, window, min_columns=None, edge_preserving=True):
+    """Ψ (complex) and <A> over ±window columns along each row (NaN = missing).
+
+    Per window, ``A(j) = a0 + a1 cos(2πj/3) + b1 sin(2πj/3)`` is fitted by
+    least squares to the columns present, and ``Ψ = (a1 - i b1)/2``, ``<A> = a0``.
+    For a full window of a multiple of 3 columns this is the plain Fourier
+    average ``<A exp(-2πij/3)>``; where the window is cut by the image edge
+    or a column is missing, the plain average would leak ``<A>`` (≫ the
+    modulation when the order is partial) into Ψ and turn its phase — the
+    fit does not.
+
+    ``edge_preserving``: as in a Kuwahara filter, the centred window and the
+    two windows ending at the column are fitted, and the one with the
+    smallest residual variance is kept, so that near a domain boundary
+    (where the row's pattern jumps in phase) Ψ comes from one side only.
+    """
+    need = min_columns if min_columns is not None else max(window + 2, 5)
+    best = _window_fit(A, window, 0, need)
+    if not edge_preserving:
+        return best[0], best[1]
+    psi, mean, var = best
+    for origin in (window, -window):
+        p2, m2, v2 = _window_fit(A, window, origin, need)
+        take = np.isfinite(v2) & ~(var <= v2)
+        psi = np.where(take, p2, psi)
+        mean = np.where(take, m2, mean)
+        var = np.where(take, v2, var)
     return psi, mean
 
 
@@ -177,9 +223,9 @@ def classify_domains(
     Parameters
     ----------
     positions_px : (N, 2) array
-        Refined column positions of the TM rows (x, y); columns fainter than
-        ``min_amplitude_fraction`` × the median amplitude (O, Li-layer
-        columns) are dropped.
+        Column positions of the TM rows (x, y); columns fainter than
+        ``min_amplitude_fraction`` × the 90th-percentile amplitude (O,
+        Li-layer columns, noise peaks) are dropped.
     amplitude : (N,) array
         Fitted column amplitudes (:class:`layerscope.stem.ColumnFit`).
     window : int
@@ -193,7 +239,10 @@ def classify_domains(
     amp = np.asarray(amplitude, float)
     if len(pos) != len(amp):
         raise ValueError(f"{len(pos)} positions but {len(amp)} amplitudes")
-    keep = amp > min_amplitude_fraction * np.median(amp)
+    # relative to a bright column (90th percentile), not the median: at low
+    # dose a narrow peak window also picks up as many faint O / Li-layer /
+    # noise peaks as there are TM-row columns, which would pull a median down
+    keep = amp > min_amplitude_fraction * np.percentile(amp, 90)
     pos, amp = pos[keep], amp[keep]
     fr = layer_frame(pos)
     A, X, Y = _grid(pos, amp, fr)
@@ -213,6 +262,12 @@ def classify_domains(
     # regions: 4-connected cells of one label on the (k, j) grid
     lab_grid = np.full(z.shape, -2)
     lab_grid[kk, jj] = dom
+    # A missing column leaves a hole of two cells; fill holes with the nearest
+    # cell's label so that a line of holes does not cut a domain in two.
+    missing = lab_grid == -2
+    if missing.any() and not missing.all():
+        _, (ik, ij) = ndimage.distance_transform_edt(missing, return_indices=True)
+        lab_grid = lab_grid[ik, ij]
     region = np.full(len(kk), -1)
     r_dom, r_n, r_x, r_y, r_m = [], [], [], [], []
     for d in (-1, 0, 1, 2):
