@@ -234,3 +234,17 @@ def test_neutron_and_fourd_analyses_of_the_simulated_study(sim_study, tmp_path):
     assert not bad, bad
     page = (tmp_path / "report.html").read_text()
     assert "Table S1" in page and "Table S3" in page
+
+
+def test_scheduler_sends_the_work_to_a_dask_cluster(sim_study, fast_run, tmp_path):
+    """--scheduler ADDRESS: the analyses run on the cluster's workers; same results as locally."""
+    from dask.distributed import LocalCluster
+
+    ref_out, _ = fast_run
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        res = run_study(read_study(sim_study), tmp_path, only=["xas", "cycler"], scheduler=cluster.scheduler_address,
+                        log=lambda *a: None)
+    assert {r["kind"] for r in res["records"]} == {"xas", "cycler"}
+    for rel in ("xas/o-k/xas.csv", "cycler/half-cell/cycles.csv"):
+        assert (tmp_path / rel).read_bytes() == (ref_out / rel).read_bytes()
+    assert res["checks"][0] == res["checks"][1] > 0
