@@ -218,3 +218,35 @@ def test_manifest_header_forms_and_errors(tmp_path):
         build_manifest(tmp_path, time_zero="2024-01-01T09:30:00")
     with pytest.raises(ValueError, match="ISO-8601"):
         build_manifest(tmp_path, time_zero="yesterday")
+
+
+def test_series_protocol_new_keys_and_errors(tmp_path):
+    from layerscope.refine.sequential import default_series_protocol, read_series_protocol
+
+    proto = default_series_protocol()
+    assert proto.keep == pytest.approx(proto.min_fraction / 4) and proto.max_cell_step == 0.005
+    assert proto.hold and proto.hold[0][0] == "O3p" and "O3p.occ[M2b:Li]" in proto.hold[0][2]
+    base = "[[reference.stage]]\nfree=['background']\n[[series.stage]]\nfree=['background']\n[series]\n"
+    p = tmp_path / "s.toml"
+    for body, msg in (("min_fraction = 0.02\nkeep_fraction = 0.05\n", "keep_fraction"),
+                      ("max_cell_step = 0.5\n", "max_cell_step"),
+                      ("[[series.hold]]\nphase = 'O3p'\nbelow = 0.3\n", r"series\.hold\]\] needs"),
+                      ("[[series.hold]]\nphase = 'O3p'\nbelow = 1.5\nparams = ['x']\n", "below must lie")):
+        p.write_text(base + body)
+        with pytest.raises(ValueError, match=msg):
+            read_series_protocol(p)
+
+
+def test_active_phases_hysteresis_and_held_parameters():
+    """A phase refined before keeps its cell free down to keep_fraction; a new one needs
+    min_fraction; O3' exchange/migration occupancies are held while O3' is a minority."""
+    from layerscope.refine.sequential import active_phases, default_series_protocol, held_params
+
+    proto = default_series_protocol()   # min_fraction 0.02, keep 0.005
+    fr = {"O3p": 0.96, "O3": 0.015, "S": 0.012}
+    assert active_phases(fr, None, proto) == {"O3p"}
+    assert active_phases(fr, frozenset({"O3p", "S"}), proto) == {"O3p", "S"}
+    assert active_phases({"O3p": 0.99, "O3": 0.0, "S": 0.004}, frozenset({"O3p", "S"}), proto) == {"O3p"}
+    assert held_params({"O3p": 0.5, "O3": 0.45, "S": 0.05}, proto) == set()
+    held = held_params({"O3p": 0.2, "O3": 0.75, "S": 0.05}, proto)
+    assert "O3p.occ[M2b:Li]" in held and "O3p.occ[Li4h:Li]" not in held and "O3p.occ[O1:O]" not in held

@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["TIMESERIES_BASE", "write_timeseries", "write_dataset", "plot_operando", "write_html"]
 
 TIMESERIES_BASE = ["pattern", "time_h", "voltage_V", "current_mA", "capacity_mAh", "rwp", "gof",
-                   "converged", "flag"]
+                   "converged", "flag", "held"]
 
 _UNITS = {"time_h": "h", "voltage_V": "V", "current_mA": "mA", "capacity_mAh": "mAh", "rwp": "%",
           "gof": "1", "d_inter": "Å", "d_intra": "Å", "frac": "1 (weight fraction of LRM phases; anode: C-atom fraction)",
@@ -62,13 +62,14 @@ def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None =
     import xarray as xr
 
     path = Path(path)
-    cols = [c for c in _columns(rows) if c not in ("pattern", "flag", "converged")]
+    cols = [c for c in _columns(rows) if c not in ("pattern", "flag", "converged", "held")]
     data = {}
     for c in cols:
         vals = np.array([float(r.get(c, np.nan)) for r in rows])
         data[c] = (("pattern",), vals, {"units": _unit(c.removesuffix("_esd"))})
     data["converged"] = (("pattern",), np.array([bool(r.get("converged", False)) for r in rows]))
     data["flag"] = (("pattern",), np.array([str(r.get("flag", "")) for r in rows], dtype=object))
+    data["held"] = (("pattern",), np.array([str(r.get("held", "")) for r in rows], dtype=object))
     tof = patterns[0][1]
     data["y_obs"] = (("pattern", "tof"), np.stack([p[2] for p in patterns]), {"units": "counts/µs"})
     data["sigma_obs"] = (("pattern", "tof"), np.stack([p[3] for p in patterns]), {"units": "counts/µs"})

@@ -11,13 +11,20 @@ part for every following pattern, plus shared ``[[constraint]]``/``[[tie]]`` tab
 Constraints apply in a stage only when all their parameters are free in it. Phases whose
 fraction among ``lrm_phases`` is below ``min_fraction`` have their cell and occupancies
 fixed for that pattern (an unobservable phase must not wander), keeping the model's
-starting cell (O3: table S3's) until it grows above the threshold. Cells are seeded by
-linear extrapolation of the last two patterns (a predictor step).
+starting cell (O3: table S3's) until it grows above the threshold; a phase whose cell was
+refined keeps it free down to ``keep_fraction`` (hysteresis: an established minor phase such
+as the spinel must not have its cell frozen while the true cell moves on), and a phase that
+crosses ``min_fraction`` within a pattern is refined once more with its cell free. Groups of
+parameters listed under ``[[series.hold]]`` (O3' exchange/migration occupancies) are held at
+their last values while their phase is below the given fraction (row column ``held``).
+Cells are seeded by linear extrapolation of the last two patterns (a predictor step) and
+bounded to ± ``max_cell_step`` (0.5 %) of the previous pattern's values (a trust region).
 
-Each result is checked: a fit whose Rwp jumps, whose cells move by more than 0.5 % or whose
-fractions go clearly negative is refined again from the previous pattern's values (with the
-jumped cells fixed, or else with only the first stage free), and the row is flagged (``flag``
-column) — never reported silently.
+Each result is checked: a fit whose Rwp jumps, whose cell runs to the trust-region limit,
+whose fractions go clearly negative, or where a well-determined phase (≥ min_fraction and
+≥ 5 esd) loses more than three quarters of its fraction within one pattern is refined again
+from the previous pattern's values (with the affected cells fixed, or else with only the
+first stage free), and the row is flagged (``flag`` column) — never reported silently.
 
 After every pattern the state (full parameter vector, results row) is appended to
 ``checkpoint.json`` (written atomically); a run that is killed resumes after the last
@@ -71,6 +78,9 @@ class SeriesProtocol:
     #: largest relative change of a lattice parameter between consecutive patterns (the cell
     #: bounds of each pattern: previous value ± this)
     max_cell_step: float = 0.005
+    #: (phase, fraction, params): params refined only while the phase's LRM fraction is at
+    #: least ``fraction``, held at their last values below it
+    hold: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
 
     @property
     def keep(self) -> float:
@@ -96,7 +106,7 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     ref = parse_strategy({**shared, **ref_doc}, f"{source} [reference]")
     ser_doc = {k: v for k, v in doc["series"].items()
                if k not in ("min_fraction", "lrm_phases", "anode_phases", "fixed_scales", "conserve",
-                           "keep_fraction", "max_cell_step")}
+                           "keep_fraction", "max_cell_step", "hold")}
     ser = parse_strategy({**shared, **ser_doc}, f"{source} [series]")
     s = doc["series"]
     mf = float(s.get("min_fraction", 0.03))
@@ -113,11 +123,19 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
         if not isinstance(g, dict) or not g.get("phases") or not g.get("element"):
             raise ValueError(f"{source}: each series.conserve entry needs 'phases = [...]' and 'element = \"O\"'")
         conserve.append((tuple(g["phases"]), str(g["element"])))
+    hold = []
+    for h in s.get("hold", []):
+        if not isinstance(h, dict) or "phase" not in h or "below" not in h or not h.get("params"):
+            raise ValueError(f"{source}: each [[series.hold]] needs phase = \"NAME\", below = FRACTION and "
+                             "params = [...]")
+        if not 0 <= float(h["below"]) < 1:
+            raise ValueError(f"{source}: [[series.hold]] {h['phase']}: below must lie in [0, 1), got {h['below']}")
+        hold.append((str(h["phase"]), float(h["below"]), tuple(str(x) for x in h["params"])))
     return SeriesProtocol(ref, ser, mf, tuple(s.get("lrm_phases", ("O3p", "O3", "S"))),
                           tuple(s.get("anode_phases", ("graphite", "LiC12", "LiC6"))),
                           tuple(s.get("fixed_scales", ())), keep_ratio, tuple(conserve), source,
                           hashlib.sha256(text.encode()).hexdigest()[:16],
-                          None if kf is None else float(kf), step)
+                          None if kf is None else float(kf), step, tuple(hold))
 
 
 def read_series_protocol(path) -> SeriesProtocol:
@@ -265,6 +283,16 @@ def _stage_free(stage_free, small):
     return [key for key in stage_free if not (key.split(".")[0] in small and not key.endswith(".scale"))]
 
 
+def held_params(fractions: dict, protocol: SeriesProtocol) -> set:
+    """Parameters held at their last values because their phase is below its ``hold`` fraction."""
+    return {n for ph, below, params in protocol.hold if fractions.get(ph, 1.0) < below for n in params}
+
+
+def held_note(fractions: dict, protocol: SeriesProtocol) -> str:
+    return "; ".join(f"{ph}: {len(params)} parameter(s) held ({ph} {100 * fractions[ph]:.1f} % < {100 * below:.0f} %)"
+                     for ph, below, params in protocol.hold if fractions.get(ph, 1.0) < below)
+
+
 def active_phases(fractions: dict, previous: set | frozenset | None, protocol: SeriesProtocol) -> frozenset:
     """Phases whose cell/structure refine in the next pattern: those at or above
     ``min_fraction``, and those refined before that are still at or above ``keep_fraction``
@@ -326,6 +354,7 @@ def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: 
     if active is None:
         active = active_phases(fractions, None, protocol)
     small = {p for p in fractions if p not in active}
+    held = held_params(fractions, protocol)
     free: list[str] = []
     fr = None
     log = []
@@ -334,7 +363,7 @@ def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: 
             for i in layout.match(k) or [layout.index(k)]:
                 full[i] = float(v)
         free = [f for f in free + [f for f in st.free if f not in free] if f not in st.fix]
-        use = _stage_free(free, small)
+        use = [k for k in _stage_free(free, small) if k not in held]
         if totals is not None:
             use = [k for k in use if k not in {f"{p}.scale" for p in protocol.fixed_scales}]
         probe = free_set(layout, full, use, bounds=bounds)
@@ -431,6 +460,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
         if i != 0 and len(history) >= 2:
             full = _predict_cells(full, history, _time_of(times, i, k), layout, model, protocol)
         strategy = protocol.reference if i == 0 else protocol.series
+        held = held_note(_lrm_fractions(full, layout, model, protocol), protocol) if i != 0 else ""
         bounds = bounds_ref if i == 0 else _trust_bounds(bounds_ser, seed_prev, layout, model, protocol)
         full, fr, log = refine_one(ev, layout, model, full, y, s, strategy, protocol, bounds,
                                    None if i == 0 else totals, active=None if i == 0 else active)
@@ -466,7 +496,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
         prev_rwp, seed_prev = fr.stats.rwp, np.array(full)
         active = active_phases(_lrm_fractions(full, layout, model, protocol), None if i == 0 else active, protocol)
         row = {"pattern": name, "rwp": fr.stats.rwp, "gof": fr.stats.gof,
-               "converged": bool(fr.converged and not flag), "flag": flag}
+               "converged": bool(fr.converged and not flag), "flag": flag, "held": held}
         row.update(_evaluate_observables(obs, full, fr.cov_full))
         if times is not None:
             row.update(times[i])
