@@ -10,8 +10,10 @@ with J = ∂y_calc/∂q exact: columns that move only scales and background coef
 which the pattern is linear) from the unit-scale phase patterns, every other column from
 forward-mode autodiff of the pattern kernel (one JVP per column, batched with ``vmap``).
 λ is divided by 10 after an accepted step and multiplied by 10 after a rejected one (a
-trial step costs one pattern evaluation; the Jacobian is formed only at accepted points). Steps that would leave the bounds are clipped
-onto them and the parameter is reported. Convergence: max |δq_j| / esd_j below ``tol``
+trial step costs one pattern evaluation; the Jacobian is formed only at accepted points).
+Bounds hold for every model quantity the free vector moves, including those a linear
+constraint makes dependent: a step that would cross a bound is re-solved with that quantity
+pinned on it (active set, :func:`_bounded_step`), and the quantity is reported. Convergence: max |δq_j| / esd_j below ``tol``
 (FullProf's and GSAS-II's shift/esd criterion).
 
 Esds: cov(q) = H⁻¹ · χ²_ν with χ²_ν = χ²/(N − P) (Prince, *Mathematical Techniques in
@@ -37,7 +39,7 @@ from layerscope.diffraction.background import chebyshev_basis  # noqa: E402
 from layerscope.diffraction.pattern import PatternModel, make_pattern_function  # noqa: E402
 from layerscope.refine.parameters import FreeSet, Layout  # noqa: E402
 
-__all__ = ["Evaluator", "FitStats", "FitResult", "least_squares", "fit_stats"]
+__all__ = ["Evaluator", "FitStats", "FitResult", "least_squares", "fit_stats", "linear_scan"]
 
 _BUCKETS = (4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -190,14 +192,64 @@ class FitResult:
         return float(self.esd_full[self.free.full_names.index(name)])
 
 
-def _clip_to_bounds(free: FreeSet, q):
+def _bounded_step(free: FreeSet, q, m, g, s, dead):
+    """Marquardt step that keeps every model quantity within its bounds.
+
+    Solves ``m δ̂ = ĝ`` (scaled normal equations, δq = s·δ̂) subject to lower ≤ x0 + A(q + δq) ≤ upper
+    for every entry of the full vector that the free columns move — the free parameters *and* the
+    ones a linear constraint makes dependent on them (e.g. the last occupancy of a site whose
+    occupancies sum to a constant). Active set, rebuilt from empty at every step: an entry whose
+    unconstrained step would cross a bound is pinned exactly on it (an equality row of the KKT
+    system) and the others are re-solved, until no bound is crossed. Entries sitting on a bound are
+    not pinned when the step points back inside, so a parameter can leave its bound again (a
+    step *truncation* instead shortens every parameter's move and can stall the fit at a bound).
+
+    Returns (δq, mask of the full entries pinned at a bound).
+    """
     full = free.full(q)
     lo, hi = free.lower, free.upper
-    bad = (full < lo) | (full > hi)
-    if not np.any(bad):
-        return q, np.zeros(len(full), bool)
-    full_c = np.clip(full, lo, hi)
-    return free.q_of(full_c), bad
+    a = free.A
+    k = len(g)
+    moved = np.any(a != 0, axis=1)
+    tol = 1e-12 * np.maximum(1.0, np.maximum(np.where(np.isfinite(lo), np.abs(lo), 0),
+                                             np.where(np.isfinite(hi), np.abs(hi), 0)))
+    pin_lo = np.zeros(len(full), bool)
+    pin_hi = np.zeros(len(full), bool)
+    eye = np.eye(k)
+    dq = np.zeros(k)
+    for _ in range(len(full) + 1):
+        rows = [eye[i] for i in np.where(dead)[0]]
+        rhs = [0.0] * len(rows)
+        for j in np.where(pin_lo | pin_hi)[0]:
+            rows.append(a[j] * s)
+            rhs.append((lo[j] if pin_lo[j] else hi[j]) - full[j])
+        if rows:
+            c = np.array(rows)
+            kkt = np.block([[m, c.T], [c, np.zeros((len(rows), len(rows)))]])
+            sol = np.linalg.lstsq(kkt, np.concatenate([g, rhs]), rcond=1e-14)[0]
+            ds = sol[:k]
+        else:
+            ds = np.linalg.lstsq(m, g, rcond=1e-14)[0]
+        dq = ds * s
+        dq[dead] = 0.0
+        new = full + a @ dq
+        over_lo = moved & ~pin_lo & ~pin_hi & (new < lo - tol)
+        over_hi = moved & ~pin_lo & ~pin_hi & (new > hi + tol)
+        if not (np.any(over_lo) or np.any(over_hi)):
+            break
+        pin_lo |= over_lo
+        pin_hi |= over_hi
+    new = full + a @ dq
+    out = moved & ((new < lo - tol) | (new > hi + tol))
+    if np.any(out):
+        # pins that cannot all hold at once (more than the free directions): shorten the step to
+        # the first bound it crosses so that the model never leaves its physical domain
+        step = a @ dq
+        with np.errstate(divide="ignore", invalid="ignore"):
+            room = np.where(step < 0, (lo - full) / step, np.where(step > 0, (hi - full) / step, np.inf))
+        frac = float(np.clip(np.min(np.where(moved & (step != 0), room, np.inf)), 0.0, 1.0))
+        dq = dq * frac
+    return dq, pin_lo | pin_hi
 
 
 def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 30, tol: float = 0.01,
@@ -248,11 +300,8 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
         gs = g * s
         accepted = False
         while lam < 1e10:
-            a = hs + lam * np.eye(k)
-            ds = np.linalg.lstsq(a, gs, rcond=1e-14)[0]
-            dq = ds * s
-            dq[dead] = 0.0
-            q_try, bad = _clip_to_bounds(free, q + dq)
+            dq, bad = _bounded_step(free, q, hs + lam * np.eye(k), gs, s, dead)
+            q_try = q + dq
             yc_t = ev.calc(free.full(q_try))[0]
             r_t = (y - yc_t) * sw
             chi2_t = float(r_t @ r_t)
@@ -337,6 +386,45 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
     ok = converged and not singular and not diverged
     return FitResult(free, q, full, cov, esd, corr, stats, yc, ok, cycles, singular, diverged, bound_names,
                      tuple(warnings), tuple(history))
+
+
+def linear_scan(ev: Evaluator, x, direction, steps, y, sigma):
+    """χ² along a line x + t·direction with the linear parameters solved exactly at every t.
+
+    A local optimiser cannot find a phase whose peaks start more than about one FWHM from where
+    they belong (a minor phase whose cell is off by more than the resolution, its reflections
+    on the shoulders of the main phase's): the χ² surface has a minimum for every peak it can
+    be aligned with. Along one direction (typically the cell of a cubic phase, one column of
+    :func:`~layerscope.refine.parameters.free_set`) a grid search finds the right basin: at
+    each step the histogram's phase scales (≥ 0) and background coefficients — in which the
+    pattern is linear — are solved by bounded linear least squares (one pattern evaluation per
+    step), so the comparison between steps is fair.
+
+    Returns (χ² at every step, the full vector at the best step with its scales and background).
+    """
+    from scipy.optimize import lsq_linear
+
+    x = np.asarray(x, dtype=float)
+    direction = np.asarray(direction, dtype=float)
+    sw = 1.0 / np.asarray(sigma, dtype=float)
+    yw = np.asarray(y, dtype=float) * sw
+    idx = np.concatenate([ev._i_scale, ev._i_bkg]).astype(int)
+    lo = np.concatenate([np.zeros(len(ev._i_scale)), np.full(len(ev._i_bkg), -np.inf)])
+    chi2 = np.empty(len(steps))
+    best = (np.inf, None)
+    for n, t in enumerate(steps):
+        xt = x + float(t) * direction
+        _, cols = ev.linear_jacobian(xt)
+        a = np.stack([cols[int(i)] for i in idx], axis=1) * sw[:, None]
+        norm = np.linalg.norm(a, axis=0)
+        norm[norm == 0] = 1.0
+        sol = lsq_linear(a / norm, yw, bounds=(lo * norm, np.full(len(idx), np.inf)))
+        chi2[n] = 2.0 * sol.cost
+        if chi2[n] < best[0]:
+            xt = xt.copy()
+            xt[idx] = sol.x / norm
+            best = (chi2[n], xt)
+    return chi2, best[1]
 
 
 def _full_names_of(free: FreeSet) -> tuple[str, ...]:
