@@ -248,3 +248,32 @@ def test_scheduler_sends_the_work_to_a_dask_cluster(sim_study, fast_run, tmp_pat
     for rel in ("xas/o-k/xas.csv", "cycler/half-cell/cycles.csv"):
         assert (tmp_path / rel).read_bytes() == (ref_out / rel).read_bytes()
     assert res["checks"][0] == res["checks"][1] > 0
+
+
+@pytest.mark.slow
+def test_kill_9_and_rerun_keeps_finished_work(sim_study, fast_run, tmp_path):
+    """`layerscope run` killed with SIGKILL after two analyses finished: the rerun keeps them
+    (their records are untouched) and ends with the report of an uninterrupted run."""
+    import os
+    import signal
+    import sys
+    import time
+
+    ref_out, _ = fast_run
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "layerscope", "run", str(sim_study), "--out", str(out), "--only", *FAST_KINDS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while len(list(out.glob("*/*/record.json"))) < 2:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.time() - t0 < 300
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("*/*/record.json")}
+    assert 2 <= len(kept) < 10 and not (out / "report.html").exists()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("done before, kept") == len(kept)
+    assert all(q.stat().st_mtime_ns == t for q, t in kept.items())
+    assert (out / "report.html").read_bytes() == (ref_out / "report.html").read_bytes()

@@ -67,6 +67,10 @@ SECTIONS = [
      "Observed, calculated and difference TOF patterns of the pristine powder with the refined weight "
      "fractions (the paper's inset pie).",
      [(lambda r: _is(r, "neutron", table="S1") or _is(r, "neutron", state="pristine"), ("fit", "fractions"))]),
+    ("sfig3", "Supp. Fig. 3: difference Fourier map of the pristine O3' phase",
+     "Observed minus calculated scattering-length density of the main layered phase, section through "
+     "the TM layer; missing Li (b < 0) shows as negative density.",
+     [(lambda r: _is(r, "neutron", table="S1") or _is(r, "neutron", state="pristine"), ("fourier",))]),
     ("fig1b", "Fig. 1b: 4D-STEM of a pristine particle",
      "Virtual bright field, phase map and orientation map from template matching.",
      [(lambda r: _is(r, "fourd", state="pristine"), ("vbf", "phase_map", "orientation_map"))]),
@@ -101,7 +105,7 @@ SECTIONS = [
     ("sfig15", "Supp. Fig. 15: long-term cycling and the structure after 100 cycles",
      "Capacity retention of the cell and the Rietveld refinement after 100 cycles.",
      [(lambda r: _is(r, "cycler", role="cycling"), ("cycling",)),
-      (lambda r: _is(r, "neutron", table="S3"), ("fit", "fractions"))]),
+      (lambda r: _is(r, "neutron", table="S3") or _is(r, "neutron", state="100"), ("fit", "fractions"))]),
     ("sfig16", "Supp. Figs. 11, 12 and 16: phase maps after charge, discharge and 100 cycles",
      "4D-STEM phase maps and <210> images of the cycled states.",
      [(lambda r: _is(r, "fourd", state=("charged", "discharged", "100")), ("phase_map",)),

@@ -169,6 +169,15 @@ def run_neutron(opts, out: Path) -> dict:
             continue
         desc[ph.name] = phase_descriptors(ph)
     _pie(summ, out / "fractions.png")
+    figures = {"fit": "fit.png", "fractions": "fractions.png"}
+    tables = {"structure": "structure.csv", "phases": "phases.csv", "fit": "fit.csv"}
+    # Supp. Fig. 3: difference Fourier map of the main layered phase (missing Li = negative density)
+    main = max((p for p in res.phases if p.space_group.number in (12, 166)),
+               key=lambda p: res.weight_fraction[p.name], default=None)
+    if main is not None:
+        _fourier(res, main.name, out)
+        figures["fourier"] = "fourier.png"
+        tables["fourier_minima"] = "fourier_minima.csv"
     summary = {"rwp": summ["rwp"], "rp": summ["rp"], "chi2": summ["chi2"], "converged": summ["converged"],
                "table": opts["table"], "weight_fractions": {p: d["weight_fraction"]["value"]
                                                            for p, d in summ["phases"].items()},
@@ -177,14 +186,35 @@ def run_neutron(opts, out: Path) -> dict:
     truth = _truth(opts)
     if truth:
         validation = neutron_validation(summ, truth)
-    return {"summary": summary, "tables": {"structure": "structure.csv", "phases": "phases.csv", "fit": "fit.csv"},
-            "figures": {"fit": "fit.png", "fractions": "fractions.png"}, "validation": validation,
+    return {"summary": summary, "tables": tables, "figures": figures, "validation": validation,
             "files": {ph.name: f"{ph.name}.cif" for ph in res.phases}}
 
 
+def _fourier(res, name: str, out: Path) -> None:
+    """Difference map (X-PLOR), its 8 deepest minima and the z = 0 (TM layer) section as a figure."""
+    from matplotlib.figure import Figure
+
+    from layerscope.refine.fourier import difference_fourier_from_result, map_extrema, map_slice, write_xplor
+
+    fmap = difference_fourier_from_result(res, name)
+    write_xplor(fmap, out / f"{name}_difference.xplor")
+    _write_dicts(out / "fourier_minima.csv", [{"phase": name, "x": f[0], "y": f[1], "z": f[2], "density_fm_A3": v}
+                                              for f, v in map_extrema(fmap, 8, sign=-1)])
+    sec = map_slice(fmap, "c", 0.0)
+    fig = Figure(figsize=(4.6, 4.0), layout="constrained")
+    ax = fig.subplots()
+    lim = float(np.abs(sec).max()) or 1.0
+    im = ax.imshow(sec.T, origin="lower", extent=(0, 1, 0, 1), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    fig.colorbar(im, ax=ax, label="Δρ (fm/Å³)")
+    ax.set_xlabel("x (fractional)"), ax.set_ylabel("y (fractional)")
+    ax.set_title(f"{name}: difference Fourier section z = 0", fontsize=9)
+    fig.savefig(out / "fourier.png", dpi=110)
+
+
 def neutron_validation(summ, truth) -> list[dict]:
-    """Issue 3's synthetic criterion: each refined value within 3 esd of the truth (with a floor of
-    1e-4 Å for cells and 0.5 % for fractions so that tiny esds do not make the check meaningless)."""
+    """Issue 3's criteria: each refined value within 3 esd of the truth (its synthetic test), or
+    within 2e-4 Å for cell lengths (its agreement with GSAS-II on real data) / 0.01° for angles /
+    0.5 % for weight fractions, whichever is larger."""
     out = []
     for p, t in truth.get("phases", {}).items():
         d = summ["phases"].get(p)
@@ -195,17 +225,18 @@ def neutron_validation(summ, truth) -> list[dict]:
         for c, tv in t.get("cell", {}).items():
             v = d["cell"][c]
             esd = v["esd"] or 0.0
-            floor = 1e-4 if c in "abc" else 0.01
-            out.append(_check(f"{p} {c}", v["value"], tv, max(3 * esd, floor), esd=esd, note="3 esd"))
+            floor = 2e-4 if c in "abc" else 0.01
+            out.append(_check(f"{p} {c}", v["value"], tv, max(3 * esd, floor), esd=esd, note=f"max(3 esd, {floor:g})"))
         if "weight_fraction" in t:
             v = d["weight_fraction"]
             esd = v["esd"] or 0.0
             out.append(_check(f"{p} weight fraction", v["value"], t["weight_fraction"], max(3 * esd, 0.005),
-                              esd=esd, note="3 esd"))
+                              esd=esd, note="max(3 esd, 0.005)"))
     return out
 
 
 def _pie(summ, path):
+    """Weight fractions as the paper's inset sector plot."""
     from matplotlib.figure import Figure
 
     names = list(summ["phases"])
