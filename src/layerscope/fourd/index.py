@@ -16,21 +16,31 @@ Two stages keep this fast for libraries of ~10⁴ templates:
 1. Screening. By Cauchy–Schwarz, max_α C(α) ≤ Σ_{r,k} c_k |P̂_r(k)||T̂_r(k)| / (n_φ‖P‖‖T‖)
    (c_0 = 1, c_k = 2): a rotation-invariant bound that is one matrix product
    between pattern and template descriptors. It is evaluated with the first
-   ``harmonics`` angular harmonics and ranks all templates.
-2. Refinement. The ``top_n`` best-ranked templates of every phase get the exact
-   C(α) on the full φ grid; the maximum is refined by a parabola through the
-   three samples around it.
+   ``harmonics`` angular harmonics and ranks all templates; the ``top_n`` best of
+   every phase are the candidates.
+2. Refinement. Patterns are taken in groups of 32 (neighbouring probe positions,
+   which share most candidates). For the distinct candidates of a group the exact
+   T̂_r(k) is built from the spot lists (a spot is a Gaussian in r and φ with
+   angular width σ_r / r, so its angular Fourier coefficients are analytic), and
+   Σ_r P̂_r(k) T̂_r(k)* is one batched matrix product for all pattern–candidate
+   pairs of the group, mirrored templates included (T̂'(k) = (−1)^k conj T̂(k)).
+   C(α) follows on the full φ grid by one inverse FFT; its maximum is refined by a
+   parabola through the three samples around it.
 
-Templates are kept as spot lists; their angular Fourier coefficients are
-analytic (a spot is a Gaussian in r and φ, with angular width σ_r / r).
+Both stages are one JAX function each, compiled for a few padded batch shapes, on
+JAX's default device (a GPU when JAX sees one, else the CPU). The polar resampling
+before them is a sparse matrix product in SciPy: XLA's CPU gathers are several
+times slower for it, and on a GPU machine it is the cheap host-side step.
+Positions whose scattered fraction marks them as vacuum skip both stages.
 
 Per pattern the result holds the phase, the orientation U = R_z(α)·U_template
 (crystal Cartesian → lab), the correlation, the phase reliability
 100·(1 − C_other phase / C_best) and the orientation reliability
 100·(1 − C_second / C_best), where C_second is the best candidate of the same phase
 misoriented by more than ``distinct_deg`` (Laue-class symmetry taken into account).
-Vacuum (scattered fraction below ``vacuum_fraction``) and amorphous carbon (its
-ring template correlates better than any crystal) are phases of their own.
+Vacuum (scattered fraction below ``vacuum_fraction``; its correlation is reported
+as 0) and amorphous carbon (its ring template correlates better than any crystal)
+are phases of their own.
 
 Written by hand: pyxem and py4DSTEM implement template matching, but neither
 exposes the two-stage bound/refine kernel as a pure array function.
@@ -39,7 +49,10 @@ exposes the two-stage bound/refine kernel as a pure array function.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, partial
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy import sparse
 
@@ -51,18 +64,28 @@ __all__ = ["Matcher", "prepare_matcher", "index_patterns", "FIELDS", "misorienta
 FIELDS = ("phase", "template", "alpha_rad", "flip", "correlation", "phase_reliability",
           "orientation_reliability", "scattered_fraction")
 
+#: patterns per candidate group of the refinement stage
+_GROUP = 32
+
 
 @dataclass(frozen=True)
 class Matcher:
-    """Everything the matching kernel needs, precomputed from a library."""
+    """Everything the matching kernel needs, precomputed from a library.
+
+    ``descriptors`` rows follow ``template_order`` (templates sorted by phase);
+    ``phase_slices[p]`` is the (start, stop) row range of phase p.
+    """
 
     library: TemplateLibrary
     polar: sparse.csr_matrix
+    ring_weights: np.ndarray         # (ky·kx,): pattern · ring_weights = intensity in the polar annulus
     r_px: np.ndarray
     n_phi: int
     harmonics: int
     n_k: int
     descriptors: np.ndarray          # (n_templates, n_r*harmonics) float32, /‖T‖
+    template_order: np.ndarray       # (n_templates,) template index of each descriptor row
+    phase_slices: tuple[tuple[int, int], ...]
     template_norm: np.ndarray        # (n_templates,)
     top_n: int
     sigma_r_px: float
@@ -75,6 +98,22 @@ class Matcher:
     def phase_names(self) -> tuple[str, ...]:
         """Names of the phase codes: 0 vacuum, 1 amorphous carbon, then the library's phases."""
         return ("vacuum", "aC", *self.library.phase_names)
+
+    @cached_property
+    def _device(self) -> dict:
+        """The arrays the kernels read, placed once on JAX's default device."""
+        lib = self.library
+        prof = np.zeros(len(self.r_px)) if self.amorphous_profile is None else self.amorphous_profile
+        return {
+            "desc": jnp.asarray(self.descriptors, jnp.float32),
+            "order": jnp.asarray(self.template_order, jnp.int32),
+            "prof": jnp.asarray(prof / max(np.linalg.norm(prof), 1e-30), jnp.float32),
+            "r_s": jnp.asarray(lib.spots_r_px, jnp.float32),
+            "phi_s": jnp.asarray(lib.spots_phi, jnp.float32),
+            "w_s": jnp.asarray(lib.spots_w, jnp.float32),
+            "t_norm": jnp.asarray(self.template_norm, jnp.float32),
+            "r_px": jnp.asarray(self.r_px, jnp.float32),
+        }
 
 
 def _polar_matrix(geometry, r_px, n_phi) -> sparse.csr_matrix:
@@ -96,26 +135,50 @@ def _polar_matrix(geometry, r_px, n_phi) -> sparse.csr_matrix:
                              shape=(rr.size, ky * kx), dtype=np.float32)
 
 
-def _template_fourier(lib: TemplateLibrary, idx, r_px, n_phi, n_k, sigma_r) -> np.ndarray:
-    """Angular Fourier coefficients T̂_r(k), k < n_k, of templates ``idx`` (complex64)."""
-    rs, ps, ws = lib.spots_r_px[idx], lib.spots_phi[idx], lib.spots_w[idx]     # (n, s) float32
-    radial = np.exp(-0.5 * ((r_px.astype(np.float32)[None, :, None] - rs[:, None, :]) / np.float32(sigma_r)) ** 2)
-    sig_phi = np.float32(sigma_r) / np.maximum(rs, np.float32(1.0))
-    k = np.arange(n_k, dtype=np.float32)
-    amp = (ws * np.float32(n_phi / np.sqrt(2 * np.pi)) * sig_phi)[:, :, None] * \
-        np.exp(np.float32(-0.5) * (k[None, None, :] * sig_phi[:, :, None]) ** 2)
-    spec = amp * np.exp(np.complex64(-1j) * (k[None, None, :] * ps[:, :, None]))   # (n, s, k) complex64
-    return np.matmul(radial.astype(np.complex64), spec)
+def _template_hat(r_s, phi_s, w_s, r_px, *, n_phi: int, n_k: int, sigma_r: float):
+    """Angular Fourier coefficients T̂_r(k), k < n_k, of spot templates (…, S) → real, imag (…, R, n_k).
+
+    A spot (r_s, φ_s, w_s) is w_s·exp(−(r − r_s)²/2σ_r²)·exp(−(φ − φ_s)²/2σ_φ²) with
+    σ_φ = σ_r / r_s; sampled on n_φ angles its DFT is
+    w_s n_φ σ_φ/√(2π) · exp(−k²σ_φ²/2) · e^{−ikφ_s}.
+    cos/sin(kφ_s) are built from k = 16a + b with two short tables (24 instead of
+    n_k transcendental pairs per spot).
+    """
+    f32 = jnp.float32
+    radial = jnp.exp(-0.5 * ((r_px[:, None] - r_s[..., None, :]) / f32(sigma_r)) ** 2)     # (…, R, S)
+    sig_phi = f32(sigma_r) / jnp.maximum(r_s, 1.0)
+    n_a = -(-n_k // 16)
+    b = jnp.arange(16, dtype=f32)
+    a = 16 * jnp.arange(n_a, dtype=f32)
+    cb, sb = jnp.cos(phi_s[..., None] * b), jnp.sin(phi_s[..., None] * b)                   # (…, S, 16)
+    ca, sa = jnp.cos(phi_s[..., None] * a), jnp.sin(phi_s[..., None] * a)                   # (…, S, n_a)
+    shape = (*phi_s.shape, n_a * 16)
+    cos = (ca[..., :, None] * cb[..., None, :] - sa[..., :, None] * sb[..., None, :]).reshape(shape)[..., :n_k]
+    sin = (sa[..., :, None] * cb[..., None, :] + ca[..., :, None] * sb[..., None, :]).reshape(shape)[..., :n_k]
+    k = jnp.arange(n_k, dtype=f32)
+    env = (w_s * f32(n_phi / np.sqrt(2 * np.pi)) * sig_phi)[..., None] * jnp.exp(-0.5 * (k * sig_phi[..., None]) ** 2)
+    re = jnp.einsum("...rs,...sk->...rk", radial, env * cos)
+    im = -jnp.einsum("...rs,...sk->...rk", radial, env * sin)
+    return re, im
 
 
-def _norm_from_fourier(t_hat, n_phi) -> np.ndarray:
-    p = np.abs(t_hat) ** 2
-    return np.sqrt((p[..., 0].sum(-1) + 2 * p[..., 1:].sum((-1, -2))) / n_phi)
+def _harmonic_weights(harmonics: int):
+    return jnp.where(jnp.arange(harmonics) == 0, 1.0, np.sqrt(2.0)).astype(jnp.float32)
+
+
+@partial(jax.jit, static_argnames=("n_phi", "n_k", "harmonics", "sigma_r"))
+def _template_stats(r_s, phi_s, w_s, r_px, *, n_phi, n_k, harmonics, sigma_r):
+    """Norms ‖T‖ and screening descriptors c_k^½|T̂_r(k)|/‖T‖ (k < harmonics) of a batch of templates."""
+    re, im = _template_hat(r_s, phi_s, w_s, r_px, n_phi=n_phi, n_k=n_k, sigma_r=sigma_r)
+    p = re * re + im * im
+    nrm = jnp.sqrt((p[..., 0].sum(-1) + 2 * p[..., 1:].sum((-1, -2))) / n_phi)
+    d = jnp.sqrt(p[..., :harmonics]) * _harmonic_weights(harmonics) / jnp.maximum(nrm, 1e-30)[:, None, None]
+    return nrm, d.reshape(len(d), -1)
 
 
 def prepare_matcher(library: TemplateLibrary, *, n_phi: int = 360, harmonics: int = 12, top_n: int = 6,
                     include_amorphous: bool = True, vacuum_fraction: float = 0.01, distinct_deg: float = 5.0,
-                    gamma: float = 0.5, batch: int = 2048) -> Matcher:
+                    gamma: float = 0.5, batch: int = 512) -> Matcher:
     """Precompute the polar transform and the screening descriptors of a library.
 
     ``gamma`` compresses pattern intensities (P^γ) as the templates use √I weights.
@@ -125,26 +188,33 @@ def prepare_matcher(library: TemplateLibrary, *, n_phi: int = 360, harmonics: in
     r_max = min(geo.centre_px[0], geo.centre_px[1], geo.shape[0] - 1 - geo.centre_px[0],
                 geo.shape[1] - 1 - geo.centre_px[1]) - 1
     r_px = np.arange(r_min, r_max, 1.0)
-    sigma_r = 0.6 * geo.disc_radius_px + 0.3
-    n_k = n_phi // 2 + 1
-    k_use = min(n_k, int(np.ceil(2.5 * r_max / sigma_r)))
+    sigma_r = float(0.6 * geo.disc_radius_px + 0.3)
+    n_k = min(n_phi // 2 + 1, int(np.ceil(2.5 * r_max / sigma_r)))
+    order = np.argsort(library.phase_index, kind="stable")
+    ph = library.phase_index[order]
+    slices = tuple((int(np.searchsorted(ph, p)), int(np.searchsorted(ph, p, side="right")))
+                   for p in range(len(library.phase_names)))
+    if any(s == e for s, e in slices):
+        raise ValueError("every phase of the template library needs at least one template")
+    spots = [jnp.asarray(a, jnp.float32) for a in (library.spots_r_px, library.spots_phi, library.spots_w)]
+    r_dev = jnp.asarray(r_px, jnp.float32)
     desc, norms = [], []
-    kw = np.where(np.arange(harmonics) == 0, 1.0, 2.0) ** 0.5
     for s in range(0, len(library), batch):
-        idx = np.arange(s, min(s + batch, len(library)))
-        t = _template_fourier(library, idx, r_px, n_phi, k_use, sigma_r)
-        nrm = _norm_from_fourier(t, n_phi)
-        d = np.abs(t[:, :, :harmonics]) * kw / np.maximum(nrm, 1e-30)[:, None, None]
-        desc.append(d.reshape(len(idx), -1).astype(np.float32))
-        norms.append(nrm)
+        idx = np.arange(s, s + batch) % len(library)        # fixed batch shape: one compilation
+        nrm, d = _template_stats(*(a[idx] for a in spots), r_dev, n_phi=n_phi, n_k=n_k, harmonics=harmonics,
+                                 sigma_r=sigma_r)
+        m = min(batch, len(library) - s)
+        desc.append(np.asarray(d)[:m]), norms.append(np.asarray(nrm, dtype=float)[:m])
+    desc, norms = np.concatenate(desc), np.concatenate(norms)
     prof = None
     if include_amorphous:
         q, w, a = amorphous_carbon_rings()
         g = r_px * geo.pixel_inv_angstrom
         prof = sum(ai * np.exp(-0.5 * ((g - qi) / wi) ** 2) for qi, wi, ai in zip(q, w, a)) ** gamma
-    return Matcher(library, _polar_matrix(geo, r_px, n_phi), r_px, n_phi, harmonics, k_use,
-                   np.concatenate(desc), np.concatenate(norms), top_n, sigma_r, prof, vacuum_fraction,
-                   distinct_deg, gamma)
+    polar = _polar_matrix(geo, r_px, n_phi)
+    ring = (polar.T @ np.repeat(2 * np.pi * r_px / n_phi, n_phi)).astype(np.float32)
+    return Matcher(library, polar, ring, r_px, n_phi, harmonics, n_k, desc[order], order,
+                   slices, norms, top_n, sigma_r, prof, vacuum_fraction, distinct_deg, gamma)
 
 
 def _rot_z(alpha):
@@ -202,72 +272,149 @@ def index_patterns(patterns, matcher: Matcher, *, sub_batch: int = 256) -> np.nd
     return out
 
 
+def _bucket(n: int, *, lo: int, hi: int) -> int:
+    """Smallest power-of-two multiple of ``lo`` ≥ n, capped at max(hi, n) (few distinct compiled shapes)."""
+    b = lo
+    while b < n:
+        b *= 2
+    return min(b, max(hi, n)) if hi else b
+
+
+@partial(jax.jit, static_argnames=("gamma", "harmonics", "n_k", "top_n", "phase_slices", "n_r", "group"))
+def _screen(polar_t, desc, order, prof, *, gamma, harmonics, n_k, top_n, phase_slices, n_r, group):
+    """Stage 1 on (R·n_φ, n) polar samples: the ``top_n`` candidates of every phase by the bound.
+
+    Returns P̂ as real and imaginary parts stacked in matrix-product layout
+    (G, k, 2g, R) for groups of ``group`` patterns, ‖P‖, candidates (n, C) and the
+    amorphous-carbon correlation.
+    """
+    n = polar_t.shape[1]
+    n_phi = polar_t.shape[0] // n_r
+    polar = jnp.maximum(polar_t, 0).reshape(n_r, n_phi, n).transpose(2, 0, 1) ** jnp.float32(gamma)
+    p_norm = jnp.sqrt(jnp.sum(polar * polar, axis=(1, 2)))
+    safe = jnp.maximum(p_norm, 1e-30)
+    p_hat = jnp.fft.rfft(polar, axis=-1)[:, :, :n_k]                                 # (n, R, k)
+    dp = (jnp.abs(p_hat[:, :, :harmonics]) * _harmonic_weights(harmonics)).reshape(n, -1)
+    bound = (dp @ desc.T) / (n_phi * safe)[:, None]
+    cand = jnp.concatenate([order[s + jax.lax.top_k(bound[:, s:e], min(top_n, e - s))[1]]
+                            for s, e in phase_slices], axis=1)
+    amorph = (p_hat[:, :, 0].real @ prof) / (safe * np.sqrt(n_phi))
+    parts = [x.reshape(n // group, group, n_r, n_k).transpose(0, 3, 1, 2) for x in (p_hat.real, p_hat.imag)]
+    return jnp.concatenate(parts, axis=2), p_norm, cand, amorph
+
+
+@partial(jax.jit, static_argnames=("n_phi", "sigma_r"))
+def _refine(pq, p_norm, uniq, gidx, inv, r_s, phi_s, w_s, t_norm, r_px, *, n_phi, sigma_r):
+    """Stage 2: C(α) of every pattern against its candidates, plain and mirrored.
+
+    ``pq`` is P̂ from :func:`_screen` (G, k, 2g, R); ``uniq`` (U,) the distinct
+    candidates of the batch, ``gidx`` (G, V) those of each group as positions in
+    ``uniq``, ``inv`` (n, C) each pattern's candidates as positions in its group's row.
+    Returns the peak correlation and its angle α (rad), (n, 2C): plain, then mirrored.
+    """
+    n_g, n_k, g2, n_r = pq.shape
+    g, n_c, n_u, n_v = g2 // 2, inv.shape[1], uniq.shape[0], gidx.shape[1]
+    n = n_g * g
+    re, im = _template_hat(r_s[uniq], phi_s[uniq], w_s[uniq], r_px, n_phi=n_phi, n_k=n_k, sigma_r=sigma_r)
+    t = jnp.concatenate([re, im], axis=0).transpose(2, 1, 0)                         # (k, R, 2U)
+    t = jnp.take(t, jnp.concatenate([gidx, gidx + n_u], axis=1), axis=2)             # (k, R, G, 2V)
+    x = pq @ t.transpose(2, 0, 1, 3)                          # (G, k, 2g, 2V): [Re P, Im P] × [Re T, Im T]
+    sel = jnp.broadcast_to(inv.reshape(n_g, 1, g, n_c), (n_g, n_k, g, n_c))
+
+    def pick(rows, cols):  # each pattern's own candidates → (G, k, g, C)
+        return jnp.take_along_axis(x[:, :, rows, cols], sel, axis=3)
+
+    ac, ad = pick(slice(0, g), slice(0, n_v)), pick(slice(0, g), slice(n_v, None))
+    bc, bd = pick(slice(g, None), slice(0, n_v)), pick(slice(g, None), slice(n_v, None))
+    sign = jnp.where(jnp.arange(n_k) % 2 == 0, 1.0, -1.0).astype(jnp.float32)[:, None, None]
+    plain = jax.lax.complex(ac + bd, bc - ad)                        # Σ_r P̂ T̂*
+    mirror = jax.lax.complex(ac - bd, bc + ad) * sign                # Σ_r P̂ T̂'* with T̂' = (−1)^k conj T̂
+    xc = jnp.concatenate([plain, mirror], axis=3).transpose(0, 2, 3, 1).reshape(n, 2 * n_c, n_k)
+    tn = jnp.take_along_axis(t_norm[uniq][gidx].reshape(n_g, 1, n_v), inv.reshape(n_g, g, n_c), axis=2)
+    denom = jnp.maximum(p_norm, 1e-30)[:, None] * jnp.tile(tn.reshape(n, n_c), (1, 2))
+    c = jnp.fft.irfft(xc, n=n_phi, axis=-1) / denom[..., None]
+    j = jnp.argmax(c, axis=-1)
+    cm, c0, cp = (jnp.take_along_axis(c, ((j + d) % n_phi)[..., None], -1)[..., 0] for d in (-1, 0, 1))
+    den = cm - 2 * c0 + cp
+    frac = jnp.where(den < 0, 0.5 * (cm - cp) / jnp.where(den < 0, den, -1.0), 0.0)
+    alpha = 2 * np.pi * (j + jnp.clip(frac, -0.5, 0.5)) / n_phi
+    peak = c0 - 0.25 * (cm - cp) * frac
+    return peak, alpha
+
+
+def _group_unique(cand: np.ndarray, g: int, *, lo: int = 8):
+    """Distinct values of each group of ``g`` consecutive rows → uniq (G, V) padded, inv (n, C) into its row."""
+    n, n_c = cand.shape
+    flat = cand.reshape(n // g, g * n_c)
+    order = np.argsort(flat, axis=1, kind="stable")
+    srt = np.take_along_axis(flat, order, axis=1)
+    new = np.ones(srt.shape, bool)
+    new[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    rank = np.cumsum(new, axis=1) - 1
+    inv = np.empty_like(rank)
+    np.put_along_axis(inv, order, rank, axis=1)
+    uniq = np.zeros((len(flat), _bucket(int(rank[:, -1].max()) + 1, lo=lo, hi=g * n_c)), np.int32)
+    uniq[np.nonzero(new)[0], rank[new]] = srt[new]
+    return uniq, inv.reshape(n, n_c).astype(np.int32)
+
+
+def _match(flat: np.ndarray, m: Matcher):
+    """Both stages for (n, ky·kx) patterns: candidates (n, C), peaks and angles (n, 2C), amorphous score."""
+    n = len(flat)
+    nb = -(-n // 64) * 64 if n > 32 else 32            # padded batch: few compiled shapes
+    if nb > n:  # pad with copies of the first pattern: no new candidates, results dropped
+        flat = np.concatenate([flat, np.broadcast_to(flat[:1], (nb - n, flat.shape[1]))])
+    polar_t = m.polar @ np.ascontiguousarray(flat.T)                                   # (R·n_φ, n)
+    dev = m._device
+    # one group when the batch shares few candidates, else groups of 32 neighbouring patterns
+    group = nb
+    pq, p_norm, cand, amorph = _screen(jnp.asarray(polar_t), dev["desc"], dev["order"], dev["prof"],
+                                       gamma=float(m.gamma), harmonics=m.harmonics, n_k=m.n_k, top_n=m.top_n,
+                                       phase_slices=m.phase_slices, n_r=len(m.r_px), group=group)
+    cand = np.asarray(cand)
+    uniq, binv = np.unique(cand, return_inverse=True)
+    binv = binv.reshape(cand.shape)
+    n_u = _bucket(len(uniq), lo=16, hi=0)
+    uniq = np.pad(uniq, (0, n_u - len(uniq))).astype(np.int32)
+    gidx, inv = _group_unique(binv, group)
+    peak, alpha = _refine(pq, p_norm, jnp.asarray(uniq), jnp.asarray(gidx), jnp.asarray(inv), dev["r_s"],
+                          dev["phi_s"], dev["w_s"], dev["t_norm"], dev["r_px"], n_phi=m.n_phi, sigma_r=m.sigma_r_px)
+    return (cand[:n], np.asarray(peak, dtype=float)[:n], np.asarray(alpha, dtype=float)[:n],
+            np.asarray(amorph, dtype=float)[:n])
+
+
 def _index_batch(pats: np.ndarray, m: Matcher) -> np.ndarray:
     lib = m.library
-    n, n_r = len(pats), len(m.r_px)
+    n = len(pats)
     flat = pats.reshape(n, -1)
     total = flat.sum(1)
-    polar_raw = (m.polar @ flat.T).T                                     # (n, r*phi)
-    ring_area = 2 * np.pi * m.r_px * (1.0)
-    scattered = (polar_raw.reshape(n, n_r, m.n_phi).mean(-1) * ring_area).sum(-1) / np.maximum(total, 1e-30)
-    polar = np.power(np.maximum(polar_raw, 0), m.gamma).reshape(n, n_r, m.n_phi)
-    p_norm = np.sqrt((polar**2).sum((1, 2)))
-    p_hat = np.fft.rfft(polar, axis=-1)[:, :, :m.n_k].astype(np.complex64)
-    kw = np.where(np.arange(m.harmonics) == 0, 1.0, 2.0) ** 0.5
-    dp = (np.abs(p_hat[:, :, :m.harmonics]) * kw).reshape(n, -1).astype(np.float32)
-    bound = (dp @ m.descriptors.T) / (m.n_phi * np.maximum(p_norm, 1e-30))[:, None]   # (n, n_templates)
+    scattered = (flat @ m.ring_weights).astype(float) / np.maximum(total, 1e-30)
+    out = np.zeros((n, len(FIELDS)))
+    out[:, 1] = -1
+    out[:, 5] = 100.0
+    out[:, 7] = scattered
+    live = np.flatnonzero(scattered >= m.vacuum_fraction)
+    if live.size == 0:
+        return out
+    cand, peak, alpha, amorph = _match(flat[live], m)
+    n = len(live)
+    if m.amorphous_profile is None:
+        amorph = np.full(n, -np.inf)
 
-    n_ph = len(lib.phase_names)
-    cand = []
-    for ip in range(n_ph):
-        sel = np.flatnonzero(lib.phase_index == ip)
-        k = min(m.top_n, len(sel))
-        part = np.argpartition(-bound[:, sel], k - 1, axis=1)[:, :k]
-        cand.append(sel[part])
-    cand = np.concatenate(cand, axis=1)                                  # (n, n_cand)
-    uniq, inv = np.unique(cand, return_inverse=True)
-    inv = inv.reshape(cand.shape)
-    t_hat = _template_fourier(lib, uniq, m.r_px, m.n_phi, m.n_k, m.sigma_r_px)   # (u, r, k)
-    # mirrored template (φ → π − φ): T̂'(k) = (−1)^k conj(T̂(k)), so its cross-spectrum is (−1)^k Σ_r P̂ T̂
-    sign = np.where(np.arange(m.n_k) % 2 == 0, 1.0, -1.0).astype(np.float32)
-    n_c = cand.shape[1]
-    xc = np.empty((n, 2 * n_c, m.n_k), np.complex64)
-    for j in range(n_c):  # one candidate slot at a time keeps the gather small
-        t_j = t_hat[inv[:, j]]
-        xc[:, n_c + j] = sign * (p_hat * t_j).sum(1)
-        np.conjugate(t_j, out=t_j)
-        xc[:, j] = (p_hat * t_j).sum(1)
-    del t_hat
-    inv = np.concatenate([inv, inv], axis=1)
     flip = np.concatenate([np.zeros(cand.shape, int), np.ones(cand.shape, int)], axis=1)
     cand = np.concatenate([cand, cand], axis=1)
-    t_norm = m.template_norm[uniq]
-    c = np.fft.irfft(xc, n=m.n_phi, axis=-1) / (np.maximum(p_norm, 1e-30)[:, None, None] * t_norm[inv][..., None])
-    j = np.argmax(c, axis=-1)
-    cm, c0, cp = (np.take_along_axis(c, ((j + d) % m.n_phi)[..., None], -1)[..., 0] for d in (-1, 0, 1))
-    den = cm - 2 * c0 + cp
-    frac = np.where(den < 0, 0.5 * (cm - cp) / np.where(den < 0, den, -1), 0.0)
-    alpha = 2 * np.pi * (j + np.clip(frac, -0.5, 0.5)) / m.n_phi
-    peak = c0 - 0.25 * (cm - cp) * frac
-
     cand_phase = lib.phase_index[cand]
     best = np.argmax(peak, axis=1)
     rows = np.arange(n)
     best_c = peak[rows, best]
     best_phase = cand_phase[rows, best]
     other = np.where(cand_phase != best_phase[:, None], peak, -np.inf).max(1)
-
-    # amorphous carbon: rotation-invariant ring template (k = 0 only)
-    amorph = np.full(n, -np.inf)
-    if m.amorphous_profile is not None:
-        prof = m.amorphous_profile
-        amorph = (polar.sum(-1) @ prof) / (np.maximum(p_norm, 1e-30) * np.sqrt(m.n_phi) * np.linalg.norm(prof))
     other = np.maximum(other, amorph)
 
     u_c = rotation_from_fields(m, cand, alpha, flip)                          # (n, n_cand, 3, 3)
     u_b = u_c[rows, best]
     orel = np.zeros(n)
-    for ip in range(n_ph):
+    for ip in range(len(lib.phase_names)):
         sel = best_phase == ip
         if not sel.any():
             continue
@@ -276,17 +423,14 @@ def _index_batch(pats: np.ndarray, m: Matcher) -> np.ndarray:
         second = np.where(same & (mis > m.distinct_deg), peak[sel], -np.inf).max(1)
         orel[sel] = np.where(np.isfinite(second), 100 * (1 - second / np.maximum(best_c[sel], 1e-30)), 100.0)
 
-    phase_code = best_phase + 2.0
     is_am = amorph > best_c
-    phase_code[is_am] = 1
-    is_vac = scattered < m.vacuum_fraction
-    phase_code[is_vac] = 0
+    phase_code = np.where(is_am, 1.0, best_phase + 2.0)
     corr = np.where(is_am, amorph, best_c)
     prel = 100 * (1 - np.where(is_am, best_c, other) / np.maximum(corr, 1e-30))
-    prel[is_vac] = 100.0
-    out = np.stack([phase_code, cand[rows, best], alpha[rows, best], flip[rows, best], corr, prel, orel,
-                    scattered], axis=1)
-    out[is_vac | is_am, 1] = -1
-    out[is_vac | is_am, 2:4] = 0.0
-    out[is_vac | is_am, 6] = 0.0
+    res = np.stack([phase_code, cand[rows, best], alpha[rows, best], flip[rows, best], corr, prel, orel,
+                    scattered[live]], axis=1)
+    res[is_am, 1] = -1
+    res[is_am, 2:4] = 0.0
+    res[is_am, 6] = 0.0
+    out[live] = res
     return out
