@@ -31,24 +31,29 @@ at the same FWHM F. With Δ = t − t_h, N = αβ / (2(α+β)), s² = F²/(8 ln 
     L(Δ) = −(2N/π) Im[ e^{p} E1(p) + e^{q} E1(q) ],  p = αΔ + iαF/2,  q = −βΔ + iβF/2
     profile(Δ) = (1 − η) G(Δ) + η L(Δ)              (unit area in µs)
 
-``e^u erfc(y)`` is evaluated as ``exp(−Δ²/2s²)·erfcx(y)`` when y > 0 so that it never
-overflows. Everything here is a pure JAX function of arrays (float64).
+``e^u erfc(y)`` is evaluated as ``exp(−Δ²/2s²)·erfcx(y)`` when y ≥ 0 (and as
+``2e^u − exp(−Δ²/2s²)·erfcx(−y)`` when y < 0) so that it never overflows. Everything here is a pure JAX function of arrays (float64).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 from jax.scipy.special import erfc  # noqa: E402
 
+from layerscope.diffraction import expint as _ei  # noqa: E402
 from layerscope.diffraction.expint import exp_e1  # noqa: E402
 
 __all__ = [
     "tof_from_d", "alpha_tof", "beta_tof", "sigma2_tof", "gamma_tof", "sample_broadening",
     "tch_fwhm_eta", "b2b_gauss", "b2b_lorentz", "tof_peak", "EIGHT_LN2",
+    "b2b_lorentz_rows", "tof_peak_rows", "lorentz_subwindows",
 ]
 
 EIGHT_LN2 = 8.0 * jnp.log(2.0)
@@ -104,43 +109,48 @@ def tch_fwhm_eta(sig2, gam):
     return fwhm, jnp.clip(eta, 0.0, 1.0)
 
 
-def _exp_erfc(a, y):
-    """e^a · erfc(y) where a − y² = −Δ²/(2s²) (no overflow for large a)."""
-    y_pos = jnp.where(y > 0, y, 0.0)
-    # erfcx(y) = exp(y²) erfc(y); for y >= 0 use exp(a - y²) * erfcx(y)
-    erfcx_y = _erfcx_pos(y_pos)
-    pos = jnp.exp(a - y_pos**2) * erfcx_y
-    a_neg = jnp.where(y > 0, 0.0, a)
-    neg = jnp.exp(a_neg) * erfc(jnp.where(y > 0, 0.0, y))
-    return jnp.where(y > 0, pos, neg)
+_ERFCX_SPLIT = 8.0
+# erfcx(t) ~ 1/(t√π) Σ_k (−1)^k (2k−1)!!/(2t²)^k for t ≥ 8: 13 terms reach 3e-15 (A&S 7.1.23)
+_ERFCX_ASYM = [(-1) ** k * math.prod(range(1, 2 * k, 2)) / 2.0**k for k in range(13)]
 
 
 def _erfcx_pos(y):
-    """Scaled complementary error function exp(y²)·erfc(y) for y ≥ 0, float64 accurate.
+    """Scaled complementary error function exp(y²)·erfc(y) for y ≥ 0, float64 accurate
+    (< 3e-15 relative against ``scipy.special.erfcx``).
 
-    Uses erfc directly for y < 5 (no overflow there) and the Laplace continued fraction
-    beyond (Abramowitz & Stegun 7.1.14), which converges quickly for y ≥ 5.
+    exp(y²)·erfc(y) directly for y < 8 (no overflow there), the asymptotic series beyond.
     """
-    small = y < 5.0
+    small = y < _ERFCX_SPLIT
     ys = jnp.where(small, y, 0.0)
-    direct = jnp.exp(ys**2) * erfc(ys)
-    yl = jnp.where(small, 5.0, y)
-    acc = yl
-    for n in range(40, 0, -1):
-        acc = yl + (n / 2.0) / acc
-    cf = 1.0 / (jnp.sqrt(jnp.pi) * acc)
-    return jnp.where(small, direct, cf)
+    direct = jnp.exp(ys * ys) * erfc(ys)
+    yl = jnp.where(small, _ERFCX_SPLIT, y)
+    w = 1.0 / (yl * yl)
+    acc = jnp.full_like(yl, _ERFCX_ASYM[-1])
+    for c in _ERFCX_ASYM[-2::-1]:
+        acc = acc * w + c
+    return jnp.where(small, direct, acc / (yl * math.sqrt(math.pi)))
+
+
+def _exp_erfc(a, y, gauss):
+    """e^a · erfc(y) where a − y² = −Δ²/(2s²) and ``gauss`` = exp(−Δ²/(2s²)) (no overflow).
+
+    y ≥ 0: e^{a−y²}·erfcx(y);  y < 0: 2e^a − e^{a−y²}·erfcx(−y)  (a < 0 there, no cancellation
+    since erfc(−y) ≤ 1 < 2).
+    """
+    cx = gauss * _erfcx_pos(jnp.abs(y))
+    return jnp.where(y >= 0, cx, 2.0 * jnp.exp(jnp.where(y >= 0, 0.0, a)) - cx)
 
 
 def b2b_gauss(delta, alpha, beta, sig2):
     """Back-to-back exponentials ⊗ Gaussian (variance ``sig2``), unit area in Δ (µs)."""
     s = jnp.sqrt(2.0 * sig2)
     norm = alpha * beta / (2.0 * (alpha + beta))
+    gauss = jnp.exp(-(delta * delta) / (2.0 * sig2))
     u = 0.5 * alpha * (alpha * sig2 + 2.0 * delta)
     y = (alpha * sig2 + delta) / s
     v = 0.5 * beta * (beta * sig2 - 2.0 * delta)
     z = (beta * sig2 - delta) / s
-    return norm * (_exp_erfc(u, y) + _exp_erfc(v, z))
+    return norm * (_exp_erfc(u, y, gauss) + _exp_erfc(v, z, gauss))
 
 
 def b2b_lorentz(delta, alpha, beta, fwhm):
@@ -166,3 +176,123 @@ def tof_peak(delta, alpha, beta, sig2, gam, *, lorentz: bool = True):
         return g  # η ≈ 1e-8/F when γ = 0: the Lorentzian term is below float precision
     lor = b2b_lorentz(delta, alpha, beta, fwhm)
     return (1.0 - eta) * g + eta * lor
+
+
+# ---------------------------------------------------------------------------------------------
+# Many peaks at once, one peak per row of a window of the TOF grid (the pattern kernel)
+#
+# Along a row Δ increases, so x_p = αΔ increases and x_q = −βΔ decreases while the imaginary
+# parts y_p = αF/2, y_q = βF/2 are constant: each region of :mod:`~layerscope.diffraction.expint`
+# (series, continued fraction, asymptotic) is one interval of columns. The cheap asymptotic
+# series is evaluated on the whole row; the power series and the continued fraction only on
+# sub-windows of static widths that start at each row's first column of their region. The
+# widths come from :func:`lorentz_subwindows` (the model's starting parameters, with a
+# margin); a chunk of rows whose regions outgrow them is evaluated densely (every region at
+# every point), so the result never depends on the widths, only the speed does.
+
+
+def _row_region_eval(x, y, mask, width, fn, safe_x):
+    """fn(x, y) on the ``width`` columns of each row from its first ``mask`` column, mapped back
+    onto the full rows (values outside ``mask`` are meaningless)."""
+    k = x.shape[1]
+    start = jnp.argmax(mask, axis=1)[:, None]
+    cols = start + jnp.arange(width)[None, :]
+    colc = jnp.minimum(cols, k - 1)
+    inside = jnp.take_along_axis(mask, colc, axis=1) & (cols < k)
+    xs = jnp.where(inside, jnp.take_along_axis(x, colc, axis=1), safe_x)
+    # evaluated inside a loop so that XLA materialises the sub-window values: fused into the
+    # gather below, the kernel would run once per output column instead of once per sub-window
+    # column
+    n = x.shape[0]
+    g = 2 if n % 2 == 0 else 1
+    yb = jnp.broadcast_to(y, (n, 1))
+    vals = jax.lax.map(lambda t: fn(t[0], t[1]), (xs.reshape(g, n // g, width), yb.reshape(g, n // g, 1)))
+    vals = vals.reshape(n, width)
+    back = jnp.clip(jnp.arange(k)[None, :] - start, 0, width - 1)
+    return jnp.take_along_axis(vals, back, axis=1)
+
+
+def _im_exp_e1_rows(x, y, widths):
+    """Im[e^z E1(z)] on rows (z = x + iy, y constant per row, x monotonic along each row)."""
+    series, cf = _ei.im_exp_e1_regions(x, y)
+    far = ~(series | cf)
+    out = _ei.im_exp_e1_asym(jnp.where(far, x, _ei.R_FAR), jnp.where(far, y, 0.0))
+    yc = jnp.minimum(y, _ei.R_FAR)  # rows with y ≥ R_FAR have no series/cf points
+    if widths is None:
+        ser = _ei.im_exp_e1_series(jnp.where(series, x, -1.0), yc)
+        cfv = _ei.im_exp_e1_cf(jnp.where(cf, x, _ei.R_FAR), yc)
+    else:
+        w_ser, w_cf = widths
+        ser = _row_region_eval(x, yc, series, w_ser, _ei.im_exp_e1_series, -1.0)
+        cfv = _row_region_eval(x, yc, cf, w_cf, _ei.im_exp_e1_cf, _ei.R_FAR)
+    return jnp.where(series, ser, jnp.where(cf, cfv, out))
+
+
+def _region_counts(x, y):
+    series, cf = _ei.im_exp_e1_regions(x, y)
+    return series.sum(axis=1), cf.sum(axis=1)
+
+
+def b2b_lorentz_rows(delta, alpha, beta, fwhm, widths=None):
+    """:func:`b2b_lorentz` for rows of increasing ``delta`` (n_rows, K) with per-row
+    ``alpha``, ``beta``, ``fwhm`` of shape (n_rows, 1).
+
+    ``widths`` = (p-series, p-cf, q-series, q-cf) sub-window widths from
+    :func:`lorentz_subwindows`, or None to evaluate every region at every point. Both give
+    the same values (the same formula at every point); the widths only save time.
+    """
+    norm = alpha * beta / (2.0 * (alpha + beta))
+    xp, yp = alpha * delta, 0.5 * alpha * fwhm
+    xq, yq = -beta * delta, 0.5 * beta * fwhm
+
+    def evaluate(w):
+        wp = None if w is None else (w[0], w[1])
+        wq = None if w is None else (w[2], w[3])
+        return _im_exp_e1_rows(xp, yp, wp) + _im_exp_e1_rows(xq, yq, wq)
+
+    if widths is None:
+        im = evaluate(None)
+    else:
+        sp, cp = _region_counts(xp, yp)
+        sq, cq = _region_counts(xq, yq)
+        fits = ((sp.max() <= widths[0]) & (cp.max() <= widths[1])
+                & (sq.max() <= widths[2]) & (cq.max() <= widths[3]))
+        im = jax.lax.cond(fits, lambda: evaluate(tuple(widths)), lambda: evaluate(None))
+    return -(2.0 * norm / jnp.pi) * im
+
+
+def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths=None):
+    """:func:`tof_peak` for rows of increasing ``delta`` (n_rows, K), one peak per row, with
+    per-row ``alpha``, ``beta``, ``sig2``, ``gam`` of shape (n_rows, 1); the Lorentzian part
+    through :func:`b2b_lorentz_rows` (same values to < 1e-8 of the peak maximum, see
+    :mod:`~layerscope.diffraction.expint`)."""
+    gam = jnp.maximum(gam, 1e-8)
+    fwhm, eta = tch_fwhm_eta(sig2, gam)
+    s2 = fwhm**2 / EIGHT_LN2
+    g = b2b_gauss(delta, alpha, beta, s2)
+    if not lorentz:
+        return g
+    lor = b2b_lorentz_rows(delta, alpha, beta, fwhm, widths)
+    return (1.0 - eta) * g + eta * lor
+
+
+def lorentz_subwindows(delta, alpha, beta, *, margin: float = 1.25, pad: int = 8):
+    """Static sub-window widths (p-series, p-cf, q-series, q-cf) for :func:`b2b_lorentz_rows`:
+    the most columns any row needs in each region, times ``margin`` plus ``pad`` (room for
+    α, β and the peak positions to move during a refinement), capped at the row length K.
+
+    Arrays as in :func:`tof_peak_rows`. The regions are counted at the imaginary parts where
+    they are widest in x (y = 0 for the series, y = 0.454·R_FAR for the continued fraction),
+    so a change of the peak widths alone never outgrows the sub-windows.
+    """
+    delta = np.asarray(delta, dtype=float)
+    alpha, beta = (np.asarray(a, dtype=float).reshape(-1, 1) for a in (alpha, beta))
+    k = delta.shape[1]
+    out = []
+    for x in (alpha * delta, -beta * delta):
+        counts = [m.sum(axis=1) for y0 in (0.0, 0.454 * _ei.R_FAR)
+                  for m in _ei.im_exp_e1_regions(x, np.full((x.shape[0], 1), y0), xp=np)]
+        for n in (max(counts[0].max(), counts[2].max()), max(counts[1].max(), counts[3].max())):
+            w = int(np.ceil(margin * float(n))) + pad
+            out.append(int(min(k, 8 * int(np.ceil(w / 8)))))
+    return tuple(out)
