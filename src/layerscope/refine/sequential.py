@@ -18,7 +18,9 @@ crosses ``min_fraction`` within a pattern is refined once more with its cell fre
 parameters listed under ``[[series.hold]]`` (O3' exchange/migration occupancies) are held at
 their last values while their phase is below the given fraction (row column ``held``).
 Cells are seeded by linear extrapolation of the last two patterns (a predictor step) and
-bounded to ± ``max_cell_step`` (0.5 %) of the previous pattern's values (a trust region).
+bounded to ± ``max_cell_step`` (0.5 %) of the previous pattern's values per
+``cell_step_hours`` (0.5 h) elapsed between their mid-times (a trust region; 2 % for patterns
+2 h apart; without times, ± ``max_cell_step`` per pattern).
 
 Each result is checked: a fit whose Rwp jumps, whose cell runs to the trust-region limit,
 whose fractions go clearly negative, or where a well-determined phase (≥ min_fraction and
@@ -78,9 +80,16 @@ class SeriesProtocol:
     #: largest relative change of a lattice parameter between consecutive patterns (the cell
     #: bounds of each pattern: previous value ± this)
     max_cell_step: float = 0.005
+    cell_step_hours: float = 0.5
     #: (phase, fraction, params): params refined only while the phase's LRM fraction is at
     #: least ``fraction``, held at their last values below it
     hold: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
+
+    def cell_limit(self, dt_h: float | None) -> float:
+        """Largest relative cell change allowed between patterns ``dt_h`` hours apart."""
+        if dt_h is None or not np.isfinite(dt_h):
+            return self.max_cell_step
+        return self.max_cell_step * max(1.0, abs(dt_h) / self.cell_step_hours)
 
     @property
     def keep(self) -> float:
@@ -106,7 +115,7 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     ref = parse_strategy({**shared, **ref_doc}, f"{source} [reference]")
     ser_doc = {k: v for k, v in doc["series"].items()
                if k not in ("min_fraction", "lrm_phases", "anode_phases", "fixed_scales", "conserve",
-                           "keep_fraction", "max_cell_step", "hold")}
+                           "keep_fraction", "max_cell_step", "cell_step_hours", "hold")}
     ser = parse_strategy({**shared, **ser_doc}, f"{source} [series]")
     s = doc["series"]
     mf = float(s.get("min_fraction", 0.03))
@@ -118,6 +127,9 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     step = float(s.get("max_cell_step", 0.005))
     if not 0 < step < 0.1:
         raise ValueError(f"{source}: series.max_cell_step must lie in (0, 0.1), got {step}")
+    step_h = float(s.get("cell_step_hours", 0.5))
+    if not step_h > 0:
+        raise ValueError(f"{source}: series.cell_step_hours must be > 0, got {step_h}")
     conserve = []
     for g in s.get("conserve", []):
         if not isinstance(g, dict) or not g.get("phases") or not g.get("element"):
@@ -135,7 +147,7 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
                           tuple(s.get("anode_phases", ("graphite", "LiC12", "LiC6"))),
                           tuple(s.get("fixed_scales", ())), keep_ratio, tuple(conserve), source,
                           hashlib.sha256(text.encode()).hexdigest()[:16],
-                          None if kf is None else float(kf), step, tuple(hold))
+                          None if kf is None else float(kf), step, step_h, tuple(hold))
 
 
 def read_series_protocol(path) -> SeriesProtocol:
@@ -436,6 +448,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
     history: list = []
     prev_rwp, seed_prev, prev_row = np.inf, None, None
     active = None
+    t_prev = None
     for k, i in enumerate(order):
         name, _, y, s = patterns[i]
         if name in done:
@@ -448,6 +461,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
                 totals = conservation_totals(full, layout, model, protocol)
             else:
                 history.append((_time_of(times, i, k), np.array(full), active))
+            t_prev = _hours(times, i)
             if progress:
                 progress(k, len(order), records[i])
             continue
@@ -457,11 +471,13 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
                 scales = _split_scales(scales, start_fractions, phases)
             params = initial_params(model, scales=scales, background=bkg)
             full = _tie_start(np.array(layout.flatten(params)), protocol.series, layout)
+        t_now = _hours(times, i)
+        lim = protocol.cell_limit(None if t_now is None or t_prev is None else t_now - t_prev)
         if i != 0 and len(history) >= 2:
-            full = _predict_cells(full, history, _time_of(times, i, k), layout, model, protocol)
+            full = _predict_cells(full, history, _time_of(times, i, k), layout, model, protocol, lim)
         strategy = protocol.reference if i == 0 else protocol.series
         held = held_note(_lrm_fractions(full, layout, model, protocol), protocol) if i != 0 else ""
-        bounds = bounds_ref if i == 0 else _trust_bounds(bounds_ser, seed_prev, layout, model, protocol)
+        bounds = bounds_ref if i == 0 else _trust_bounds(bounds_ser, seed_prev, layout, model, protocol, lim)
         full, fr, log = refine_one(ev, layout, model, full, y, s, strategy, protocol, bounds,
                                    None if i == 0 else totals, active=None if i == 0 else active)
         if i != 0:
@@ -474,7 +490,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
                 full, fr, log2 = refine_one(ev, layout, model, full, y, s, strategy, protocol, bounds, totals,
                                             active=active)
                 log = log + log2
-        flag = "" if i == 0 else _implausible(full, fr, prev_rwp, seed_prev, layout, model, protocol, prev_row)
+        flag = "" if i == 0 else _implausible(full, fr, prev_rwp, seed_prev, layout, model, protocol, prev_row, lim)
         if flag:
             # retry from the previous pattern's values; a cell that ran to its per-pattern limit
             # (a small phase locking onto a neighbour's peaks) or belongs to a phase whose
@@ -489,11 +505,11 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
                              strategy.scale_model, strategy.bounds)
             full2, fr2, log2 = refine_one(ev, layout, model, np.array(seed_prev), y, s, retry, protocol,
                                           bounds, totals, active=active)
-            flag2 = _implausible(full2, fr2, prev_rwp, seed_prev, layout, model, protocol, prev_row)
+            flag2 = _implausible(full2, fr2, prev_rwp, seed_prev, layout, model, protocol, prev_row, lim)
             full, fr, log = full2, fr2, log + log2
             how = f"{', '.join(jumped)} cell(s) fixed" if jumped else f"'{retry.stages[0].name}' only"
             flag = f"{flag}; refined again with {how}" + (f" (still: {flag2})" if flag2 else "")
-        prev_rwp, seed_prev = fr.stats.rwp, np.array(full)
+        prev_rwp, seed_prev, t_prev = fr.stats.rwp, np.array(full), t_now
         active = active_phases(_lrm_fractions(full, layout, model, protocol), None if i == 0 else active, protocol)
         row = {"pattern": name, "rwp": fr.stats.rwp, "gof": fr.stats.gof,
                "converged": bool(fr.converged and not flag), "flag": flag, "held": held}
@@ -529,13 +545,13 @@ def _split_scales(scales: dict, fractions: dict, phases) -> dict:
     return out
 
 
-def _trust_bounds(bounds, prev_full, layout, model, protocol):
+def _trust_bounds(bounds, prev_full, layout, model, protocol, step=None):
     """The series bounds with every LRM lattice length held within ± ``max_cell_step`` of the
     previous pattern's value (a trust region: cells drift by a fraction of a per cent per
     pattern, and a weak phase must not lock onto a neighbour's lines a few per cent away)."""
     lo, hi = np.array(bounds[0]), np.array(bounds[1])
     phases = {s.phase.name for s in model.phases}
-    step = protocol.max_cell_step
+    step = protocol.max_cell_step if step is None else step
     for p in protocol.lrm_phases:
         if p in phases:
             i0 = layout.index(f"{p}.a")
@@ -545,7 +561,7 @@ def _trust_bounds(bounds, prev_full, layout, model, protocol):
     return lo, hi
 
 
-def _implausible(full, fr, prev_rwp, prev_full, layout, model, protocol, prev_row=None) -> str:
+def _implausible(full, fr, prev_rwp, prev_full, layout, model, protocol, prev_row=None, limit=None) -> str:
     """Reason why a sequential result looks wrong ('' when it looks fine)."""
     if not np.all(np.isfinite(full)) or fr.diverged:
         return "diverged"
@@ -564,9 +580,9 @@ def _implausible(full, fr, prev_rwp, prev_full, layout, model, protocol, prev_ro
             if p in phases:
                 i0 = layout.index(f"{p}.a")
                 rel = np.abs(full[i0:i0 + 3] / prev_full[i0:i0 + 3] - 1)
-                if np.any(rel > protocol.max_cell_step * (1 - 1e-6)):
-                    reasons.append(f"{p} cell moved by {100 * rel.max():.2f} % (limit "
-                                   f"{100 * protocol.max_cell_step:.2f} % per pattern)")
+                lim = protocol.max_cell_step if limit is None else limit
+                if np.any(rel > lim * (1 - 1e-6)):
+                    reasons.append(f"{p} cell moved by {100 * rel.max():.2f} % (limit {100 * lim:.2f} %)")
     if prev_row is not None:
         # a well-determined phase does not vanish within one pattern: a fraction falling below a
         # quarter of a value that was ≥ min_fraction and ≥ 5 esd is a false minimum
@@ -581,13 +597,19 @@ def _implausible(full, fr, prev_rwp, prev_full, layout, model, protocol, prev_ro
     return "; ".join(reasons)
 
 
+def _hours(times, i):
+    if times is not None and "time_h" in times[i]:
+        return float(times[i]["time_h"])
+    return None
+
+
 def _time_of(times, i, k) -> float:
     if times is not None and "time_h" in times[i]:
         return float(times[i]["time_h"])
     return float(k)
 
 
-def _predict_cells(full, history, t_next, layout, model, protocol):
+def _predict_cells(full, history, t_next, layout, model, protocol, limit=None):
     """Seed the LRM cells by linear extrapolation of the last two patterns (a predictor step:
     lattice parameters drift smoothly with state of charge, and starting each pattern where the
     trend points keeps the Bragg peaks inside the basin of the least-squares minimum)."""
@@ -605,7 +627,7 @@ def _predict_cells(full, history, t_next, layout, model, protocol):
         if p in phases and p in a0 and p in a1:
             i0 = layout.index(f"{p}.a")
             step = w * (f1[i0:i0 + 6] - f0[i0:i0 + 6])
-            lim = protocol.max_cell_step * np.abs(f1[i0:i0 + 6])
+            lim = (protocol.max_cell_step if limit is None else limit) * np.abs(f1[i0:i0 + 6])
             step = np.clip(step, -lim, lim)
             out[i0:i0 + 6] = f1[i0:i0 + 6] + step
     return out
