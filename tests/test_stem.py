@@ -193,7 +193,7 @@ def test_readers_roundtrip_and_errors(tmp_path):
 
 
 def test_short_update_sweeps_keep_the_converged_positions():
-    # later sweeps run 8 LM iterations (speed); positions equal 8 sweeps x 40 iterations to 1e-4 px
+    # 8 LM iterations in the first sweep, 3 in later ones (speed); positions equal 8 sweeps x 40 iterations to 1e-4 px
     sim = simulate_haadf(uniform_scene((30.0, 30.0), "I"), seed=9)
     start = find_columns(sim.image)
     fast = refine_columns(sim.image, start)
