@@ -113,6 +113,7 @@ class Matcher:
             "w_s": jnp.asarray(lib.spots_w, jnp.float32),
             "t_norm": jnp.asarray(self.template_norm, jnp.float32),
             "r_px": jnp.asarray(self.r_px, jnp.float32),
+            "trig": jnp.asarray(_trig_table(self.n_k)),
         }
 
 
@@ -135,30 +136,35 @@ def _polar_matrix(geometry, r_px, n_phi) -> sparse.csr_matrix:
                              shape=(rr.size, ky * kx), dtype=np.float32)
 
 
-def _template_hat(r_s, phi_s, w_s, r_px, *, n_phi: int, n_k: int, sigma_r: float):
+#: azimuth steps of the cos/sin table that spot phases e^{−ikφ_s} are read from (0.044°)
+_N_TRIG = 8192
+
+
+def _trig_table(n_k: int) -> np.ndarray:
+    """cos(kφ_q), sin(kφ_q) for φ_q = 2πq/_N_TRIG, k < n_k: (_N_TRIG, 2 n_k) float32."""
+    ang = np.outer(2 * np.pi * np.arange(_N_TRIG) / _N_TRIG, np.arange(n_k))
+    return np.concatenate([np.cos(ang), np.sin(ang)], axis=1).astype(np.float32)
+
+
+def _template_hat(r_s, phi_s, w_s, r_px, trig, *, n_phi: int, sigma_r: float):
     """Angular Fourier coefficients T̂_r(k), k < n_k, of spot templates (…, S) → real, imag (…, R, n_k).
 
     A spot (r_s, φ_s, w_s) is w_s·exp(−(r − r_s)²/2σ_r²)·exp(−(φ − φ_s)²/2σ_φ²) with
     σ_φ = σ_r / r_s; sampled on n_φ angles its DFT is
-    w_s n_φ σ_φ/√(2π) · exp(−k²σ_φ²/2) · e^{−ikφ_s}.
-    cos/sin(kφ_s) are built from k = 16a + b with two short tables (24 instead of
-    n_k transcendental pairs per spot).
+    w_s n_φ σ_φ/√(2π) · exp(−k²σ_φ²/2) · e^{−ikφ_s}. The phases come from ``trig``
+    (:func:`_trig_table`) at φ_s rounded to 0.044°, far below the angular width of
+    a spot (σ_φ ≥ 1°); a table read is several times faster than cos/sin on the CPU.
     """
     f32 = jnp.float32
+    n_k = trig.shape[1] // 2
     radial = jnp.exp(-0.5 * ((r_px[:, None] - r_s[..., None, :]) / f32(sigma_r)) ** 2)     # (…, R, S)
     sig_phi = f32(sigma_r) / jnp.maximum(r_s, 1.0)
-    n_a = -(-n_k // 16)
-    b = jnp.arange(16, dtype=f32)
-    a = 16 * jnp.arange(n_a, dtype=f32)
-    cb, sb = jnp.cos(phi_s[..., None] * b), jnp.sin(phi_s[..., None] * b)                   # (…, S, 16)
-    ca, sa = jnp.cos(phi_s[..., None] * a), jnp.sin(phi_s[..., None] * a)                   # (…, S, n_a)
-    shape = (*phi_s.shape, n_a * 16)
-    cos = (ca[..., :, None] * cb[..., None, :] - sa[..., :, None] * sb[..., None, :]).reshape(shape)[..., :n_k]
-    sin = (sa[..., :, None] * cb[..., None, :] + ca[..., :, None] * sb[..., None, :]).reshape(shape)[..., :n_k]
+    q = jnp.round(phi_s * f32(_N_TRIG / (2 * np.pi))).astype(jnp.int32) % _N_TRIG
+    cs = jnp.take(trig, q, axis=0)                                                        # (…, S, 2k)
     k = jnp.arange(n_k, dtype=f32)
     env = (w_s * f32(n_phi / np.sqrt(2 * np.pi)) * sig_phi)[..., None] * jnp.exp(-0.5 * (k * sig_phi[..., None]) ** 2)
-    re = jnp.einsum("...rs,...sk->...rk", radial, env * cos)
-    im = -jnp.einsum("...rs,...sk->...rk", radial, env * sin)
+    re = jnp.einsum("...rs,...sk->...rk", radial, env * cs[..., :n_k])
+    im = -jnp.einsum("...rs,...sk->...rk", radial, env * cs[..., n_k:])
     return re, im
 
 
@@ -166,10 +172,10 @@ def _harmonic_weights(harmonics: int):
     return jnp.where(jnp.arange(harmonics) == 0, 1.0, np.sqrt(2.0)).astype(jnp.float32)
 
 
-@partial(jax.jit, static_argnames=("n_phi", "n_k", "harmonics", "sigma_r"))
-def _template_stats(r_s, phi_s, w_s, r_px, *, n_phi, n_k, harmonics, sigma_r):
+@partial(jax.jit, static_argnames=("n_phi", "harmonics", "sigma_r"))
+def _template_stats(r_s, phi_s, w_s, r_px, trig, *, n_phi, harmonics, sigma_r):
     """Norms ‖T‖ and screening descriptors c_k^½|T̂_r(k)|/‖T‖ (k < harmonics) of a batch of templates."""
-    re, im = _template_hat(r_s, phi_s, w_s, r_px, n_phi=n_phi, n_k=n_k, sigma_r=sigma_r)
+    re, im = _template_hat(r_s, phi_s, w_s, r_px, trig, n_phi=n_phi, sigma_r=sigma_r)
     p = re * re + im * im
     nrm = jnp.sqrt((p[..., 0].sum(-1) + 2 * p[..., 1:].sum((-1, -2))) / n_phi)
     d = jnp.sqrt(p[..., :harmonics]) * _harmonic_weights(harmonics) / jnp.maximum(nrm, 1e-30)[:, None, None]
@@ -198,10 +204,11 @@ def prepare_matcher(library: TemplateLibrary, *, n_phi: int = 360, harmonics: in
         raise ValueError("every phase of the template library needs at least one template")
     spots = [jnp.asarray(a, jnp.float32) for a in (library.spots_r_px, library.spots_phi, library.spots_w)]
     r_dev = jnp.asarray(r_px, jnp.float32)
+    trig = jnp.asarray(_trig_table(n_k))
     desc, norms = [], []
     for s in range(0, len(library), batch):
         idx = np.arange(s, s + batch) % len(library)        # fixed batch shape: one compilation
-        nrm, d = _template_stats(*(a[idx] for a in spots), r_dev, n_phi=n_phi, n_k=n_k, harmonics=harmonics,
+        nrm, d = _template_stats(*(a[idx] for a in spots), r_dev, trig, n_phi=n_phi, harmonics=harmonics,
                                  sigma_r=sigma_r)
         m = min(batch, len(library) - s)
         desc.append(np.asarray(d)[:m]), norms.append(np.asarray(nrm, dtype=float)[:m])
@@ -280,13 +287,12 @@ def _bucket(n: int, *, lo: int, hi: int) -> int:
     return min(b, max(hi, n)) if hi else b
 
 
-@partial(jax.jit, static_argnames=("gamma", "harmonics", "n_k", "top_n", "phase_slices", "n_r", "group"))
-def _screen(polar_t, desc, order, prof, *, gamma, harmonics, n_k, top_n, phase_slices, n_r, group):
+@partial(jax.jit, static_argnames=("gamma", "harmonics", "n_k", "top_n", "phase_slices", "n_r"))
+def _screen(polar_t, desc, order, prof, *, gamma, harmonics, n_k, top_n, phase_slices, n_r):
     """Stage 1 on (R·n_φ, n) polar samples: the ``top_n`` candidates of every phase by the bound.
 
     Returns P̂ as real and imaginary parts stacked in matrix-product layout
-    (G, k, 2g, R) for groups of ``group`` patterns, ‖P‖, candidates (n, C) and the
-    amorphous-carbon correlation.
+    (k, 2n, R), ‖P‖, candidates (n, C) and the amorphous-carbon correlation.
     """
     n = polar_t.shape[1]
     n_phi = polar_t.shape[0] // n_r
@@ -299,26 +305,27 @@ def _screen(polar_t, desc, order, prof, *, gamma, harmonics, n_k, top_n, phase_s
     cand = jnp.concatenate([order[s + jax.lax.top_k(bound[:, s:e], min(top_n, e - s))[1]]
                             for s, e in phase_slices], axis=1)
     amorph = (p_hat[:, :, 0].real @ prof) / (safe * np.sqrt(n_phi))
-    parts = [x.reshape(n // group, group, n_r, n_k).transpose(0, 3, 1, 2) for x in (p_hat.real, p_hat.imag)]
-    return jnp.concatenate(parts, axis=2), p_norm, cand, amorph
+    pq = jnp.concatenate([p_hat.real, p_hat.imag], axis=0).transpose(2, 0, 1)     # (k, 2n, R)
+    return pq, p_norm, cand, amorph
 
 
 @partial(jax.jit, static_argnames=("n_phi", "sigma_r"))
-def _refine(pq, p_norm, uniq, gidx, inv, r_s, phi_s, w_s, t_norm, r_px, *, n_phi, sigma_r):
+def _refine(pq, p_norm, tids, inv, r_s, phi_s, w_s, t_norm, r_px, trig, *, n_phi, sigma_r):
     """Stage 2: C(α) of every pattern against its candidates, plain and mirrored.
 
-    ``pq`` is P̂ from :func:`_screen` (G, k, 2g, R); ``uniq`` (U,) the distinct
-    candidates of the batch, ``gidx`` (G, V) those of each group as positions in
-    ``uniq``, ``inv`` (n, C) each pattern's candidates as positions in its group's row.
+    ``pq`` is P̂ from :func:`_screen` (k, 2n, R); ``tids`` (G, V) the distinct
+    candidates of each group of n/G neighbouring patterns, ``inv`` (n, C) each
+    pattern's candidates as positions in its group's row. All pattern–candidate
+    pairs of a group are one matrix product per harmonic.
     Returns the peak correlation and its angle α (rad), (n, 2C): plain, then mirrored.
     """
-    n_g, n_k, g2, n_r = pq.shape
-    g, n_c, n_u, n_v = g2 // 2, inv.shape[1], uniq.shape[0], gidx.shape[1]
-    n = n_g * g
-    re, im = _template_hat(r_s[uniq], phi_s[uniq], w_s[uniq], r_px, n_phi=n_phi, n_k=n_k, sigma_r=sigma_r)
-    t = jnp.concatenate([re, im], axis=0).transpose(2, 1, 0)                         # (k, R, 2U)
-    t = jnp.take(t, jnp.concatenate([gidx, gidx + n_u], axis=1), axis=2)             # (k, R, G, 2V)
-    x = pq @ t.transpose(2, 0, 1, 3)                          # (G, k, 2g, 2V): [Re P, Im P] × [Re T, Im T]
+    n_k, n2, n_r = pq.shape
+    n, n_c, (n_g, n_v) = n2 // 2, inv.shape[1], tids.shape
+    g = n // n_g
+    pq = pq.reshape(n_k, 2, n_g, g, n_r).transpose(2, 0, 1, 3, 4).reshape(n_g, n_k, 2 * g, n_r)
+    re, im = _template_hat(r_s[tids], phi_s[tids], w_s[tids], r_px, trig, n_phi=n_phi, sigma_r=sigma_r)
+    t = jnp.concatenate([re, im], axis=1).transpose(0, 3, 2, 1)                      # (G, k, R, 2V)
+    x = pq @ t                                                # (G, k, 2g, 2V): [Re P, Im P] × [Re T, Im T]
     sel = jnp.broadcast_to(inv.reshape(n_g, 1, g, n_c), (n_g, n_k, g, n_c))
 
     def pick(rows, cols):  # each pattern's own candidates → (G, k, g, C)
@@ -330,7 +337,7 @@ def _refine(pq, p_norm, uniq, gidx, inv, r_s, phi_s, w_s, t_norm, r_px, *, n_phi
     plain = jax.lax.complex(ac + bd, bc - ad)                        # Σ_r P̂ T̂*
     mirror = jax.lax.complex(ac - bd, bc + ad) * sign                # Σ_r P̂ T̂'* with T̂' = (−1)^k conj T̂
     xc = jnp.concatenate([plain, mirror], axis=3).transpose(0, 2, 3, 1).reshape(n, 2 * n_c, n_k)
-    tn = jnp.take_along_axis(t_norm[uniq][gidx].reshape(n_g, 1, n_v), inv.reshape(n_g, g, n_c), axis=2)
+    tn = jnp.take_along_axis(t_norm[tids].reshape(n_g, 1, n_v), inv.reshape(n_g, g, n_c), axis=2)
     denom = jnp.maximum(p_norm, 1e-30)[:, None] * jnp.tile(tn.reshape(n, n_c), (1, 2))
     c = jnp.fft.irfft(xc, n=n_phi, axis=-1) / denom[..., None]
     j = jnp.argmax(c, axis=-1)
@@ -353,7 +360,9 @@ def _group_unique(cand: np.ndarray, g: int, *, lo: int = 8):
     rank = np.cumsum(new, axis=1) - 1
     inv = np.empty_like(rank)
     np.put_along_axis(inv, order, rank, axis=1)
-    uniq = np.zeros((len(flat), _bucket(int(rank[:, -1].max()) + 1, lo=lo, hi=g * n_c)), np.int32)
+    n_u = int(rank[:, -1].max()) + 1
+    n_u = _bucket(n_u, lo=lo, hi=g * n_c) if n_u <= 512 else -(-n_u // 256) * 256
+    uniq = np.zeros((len(flat), n_u), np.int32)
     uniq[np.nonzero(new)[0], rank[new]] = srt[new]
     return uniq, inv.reshape(n, n_c).astype(np.int32)
 
@@ -366,19 +375,18 @@ def _match(flat: np.ndarray, m: Matcher):
         flat = np.concatenate([flat, np.broadcast_to(flat[:1], (nb - n, flat.shape[1]))])
     polar_t = m.polar @ np.ascontiguousarray(flat.T)                                   # (R·n_φ, n)
     dev = m._device
-    # one group when the batch shares few candidates, else groups of 32 neighbouring patterns
-    group = nb
     pq, p_norm, cand, amorph = _screen(jnp.asarray(polar_t), dev["desc"], dev["order"], dev["prof"],
                                        gamma=float(m.gamma), harmonics=m.harmonics, n_k=m.n_k, top_n=m.top_n,
-                                       phase_slices=m.phase_slices, n_r=len(m.r_px), group=group)
+                                       phase_slices=m.phase_slices, n_r=len(m.r_px))
     cand = np.asarray(cand)
-    uniq, binv = np.unique(cand, return_inverse=True)
-    binv = binv.reshape(cand.shape)
-    n_u = _bucket(len(uniq), lo=16, hi=0)
-    uniq = np.pad(uniq, (0, n_u - len(uniq))).astype(np.int32)
-    gidx, inv = _group_unique(binv, group)
-    peak, alpha = _refine(pq, p_norm, jnp.asarray(uniq), jnp.asarray(gidx), jnp.asarray(inv), dev["r_s"],
-                          dev["phi_s"], dev["w_s"], dev["t_norm"], dev["r_px"], n_phi=m.n_phi, sigma_r=m.sigma_r_px)
+    # Groups of neighbouring patterns, each correlated with all its group's distinct candidates:
+    # one group when the batch shares few candidates (positions in one grain), smaller groups
+    # when candidates differ from pattern to pattern. Cost ≈ templates built (each ~60× a
+    # pattern–template product) + pattern–template products.
+    options = [_group_unique(cand, g, lo=16 if g == nb else 8) for g in (nb, 64, 32, 16, 8) if g <= nb]
+    tids, inv = min(options, key=lambda o: o[0].size * (60 + nb // len(o[0])))
+    peak, alpha = _refine(pq, p_norm, jnp.asarray(tids), jnp.asarray(inv), dev["r_s"], dev["phi_s"], dev["w_s"],
+                          dev["t_norm"], dev["r_px"], dev["trig"], n_phi=m.n_phi, sigma_r=m.sigma_r_px)
     return (cand[:n], np.asarray(peak, dtype=float)[:n], np.asarray(alpha, dtype=float)[:n],
             np.asarray(amorph, dtype=float)[:n])
 
