@@ -406,11 +406,21 @@ def run_fourd(opts, out: Path) -> dict:
         if core.any():
             summary[f"{k}_fraction"] = float(np.mean(tw[core] == 1))
     validation = []
-    if opts.get("truth"):
+    if _has_truth_maps(opts["scan"]):  # a scan written by `layerscope simulate fourd` carries its truth
         validation = _fourd_validation(opts, phase, names, rot, twins)
     return {"summary": summary, "tables": {"phase_fractions": "phase_fractions.csv"},
             "figures": {k: f"{k}.png" for k in ("vbf", "phase_map", "orientation_map")},
             "validation": validation}
+
+
+def _has_truth_maps(path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return "truth_phase" in f and "truth_rotation" in f
+    except OSError:
+        return False
 
 
 def _fourd_validation(opts, phase, names, rot, twins):
