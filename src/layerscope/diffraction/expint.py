@@ -131,9 +131,10 @@ _SERIES_IM_COEF = [(-1) ** k / (k * math.factorial(k)) for k in range(N_SERIES_I
 _ASYM_IM_COEF = [float((-1) ** k * math.factorial(k)) for k in range(N_ASYM_IM - 1, -1, -1)]
 
 
-def im_exp_e1_series(x, y):
+def im_exp_e1_series(x, y, sin_y=None, cos_y=None):
     """Im[e^z E1(z)] from the power series (A&S 5.1.11); accurate for |z| < R_FAR with
-    |arg z| ≥ 0.65π and for |z| < R_CF anywhere."""
+    |arg z| ≥ 0.65π and for |z| < R_CF anywhere. ``sin_y``, ``cos_y``: precomputed (rows of
+    constant y)."""
     # complex Horner (one value per step: XLA fuses it without duplicating work), the rest real
     z = jax.lax.complex(x, y)
     acc = jnp.full_like(z, _SERIES_IM_COEF[0])
@@ -143,7 +144,9 @@ def im_exp_e1_series(x, y):
     # S = −γ − ln z − Σ c_k z^k ;  Im[e^z S] = e^x (sin y · Re S + cos y · Im S)
     sr = -_EULER - 0.5 * jnp.log(x * x + y * y) - jnp.real(acc)
     si = -jnp.arctan2(y, x) - jnp.imag(acc)
-    return jnp.exp(x) * (jnp.sin(y) * sr + jnp.cos(y) * si)
+    sin_y = jnp.sin(y) if sin_y is None else sin_y
+    cos_y = jnp.cos(y) if cos_y is None else cos_y
+    return jnp.exp(x) * (sin_y * sr + cos_y * si)
 
 
 def im_exp_e1_cf(x, y):

@@ -67,9 +67,9 @@ class PatternModel:
     two_theta: float
     t_range: tuple[float, float]
     instrument: TOFInstrument
-    #: sub-window widths of the Lorentzian kernel's expensive regions (see
-    #: ``tof_profile.b2b_lorentz_rows``); None evaluates every region at every point
-    lorentz_widths: tuple[int, int, int, int] | None = None
+    #: sub-window widths of the profile kernel (Gaussian part and the expensive Lorentzian
+    #: regions, see ``tof_profile.tof_peak_rows``); None evaluates everything at every point
+    profile_widths: tuple[int, ...] | None = None
 
     @property
     def phase_names(self) -> list[str]:
@@ -127,26 +127,24 @@ def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_bac
         window, left = _window(d, tof, dt, inst, s_um, mu, mx, lorentz, tail_fraction, window_margin)
         setups.append(PhaseSetup(ph, refl.hkl.astype(float), refl.multiplicity.astype(float),
                                  site_tables(ph, refl.hkl), window, left))
-        rows.append((d, left))
-    widths = _lorentz_widths(tof, inst, rows, max(s.window for s in setups)) if lorentz else None
+        rows.append((d, left, _shape_np(d, inst, s_um, mu, mx)))
+    widths = _profile_widths(tof, rows, max(s.window for s in setups), lorentz)
     return PatternModel(tof, tuple(setups), int(n_background), bool(lorentz), inst.two_theta,
                         (float(tof[0]), float(tof[-1])), inst, widths)
 
 
-def _lorentz_widths(tof, inst, rows, k):
-    """Sub-window widths of the Lorentzian kernel for the starting peak positions and α, β, on
-    the same (n_reflections, K) layout as :func:`_pattern`."""
-    d = np.concatenate([r[0] for r in rows])
+def _profile_widths(tof, rows, k, lorentz):
+    """Sub-window widths of the profile kernel for the starting peak positions and shapes, on the
+    same (n_reflections, K) layout as :func:`_pattern`."""
     left = np.concatenate([np.full(len(r[0]), r[1]) for r in rows])
-    th = inst.zero + inst.difc * d + inst.difa * d**2 + inst.difb / d
+    th, alpha, beta, sig2, gam = (np.concatenate([r[2][i] for r in rows]) for i in range(5))
     start = np.clip(np.searchsorted(tof, th) - left, 0, len(tof) - k)
     delta = tof[start[:, None] + np.arange(k)[None, :]] - th[:, None]
-    alpha = inst.alpha / d
-    beta = inst.beta0 + inst.beta1 / d**4 + inst.betaq / d**2
-    return tp.lorentz_subwindows(delta, alpha, beta)
+    return tp.profile_subwindows(delta, alpha, beta, sig2, gam, lorentz=lorentz)
 
 
-def _window(d, tof, dt, inst, size_um, mustrain, mx, lorentz, tail, margin):
+def _shape_np(d, inst, size_um, mustrain, mx):
+    """Position (µs) and profile terms α, β, σ², γ of reflections at d (NumPy, set-up only)."""
     th = inst.zero + inst.difc * d + inst.difa * d**2 + inst.difb / d
     alpha = inst.alpha / d
     beta = inst.beta0 + inst.beta1 / d**4 + inst.betaq / d**2
@@ -156,6 +154,11 @@ def _window(d, tof, dt, inst, size_um, mustrain, mx, lorentz, tail, margin):
     g_strain = 1e-6 * inst.difc * d * mustrain
     gam = gam + mx * (g_size + g_strain)
     sig2 = sig2 + ((1 - mx) ** 2 * (g_size**2 + g_strain**2)) / (8 * np.log(2))
+    return th, alpha, beta, sig2, gam
+
+
+def _window(d, tof, dt, inst, size_um, mustrain, mx, lorentz, tail, margin):
+    th, alpha, beta, sig2, gam = _shape_np(d, inst, size_um, mustrain, mx)
     fwhm = np.sqrt(8 * np.log(2) * sig2) + gam
     ln_tail = -np.log(tail)
     left_us = 3.0 * fwhm + ln_tail / alpha
@@ -304,7 +307,7 @@ def _pattern(model: PatternModel, params: dict):
     start = jnp.clip(centre - jnp.asarray(left), 0, n - k)
     idx = start[:, None] + jnp.arange(k)[None, :]
     delta = tof[idx] - th[:, None]
-    prof = _profiles_in_chunks(delta, alpha, beta, sig2, gam, model.lorentz, model.lorentz_widths)
+    prof = _profiles_in_chunks(delta, alpha, beta, sig2, gam, model.lorentz, model.profile_widths)
     flat = (jnp.asarray(owner * n)[:, None] + idx).ravel()
     phases = jnp.zeros(n_phase * n).at[flat].add((inten[:, None] * prof).ravel()).reshape(n_phase, n)
     return phases.sum(axis=0) + bkg, phases, bkg

@@ -53,7 +53,7 @@ from layerscope.diffraction.expint import exp_e1  # noqa: E402
 __all__ = [
     "tof_from_d", "alpha_tof", "beta_tof", "sigma2_tof", "gamma_tof", "sample_broadening",
     "tch_fwhm_eta", "b2b_gauss", "b2b_lorentz", "tof_peak", "EIGHT_LN2",
-    "b2b_lorentz_rows", "tof_peak_rows", "lorentz_subwindows",
+    "b2b_lorentz_rows", "tof_peak_rows", "profile_subwindows",
 ]
 
 EIGHT_LN2 = 8.0 * jnp.log(2.0)
@@ -97,16 +97,16 @@ def sample_broadening(d, difc, size_um, mustrain, mx_size=1.0, mx_strain=1.0):
     return dsig2, dgam
 
 
-def tch_fwhm_eta(sig2, gam):
-    """Thompson–Cox–Hastings total FWHM (µs) and Lorentzian fraction η."""
-    fg = jnp.sqrt(EIGHT_LN2 * sig2)
+def tch_fwhm_eta(sig2, gam, xp=jnp):
+    """Thompson–Cox–Hastings total FWHM (µs) and Lorentzian fraction η (``xp`` = numpy outside JAX)."""
+    fg = xp.sqrt(float(EIGHT_LN2) * sig2)
     fl = gam
     f5 = (fg**5 + 2.69269 * fg**4 * fl + 2.42843 * fg**3 * fl**2 + 4.47163 * fg**2 * fl**3
           + 0.07842 * fg * fl**4 + fl**5)
     fwhm = f5 ** 0.2
     q = fl / fwhm
     eta = 1.36603 * q - 0.47719 * q**2 + 0.11116 * q**3
-    return fwhm, jnp.clip(eta, 0.0, 1.0)
+    return fwhm, xp.clip(eta, 0.0, 1.0)
 
 
 _ERFCX_SPLIT = 8.0
@@ -186,15 +186,28 @@ def tof_peak(delta, alpha, beta, sig2, gam, *, lorentz: bool = True):
 # (series, continued fraction, asymptotic) is one interval of columns. The cheap asymptotic
 # series is evaluated on the whole row; the power series and the continued fraction only on
 # sub-windows of static widths that start at each row's first column of their region. The
-# widths come from :func:`lorentz_subwindows` (the model's starting parameters, with a
-# margin); a chunk of rows whose regions outgrow them is evaluated densely (every region at
-# every point), so the result never depends on the widths, only the speed does.
+# Gaussian part is evaluated only where it exceeds e^-41 ≈ 2e-18 of its scale N (outside, it is
+# set to 0). The widths come from :func:`profile_subwindows` (the model's starting parameters,
+# with a margin); a chunk of rows whose regions outgrow them is evaluated densely (every
+# region at every point), so the result never depends on the widths, only the speed does.
+
+_GAUSS_LN_TAIL = 41.0  # the b2b Gaussian part is < 2 e^-41 N beyond the interval below
 
 
-def _row_region_eval(x, y, mask, width, fn, safe_x):
-    """fn(x, y) on the ``width`` columns of each row from its first ``mask`` column, mapped back
-    onto the full rows (values outside ``mask`` are meaningless)."""
-    k = x.shape[1]
+def _gauss_interval(alpha, beta, s2, xp=jnp):
+    """(lo, hi) in Δ outside which both terms of :func:`b2b_gauss` are < e^-41 · N:
+    e^u ≤ e^-41 for Δ < −(41/α + αs²/2), e^{−Δ²/2s²} ≤ e^-41 for |Δ| > 9.06 s (erfcx ≤ 1)."""
+    s = xp.sqrt(s2)
+    core = math.sqrt(2.0 * _GAUSS_LN_TAIL) * s
+    lo = -xp.maximum(_GAUSS_LN_TAIL / alpha + 0.5 * alpha * s2, core)
+    hi = xp.maximum(_GAUSS_LN_TAIL / beta + 0.5 * beta * s2, core)
+    return lo, hi
+
+
+def _row_region_eval(x, rowargs, mask, width, fn, safe_x):
+    """fn(x, *rowargs) on the ``width`` columns of each row from its first ``mask`` column, mapped
+    back onto the full rows (values outside ``mask`` are meaningless); rowargs are (n, 1)."""
+    n, k = x.shape
     start = jnp.argmax(mask, axis=1)[:, None]
     cols = start + jnp.arange(width)[None, :]
     colc = jnp.minimum(cols, k - 1)
@@ -203,13 +216,11 @@ def _row_region_eval(x, y, mask, width, fn, safe_x):
     # evaluated inside a loop so that XLA materialises the sub-window values: fused into the
     # gather below, the kernel would run once per output column instead of once per sub-window
     # column
-    n = x.shape[0]
     g = 2 if n % 2 == 0 else 1
-    yb = jnp.broadcast_to(y, (n, 1))
-    vals = jax.lax.map(lambda t: fn(t[0], t[1]), (xs.reshape(g, n // g, width), yb.reshape(g, n // g, 1)))
-    vals = vals.reshape(n, width)
+    rows = [jnp.broadcast_to(a, (n, 1)).reshape(g, n // g, 1) for a in rowargs]
+    vals = jax.lax.map(lambda t: fn(t[0], *t[1:]), (xs.reshape(g, n // g, width), *rows))
     back = jnp.clip(jnp.arange(k)[None, :] - start, 0, width - 1)
-    return jnp.take_along_axis(vals, back, axis=1)
+    return jnp.take_along_axis(vals.reshape(n, width), back, axis=1)
 
 
 def _im_exp_e1_rows(x, y, widths):
@@ -223,76 +234,99 @@ def _im_exp_e1_rows(x, y, widths):
         cfv = _ei.im_exp_e1_cf(jnp.where(cf, x, _ei.R_FAR), yc)
     else:
         w_ser, w_cf = widths
-        ser = _row_region_eval(x, yc, series, w_ser, _ei.im_exp_e1_series, -1.0)
-        cfv = _row_region_eval(x, yc, cf, w_cf, _ei.im_exp_e1_cf, _ei.R_FAR)
+        ser = _row_region_eval(x, (yc, jnp.sin(yc), jnp.cos(yc)), series, w_ser, _ei.im_exp_e1_series, -1.0)
+        cfv = _row_region_eval(x, (yc,), cf, w_cf, _ei.im_exp_e1_cf, _ei.R_FAR)
     return jnp.where(series, ser, jnp.where(cf, cfv, out))
 
 
-def _region_counts(x, y):
-    series, cf = _ei.im_exp_e1_regions(x, y)
-    return series.sum(axis=1), cf.sum(axis=1)
+def _lorentz_im(delta, alpha, beta, fwhm, widths):
+    wp = None if widths is None else widths[0:2]
+    wq = None if widths is None else widths[2:4]
+    return (_im_exp_e1_rows(alpha * delta, 0.5 * alpha * fwhm, wp)
+            + _im_exp_e1_rows(-beta * delta, 0.5 * beta * fwhm, wq))
 
 
 def b2b_lorentz_rows(delta, alpha, beta, fwhm, widths=None):
-    """:func:`b2b_lorentz` for rows of increasing ``delta`` (n_rows, K) with per-row
-    ``alpha``, ``beta``, ``fwhm`` of shape (n_rows, 1).
-
-    ``widths`` = (p-series, p-cf, q-series, q-cf) sub-window widths from
-    :func:`lorentz_subwindows`, or None to evaluate every region at every point. Both give
-    the same values (the same formula at every point); the widths only save time.
-    """
+    """:func:`b2b_lorentz` for rows of increasing ``delta`` (n_rows, K) with per-row ``alpha``,
+    ``beta``, ``fwhm`` of shape (n_rows, 1): every region evaluated at every point when
+    ``widths`` is None, else on sub-windows of the widths (p-series, p-cf, q-series, q-cf),
+    which must hold every row's regions (see :func:`tof_peak_rows`)."""
     norm = alpha * beta / (2.0 * (alpha + beta))
-    xp, yp = alpha * delta, 0.5 * alpha * fwhm
-    xq, yq = -beta * delta, 0.5 * beta * fwhm
+    return -(2.0 * norm / jnp.pi) * _lorentz_im(delta, alpha, beta, fwhm, widths)
 
-    def evaluate(w):
-        wp = None if w is None else (w[0], w[1])
-        wq = None if w is None else (w[2], w[3])
-        return _im_exp_e1_rows(xp, yp, wp) + _im_exp_e1_rows(xq, yq, wq)
 
-    if widths is None:
-        im = evaluate(None)
-    else:
-        sp, cp = _region_counts(xp, yp)
-        sq, cq = _region_counts(xq, yq)
-        fits = ((sp.max() <= widths[0]) & (cp.max() <= widths[1])
-                & (sq.max() <= widths[2]) & (cq.max() <= widths[3]))
-        im = jax.lax.cond(fits, lambda: evaluate(tuple(widths)), lambda: evaluate(None))
-    return -(2.0 * norm / jnp.pi) * im
+def _region_counts(delta, alpha, beta, s2, fwhm, lorentz, xp=jnp):
+    """Columns per row in each sub-window region: (gauss, p-series, p-cf, q-series, q-cf)."""
+    lo, hi = _gauss_interval(alpha, beta, s2, xp)
+    out = [((delta > lo) & (delta < hi)).sum(axis=1)]
+    if lorentz:
+        for x, y in ((alpha * delta, 0.5 * alpha * fwhm), (-beta * delta, 0.5 * beta * fwhm)):
+            out += [m.sum(axis=1) for m in _ei.im_exp_e1_regions(x, y, xp)]
+    return out
 
 
 def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths=None):
     """:func:`tof_peak` for rows of increasing ``delta`` (n_rows, K), one peak per row, with
-    per-row ``alpha``, ``beta``, ``sig2``, ``gam`` of shape (n_rows, 1); the Lorentzian part
-    through :func:`b2b_lorentz_rows` (same values to < 1e-8 of the peak maximum, see
-    :mod:`~layerscope.diffraction.expint`)."""
+    per-row ``alpha``, ``beta``, ``sig2``, ``gam`` of shape (n_rows, 1).
+
+    The same formula at every point as :func:`tof_peak`; the Lorentzian part from the
+    region-wise Im[e^z E1(z)] of :mod:`~layerscope.diffraction.expint` (< 2e-9 absolute, i.e.
+    ~1e-9 of the peak maximum) and the Gaussian part set to 0 where it is below 2e-18 of its
+    scale. ``widths`` (from :func:`profile_subwindows`: gauss, p-series, p-cf, q-series,
+    q-cf) evaluates the Gaussian part and the expensive Lorentzian regions only on per-row
+    sub-windows; rows whose regions do not fit are evaluated densely (the values do not
+    depend on ``widths``).
+    """
     gam = jnp.maximum(gam, 1e-8)
     fwhm, eta = tch_fwhm_eta(sig2, gam)
     s2 = fwhm**2 / EIGHT_LN2
-    g = b2b_gauss(delta, alpha, beta, s2)
-    if not lorentz:
-        return g
-    lor = b2b_lorentz_rows(delta, alpha, beta, fwhm, widths)
-    return (1.0 - eta) * g + eta * lor
+    norm = alpha * beta / (2.0 * (alpha + beta))
+    lo, hi = _gauss_interval(alpha, beta, s2)
+    gmask = (delta > lo) & (delta < hi)
+
+    def evaluate(w):
+        if w is None:
+            g = b2b_gauss(jnp.where(gmask, delta, 0.0), alpha, beta, s2)
+        else:
+            g = _row_region_eval(delta, (alpha, beta, s2), gmask, w[0], b2b_gauss, 0.0)
+        g = jnp.where(gmask, g, 0.0)
+        if not lorentz:
+            return g
+        lor = -(2.0 * norm / jnp.pi) * _lorentz_im(delta, alpha, beta, fwhm, None if w is None else w[1:])
+        return (1.0 - eta) * g + eta * lor
+
+    if widths is None:
+        return evaluate(None)
+    counts = _region_counts(delta, alpha, beta, s2, fwhm, lorentz)
+    fits = jnp.all(jnp.stack([c.max() <= w for c, w in zip(counts, widths)]))
+    return jax.lax.cond(fits, lambda: evaluate(tuple(widths)), lambda: evaluate(None))
 
 
-def lorentz_subwindows(delta, alpha, beta, *, margin: float = 1.25, pad: int = 8):
-    """Static sub-window widths (p-series, p-cf, q-series, q-cf) for :func:`b2b_lorentz_rows`:
-    the most columns any row needs in each region, times ``margin`` plus ``pad`` (room for
-    α, β and the peak positions to move during a refinement), capped at the row length K.
+def profile_subwindows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, margin: float = 1.25,
+                       pad: int = 8):
+    """Static sub-window widths (gauss, p-series, p-cf, q-series, q-cf; only the first without
+    ``lorentz``) for :func:`tof_peak_rows`: the most columns any row needs in each region,
+    times ``margin`` plus ``pad``, capped at the row length K. NumPy arrays as in
+    :func:`tof_peak_rows` (per-row terms of shape (n_rows,) or (n_rows, 1)).
 
-    Arrays as in :func:`tof_peak_rows`. The regions are counted at the imaginary parts where
-    they are widest in x (y = 0 for the series, y = 0.454·R_FAR for the continued fraction),
-    so a change of the peak widths alone never outgrows the sub-windows.
+    The Lorentzian regions are counted at the imaginary parts where they are widest in x
+    (y = 0 for the series, y = 0.454·R_FAR for the continued fraction), so changes of the peak
+    widths alone never outgrow them; the Gaussian interval grows with the width, and the
+    margin leaves room for the peaks to broaden during a refinement.
     """
     delta = np.asarray(delta, dtype=float)
-    alpha, beta = (np.asarray(a, dtype=float).reshape(-1, 1) for a in (alpha, beta))
+    alpha, beta, sig2, gam = (np.asarray(a, dtype=float).reshape(-1, 1) for a in (alpha, beta, sig2, gam))
     k = delta.shape[1]
+    fwhm, _ = tch_fwhm_eta(sig2, np.maximum(gam, 1e-8), np)
+    s2 = fwhm**2 / float(EIGHT_LN2)
+    counts = _region_counts(delta, alpha, beta, s2, fwhm, False, np)
+    if lorentz:
+        for x in (alpha * delta, -beta * delta):
+            worst = [[m.sum(axis=1).max() for m in _ei.im_exp_e1_regions(x, np.full_like(alpha, y0), np)]
+                     for y0 in (0.0, 0.454 * _ei.R_FAR)]
+            counts += [max(worst[0][0], worst[1][0]), max(worst[0][1], worst[1][1])]
     out = []
-    for x in (alpha * delta, -beta * delta):
-        counts = [m.sum(axis=1) for y0 in (0.0, 0.454 * _ei.R_FAR)
-                  for m in _ei.im_exp_e1_regions(x, np.full((x.shape[0], 1), y0), xp=np)]
-        for n in (max(counts[0].max(), counts[2].max()), max(counts[1].max(), counts[3].max())):
-            w = int(np.ceil(margin * float(n))) + pad
-            out.append(int(min(k, 8 * int(np.ceil(w / 8)))))
+    for n in counts:
+        w = int(np.ceil(margin * float(np.max(n)))) + pad
+        out.append(int(min(k, 8 * int(np.ceil(w / 8)))))
     return tuple(out)
