@@ -267,9 +267,11 @@ def _lm(p0, off, sw, n_iter):
     return p, c, A
 
 
-def _patches(img, xy, off, radius):
-    """Square patches around the nearest pixel of each position, the disc mask."""
-    ny, nx = img.shape
+def _patches(img, shape, xy, off, radius):
+    """Square patches around the nearest pixel of each position, the disc mask.
+
+    ``img`` may be zero-padded beyond ``shape`` = (ny, nx), the real image."""
+    ny, nx = shape[0], shape[1]
     c = jnp.rint(xy)
     gx = c[:, 0, None] + off[None, :]  # (N, S)
     gy = c[:, 1, None] + off[None, :]
@@ -293,7 +295,7 @@ def _tails(q, nbr, gx, gy):
     return jnp.einsum("nk,nky,nkx->nyx", amp, ey, ex)
 
 
-def _sweep(img, q, xy_patch, start, nbr, live, off, radius, n_iter, weighted):
+def _sweep(img, shape, q, xy_patch, start, nbr, live, off, radius, n_iter, weighted):
     """One block-Jacobi sweep: patches (discs around ``xy_patch``) and
     neighbours' tails at ``q``, then LM.
 
@@ -301,7 +303,7 @@ def _sweep(img, q, xy_patch, start, nbr, live, off, radius, n_iter, weighted):
     from the residuals of the model at ``q`` (:func:`_noise_variance`);
     otherwise unweighted (the first sweep, from the starting guesses).
     """
-    c, gx, gy, data, w = _patches(img, xy_patch, off, radius)
+    c, gx, gy, data, w = _patches(img, shape, xy_patch, off, radius)
     w = w * live[:, None, None]  # padding columns see no pixels and stay put
     tails = _tails(q, nbr, gx, gy)
     inv_s2 = jnp.exp(-2.0 * q[:, 3])[:, None]
@@ -324,7 +326,7 @@ def _sweep(img, q, xy_patch, start, nbr, live, off, radius, n_iter, weighted):
 
 
 @jax.jit
-def _refine(img, q0, nbr, live, off, radius, tol, n_iter, n_iter_update, n_sweeps, weighted):
+def _refine(img, shape, q0, nbr, live, off, radius, tol, n_iter, n_iter_update, n_sweeps, weighted):
     # One traced sweep body for all sweeps (one copy to compile); the first
     # sweep runs ``n_iter`` LM iterations, later ones ``n_iter_update``.
     # The fitted discs follow the columns for two sweeps and then stay put:
@@ -338,7 +340,7 @@ def _refine(img, q0, nbr, live, off, radius, tol, n_iter, n_iter_update, n_sweep
         k, q, xy, *_ = carry
         xy = jnp.where(k <= 1, q[:, :2], xy)
         n_it = jnp.where(k <= 1, n_iter, n_iter_update)
-        return (k + 1, *_sweep(img, q, xy, q0, nbr, live, off, radius, n_it, weighted & (k > 0)))
+        return (k + 1, *_sweep(img, shape, q, xy, q0, nbr, live, off, radius, n_it, weighted & (k > 0)))
 
     n, s = q0.shape[0], off.shape[0]
     init = (0, q0, q0[:, :2], jnp.full(n, jnp.inf), jnp.zeros(n), jnp.zeros((n, 5, 5)), jnp.full(n, float(s * s)))
@@ -450,8 +452,11 @@ def refine_columns(
     nbr = np.concatenate([nbr, -np.ones((n_pad - n, nbr.shape[1]), nbr.dtype)])
     live = np.arange(n_pad) < n
     n_up = n_iter if n_iter_update is None else n_iter_update
+    # ... and the image to a multiple of 256 pixels (zeros, outside ``shape``).
+    padded = np.zeros((-(-ny // 256) * 256, -(-nx // 256) * 256))
+    padded[:ny, :nx] = img
     q, moved, ex, ey = _refine(
-        jnp.asarray(img), jnp.asarray(q0), jnp.asarray(nbr), jnp.asarray(live), jnp.asarray(off),
+        jnp.asarray(padded), jnp.asarray(img.shape, dtype=jnp.int32), jnp.asarray(q0), jnp.asarray(nbr), jnp.asarray(live), jnp.asarray(off),
         float(radius_px), float(tol_px), int(n_iter), int(n_up), max(int(n_sweeps), 1), bool(weighted),
     )
     q, moved, ex, ey = (np.asarray(a)[:n] for a in (q, moved, ex, ey))
