@@ -162,6 +162,25 @@ def test_bad_arrays_raise(bad, msg):
         find_columns(bad)
 
 
+def test_single_fringe_set_is_not_a_lattice():
+    # one set of lattice fringes (a 1D grating) has no 2D lattice to find columns on
+    y, x = np.mgrid[0:128, 0:128]
+    img = 100 + 50 * np.cos(2 * np.pi * (x * np.cos(0.3) + y * np.sin(0.3)) / 9.0)
+    img = np.random.default_rng(2).poisson(img).astype(float)
+    with pytest.raises(ValueError, match="one set of lattice fringes"):
+        find_columns(img)
+
+
+@pytest.mark.parametrize(
+    "image, positions, msg",
+    [(np.full((64, 64), np.nan), [[10.0, 10.0]], "NaN"), (np.ones((64, 64)), np.zeros((0, 2)), "no columns"),
+     (np.ones((64, 64)), [[np.nan, 3.0]], "NaN"), (np.ones((4, 64, 64)), [[10.0, 10.0]], "2D")],
+)
+def test_refine_bad_input_raises(image, positions, msg):
+    with pytest.raises(ValueError, match=msg):
+        refine_columns(image, positions)
+
+
 def test_readers_roundtrip_and_errors(tmp_path):
     import tifffile
 
