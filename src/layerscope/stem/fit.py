@@ -245,8 +245,11 @@ def _noise_variance(data, w, mu):
 
 def _lm(p0, off, sw, n_iter):
     """Levenberg–Marquardt for every column at once; fixed iteration count."""
-    c0, A0, g0 = _eval(p0, off, sw)
-    lam0 = jnp.full(p0.shape[0], 1e-3)
+    # The first pass evaluates the start (a zero step from an infinite cost),
+    # so that the model and its derivatives appear once in the compiled loop.
+    n = p0.shape[0]
+    c0, A0, g0 = jnp.full(n, jnp.inf), jnp.broadcast_to(jnp.eye(5), (n, 5, 5)), jnp.zeros_like(p0)
+    lam0 = jnp.full(n, 1e-3 / 0.3)
 
     def step(_, carry):
         p, c, A, g, lam = carry
@@ -263,7 +266,7 @@ def _lm(p0, off, sw, n_iter):
             jnp.where(b1, gt, g), jnp.where(better, lam * 0.3, lam * 5.0),
         )
 
-    p, c, A, _, _ = jax.lax.fori_loop(0, n_iter, step, (p0, c0, A0, g0, lam0))
+    p, c, A, _, _ = jax.lax.fori_loop(0, n_iter + 1, step, (p0, c0, A0, g0, lam0))
     return p, c, A
 
 
