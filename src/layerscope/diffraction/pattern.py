@@ -70,6 +70,8 @@ class PatternModel:
     #: sub-window widths of the profile kernel (Gaussian part and the expensive Lorentzian
     #: regions, see ``tof_profile.tof_peak_rows``); None evaluates everything at every point
     profile_widths: tuple[int, ...] | None = None
+    #: "exact" or "gsas2" (GSAS-II's mirrored rise term, ``tof_profile.tof_peak_rows``)
+    lorentz_convention: str = "exact"
 
     @property
     def phase_names(self) -> list[str]:
@@ -95,13 +97,19 @@ def _cell_inv_d2(cell, hkl):
 
 def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_background: int = 6,
                 lorentz: bool | None = None, size_um=None, mustrain=None, mx=1.0,
-                tail_fraction: float = 1e-4, window_margin: float = 1.3) -> PatternModel:
+                tail_fraction: float = 1e-4, window_margin: float = 1.3, d_min: float | None = None,
+                lorentz_convention: str = "exact") -> PatternModel:
     """Prepare reflection lists and windows for a set of phases on a TOF grid.
 
     ``lorentz=None`` switches the Lorentzian term on when the instrument has X/Y/Z > 0 or any
     phase has Lorentzian size/strain broadening (``size_um``/``mustrain`` dicts by phase name,
     mixing ``mx``); refinements that free microstrain should pass ``lorentz=True``.
+    ``d_min`` leaves out reflections below it (GSAS-II: low TOF limit / difC); by default
+    reflections down to 3 % below the first TOF point are kept for their tails.
+    ``lorentz_convention="gsas2"`` evaluates GSAS-II's TOF Lorentzian (see ``tof_peak_rows``).
     """
+    if lorentz_convention not in ("exact", "gsas2"):
+        raise ValueError(f"lorentz_convention must be 'exact' or 'gsas2', got {lorentz_convention!r}")
     tof = np.asarray(tof_us, dtype=float)
     if tof.ndim != 1 or len(tof) < 10 or not np.all(np.diff(tof) > 0):
         raise ValueError("tof_us must be a strictly increasing 1-D grid of at least 10 points")
@@ -114,6 +122,8 @@ def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_bac
         lorentz = bool(lor_inst or lor_sample)
     d_lo = inst.d_from_tof(max(tof[0] * 0.97, 1.0))
     d_hi = inst.d_from_tof(tof[-1] * 1.03)
+    if d_min is not None:
+        d_lo = max(float(d_lo), float(d_min))
     dt = np.gradient(tof)
     setups = []
     rows = []
@@ -130,7 +140,7 @@ def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_bac
         rows.append((d, left, _shape_np(d, inst, s_um, mu, mx)))
     widths = _profile_widths(tof, rows, max(s.window for s in setups), lorentz)
     return PatternModel(tof, tuple(setups), int(n_background), bool(lorentz), inst.two_theta,
-                        (float(tof[0]), float(tof[-1])), inst, widths)
+                        (float(tof[0]), float(tof[-1])), inst, widths, lorentz_convention)
 
 
 def _profile_widths(tof, rows, k, lorentz):
@@ -266,7 +276,7 @@ def reflection_table(model: PatternModel, params: dict) -> dict[str, np.ndarray]
 _CHUNK_ROWS = 16
 
 
-def _profiles_in_chunks(delta, alpha, beta, sig2, gam, lorentz, widths=None):
+def _profiles_in_chunks(delta, alpha, beta, sig2, gam, lorentz, widths=None, convention="exact"):
     """Profiles of all peaks, computed a few rows at a time.
 
     The Lorentzian part builds many temporaries per point; evaluating 16 peaks at a
@@ -283,7 +293,7 @@ def _profiles_in_chunks(delta, alpha, beta, sig2, gam, lorentz, widths=None):
     def one(args):
         dd, a, b, s2, g = args
         return tp.tof_peak_rows(dd, a[:, None], b[:, None], s2[:, None], g[:, None], lorentz=lorentz,
-                                widths=widths)
+                                widths=widths, lorentz_convention=convention)
 
     shaped = [x.reshape((-1, _CHUNK_ROWS) + x.shape[1:]) for x in [d] + cols]
     out = jax.lax.map(one, tuple(shaped))
@@ -307,7 +317,8 @@ def _pattern(model: PatternModel, params: dict):
     start = jnp.clip(centre - jnp.asarray(left), 0, n - k)
     idx = start[:, None] + jnp.arange(k)[None, :]
     delta = tof[idx] - th[:, None]
-    prof = _profiles_in_chunks(delta, alpha, beta, sig2, gam, model.lorentz, model.profile_widths)
+    prof = _profiles_in_chunks(delta, alpha, beta, sig2, gam, model.lorentz, model.profile_widths,
+                               model.lorentz_convention)
     flat = (jnp.asarray(owner * n)[:, None] + idx).ravel()
     phases = jnp.zeros(n_phase * n).at[flat].add((inten[:, None] * prof).ravel()).reshape(n_phase, n)
     return phases.sum(axis=0) + bkg, phases, bkg

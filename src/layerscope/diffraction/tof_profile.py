@@ -239,9 +239,12 @@ def _im_exp_e1_rows(x, y, widths):
     return jnp.where(series, ser, jnp.where(cf, cfv, out))
 
 
-def _lorentz_im(delta, alpha, beta, fwhm, widths):
+def _lorentz_im(delta, alpha, beta, fwhm, widths, gsas2=False):
     wp = None if widths is None else widths[0:2]
     wq = None if widths is None else widths[2:4]
+    if gsas2:  # GSAS-II's EPSVOIGT: z = −αΔ + iαF/2 (the rise term mirrored), evaluated densely
+        return (_im_exp_e1_rows(-alpha * delta, 0.5 * alpha * fwhm, None)
+                + _im_exp_e1_rows(-beta * delta, 0.5 * beta * fwhm, wq))
     return (_im_exp_e1_rows(alpha * delta, 0.5 * alpha * fwhm, wp)
             + _im_exp_e1_rows(-beta * delta, 0.5 * beta * fwhm, wq))
 
@@ -265,7 +268,8 @@ def _region_counts(delta, alpha, beta, s2, fwhm, lorentz, xp=jnp):
     return out
 
 
-def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths=None):
+def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths=None,
+                  lorentz_convention: str = "exact"):
     """:func:`tof_peak` for rows of increasing ``delta`` (n_rows, K), one peak per row, with
     per-row ``alpha``, ``beta``, ``sig2``, ``gam`` of shape (n_rows, 1).
 
@@ -276,7 +280,15 @@ def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths
     q-cf) evaluates the Gaussian part and the expensive Lorentzian regions only on per-row
     sub-windows; rows whose regions do not fit are evaluated densely (the values do not
     depend on ``widths``).
+
+    ``lorentz_convention="gsas2"`` reproduces GSAS-II's TOF profile (``EPSVOIGT`` calls the
+    exponential integral with z = −αΔ + iαF/2 for the rise term where the convolution gives
+    +αΔ + iαF/2): its Lorentzian part puts both exponential tails on the high-TOF side. Only for
+    re-running a GSAS-II refinement step by step; ``"exact"`` is the true convolution.
     """
+    if lorentz_convention not in ("exact", "gsas2"):
+        raise ValueError(f"lorentz_convention must be 'exact' or 'gsas2', got {lorentz_convention!r}")
+    gsas2 = lorentz_convention == "gsas2"
     gam = jnp.maximum(gam, 1e-8)
     fwhm, eta = tch_fwhm_eta(sig2, gam)
     s2 = fwhm**2 / EIGHT_LN2
@@ -292,7 +304,7 @@ def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths
         g = jnp.where(gmask, g, 0.0)
         if not lorentz:
             return g
-        lor = -(2.0 * norm / jnp.pi) * _lorentz_im(delta, alpha, beta, fwhm, None if w is None else w[1:])
+        lor = -(2.0 * norm / jnp.pi) * _lorentz_im(delta, alpha, beta, fwhm, None if w is None else w[1:], gsas2)
         return (1.0 - eta) * g + eta * lor
 
     if widths is None:
