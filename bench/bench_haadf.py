@@ -13,9 +13,10 @@ What is timed
   ``refine_atom_positions_using_2d_gaussian(percent_to_nn=0.4)`` (its
   default rotated elliptical Gaussian, progress bar off). ``import atomap``
   is done once before timing, as ``import jax`` is for us.
-* Both start from the same integer peak positions and are timed back to
-  back in this process; each time is the median of ``--repeats`` runs, and
-  the 1-minute load average is printed before and after (shared machine).
+* Both start from the same integer peak positions and are timed in this
+  process, repeats interleaved (ours, Atomap, ours, ...) so that both see
+  the same machine load; each time is the median of ``--repeats`` runs,
+  and the 1-minute load average is printed before and after.
 
 Cases
 -----
@@ -93,12 +94,20 @@ def compare(name, image, start, repeats, am):
     t = time.perf_counter()
     refine_columns(image, start)  # warm-up: compiles for this patch size
     t_compile = time.perf_counter() - t
-    t_ours, fit = _median_time(lambda: refine_columns(image, start), repeats)
+    # repeats interleaved (ours, atomap, ours, ...) so both see the same load
+    times_ours, times_am = [], []
+    fit = ref = None
+    for _ in range(repeats):
+        t, fit = _median_time(lambda: refine_columns(image, start), 1)
+        times_ours.append(t)
+        if am is not None:
+            t, ref = _median_time(lambda: _atomap(am, image, start), 1)
+            times_am.append(t)
+    t_ours = statistics.median(times_ours)
     line = (f"{name}: {len(start)} columns | layerscope {t_ours * 1e3:.1f} ms "
             f"(first call incl. compile {t_compile:.1f} s)")
-    ref = None
     if am is not None:
-        t_am, ref = _median_time(lambda: _atomap(am, image, start), repeats)
+        t_am = statistics.median(times_am)
         line += (f" | atomap {t_am * 1e3:.1f} ms | speed-up ×{t_am / t_ours:.1f}"
                  f" | RMS(ours−atomap) {_rms_vs(ref, fit.positions_px):.3f} px/axis")
     else:
@@ -118,8 +127,13 @@ def main(argv=None):
     import jax
 
     am = None if args.no_atomap else _atomap_module()
+    am_version = "absent"
+    if am is not None:
+        from importlib.metadata import version
+
+        am_version = version("atomap")
     print(f"JAX {jax.__version__} backend: {jax.default_backend()} ({jax.devices()[0]}); "
-          f"atomap {'%s' % am.__name__ if am else 'absent'}; load average (1 min) {_load():.2f}", flush=True)
+          f"atomap {am_version}; load average (1 min) {_load():.2f}", flush=True)
     if STO.is_file():
         img = read_image(STO)
         compare("SrTiO3 ADF (real)", img.data, find_columns(img.data, separation_px=0.15 / img.pixel_size_nm),
