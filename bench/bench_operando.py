@@ -17,8 +17,8 @@ cryspy 0.18 (``rhochi_rietveld_refinement_by_dictionary``, scipy BFGS on χ² wi
 derivatives — cryspy's Rietveld path for TOF data): the same phases and instrument, written
 from the same ``Phase`` objects by ``bench_pattern.cryspy_input`` (term-by-term mapping in that
 script's docstring; here Gaussian profiles, as the bank has no Lorentzian term and the phases
-no size/strain broadening). Each pattern starts from layerscope's refined reference (cells,
-scales, background curve). Free in cryspy: the same six phase scales (Al and Cu fixed) and the
+no size/strain broadening). Each pattern starts, as in the sequential refinement, from the
+previous pattern's result (layerscope's: cells, scales, background curve). Free in cryspy: the same six phase scales (Al and Cu fixed) and the
 O3' (a, b, c, β) and spinel (a) cells.
 
 What cryspy does not do, and is therefore left out on its side (so cryspy does less work):
@@ -29,6 +29,10 @@ What cryspy does not do, and is therefore left out on its side (so cryspy does l
 * no Chebyshev background: the reference's background curve is fixed as 200 points, not
   refined (layerscope refines 6 coefficients + the histogram scale per pattern);
 * no cross-pattern logic (trust region, min_fraction hysteresis, retries).
+
+cryspy evaluates each pattern with its peak cutoff ``profile_cutoff_fwhm`` (default 10, the
+closest analogue of our per-peak windows and its fastest route, as in ``bench_pattern.py``);
+with the cells free it regenerates the reflection lists at every evaluation.
 
 Stopping: layerscope stops at max |shift|/esd < 0.01 (FullProf/GSAS-II criterion); cryspy's
 BFGS (default gtol) is stopped by its progress callback when one iteration lowers χ² by less
@@ -94,21 +98,22 @@ def _phases_at(full, layout, phases):
     return out
 
 
-def cryspy_refine(ref_full, layout, model, phases, inst, tof, y, sigma, cap_s):
+def cryspy_refine(start_full, layout, model, phases, inst, tof, y, sigma, cap_s, cutoff=10.0):
     import cryspy
     from cryspy.procedure_rhochi.rhochi_by_dictionary import rhochi_rietveld_refinement_by_dictionary
 
     from layerscope.refine.engine import Evaluator
 
     ev = Evaluator(model, layout)
-    _, _, bkg = ev.calc(ref_full)
-    h = ref_full[layout.index("hscale")]
-    scales = {p.name: h * ref_full[layout.index(f"{p.name}.scale")] for p in phases}
-    text = bp.cryspy_input(_phases_at(ref_full, layout, phases), tof, inst, scales, bkg, gauss=True)
+    _, _, bkg = ev.calc(start_full)
+    h = start_full[layout.index("hscale")]
+    scales = {p.name: h * start_full[layout.index(f"{p.name}.scale")] for p in phases}
+    text = bp.cryspy_input(_phases_at(start_full, layout, phases), tof, inst, scales, bkg, gauss=True)
     with contextlib.redirect_stdout(io.StringIO()):
         d = cryspy.str_to_globaln(text).get_dictionary()
     (tk,) = [k for k in d if k.startswith("tof_")]
     d[tk]["signal_exp"] = np.vstack([y, sigma])
+    d[tk]["profile_cutoff_fwhm"] = float(cutoff)  # cryspy's fastest route (see bench_pattern.py)
     names = [str(n) for n in d[tk]["phase_name"]]
     for p in CRYSPY_SCALES:
         d[tk]["flags_phase_scale"][names.index(p)] = True
@@ -139,9 +144,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--patterns", type=int, default=4, help="series patterns refined by layerscope (default 4)")
     ap.add_argument("--cryspy-patterns", type=int, default=2, help="of those, refined by cryspy (default 2)")
-    ap.add_argument("--every", type=int, default=3, help="take every n-th 30-min pattern (default 3)")
+    ap.add_argument("--every", type=int, default=2, help="take every n-th 30-min pattern (default 2)")
     ap.add_argument("--cap", type=float, default=600.0, help="cryspy wall-time cap per pattern, s (default 600)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cryspy-cutoff", type=float, default=10.0,
+                    help="cryspy peak cutoff c in ±c·(FWHM + 1/α + 1/β), 0 = every peak on every point (default 10)")
     args = ap.parse_args(argv)
     import cryspy
 
@@ -165,12 +172,12 @@ def main(argv=None) -> int:
               + ("  (first series pattern: compiles stage Jacobians)" if k == 1 else ""))
     ls_times = list(per[2:]) if len(per) > 2 else list(per[1:])
     ls_med = statistics.median(ls_times)
-    ref_full = np.array(records[0].full)
     cr = []
     capped = False
     for k in range(1, 1 + min(args.cryspy_patterns, args.patterns)):
         name, tof, y, s = patterns[k]
-        dt, chi_n, it, why = cryspy_refine(ref_full, layout, model, phases, inst, tof, y, s, args.cap)
+        dt, chi_n, it, why = cryspy_refine(np.array(records[k - 1].full), layout, model, phases, inst, tof, y, s, args.cap,
+                                           args.cryspy_cutoff)
         capped |= why.startswith("cap")
         cr.append(dt)
         print(f"cryspy     {name}: {dt:.2f} s  χ²/N {chi_n:.3f}  {it} BFGS iterations, stopped: {why}")
