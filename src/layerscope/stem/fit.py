@@ -36,9 +36,10 @@ Cost
 A round Gaussian sampled on a pixel grid is the outer product of two 1D
 Gaussians, so each model evaluation needs ``2(2R+1)`` exponentials per column
 instead of ``(2R+1)^2``; the neighbours' tails on a patch are a batched
-``(2R+1)×K @ K×(2R+1)`` product. The normal matrix ``J^T J`` of each column is
-a batched matrix product, and the 5×5 Marquardt-scaled system is solved by an
-unrolled Cholesky factorisation (elementwise over columns, so XLA fuses it).
+``(2R+1)×K @ K×(2R+1)`` product. ``J^T J`` and ``J^T r`` of each column are
+weighted moments of 1D functions (:func:`_eval`), a few small batched matrix
+products, and the 5×5 Marquardt-scaled system is solved by an unrolled
+Cholesky factorisation (elementwise over columns, so XLA fuses it).
 Each LM iteration evaluates the model once: the trial point's cost decides
 acceptance, and its Jacobian is kept for the next step only if accepted. All
 sweeps run inside one compiled function, so the host sees one call; the
@@ -47,7 +48,7 @@ counts reuse the compiled kernel.
 
 Uncertainty
 -----------
-The position esd is ``sqrt(diag(s2 (J^T J)^-1))`` with ``s2 = RSS / (n - 5)``
+The position esd is ``sqrt(diag(s2 (J^T W J)^-1))`` with ``s2 = χ² / (n - 5)``
 (the usual least-squares covariance, e.g. Press et al., Numerical Recipes
 §15.4), which for Poisson-dominated noise is the Cramér–Rao-like precision of
 the column position.
@@ -152,18 +153,18 @@ def _eval(p, off, sw):
 
     ``p`` (N, 5) = (dx, dy, A, log s, b), (dx, dy) relative to the patch
     centre; ``off`` (S,) pixel offsets; ``sw`` the per-sweep constants of
-    :func:`_sweep_data`: ``D = w (data - tails)`` (N, S, S), the disc mask as
-    one interval ``[lo, lo + cnt)`` of columns per patch row, ``sum D``,
-    ``sum D²`` and the pixel count.
+    :func:`_sweep_data`: the pixel weights ``wt`` (disc mask / noise
+    variance, (N, S, S)), ``D = wt (data - tails)``, ``sum D``,
+    ``sum wt (data - tails)²`` and ``sum wt``.
 
-    With ``E = ey ⊗ ex`` (a round Gaussian is separable) and the 0/1 mask
-    ``w``, the residual ``r = D - w (b + A E)`` enters the cost and the
-    gradient only through ``D @ [ex, ex u, ex u²]`` (one batched product,
-    ``3 S²`` per column) and through masked moments ``sum w E^a u^i v^j``;
-    because each row of a disc is an interval, those moments are differences
-    of cumulative sums of 1D functions (``O(S)`` per column). ``J`` columns
-    (model derivatives) are ``c E u, c E v, E, c E (u² + v²), 1`` with
-    ``c = A / s²``.
+    With ``E = ey ⊗ ex`` (a round Gaussian is separable) the residual
+    ``data - tails - b - A E`` enters the weighted cost and gradient only
+    through ``D @ [ex, ex u, ex u²]`` and the weighted moments
+    ``sum wt E^a u^i v^j``, i.e. ``gy^T (wt @ gx)`` for eight 1D functions
+    ``gx`` of x (``ex², ex² u, …, ex² u⁴, ex, ex u, ex u²``) and the same
+    ``gy`` of y: batched products of ``11 S²`` per column, no 2D model.
+    ``J`` columns (model derivatives) are ``c E u, c E v, E, c E (u² + v²), 1``
+    with ``c = A / s²``.
     """
     D, wt, sd, sdd, w0 = sw
     dx, dy, amp, logs, bg = (p[:, i] for i in range(5))
@@ -176,24 +177,21 @@ def _eval(p, off, sw):
     gx = jnp.stack([ex2, ex2 * u, ex2 * u2, ex2 * u2 * u, ex2 * u2 * u2, ex, ex * u, ex * u2], axis=-1)
     Wg = jnp.einsum("nyx,nxk->nyk", wt, gx)  # (N, S, 8)
     P = jnp.einsum("nyx,nxk->nyk", D, gx[..., 5:8])  # (N, S, 3)
+    # the same eight functions of y; all moments at once as two batched products
+    gy = jnp.stack([ey2, ey2 * v, ey2 * v2, ey2 * v2 * v, ey2 * v2 * v2, ey, ey * v, ey * v2], axis=1)  # (N, 8, S)
+    M = jnp.einsum("nas,nsk->nak", gy, Wg)  # M[a, k] = sum w gy_a gx_k
+    Mp = jnp.einsum("nas,nsk->nak", gy[:, 5:8], P)
 
-    def m(f, k):  # sum_y f(y) (w g_k)(y)
-        return jnp.sum(f * Wg[..., k], axis=1)
-
-    def mp(f, k):
-        return jnp.sum(f * P[..., k], axis=1)
-
-    # masked moments of E² and E: sum w E^a u^i v^j
-    e2, e2u, e2v = m(ey2, 0), m(ey2, 1), m(ey2 * v, 0)
-    e2uu, e2vv, e2uv = m(ey2, 2), m(ey2 * v2, 0), m(ey2 * v, 1)
+    # masked moments of E² and E, sum w E^a u^i v^j, and of the data, sum D E u^i v^j
+    e2, e2u, e2v = M[:, 0, 0], M[:, 0, 1], M[:, 1, 0]
+    e2uu, e2vv, e2uv = M[:, 0, 2], M[:, 2, 0], M[:, 1, 1]
     e2rr = e2uu + e2vv
-    e2r4 = m(ey2, 4) + 2.0 * m(ey2 * v2, 2) + m(ey2 * v2 * v2, 0)
-    e2rru = m(ey2, 3) + m(ey2 * v2, 1)
-    e2rrv = m(ey2 * v, 2) + m(ey2 * v2 * v, 0)
-    e1, e1u, e1v = m(ey, 5), m(ey, 6), m(ey * v, 5)
-    e1rr = m(ey, 7) + m(ey * v2, 5)
-    # data moments sum D E u^i v^j
-    dE, dEu, dEv, dErr = mp(ey, 0), mp(ey, 1), mp(ey * v, 0), mp(ey, 2) + mp(ey * v2, 0)
+    e2r4 = M[:, 0, 4] + 2.0 * M[:, 2, 2] + M[:, 4, 0]
+    e2rru = M[:, 0, 3] + M[:, 2, 1]
+    e2rrv = M[:, 1, 2] + M[:, 3, 0]
+    e1, e1u, e1v = M[:, 5, 5], M[:, 5, 6], M[:, 6, 5]
+    e1rr = M[:, 5, 7] + M[:, 7, 5]
+    dE, dEu, dEv, dErr = Mp[:, 0, 0], Mp[:, 0, 1], Mp[:, 1, 0], Mp[:, 0, 2] + Mp[:, 2, 0]
     cost = sdd - 2.0 * bg * sd - 2.0 * amp * dE + bg * bg * w0 + 2.0 * bg * amp * e1 + amp * amp * e2
     c = amp * inv_s2
     c2 = c * c
