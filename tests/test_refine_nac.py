@@ -1,7 +1,8 @@
 """The GSAS-II staged protocol on the POWGEN NAC + CaF2 pattern (../shared/data/powgen-nac).
 
 GSAS-II's regression test (TOF 11 000–100 000 µs, 6-term Chebyshev background; GSAS-II refines
-the histogram scale by default) reaches Rwp 27.34 % (background) → 23.27 % (+ NAC phase
+the histogram scale by default; its TOF Lorentzian convention is selected with
+lorentz_convention="gsas2") reaches Rwp 27.34 % (background) → 23.27 % (+ NAC phase
 fraction) → 20.97 % (+ cells) → 17.20 % (+ NAC microstrain), with 2 cycles per stage, and NAC
 a = 10.247985 Å, CaF2 a = 5.461673 Å after the last stage. Both phases carry GSAS-II's default
 sample broadening (size 1 µm, microstrain 1000, Lorentzian) in every stage.
@@ -18,7 +19,7 @@ from layerscope.crystal import read_cif
 from layerscope.diffraction.background import chebyshev_basis
 from layerscope.diffraction.instrument import read_instprm
 from layerscope.diffraction.readers import read_powder
-from layerscope.refine.rietveld import refine_pattern
+from layerscope.refine.rietveld import gsas2_limits, refine_pattern
 from layerscope.refine.strategy import gsas_nac_strategy
 
 
@@ -31,6 +32,24 @@ def _nac(nac_dir, n_stages):
     s = replace(s, stages=s.stages[:n_stages])
     res = refine_pattern(data.x[m], data.y[m], data.sigma[m], phases, inst, s, lorentz=True)
     return res, data.x[m], data.y[m], data.sigma[m]
+
+
+def _nac_gsas2(nac_dir):
+    """GSAS-II's own job: its data range (through the first point past 100 000 µs), reflections
+    from d = 11 000 µs / difC, ~100-FWHM peak windows, its TOF Lorentzian convention, 2 cycles
+    per stage with its HessianLSQ cycle rules."""
+    data = read_powder(nac_dir / "PG3_22048.gsa")
+    m = gsas2_limits(data.x, 11000, 100000)
+    inst = read_instprm(nac_dir / "POWGEN_2665.instprm")
+    phases = [read_cif(nac_dir / "NAC.cif", name="NAC"), read_cif(nac_dir / "CaF2.cif", name="CaF2")]
+    return refine_pattern(data.x[m], data.y[m], data.sigma[m], phases, inst, gsas_nac_strategy(protocol="gsas2"),
+                          lorentz=True, d_min=11000 / inst.difc, window_margin=4.0)
+
+
+@pytest.fixture(scope="module")
+def nac_gsas2(nac_dir):
+    """GSAS-II's protocol, all four stages (~2 min on 2 CPU cores)."""
+    return _nac_gsas2(nac_dir)
 
 
 @pytest.fixture(scope="module")
@@ -71,20 +90,48 @@ def test_microstrain_stage_reaches_gsas2(nac_full):
     assert fr.stats.rwp == pytest.approx(17.20, abs=0.5)
     assert res.value("NAC.a") == pytest.approx(10.247985, abs=2e-4)
     assert res.value("NAC.a") == pytest.approx(res.value("NAC.b"), abs=1e-12)
-    # CaF2 (a ~3 wt% impurity) is 8.4e-4 Å (2.3 esd) from GSAS-II's value
+    # CaF2 is 8.4e-4 Å (2.3 esd) from GSAS-II's value with the exact profile (3e-6 Å with GSAS-II's
+    # Lorentzian convention, test_gsas2_protocol_reproduces_gsas2_background_microstrain_and_caf2)
     assert res.value("CaF2.a") == pytest.approx(5.461673, abs=1e-3)
     assert 200 < res.value("NAC.mustrain") < 600
     assert res.bragg_r["NAC"] < res.bragg_r["CaF2"]
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="stages 1-3 fit better than GSAS-II's (26.18/20.39/18.12 % vs "
-                   "27.34/23.27/20.97 %) and CaF2 a is 8.4e-4 Å off. Findings: after stage 3 our NAC a is "
-                   "10.248067 (converged; GSAS-II reaches 10.247985 only after stage 4) while GSAS-II's stage-3 "
-                   "value 10.250171 lies between the start 10.251218 and that optimum: GSAS-II's 2 cycles per "
-                   "stage leave stages 2-3 unconverged (its h*f product is bilinear). Stage 1 is linear in both "
-                   "codes; its 27.34 % is reproduced when CaF2 has ~1.1x our intensity relative to NAC at equal "
-                   "phase fractions (1.0x: 26.18 %, 1.5x: 30.43 %): a convention difference not yet identified")
+def test_gsas2_protocol_reproduces_gsas2_background_microstrain_and_caf2(nac_gsas2):
+    """GSAS-II's job re-run: stage 1 (linear, converged in both codes) and the last stage agree
+    with GSAS-II's Rwp within 0.5 %, and CaF2 a after the last stage within 2e-4 Å (measured:
+    27.39 vs 27.34 %, 16.88 vs 17.20 %, 5.461670 vs 5.461673 Å). The exact profile gives 26.18 %
+    in stage 1 and CaF2 a = 5.46251 Å: GSAS-II's Lorentzian convention is the difference."""
+    res = nac_gsas2
+    assert [fr.n_cycles for _, fr in res.stages] == [2, 2, 2, 2]
+    assert res.stages[0][1].converged  # linear: one Gauss-Newton step, the second changes nothing
+    assert res.stages[0][1].stats.rwp == pytest.approx(27.34, abs=0.5)
+    assert res.stages[3][1].stats.rwp == pytest.approx(17.20, abs=0.5)
+    assert res.value("CaF2.a") == pytest.approx(5.461673, abs=2e-4)
+    assert any("not converged after 2 cycles" in w for w in res.stages[1][1].warnings)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="GSAS-II's stages 2-3 stop after 2 cycles far from convergence "
+                   "(h*f is bilinear) and which Marquardt branch its second cycle of stage 2 takes is a knife "
+                   "edge: the lambda = 0.01 step raises chi2 by 0.05-0.1 %, against GSAS-II's 0.1 % allowance. "
+                   "With NAC's anisotropic U (GSAS-II reads the CIF's Uani; layerscope uses Uiso) our re-run "
+                   "takes GSAS-II's branch (1.00103 > 1.001: 23.30 vs 23.27 %); with Uiso it does not (25.03 %), "
+                   "so stage 3 (18.15 vs 20.97 %) and the NAC cells (10.247347 / 10.246962 vs 10.250171 / "
+                   "10.247985 Å) follow a different path")
+def test_gsas2_protocol_unconverged_stages_match_gsas2(nac_gsas2):
+    res = nac_gsas2
+    assert res.stages[1][1].stats.rwp == pytest.approx(23.27, abs=0.5)
+    assert res.stages[2][1].stats.rwp == pytest.approx(20.97, abs=0.5)
+    assert res.value("NAC.a") == pytest.approx(10.247985, abs=2e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="layerscope's own protocol (converged stages, exact profile) fits "
+                   "better than GSAS-II's 2-cycle stages 1-3 (26.18/20.39/18.12 % vs 27.34/23.27/20.97 %) and puts "
+                   "CaF2 a at 5.46251 Å: GSAS-II's EPSVOIGT mirrors the rise term of the Lorentzian part, which "
+                   "shifts the CaF2 peaks (microstrain 1000) relative to the exact convolution; see the gsas2 tests")
 def test_earlier_stages_and_caf2_match_gsas2(nac_full):
     res, *_ = nac_full
     assert res.stages[0][1].stats.rwp == pytest.approx(27.34, abs=0.5)

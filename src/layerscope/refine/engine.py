@@ -253,11 +253,23 @@ def _bounded_step(free: FreeSet, q, m, g, s, dead):
 
 
 def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 30, tol: float = 0.01,
-                  lam0: float = 1e-3, cond_max: float = 1e12, correlation_warn: float = 0.95) -> FitResult:
+                  lam0: float = 1e-3, cond_max: float = 1e12, correlation_warn: float = 0.95,
+                  schedule: str = "layerscope", ftol: float = 1e-3) -> FitResult:
     """Refine the free vector of ``free`` against observations ``y`` ± ``sigma``.
 
     ``max_cycles`` bounds the number of accepted Gauss–Newton cycles (GSAS-II's "cycles").
+
+    ``schedule="layerscope"``: Marquardt λ from ``lam0``, a step is taken only when χ² does not
+    rise, convergence on max |shift|/esd < ``tol``. ``schedule="gsas2"`` follows GSAS-II's
+    ``HessianLSQ``: plain Gauss–Newton (λ = 0) until a step raises χ² by more than ``ftol``
+    (relative; the allowance doubles at each retry), then λ = 10⁻³, ×10 per retry, up to 10
+    ("stuck"), ÷10 after a step; a step may raise χ² within the allowance; converged when χ²
+    falls by less than ``ftol`` (relative) in a cycle. It is there to re-run a GSAS-II protocol
+    cycle by cycle (a GSAS-II "cycles = 2" stage is often not converged).
     """
+    if schedule not in ("layerscope", "gsas2"):
+        raise ValueError(f"schedule must be 'layerscope' or 'gsas2', got {schedule!r}")
+    gsas2 = schedule == "gsas2"
     y = np.asarray(y, dtype=float)
     sigma = np.asarray(sigma, dtype=float)
     if y.shape != sigma.shape or y.shape != ev.model.tof_us.shape:
@@ -280,7 +292,7 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
     r = (y - yc) * sw
     chi2 = float(r @ r)
     history = [chi2]
-    lam = lam0
+    lam = 0.0 if gsas2 else lam0
     converged = diverged = False
     singular_names: list[str] = []
     cycles = 0
@@ -299,33 +311,44 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
         hs = h * s[:, None] * s[None, :]
         gs = g * s
         accepted = False
+        chitol = ftol if gsas2 else 1e-12
         while lam < 1e10:
             dq, bad = _bounded_step(free, q, hs + lam * np.eye(k), gs, s, dead)
             q_try = q + dq
             yc_t = ev.calc(free.full(q_try))[0]
             r_t = (y - yc_t) * sw
             chi2_t = float(r_t @ r_t)
-            if np.isfinite(chi2_t) and chi2_t <= chi2 * (1 + 1e-12):
+            if np.isfinite(chi2_t) and chi2_t <= chi2 * (1 + chitol):
                 accepted = True
                 break
-            lam *= 10.0
+            if gsas2:
+                lam = 1e-3 if lam == 0 else lam * 10.0
+                chitol *= 2.0
+                if lam > 10.0:
+                    break
+            else:
+                lam *= 10.0
         if not accepted:
-            # no step lowers χ²: we are at the minimum to numerical precision
-            converged = True
+            if gsas2:
+                warnings.append("GSAS-II schedule stuck: χ² rose at every Marquardt λ up to 10")
+            else:
+                # no step lowers χ²: we are at the minimum to numerical precision
+                converged = True
             break
         cycles += 1
         hits |= bad
         step = q_try - q
         yc_t, jac_t = ev.calc_jac(free.full(q_try), free.A)
+        drop = (chi2 - chi2_t) / chi2 if chi2 > 0 else 0.0
         q, yc, jac, r, chi2 = q_try, yc_t, jac_t, r_t, chi2_t
         history.append(chi2)
-        lam = max(lam / 10.0, 1e-9)
+        lam = lam / 10.0 if gsas2 else max(lam / 10.0, 1e-9)
         dof = max(len(y) - k, 1)
         hin = np.linalg.pinv(hs, rcond=1e-14)
         esd = np.sqrt(np.clip(np.diag(hin), 0, None) * chi2 / dof) * s
         with np.errstate(divide="ignore", invalid="ignore"):
             shift_esd = float(np.nanmax(np.where(esd > 0, np.abs(step) / esd, 0.0)))
-        if shift_esd < tol:
+        if (drop < ftol) if gsas2 else (shift_esd < tol):
             converged = True
             break
     # final normal matrix and esds
@@ -379,7 +402,8 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
     if not np.isfinite(chi2):
         diverged = True
     if not converged and not diverged:
-        warnings.append(f"not converged after {cycles} cycles (max shift/esd {shift_esd:.3g} > {tol})")
+        crit = f"χ² still falling by ≥ {ftol:g} per cycle" if gsas2 else f"max shift/esd {shift_esd:.3g} > {tol}"
+        warnings.append(f"not converged after {cycles} cycles ({crit})")
     if diverged:
         warnings.append("the refinement diverged")
     stats = fit_stats(y, yc, sigma, k)

@@ -30,7 +30,16 @@ from layerscope.refine.parameters import free_set, make_layout
 from layerscope.refine.partition import bragg_r_factors
 from layerscope.refine.strategy import Strategy, stage_bounds
 
-__all__ = ["RietveldResult", "refine_pattern", "refined_phases", "linear_start"]
+__all__ = ["RietveldResult", "refine_pattern", "refined_phases", "linear_start", "gsas2_limits"]
+
+
+def gsas2_limits(x, low, high) -> np.ndarray:
+    """Mask of the points GSAS-II fits for Limits [low, high]: from the first x ≥ low through
+    the first x > high (its ``x[searchsorted(x, low):searchsorted(x, high) + 1]``)."""
+    x = np.asarray(x, dtype=float)
+    m = np.zeros(len(x), bool)
+    m[np.searchsorted(x, low):np.searchsorted(x, high) + 1] = True
+    return m
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,8 @@ def _needs_lorentz(strategy: Strategy, mustrain, size_um) -> bool:
 
 def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy: Strategy, *,
                    scales=None, n_background: int = 6, background=None, mustrain=None, size_um=None,
-                   lorentz: bool | None = None, absorption: float = 0.0, progress=None) -> RietveldResult:
+                   lorentz: bool | None = None, absorption: float = 0.0, progress=None,
+                   d_min: float | None = None, window_margin: float = 1.3) -> RietveldResult:
     """Run a staged Rietveld refinement.
 
     Parameters
@@ -130,6 +140,9 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
     mustrain, size_um : starting sample broadening by phase name
     absorption : starting μ of the absorption term exp(−μ·λ) (λ in Å)
     progress : optional callable(stage_name, FitResult) called after each stage
+    d_min, window_margin : passed to :func:`~layerscope.diffraction.pattern.build_model` (GSAS-II
+        drops reflections below its low TOF limit / difC and evaluates peaks over ~50 FWHM;
+        window_margin 4 gives ~100 FWHM windows instead of ~32)
     """
     tof_us = np.asarray(tof_us, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -147,7 +160,8 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
                 elif fnmatch.fnmatchcase(f"{p.name}.inv_size", k) and v > 0:
                     start_size[p.name] = min(start_size.get(p.name, np.inf), 1.0 / float(v))
     model = build_model(list(phases), tof_us, instrument, n_background=n_background, lorentz=lorentz,
-                        mustrain=start_mu, size_um=start_size)
+                        mustrain=start_mu, size_um=start_size, d_min=d_min, window_margin=window_margin,
+                        lorentz_convention=strategy.lorentz_convention)
     sin_t = float(np.sin(np.radians(instrument.two_theta / 2)))
     if strategy.scale_model == "gsas":
         scales = {p.name: p.volume * sin_t for p in phases}
@@ -165,7 +179,8 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
                 full[i] = float(v)
         free = [f for f in free + [f for f in st.free if f not in free] if f not in st.fix]
         fs = free_set(layout, full, free, constraints=strategy.constraints, bounds=bounds)
-        fr = least_squares(ev, fs, y, sigma, max_cycles=st.max_cycles or strategy.max_cycles, tol=strategy.tol)
+        fr = least_squares(ev, fs, y, sigma, max_cycles=st.max_cycles or strategy.max_cycles, tol=strategy.tol,
+                           schedule=strategy.schedule, ftol=strategy.ftol)
         full = fr.full
         results.append((st.name, fr))
         if progress is not None:

@@ -60,6 +60,12 @@ class Strategy:
     tol: float = 0.01
     scale_model: str = "phase"
     bounds: dict = field(default_factory=dict)
+    #: "layerscope" or "gsas2" (GSAS-II's HessianLSQ cycle rules, see ``engine.least_squares``)
+    schedule: str = "layerscope"
+    #: relative χ² drop below which a "gsas2" cycle counts as converged (GSAS-II's min dM/M)
+    ftol: float = 1e-3
+    #: TOF Lorentzian: "exact" or "gsas2" (GSAS-II's EPSVOIGT, ``tof_profile.tof_peak_rows``)
+    lorentz_convention: str = "exact"
 
 
 def parse_strategy(doc: dict, source: str = "strategy") -> Strategy:
@@ -92,8 +98,14 @@ def parse_strategy(doc: dict, source: str = "strategy") -> Strategy:
     if scale_model not in ("phase", "gsas"):
         raise ValueError(f"{source}: scale_model must be 'phase' or 'gsas', got {scale_model!r}")
     bounds = {k: tuple(float(x) for x in v) for k, v in doc.get("bounds", {}).items()}
+    schedule = glob.get("schedule", "layerscope")
+    if schedule not in ("layerscope", "gsas2"):
+        raise ValueError(f"{source}: schedule must be 'layerscope' or 'gsas2', got {schedule!r}")
+    conv = glob.get("lorentz_convention", "exact")
+    if conv not in ("exact", "gsas2"):
+        raise ValueError(f"{source}: lorentz_convention must be 'exact' or 'gsas2', got {conv!r}")
     return Strategy(tuple(stages), tuple(cons), int(glob.get("max_cycles", 30)), float(glob.get("tol", 0.01)),
-                    scale_model, bounds)
+                    scale_model, bounds, schedule, float(glob.get("ftol", 1e-3)), conv)
 
 
 def read_strategy(path) -> Strategy:
@@ -119,8 +131,12 @@ def default_strategy(phase_names, *, n_background: int = 6) -> Strategy:
     ))
 
 
-def gsas_nac_strategy(max_cycles: int | None = None) -> Strategy:
+def gsas_nac_strategy(max_cycles: int | None = None, *, protocol: str = "layerscope") -> Strategy:
     """GSAS-II's regression protocol for PG3_22048 (see /shared/data/README.md).
+
+    ``protocol="layerscope"`` runs each stage to convergence with layerscope's engine and the
+    exact TOF profile. ``protocol="gsas2"`` re-runs GSAS-II's own job: 2 cycles per stage with
+    GSAS-II's cycle rules (``schedule="gsas2"``) and its TOF Lorentzian convention.
 
     GSAS-II refines the histogram scale by default, so the first stage frees it with the
     background; its phase fraction of CaF2 stays at the starting value 1. Every phase a
@@ -128,12 +144,18 @@ def gsas_nac_strategy(max_cycles: int | None = None) -> Strategy:
     1 µm and microstrain 1000 × 10⁻⁶, both Lorentzian (mixing 1) — and keeps it in every
     stage; the last stage frees the NAC microstrain from that value.
     """
-    return Strategy((
+    if protocol not in ("layerscope", "gsas2"):
+        raise ValueError(f"protocol must be 'layerscope' or 'gsas2', got {protocol!r}")
+    stages = (
         Stage("background", ("background", "hscale"), start={"*.mustrain": 1000.0, "*.inv_size": 1.0}),
         Stage("+ phase fraction", ("NAC.scale",)),
         Stage("+ cells", ("NAC.cell", "CaF2.cell")),
         Stage("+ microstrain", ("NAC.mustrain",)),
-    ), max_cycles=max_cycles or 30, scale_model="gsas")
+    )
+    if protocol == "gsas2":
+        return Strategy(stages, max_cycles=max_cycles or 2, scale_model="gsas", schedule="gsas2",
+                        lorentz_convention="gsas2")
+    return Strategy(stages, max_cycles=max_cycles or 30, scale_model="gsas")
 
 
 def stage_bounds(layout, strategy: Strategy):
