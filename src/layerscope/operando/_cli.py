@@ -74,7 +74,8 @@ def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=Non
     page = write_html(out, rows, figs, title="layerscope operando refinement",
                       notes=f"{len(rows)} patterns from {series_dir}; strategy {protocol.source}")
     n_flag = sum(1 for r in rows if not r["converged"])
-    return {"timeseries": ts, "dataset": h5, "figures": figs, "html": page, "n_flagged": n_flag, "rows": rows}
+    return {"timeseries": ts, "dataset": h5, "figures": figs, "html": page, "n_flagged": n_flag, "rows": rows,
+            "records": records, "model": model_obj, "layout": layout, "patterns": patterns, "instrument": inst}
 
 
 def _operando(args) -> int:

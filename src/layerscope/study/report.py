@@ -82,6 +82,10 @@ SECTIONS = [
      "(a) contour of the patterns with the voltage profile, (b) phase fractions, (c) d_inter and d_intra "
      "of O3' and O3, (d) DoO, DoD and O vacancy (eq. 1–3). Truth of a simulated experiment dashed.",
      [(lambda r: _is(r, "operando"), ("fig2a", "fig2b", "fig2c", "fig2d"))]),
+    ("sfig10", "Supp. Fig. 10: refined patterns of the pouch cell before and after the first charge",
+     "Observed, calculated and difference patterns with the reflection positions of every component of the "
+     "cell (cathode phases, Al and Cu foils, graphite and the lithiated graphites).",
+     [(lambda r: _is(r, "operando"), ("supp_fig10",))]),
     ("fig3", "Fig. 3: in-plane orientation maps along <100>_O3",
      "Orientation maps of a pristine particle, after the first charge to 4.5 V and after 100 cycles.",
      [(lambda r: _is(r, "fourd"), ("orientation_map",))]),
@@ -149,18 +153,19 @@ def _label(rec) -> str:
 def _structure_tables(records, out: Path) -> str:
     parts = []
     for r in records:
-        if r["kind"] != "neutron":
+        folder = out / r["kind"] / r["name"]
+        if not ("structure" in r.get("tables", {}) and "phases" in r.get("tables", {})):
             continue
         tab = r["summary"].get("table") or "—"
-        folder = out / r["kind"] / r["name"]
         import csv
 
         with open(folder / "phases.csv") as fh:
             ph = list(csv.DictReader(fh))
         with open(folder / "structure.csv") as fh:
             st = list(csv.DictReader(fh))
-        parts.append(f"<h3>Table {html.escape(tab)}: {html.escape(_label(r))} (Rwp {r['summary']['rwp']:.2f} %, "
-                     f"χ² {r['summary']['chi2']:.3f})</h3>")
+        fit = (f"Rwp {r['summary']['rwp']:.2f} %, χ² {r['summary']['chi2']:.3f}" if "rwp" in r["summary"]
+               else "reference pattern of the operando series")
+        parts.append(f"<h3>Table {html.escape(tab)}: {html.escape(_label(r))} ({fit})</h3>")
 
         def ve(row, k):
             v, e = row.get(k, ""), row.get(f"{k}_esd", "")
@@ -180,7 +185,7 @@ def _structure_tables(records, out: Path) -> str:
             keys = [k for k in ("DoO", "DoD", "O_vacancy", "d_inter", "d_intra") if any(k in d for d in desc.values())]
             parts.append(_table(["phase"] + keys,
                                 [[html.escape(p)] + [_fmt(d.get(k), 5) for k in keys] for p, d in desc.items()]))
-    return "".join(parts) or '<p class="none">no ex-situ neutron refinement in this study</p>'
+    return "".join(parts) or '<p class="none">no neutron refinement in this study</p>'
 
 
 def _table_s4(records, out: Path) -> str:

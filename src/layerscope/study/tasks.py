@@ -70,11 +70,87 @@ def run_operando(opts, out: Path) -> dict:
         if k.startswith("frac_") and not k.endswith("_esd"):
             summary[f"{k}_first"] = float(rows[0][k])
             summary[f"{k}_last"] = float(rows[-1][k])
+    tables = {"timeseries": "timeseries.csv"}
+    if "records" in res:
+        figures.update(_operando_fits(res, out))
+        tables.update(_table_s2(res, out))
+        summary["table"] = "S2"
     validation = []
     if opts["truth_series"]:
         validation = operando_validation(rows, _rows(opts["truth_series"]))
-    return {"summary": summary, "tables": {"timeseries": "timeseries.csv"}, "figures": figures,
-            "validation": validation}
+    return {"summary": summary, "tables": tables, "figures": figures, "validation": validation}
+
+
+def _end_of_charge(rows) -> int:
+    """Index of the last pattern at the top of charge (highest voltage, before the discharge)."""
+    v = np.array([float(r.get("voltage_V", np.nan)) for r in rows])
+    if not np.isfinite(v).any():
+        return len(rows) - 1
+    top = np.nanmax(v)
+    return int(np.flatnonzero(v >= top - 0.01)[-1])
+
+
+def _operando_fits(res, out: Path) -> dict:
+    """Supp. Fig. 10: the refined patterns of the cell before and after the first charge."""
+    from matplotlib.figure import Figure
+
+    from layerscope.diffraction.pattern import make_pattern_function, reflection_table
+
+    model, layout, records, patterns, rows = res["model"], res["layout"], res["records"], res["patterns"], res["rows"]
+    fn = make_pattern_function(model)
+    names = [s.phase.name for s in model.phases]
+    fig = Figure(figsize=(9, 7), layout="constrained")
+    axes = fig.subplots(2, 1)
+    picks = {"a: before charge": 0, "b: after the first charge to 4.5 V": _end_of_charge(rows)}
+    for ax, (label, k) in zip(axes, picks.items()):
+        params = layout.unflatten(np.asarray(records[k].full))
+        total = np.asarray(fn(params)[0])
+        _, tof, y, sig = patterns[k][:4]
+        d = tof / model.instrument.difc
+        span = np.nanmax(y) - np.nanmin(y)
+        ax.plot(d, y, ".", ms=1.5, color="k", label="observed")
+        ax.plot(d, total, "-", lw=0.7, color="r", label="calculated")
+        base = np.nanmin(y) - 0.12 * span
+        ax.plot(d, y - total + base, "-", lw=0.5, color="b", label="difference")
+        tab = reflection_table(model, params)
+        for i, name in enumerate(names):
+            frac = float(rows[k].get(f"frac_{name}", 1.0) or 0.0)
+            if name in ("O3p", "O3", "S") and frac < 0.01:
+                continue
+            t = tab["tof_us"][(tab["phase"] == i) & (tab["tof_us"] > tof[0]) & (tab["tof_us"] < tof[-1])]
+            ax.plot(t / model.instrument.difc, np.full(len(t), base - (0.1 + 0.045 * i) * span), "|", ms=5,
+                    label=name)
+        ax.set_xlabel("d (Å, from difC)"), ax.set_ylabel("counts/µs")
+        ax.set_title(f"({label}) {records[k].name}, t = {float(rows[k].get('time_h', np.nan)):.2f} h, "
+                     f"Rwp {float(rows[k]['rwp']):.2f} %", fontsize=9)
+        ax.legend(fontsize=6, ncol=4, loc="upper right")
+    fig.savefig(out / "supp_fig10_refined_patterns.png", dpi=110)
+    return {"supp_fig10": "supp_fig10_refined_patterns.png"}
+
+
+def _table_s2(res, out: Path) -> dict:
+    """Table S2: the cathode phases of the uncharged cell from the reference refinement."""
+    from layerscope.refine.rietveld import refined_phases
+
+    rows0 = res["rows"][0]
+    phases = refined_phases(res["model"], res["layout"], res["records"][0].full)
+    keep = [p for p in phases if p.name in ("O3p", "O3", "S") and float(rows0.get(f"frac_{p.name}", 0) or 0) > 0.005]
+    _write_dicts(out / "structure.csv", [
+        {"phase": ph.name, "site": s.label, "wyckoff": s.wyckoff or "", "element": el, "x": s.xyz[0], "y": s.xyz[1],
+         "z": s.xyz[2], "occupancy": occ, "biso_A2": s.biso} for ph in keep for s in ph.sites for el, occ in s.species])
+    cells = []
+    for ph in keep:
+        row = {"phase": ph.name}
+        for c, v in zip(("a", "b", "c", "alpha", "beta", "gamma"), ph.cell):
+            row[c] = v
+            e = rows0.get(f"{ph.name}_{c}_esd")
+            row[f"{c}_esd"] = e if e not in (None, "") else ""
+        row["weight_fraction"] = rows0.get(f"frac_{ph.name}")
+        row["weight_fraction_esd"] = rows0.get(f"frac_{ph.name}_esd", "")
+        row["bragg_r"] = ""
+        cells.append(row)
+    _write_dicts(out / "phases.csv", cells)
+    return {"structure": "structure.csv", "phases": "phases.csv"}
 
 
 def operando_validation(rows, truth_rows) -> list[dict]:
