@@ -120,6 +120,9 @@ def cryspy_refine(start_full, layout, model, phases, inst, tof, y, sigma, cap_s,
     for p, comps in CRYSPY_CELLS.items():
         for j in comps:
             d[f"crystal_{p.lower()}"]["flags_unit_cell_parameters"][j] = True
+    from cryspy.procedure_rhochi.rhochi_by_dictionary import rhochi_calc_chi_sq_by_dictionary
+
+    chi_start = float(rhochi_calc_chi_sq_by_dictionary(d, dict_in_out={})[0]) / len(y)  # untimed
     state = {"t0": time.perf_counter(), "chi": None, "it": 0, "why": "BFGS converged"}
 
     def progress(info):
@@ -137,7 +140,7 @@ def cryspy_refine(start_full, layout, model, phases, inst, tof, y, sigma, cap_s,
     with contextlib.redirect_stdout(io.StringIO()):
         chi_sq, _, _, _ = rhochi_rietveld_refinement_by_dictionary(d, progress_callback=progress)
     dt = time.perf_counter() - t0
-    return dt, float(chi_sq) / len(y), state["it"], state["why"]
+    return dt, chi_start, float(chi_sq) / len(y), state["it"], state["why"]
 
 
 def main(argv=None) -> int:
@@ -176,11 +179,11 @@ def main(argv=None) -> int:
     capped = False
     for k in range(1, 1 + min(args.cryspy_patterns, args.patterns)):
         name, tof, y, s = patterns[k]
-        dt, chi_n, it, why = cryspy_refine(np.array(records[k - 1].full), layout, model, phases, inst, tof, y, s, args.cap,
+        dt, chi0, chi_n, it, why = cryspy_refine(np.array(records[k - 1].full), layout, model, phases, inst, tof, y, s, args.cap,
                                            args.cryspy_cutoff)
         capped |= why.startswith("cap")
         cr.append(dt)
-        print(f"cryspy     {name}: {dt:.2f} s  χ²/N {chi_n:.3f}  {it} BFGS iterations, stopped: {why}")
+        print(f"cryspy     {name}: {dt:.2f} s  χ²/N {chi0:.3f} -> {chi_n:.3f}  {it} BFGS iterations, stopped: {why}")
     cr_med = statistics.median(cr)
     print(f"median per pattern: layerscope {ls_med:.2f} s (over {len(ls_times)}), cryspy {cr_med:.2f} s (over {len(cr)})")
     print(f"ratio (cryspy / layerscope): {'≥ ' if capped else ''}{cr_med / ls_med:.1f}x  (target ≥ 10x)")
