@@ -280,3 +280,41 @@ def test_full_series_keeps_the_spinel_seed2(tmp_path):
             assert max(err[f"O3p_{c}"] for c in "abc") < 1e-3, g["pattern"]
             assert err["DoO"] < 0.12 and err["DoD"] < 0.004, g["pattern"]
     assert n_flag <= 3
+
+
+def test_collapse_and_trust_region_are_flagged():
+    """A well-determined phase losing > 3/4 of its fraction in one pattern, or a cell running
+    to the per-pattern trust limit (which scales with the time between patterns), is flagged."""
+    from types import SimpleNamespace
+
+    from layerscope.crystal.presets import preset
+    from layerscope.diffraction.instrument import gppd_like
+    from layerscope.diffraction.pattern import build_model, initial_params
+    from layerscope.refine.parameters import default_bounds, make_layout
+    from layerscope.refine.sequential import (_implausible, _lrm_fractions, _trust_bounds,
+                                              default_series_protocol)
+
+    proto = default_series_protocol()
+    m = preset("lrm-pouch")
+    model = build_model(list(m.phases), np.geomspace(8000, 50000, 200), gppd_like(), n_background=2)
+    layout = make_layout(model)
+    prev = np.array(layout.flatten(initial_params(model, scales={"O3p": 1.0, "S": 0.03, "O3": 0.0})))
+    fr0 = _lrm_fractions(prev, layout, model, proto)
+    row = {f"frac_{p}": f for p, f in fr0.items()} | {f"frac_{p}_esd": 0.003 for p in fr0}
+    fit = SimpleNamespace(diverged=False, stats=SimpleNamespace(rwp=3.0))
+    assert _implausible(prev, fit, 3.0, prev, layout, model, proto, row) == ""
+    now = prev.copy()
+    now[layout.index("S.scale")] *= 0.2
+    assert "S fraction collapsed" in _implausible(now, fit, 3.0, prev, layout, model, proto, row)
+    # an unresolved phase (esd comparable to its fraction) may vanish without a flag
+    row_weak = row | {"frac_S_esd": 0.01}
+    assert "collapsed" not in _implausible(now, fit, 3.0, prev, layout, model, proto, row_weak)
+    # trust region: ± 0.5 % per 30 min, 2 % for patterns 2 h apart
+    i = layout.index("O3p.c")
+    lo, hi = _trust_bounds(default_bounds(layout), prev, layout, model, proto, proto.cell_limit(2.0))
+    assert hi[i] == pytest.approx(prev[i] * 1.02) and lo[i] == pytest.approx(prev[i] * 0.98)
+    assert proto.cell_limit(0.5) == proto.cell_limit(None) == 0.005
+    now = prev.copy()
+    now[i] *= 1.005
+    assert "O3p cell moved by 0.50 %" in _implausible(now, fit, 3.0, prev, layout, model, proto, row)
+    assert "O3p cell" not in _implausible(now, fit, 3.0, prev, layout, model, proto, row, 0.02)
