@@ -201,3 +201,21 @@ def test_256x256_scan_on_disk_with_bounded_memory(tmp_path):
     tracemalloc.stop()
     assert np.array_equal(vbf[:, 7], np.arange(256))
     assert peak < 64 * 2**20
+
+
+def test_kernels_run_on_jax_default_device(pristine):
+    """The matching kernels' arrays live on JAX's default device (a GPU when JAX has one), and
+    indexing pinned to the CPU gives the same fields as on the default device."""
+    import jax
+
+    from layerscope.fourd import index_patterns
+
+    sim, matcher = pristine
+    assert matcher._device["desc"].devices() == {jax.devices()[0]}
+    pats = sim.data[10:14].reshape(-1, 128, 128)
+    on_default = index_patterns(pats, matcher)
+    with jax.default_device(jax.devices("cpu")[0]):
+        cpu_matcher = prepare_matcher(matcher.library)
+        on_cpu = index_patterns(pats, cpu_matcher)
+    assert np.array_equal(on_default[:, 0], on_cpu[:, 0]) and np.array_equal(on_default[:, 1], on_cpu[:, 1])
+    assert np.allclose(on_default[:, 2:], on_cpu[:, 2:], atol=1e-3)
