@@ -2,7 +2,7 @@
 
 pyxem indexes the scan's crystalline positions against diffsims templates simulated
 at layerscope's own library orientations (``layerscope.fourd._peer`` hands over the
-data and converts conventions). The scan is the cycled particle of Fig. 3c: an O3
+structures, data and conventions). The scan is the cycled particle of Fig. 3c: an O3
 core along ⟨100⟩ with (001) twin lamellae (mirror-related patterns) in a spinel shell.
 """
 
@@ -41,30 +41,35 @@ def _pyxem(sim, lib, phases, positions):
     return np.asarray(phases)[ph], u
 
 
-@pytest.mark.slow
-def test_pyxem_orientations_agree_with_layerscope_in_the_twinned_core(scan_and_maps):
-    """Given the phase, pyxem's orientation is within 1° of layerscope's (Laue symmetry and Friedel
-    pairs taken into account) at >= 95 % of the O3 positions, both twin variants included."""
-    sim, lib, maps = scan_and_maps
-    pos = (maps.phase == 2) & (sim.phase == 2)
-    assert pos.sum() >= 20 and set(np.unique(sim.twin[pos])) == {0, 1}
-    _, u = _pyxem(sim, lib, [0], pos)
-    mis = misorientation_deg(u, maps.rotation[pos], lib.symmetry[0])
-    assert np.mean(mis < 1.0) >= 0.95, np.median(mis)
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="pyxem disagrees on the spinel shell. With both phases its spot-sum score "
-                   "calls the shell O3 (with the coherent orientation relationship the O3 <100> spots coincide "
-                   "with part of the spinel [110] spots); with the spinel library alone it picks <310>-type "
-                   "templates 26.6° from [110]. layerscope and the simulated truth agree: S along [110].")
-def test_pyxem_phase_and_orientation_agree_with_layerscope_everywhere(scan_and_maps):
-    sim, lib, maps = scan_and_maps
+def _agreement(sim, lib, maps):
+    """Fraction of crystalline positions where pyxem gives layerscope's phase and, within 1°,
+    its orientation (Laue symmetry and Friedel pairs taken into account); per phase too."""
     pos = maps.phase >= 2
     ph, u = _pyxem(sim, lib, [0, 1], pos)
-    same = ph + 2 == maps.phase[pos]
-    ok = np.zeros(len(ph), bool)
+    ok = ph + 2 == maps.phase[pos]
     for p in (0, 1):
-        sel = same & (ph == p)
+        sel = ok & (ph == p)
         ok[sel] = misorientation_deg(u[sel], maps.rotation[pos][sel], lib.symmetry[p]) < 1.0
-    assert np.mean(ok) >= 0.95
+    return ok.mean(), {p: ok[maps.phase[pos] == p + 2].mean() for p in (0, 1)}
+
+
+def test_pyxem_assigns_layerscopes_phases_and_orientations(scan_and_maps):
+    """Done-means (peer): >= 95 % of the crystalline positions get the same phase and an orientation
+    within 1°, the O3 twin lamellae (mirror-related patterns) and the spinel shell included."""
+    sim, lib, maps = scan_and_maps
+    pos = maps.phase >= 2
+    assert set(np.unique(sim.twin[pos & (sim.phase == 2)])) == {0, 1} and (maps.phase == 3).sum() >= 20
+    total, per_phase = _agreement(sim, lib, maps)
+    assert total >= 0.95, per_phase
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="pyxem puts the pristine O3' core 60° away from layerscope (and the truth): "
+                   "it picks another of the A/B/C domain variants, whose patterns share the fundamental spots and "
+                   "differ in the weak superlattice reflections")
+def test_pyxem_agrees_on_the_pristine_particle_with_abc_domains():
+    sim = simulate_fourd(scan_shape=(16, 16), core="O3p", seed=1)
+    lib = build_library(sim.phases, sim.geometry, spacing_deg=5.0)
+    maps = index_scan(sim.data, prepare_matcher(lib))
+    total, per_phase = _agreement(sim, lib, maps)
+    assert total >= 0.95, per_phase

@@ -18,14 +18,9 @@ inputs and pyxem's answer back into layerscope's conventions:
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 
-from layerscope.crystal import write_cif
-
-__all__ = ["pyxem_signal", "pyxem_simulation", "pyxem_index"]
+__all__ = ["orix_phase", "pyxem_signal", "pyxem_simulation", "pyxem_index"]
 
 
 def pyxem_signal(patterns, geometry, *, gamma: float = 0.5, n_radial: int | None = None, n_azimuth: int = 360):
@@ -47,21 +42,32 @@ def pyxem_signal(patterns, geometry, *, gamma: float = 0.5, n_radial: int | None
     return polar
 
 
+def orix_phase(phase):
+    """orix Phase holding every position of the expanded cell (expanded by gemmi, as layerscope's
+    structure factors are) with its occupancy and B, so that no space-group setting or origin
+    choice has to be agreed on through a CIF (a CIF round trip gave diffsims a different spinel)."""
+    from diffpy.structure import Atom, Lattice, Structure
+    from orix.crystal_map import Phase as OrixPhase
+
+    exp = phase.expand()
+    atoms = [Atom(sym, xyz=frac, occupancy=occ, Uisoequiv=phase.sites[i].biso / (8 * np.pi**2))
+             for frac, i in zip(exp.frac, exp.site_index) for sym, occ in phase.sites[i].species]
+    return OrixPhase(name=phase.name, space_group=phase.space_group.number,
+                     structure=Structure(atoms=atoms, lattice=Lattice(*phase.cell)))
+
+
 def pyxem_simulation(library, phases, *, kv: float = 200.0, precession_deg: float = 0.8,
                      max_excitation_error: float = 0.05):
     """diffsims templates of every phase at the library's own orientations (same grid as layerscope)."""
     from diffsims.generators.simulation_generator import SimulationGenerator
-    from orix.crystal_map import Phase as OrixPhase
     from orix.quaternion import Rotation
 
-    ophases, rots = [], []
-    with tempfile.TemporaryDirectory() as d:
-        for ip, phase in enumerate(phases):
-            ophases.append(OrixPhase.from_cif(str(write_cif(phase, os.path.join(d, f"p{ip}.cif")))))
-            u = library.rotation[library.phase_index == ip]
-            euler = Rotation.from_matrix(np.transpose(u, (0, 2, 1))).to_euler()
-            euler[:, 0] = 0.0
-            rots.append(Rotation.from_euler(euler))
+    ophases, rots = [orix_phase(p) for p in phases], []
+    for ip in range(len(phases)):
+        u = library.rotation[library.phase_index == ip]
+        euler = Rotation.from_matrix(np.transpose(u, (0, 2, 1))).to_euler()
+        euler[:, 0] = 0.0
+        rots.append(Rotation.from_euler(euler))
     gen = SimulationGenerator(accelerating_voltage=kv, precession_angle=precession_deg)
     multi = len(phases) > 1
     return gen.calculate_diffraction2d(ophases if multi else ophases[0], rotation=rots if multi else rots[0],
