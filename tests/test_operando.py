@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,17 +156,6 @@ def test_series_protocol_errors(tmp_path):
                  "[series]\nmin_fraction = 2\n")
     with pytest.raises(ValueError, match="min_fraction"):
         read_series_protocol(p)
-
-
-@pytest.mark.slow
-def test_demo_runs_end_to_end(tmp_path):
-    """The README's first command: pattern + simulated operando series + refinement + report."""
-    rc = main(["demo", "--out", str(tmp_path), "--every", "4"])
-    assert rc == 0
-    assert (tmp_path / "pattern" / "pouch_cell_pattern.csv").exists()
-    rows = _rows(tmp_path / "operando" / "timeseries.csv")
-    assert len(rows) == 9
-    assert (tmp_path / "operando" / "index.html").stat().st_size > 50_000
 
 
 def test_manifest_rebuilt_from_file_headers(tmp_path):
