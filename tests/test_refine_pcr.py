@@ -10,7 +10,7 @@ import pytest
 
 from layerscope.crystal import Phase, Site, preset_phase
 from layerscope.diffraction.instrument import gppd_like
-from layerscope.diffraction.pattern import build_model, initial_params, compute_pattern
+from layerscope.diffraction.pattern import build_model, compute_pattern
 from layerscope.refine.pcr import pcr_code, read_pcr
 
 # (Ni0.6Mn0.4)O rock salt + Al, a GPPD-like 90° bank. FullProf's Occ is in units of m/M:

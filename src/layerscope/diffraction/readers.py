@@ -333,7 +333,6 @@ def read_gsas(
     }
 
     # ---- kind
-    x_explicit = rec.dtype in ("FXYE", "FXY", "ALT")
     if kind is not None:
         if kind not in ("tof", "cw"):
             raise ValueError(f"kind must be 'tof' or 'cw', got {kind!r}")

@@ -46,7 +46,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from layerscope.crystal.phase import Phase, space_group, symmetry_operations  # noqa: E402
+from layerscope.crystal.phase import space_group, symmetry_operations  # noqa: E402
 from layerscope.diffraction.pattern import INSTRUMENT_KEYS, PatternModel  # noqa: E402
 
 __all__ = ["Layout", "make_layout", "FreeSet", "free_set", "cell_columns", "site_shift_basis", "Constraint",
