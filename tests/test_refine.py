@@ -249,3 +249,38 @@ def test_bounds_hold_for_parameters_made_dependent_by_a_constraint():
         chi.append(least_squares(ev, free_set(lay, x, ["background", "lnm.biso[O]", "lnm.cell"]), y, sigma).stats.rwp)
     assert fr.stats.rwp == pytest.approx(chi[0], rel=1e-6)
     assert chi[0] < chi[1] < chi[2]
+
+
+def test_gsas2_schedule_gauss_newton_cycles():
+    """schedule="gsas2" (GSAS-II's HessianLSQ rules): plain Gauss–Newton solves a linear problem in
+    one cycle; a 2-cycle stage from a perturbed cell stops unconverged and says so; with enough
+    cycles it reaches the default schedule's optimum."""
+    phases = _two_phase()
+    inst, tof, y, sigma, truth, lay, model = _simulate(phases, {"Al": 1.0e4, "Cu": 0.5e4}, seed=3)
+    ev = Evaluator(model, lay)
+    start = truth.copy()
+    for nm in ("Al.scale", "Cu.scale"):
+        start[lay.index(nm)] *= 1.3
+    lin = ["background", "Al.scale", "Cu.scale"]
+    ref = least_squares(ev, free_set(lay, start, lin), y, sigma, max_cycles=40, tol=1e-6)
+    gn = least_squares(ev, free_set(lay, start, lin), y, sigma, max_cycles=40, schedule="gsas2", ftol=1e-6)
+    assert gn.converged and ref.converged
+    assert gn.history[1] == pytest.approx(ref.history[-1], rel=1e-9)  # one Gauss–Newton step reaches the minimum
+    for n in ("Al.scale", "Cu.scale"):
+        assert gn.value(n) == pytest.approx(ref.value(n), rel=1e-9)
+    # nonlinear: cell 0.3 % off
+    start2 = truth.copy()
+    for nm in ("Al.a", "Cu.a"):
+        i = lay.index(nm)
+        start2[i:i + 3] *= 1.003
+    free = ["background", "Al.scale", "Cu.scale", "Al.cell", "Cu.cell"]
+    short = least_squares(ev, free_set(lay, start2, free), y, sigma, max_cycles=2, schedule="gsas2", ftol=1e-6)
+    assert short.n_cycles == 2 and not short.converged
+    assert any("still falling" in w for w in short.warnings), short.warnings
+    full = least_squares(ev, free_set(lay, start2, free), y, sigma, max_cycles=60, schedule="gsas2")
+    best = least_squares(ev, free_set(lay, start2, free), y, sigma, max_cycles=60)
+    assert full.converged and best.converged
+    for n in ("Al.a", "Cu.a", "Al.scale", "Cu.scale"):
+        assert abs(full.value(n) - best.value(n)) < 0.1 * best.esd(n)
+    with pytest.raises(ValueError, match="schedule must be"):
+        least_squares(ev, free_set(lay, start, lin), y, sigma, schedule="fullprof")
