@@ -168,13 +168,13 @@ def run_study(study: Study, out_dir, *, scheduler: str | None = None, only: list
     if scheduler:
         from dask.distributed import Client, as_completed
 
-        client = Client(scheduler)
-        futs = {client.submit(run_task, d.kind, d.name, d.options, d.index, str(task_dir(out, d)), pure=False): d
-                for d in todo}
-        for k, fut in enumerate(as_completed(futs), start=len(records) + 1):
-            d = futs[fut]
-            records[d.id] = fut.result()
-            log(f"[study] {k}/{n} {d.id} finished on the cluster ({records[d.id]['seconds']} s)")
+        with Client(scheduler) as client:
+            futs = {client.submit(run_task, d.kind, d.name, d.options, d.index, str(task_dir(out, d)),
+                                  pure=False): d for d in todo}
+            for k, fut in enumerate(as_completed(futs), start=len(records) + 1):
+                d = futs[fut]
+                records[d.id] = fut.result()
+                log(f"[study] {k}/{n} {d.id} finished on the cluster ({records[d.id]['seconds']} s)")
     else:
         for k, d in enumerate(todo, start=len(records) + 1):
             log(f"[study] {k}/{n} {d.id} ... ({time.perf_counter() - t0:.0f} s elapsed)")
