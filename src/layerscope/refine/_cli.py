@@ -5,46 +5,55 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _refine(args) -> int:
+def refine_files(data_path, instprm, phase_specs, *, strategy=None, tmin=None, tmax=None, n_background=6,
+                 cycles=None, progress=None):
+    """Read a pattern, its instrument and phases; refine them (linear start, then the staged strategy).
+
+    Shared by ``layerscope refine`` and the study pipeline's ex-situ neutron analysis."""
     from layerscope.crystal.load import load_phases
     from layerscope.diffraction.instrument import read_instprm
     from layerscope.diffraction.readers import read_powder
-    from layerscope.refine.output import write_outputs
     from layerscope.refine.rietveld import linear_start, refine_pattern
     from layerscope.refine.strategy import default_strategy, read_strategy
+
+    data = read_powder(data_path)
+    inst = read_instprm(instprm)
+    loaded = load_phases(phase_specs)
+    phases = [p for p, _ in loaded]
+    scales = {p.name: s for p, s in loaded}
+    x, y, s = data.x, data.y, data.sigma
+    lo = tmin if tmin is not None else x[0]
+    hi = tmax if tmax is not None else x[-1]
+    m = (x >= lo) & (x <= hi)
+    if m.sum() < 20:
+        raise ValueError(f"{data_path}: fewer than 20 points between {lo} and {hi} µs")
+    strat = read_strategy(strategy) if strategy else default_strategy([p.name for p in phases])
+    if cycles:
+        from dataclasses import replace
+
+        strat = replace(strat, max_cycles=cycles)
+    background = None
+    if strat.scale_model == "phase":
+        # a linear least-squares estimate of the scales and the background is the usual first step
+        scales, background = linear_start(phases, x[m], y[m], s[m], inst, scales, n_background)
+    return refine_pattern(x[m], y[m], s[m], phases, inst, strat, scales=scales, n_background=n_background,
+                          background=background, progress=progress)
+
+
+def _refine(args) -> int:
+    from layerscope.refine.output import write_outputs
 
     if args.pcr:
         return _refine_pcr(args)
     if not args.data or not args.instprm or not args.phase:
         raise ValueError("refine needs DATA, --instprm FILE and at least one --phase (or --pcr FILE.pcr)")
-    data = read_powder(args.data)
-    inst = read_instprm(args.instprm)
-    loaded = load_phases(args.phase)
-    phases = [p for p, _ in loaded]
-    scales = {p.name: s for p, s in loaded}
-    x, y, s = data.x, data.y, data.sigma
-    lo = args.tmin if args.tmin is not None else x[0]
-    hi = args.tmax if args.tmax is not None else x[-1]
-    m = (x >= lo) & (x <= hi)
-    if m.sum() < 20:
-        raise ValueError(f"{args.data}: fewer than 20 points between {lo} and {hi} µs")
-    strategy = read_strategy(args.strategy) if args.strategy else default_strategy([p.name for p in phases])
-    if args.cycles:
-        from dataclasses import replace
-
-        strategy = replace(strategy, max_cycles=args.cycles)
-    background = None
-    if strategy.scale_model == "phase":
-        # a linear least-squares estimate of the scales and the background is the usual first step
-        scales, background = linear_start(phases, x[m], y[m], s[m], inst, scales, args.nbkg)
 
     def progress(name, fr):
         print(f"stage {name!r}: Rwp {fr.stats.rwp:.2f} %  chi2 {fr.stats.chi2:.3f}  cycles {fr.n_cycles}"
               f"  {'converged' if fr.converged else 'NOT converged'}")
 
-    res = refine_pattern(x[m], y[m], s[m], phases, inst, strategy, scales=scales, n_background=args.nbkg,
-                         background=background,
-                         progress=progress)
+    res = refine_files(args.data, args.instprm, args.phase, strategy=args.strategy, tmin=args.tmin,
+                       tmax=args.tmax, n_background=args.nbkg, cycles=args.cycles, progress=progress)
     files = write_outputs(res, args.out, plot=not args.no_plot)
     for w in res.warnings:
         print("warning:", w)

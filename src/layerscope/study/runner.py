@@ -52,8 +52,10 @@ def input_files(ds: Dataset) -> dict[str, Path]:
                 if isinstance(vv, Path):
                     files[f"{k}.{kk}"] = vv
         elif k == "phases":
+            from layerscope.crystal.load import parse_phase_spec
+
             for s in v:
-                src = s.split("=", 1)[-1].rsplit(":", 1)[0]
+                src = parse_phase_spec(s)[1]
                 if Path(src).is_file():
                     files[f"phase {Path(src).name}"] = Path(src)
     return files

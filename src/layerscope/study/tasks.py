@@ -135,9 +135,7 @@ def _table_s2(res, out: Path) -> dict:
     rows0 = res["rows"][0]
     phases = refined_phases(res["model"], res["layout"], res["records"][0].full)
     keep = [p for p in phases if p.name in ("O3p", "O3", "S") and float(rows0.get(f"frac_{p.name}", 0) or 0) > 0.005]
-    _write_dicts(out / "structure.csv", [
-        {"phase": ph.name, "site": s.label, "wyckoff": s.wyckoff or "", "element": el, "x": s.xyz[0], "y": s.xyz[1],
-         "z": s.xyz[2], "occupancy": occ, "biso_A2": s.biso} for ph in keep for s in ph.sites for el, occ in s.species])
+    _write_dicts(out / "structure.csv", _structure_rows(keep))
     cells = []
     for ph in keep:
         row = {"phase": ph.name}
@@ -194,44 +192,16 @@ def operando_validation(rows, truth_rows) -> list[dict]:
 # --------------------------------------------------------------------------------- ex-situ neutron
 
 def run_neutron(opts, out: Path) -> dict:
-    from layerscope.crystal.load import load_phases
     from layerscope.descriptors import find_o3p_sites, phase_descriptors
-    from layerscope.diffraction.instrument import read_instprm
-    from layerscope.diffraction.readers import read_powder
+    from layerscope.refine._cli import refine_files
     from layerscope.refine.output import write_outputs
-    from layerscope.refine.rietveld import linear_start, refine_pattern
-    from layerscope.refine.strategy import default_strategy, read_strategy
 
-    data = read_powder(opts["pattern"])
-    inst = read_instprm(opts["instprm"])
-    loaded = load_phases(opts["phases"])
-    phases = [p for p, _ in loaded]
-    scales = {p.name: s for p, s in loaded}
-    x, y, s = data.x, data.y, data.sigma
-    lo = opts["tmin"] if opts["tmin"] is not None else x[0]
-    hi = opts["tmax"] if opts["tmax"] is not None else x[-1]
-    m = (x >= lo) & (x <= hi)
-    if m.sum() < 20:
-        raise ValueError(f"{opts['pattern']}: fewer than 20 points between {lo} and {hi} µs")
-    nb = opts["n_background"]
-    strategy = read_strategy(opts["strategy"]) if opts["strategy"] else default_strategy([p.name for p in phases])
-    background = None
-    if strategy.scale_model == "phase":
-        scales, background = linear_start(phases, x[m], y[m], s[m], inst, scales, nb)
-    res = refine_pattern(x[m], y[m], s[m], phases, inst, strategy, scales=scales, n_background=nb,
-                         background=background,
-                         progress=lambda name, fr: print(f"  stage {name!r}: Rwp {fr.stats.rwp:.2f} %"))
+    res = refine_files(opts["pattern"], opts["instprm"], opts["phases"], strategy=opts["strategy"],
+                       tmin=opts["tmin"], tmax=opts["tmax"], n_background=opts["n_background"],
+                       progress=lambda name, fr: print(f"  stage {name!r}: Rwp {fr.stats.rwp:.2f} %"))
     write_outputs(res, out, plot=True)
     summ = json.loads((out / "summary.json").read_text())
-    # table S1-S3 style: refined structure per site
-    table = []
-    for ph in res.phases:
-        for site in ph.sites:
-            for el, occ in site.species:
-                table.append({"phase": ph.name, "site": site.label, "wyckoff": site.wyckoff or "",
-                              "element": el, "x": site.xyz[0], "y": site.xyz[1], "z": site.xyz[2],
-                              "occupancy": occ, "biso_A2": site.biso})
-    _write_dicts(out / "structure.csv", table)
+    _write_dicts(out / "structure.csv", _structure_rows(res.phases))  # table S1-S3 style
     cells = [{"phase": p, **{c: v["value"] for c, v in d["cell"].items()},
               **{f"{c}_esd": v["esd"] for c, v in d["cell"].items()},
               "weight_fraction": d["weight_fraction"]["value"], "weight_fraction_esd": d["weight_fraction"]["esd"],
@@ -309,6 +279,13 @@ def neutron_validation(summ, truth) -> list[dict]:
             out.append(_check(f"{p} weight fraction", v["value"], t["weight_fraction"], max(3 * esd, 0.005),
                               esd=esd, note="max(3 esd, 0.005)"))
     return out
+
+
+def _structure_rows(phases) -> list[dict]:
+    """One row per site and species: the refined-structure tables S1-S3."""
+    return [{"phase": ph.name, "site": s.label, "wyckoff": s.wyckoff or "", "element": el, "x": s.xyz[0],
+             "y": s.xyz[1], "z": s.xyz[2], "occupancy": occ, "biso_A2": s.biso}
+            for ph in phases for s in ph.sites for el, occ in s.species]
 
 
 def _pie(summ, path):
