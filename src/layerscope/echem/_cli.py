@@ -10,25 +10,14 @@ when a nominal capacity is given, and the figures ``gcd.png``,
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
+
+from layerscope._io import write_csv
 
 
 def _write_table(path: Path, columns: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    names = list(columns)
     n = len(next(iter(columns.values())))
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(names)
-        for i in range(n):
-            row = []
-            for k in names:
-                v = columns[k][i]
-                row.append(f"{v:.8g}" if isinstance(v, float) or hasattr(v, "dtype") and
-                           getattr(v, "dtype").kind == "f" else str(v))
-            w.writerow(row)
-    tmp.replace(path)
+    write_csv(path, ([columns[k][i] for k in columns] for i in range(n)), list(columns))
 
 
 def run_echem(args) -> int:

@@ -23,12 +23,13 @@ Wavefront OBJ meshes (marching cubes from scikit-image).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import fft as sfft
+
+from layerscope._io import write_text
 
 from layerscope.crystal.phase import Phase, symmetry_operations
 from layerscope.diffraction.structure_factors import structure_factors
@@ -165,13 +166,6 @@ def _orth(cell):
                      [0, 0, c * v / np.sin(ga)]])
 
 
-def _atomic_write(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
 def write_xplor(fmap: FourierMap, path) -> Path:
     """X-PLOR/CNS formatted map of one cell (sections along c, a fastest)."""
     path = Path(path)
@@ -185,7 +179,7 @@ def write_xplor(fmap: FourierMap, path) -> Path:
         for j in range(0, len(sec), 6):
             rows.append("".join(f"{v:12.5E}" for v in sec[j:j + 6]))
     rows += [f"{-9999:8d}", f"{fmap.density.mean():12.4E}{fmap.density.std():12.4E}"]
-    return _atomic_write(path, "\n".join(rows) + "\n")
+    return write_text(path, "\n".join(rows) + "\n")
 
 
 def write_isosurface_obj(fmap: FourierMap, path, level: float) -> Path:
@@ -203,4 +197,4 @@ def write_isosurface_obj(fmap: FourierMap, path, level: float) -> Path:
     lines = [f"# layerscope {fmap.kind} Fourier isosurface of {fmap.phase} at {level} fm/A^3"]
     lines += [f"v {x:.5f} {y:.5f} {z:.5f}" for x, y, z in cart]
     lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
-    return _atomic_write(Path(path), "\n".join(lines) + "\n")
+    return write_text(Path(path), "\n".join(lines) + "\n")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
+
+from layerscope._io import write_csv
 
 
 def register(subparsers) -> None:
@@ -51,12 +52,7 @@ def register_simulate(subparsers) -> None:
 
 
 def _write_csv(path: Path, header: list[str], rows) -> None:
-    tmp = path.with_suffix(path.suffix + ".part")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    tmp.replace(path)
+    write_csv(path, rows, header, fmt=None)
 
 
 def _run_haadf(args) -> int:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope._io import write_csv
+
 
 def _rows(path) -> list[dict]:
     with open(path, newline="") as fh:
@@ -135,7 +137,7 @@ def _table_s2(res, out: Path) -> dict:
     rows0 = res["rows"][0]
     phases = refined_phases(res["model"], res["layout"], res["records"][0].full)
     keep = [p for p in phases if p.name in ("O3p", "O3", "S") and float(rows0.get(f"frac_{p.name}", 0) or 0) > 0.005]
-    _write_dicts(out / "structure.csv", _structure_rows(keep))
+    write_csv(out / "structure.csv", _structure_rows(keep))
     cells = []
     for ph in keep:
         row = {"phase": ph.name}
@@ -147,7 +149,7 @@ def _table_s2(res, out: Path) -> dict:
         row["weight_fraction_esd"] = rows0.get(f"frac_{ph.name}_esd", "")
         row["bragg_r"] = ""
         cells.append(row)
-    _write_dicts(out / "phases.csv", cells)
+    write_csv(out / "phases.csv", cells)
     return {"structure": "structure.csv", "phases": "phases.csv"}
 
 
@@ -201,12 +203,12 @@ def run_neutron(opts, out: Path) -> dict:
                        progress=lambda name, fr: print(f"  stage {name!r}: Rwp {fr.stats.rwp:.2f} %"))
     write_outputs(res, out, plot=True)
     summ = json.loads((out / "summary.json").read_text())
-    _write_dicts(out / "structure.csv", _structure_rows(res.phases))  # table S1-S3 style
+    write_csv(out / "structure.csv", _structure_rows(res.phases))  # table S1-S3 style
     cells = [{"phase": p, **{c: v["value"] for c, v in d["cell"].items()},
               **{f"{c}_esd": v["esd"] for c, v in d["cell"].items()},
               "weight_fraction": d["weight_fraction"]["value"], "weight_fraction_esd": d["weight_fraction"]["esd"],
               "bragg_r": d["bragg_r"]} for p, d in summ["phases"].items()]
-    _write_dicts(out / "phases.csv", cells)
+    write_csv(out / "phases.csv", cells)
     desc = {}
     for ph in res.phases:
         try:
@@ -244,7 +246,7 @@ def _fourier(res, name: str, out: Path) -> None:
 
     fmap = difference_fourier_from_result(res, name)
     write_xplor(fmap, out / f"{name}_difference.xplor")
-    _write_dicts(out / "fourier_minima.csv", [{"phase": name, "x": f[0], "y": f[1], "z": f[2], "density_fm_A3": v}
+    write_csv(out / "fourier_minima.csv", [{"phase": name, "x": f[0], "y": f[1], "z": f[2], "density_fm_A3": v}
                                               for f, v in map_extrema(fmap, 8, sign=-1)])
     sec = map_slice(fmap, "c", 0.0)
     fig = Figure(figsize=(4.6, 4.0), layout="constrained")
@@ -302,15 +304,6 @@ def _pie(summ, path):
     fig.savefig(path, dpi=110)
 
 
-def _write_dicts(path: Path, rows: list[dict]):
-    tmp = path.with_name(path.name + ".tmp")
-    keys = list(rows[0]) if rows else []
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in r.items()})
-    tmp.replace(path)
 
 
 # -------------------------------------------------------------------------------------------- HAADF
@@ -452,7 +445,7 @@ def run_fourd(opts, out: Path) -> dict:
         rot = f["rotation_crystal_to_lab"][()]
         twins = {k: f[k][()] for k in f if k.startswith("twin_")}
     fractions = {n: float(np.mean(phase == i)) for i, n in enumerate(names)}
-    _write_dicts(out / "phase_fractions.csv", [{"phase": n, "fraction": v} for n, v in fractions.items()])
+    write_csv(out / "phase_fractions.csv", [{"phase": n, "fraction": v} for n, v in fractions.items()])
     summary = {"positions": int(phase.size), "phase_fractions": fractions}
     for k, tw in twins.items():
         core = tw >= 0
@@ -551,7 +544,7 @@ def run_xas(opts, out: Path) -> dict:
     spectra = {state: read_xas(p) for state, p in opts["spectra"].items()}
     win = tuple(opts["window_eV"])
     ints = state_integrals(spectra, window_eV=win)
-    _write_dicts(out / "xas.csv", [{"state": k, "integral_525_535": float(v)} for k, v in ints.items()])
+    write_csv(out / "xas.csv", [{"state": k, "integral_525_535": float(v)} for k, v in ints.items()])
     fig = Figure(figsize=(8, 3.4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     for k, (e, mu) in spectra.items():
@@ -619,7 +612,7 @@ def run_kinematic(opts, out: Path) -> dict:
                                            gmax=1.2, twin=twin, labels=False))
             figures[key] = f"{key}.png"
             rows.append({"phase": ph.name, "zone": " ".join(map(str, uvw)), "twin": twin or ""})
-    _write_dicts(out / "zone_axes.csv", rows)
+    write_csv(out / "zone_axes.csv", rows)
     return {"summary": {"patterns": len(figures)}, "tables": {"zone_axes": "zone_axes.csv"}, "figures": figures,
             "validation": []}
 

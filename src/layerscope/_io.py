@@ -1,0 +1,103 @@
+"""Atomic file output shared by every command.
+
+Every file layerscope writes appears whole or not at all: it is written to a temporary file in
+the same folder and moved into place with :func:`os.replace` (atomic on POSIX and Windows), so a
+run killed part way (``kill -9``, a full disk) leaves either the previous file or none — never a
+truncated one that a resumed run would trust. The temporary name is unique (``tempfile``), so two
+processes writing the same folder do not collide; on an error it is removed.
+
+:func:`write_csv` is the one CSV writer of the package: rows as dicts (column order from the
+first row or ``columns``) or as sequences under a header, floats as ``%.8g`` unless told
+otherwise, NumPy scalars treated like Python numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["atomic_path", "write_csv", "write_text"]
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on a clean exit move it onto ``path``.
+
+    The caller writes the temporary file by any means (``open``, ``h5py.File``, ``np.savetxt``).
+    The suffix keeps the extension-sensitive writers happy (``suffix=".h5"``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+    return path
+
+
+def _cell(v, fmt: str):
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v)) if fmt is None else format(float(v), fmt)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def write_csv(path, rows: Iterable, columns: Sequence[str] | None = None, *, fmt: str | None = ".8g",
+              extra: str = "raise") -> Path:
+    """Write a CSV table atomically.
+
+    rows : dicts (keys not in ``columns`` are ignored, missing ones left empty; without
+        ``columns`` the first row's keys are the header) or sequences (``columns`` required).
+    fmt : format spec of floating-point cells (``".8g"``: 8 significant digits; None: the
+        shortest text that reads back to the same float).
+    extra : what a dict row with a key outside the columns does: ``"raise"`` (a ValueError
+        naming the file and key) or ``"ignore"`` (the caller chose the columns on purpose).
+    """
+    path = Path(path)
+    rows = list(rows)
+    if rows and isinstance(rows[0], Mapping):
+        cols = list(columns) if columns is not None else list(rows[0])
+        if extra == "raise":
+            known = set(cols)
+            for i, r in enumerate(rows):
+                unknown = [k for k in r if k not in known]
+                if unknown:
+                    raise ValueError(f"{path}: row {i} has values for {unknown}, not among the columns {cols}")
+        body = ([_cell(r.get(k, ""), fmt) for k in cols] for r in rows)
+    elif not rows:
+        cols = list(columns or [])
+        body = []
+    else:
+        if columns is None:
+            raise ValueError(f"{path}: rows given as sequences need the column names")
+        cols = list(columns)
+        for i, r in enumerate(rows):
+            if len(r) != len(cols):
+                raise ValueError(f"{path}: row {i} has {len(r)} values for {len(cols)} columns")
+        body = ([_cell(v, fmt) for v in r] for r in rows)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        w.writerows(body)
+    return path
