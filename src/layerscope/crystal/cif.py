@@ -5,6 +5,12 @@ Mixed-occupancy sites are written the way FullProf and GSAS-II users expect: one
 Biso, labelled ``SITE_Element``. Reading groups rows that sit on the same position
 back into one site, so a write/read round trip keeps every site, species,
 occupancy and Biso.
+
+Anisotropic sites: the ``_atom_site_aniso_U_ij`` loop (or ``_B_ij`` = 8π²U_ij, or
+``_beta_ij`` = 2π² a*_i a*_j U_ij) is read here from gemmi's CIF block (gemmi's small-structure
+reader takes only the U form), and written back as U_ij with ``_atom_site_adp_type Uani``
+and B_eq in ``_atom_site_B_iso_or_equiv``. Files without anisotropic sites are written as
+before, with no aniso loop.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
-from layerscope.crystal.phase import Phase, Site
+from layerscope.crystal.phase import U_COMPONENTS, Phase, Site, reciprocal_lengths
 from layerscope.crystal.scattering import normalise_species
 
 __all__ = ["read_cif", "write_cif"]
@@ -67,6 +73,8 @@ def read_cif(path: str | os.PathLike, *, name: str | None = None, block: str | N
             f"{path}: block {b.name!r} has no symmetry: expected _space_group_name_H-M_alt, "
             "_symmetry_space_group_name_H-M, _space_group_IT_number or a _space_group_symop_operation_xyz loop")
     occ_col = list(b.find_values("_atom_site_occupancy")) or None
+    cell = (st.cell.a, st.cell.b, st.cell.c, st.cell.alpha, st.cell.beta, st.cell.gamma)
+    aniso = _read_aniso(b, cell, path)
     rows = []
     for i, s in enumerate(st.sites):
         occ = s.occ
@@ -83,13 +91,41 @@ def read_cif(path: str | os.PathLike, *, name: str | None = None, block: str | N
         if not np.isfinite(u) or u < 0:
             raise ValueError(f"{path}: displacement parameter of {s.label!r} must be >= 0, got U = {u}")
         rows.append((s.label, tuple(float(v) for v in (s.fract.x, s.fract.y, s.fract.z)), symbol, float(occ),
-                     _EIGHT_PI2 * u))
+                     _EIGHT_PI2 * u, aniso.get(s.label)))
     wyck = dict(zip(b.find_values("_atom_site_label"), b.find_values("_atom_site_Wyckoff_symbol"))) \
         if b.find_values("_atom_site_Wyckoff_symbol") else {}
     sites = _group_rows(rows, wyck, path)
     hm = sg.xhm()
-    cell = (st.cell.a, st.cell.b, st.cell.c, st.cell.alpha, st.cell.beta, st.cell.gamma)
     return Phase(name or b.name, hm, cell, tuple(sites))
+
+
+def _read_aniso(b, cell, path) -> dict[str, tuple[float, ...]]:
+    """U_ij (Å², CIF order U11 U22 U33 U12 U13 U23) by atom label from the aniso loop."""
+    kinds = {"U": np.ones(6), "B": np.full(6, 1.0 / _EIGHT_PI2)}
+    ast = reciprocal_lengths(cell)
+    ij = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
+    kinds["beta"] = np.array([1.0 / (2 * math.pi**2 * ast[i] * ast[j]) for i, j in ij])
+    out: dict[str, tuple[float, ...]] = {}
+    for kind, factor in kinds.items():
+        tags = [f"_atom_site_aniso_{kind}_{c[1:]}" for c in U_COMPONENTS]
+        if b.find_value(tags[0]) is None and not b.find_loop(tags[0]):
+            continue
+        table = b.find("_atom_site_aniso_", ["label"] + [t[len("_atom_site_aniso_"):] for t in tags])
+        if table.width() != 7 or len(table) == 0:
+            raise ValueError(f"{path}: {tags[0]} needs _atom_site_aniso_label and all six of {', '.join(tags)}")
+        for row in table:
+            label = gemmi.cif.as_string(row[0])
+            if any(row.str(k) in ("?", ".") for k in range(1, 7)):
+                continue
+            try:
+                vals = np.array([gemmi.cif.as_number(row[k]) for k in range(1, 7)])
+            except Exception:
+                vals = np.full(6, np.nan)
+            if not np.all(np.isfinite(vals)):
+                raise ValueError(f"{path}: _atom_site_aniso_{kind}_ij of {label!r} are not six numbers: "
+                                 f"{[row.str(k) for k in range(1, 7)]}")
+            out[label] = tuple(float(v) for v in vals * factor)
+    return out
 
 
 def _group_rows(rows, wyck, path) -> list[Site]:
@@ -112,6 +148,11 @@ def _group_rows(rows, wyck, path) -> list[Site]:
             label = "+".join(labels)
         used.add(label)
         biso = float(np.mean([r[4] for r in g]))
+        anis = [r[5] for r in g]
+        if any(a is not None for a in anis) and any(a is None for a in anis):
+            raise ValueError(f"{path}: atoms {labels} share one position but only some have "
+                             "_atom_site_aniso_ rows (give all of them anisotropic U or none)")
+        uani = tuple(np.mean(anis, axis=0)) if anis[0] is not None else None
         species = []
         for r in g:
             species.append((r[2], r[3]))
@@ -119,7 +160,10 @@ def _group_rows(rows, wyck, path) -> list[Site]:
         if total > 1 + 1e-4:
             raise ValueError(f"{path}: atoms {labels} share one position but their occupancies sum to {total:.4f} > 1")
         w = wyck.get(labels[0])
-        sites.append(Site(label, g[0][1], tuple(species), biso, w if w not in ("?", ".") else None))
+        try:
+            sites.append(Site(label, g[0][1], tuple(species), biso, w if w not in ("?", ".") else None, uani))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
     return sites
 
 
@@ -151,7 +195,16 @@ def write_cif(phase: Phase, path: str | os.PathLike) -> Path:
         for sym, occ in _printable_occupancies(s.species):
             label = f"{s.label}_{sym}" if len(s.species) > 1 else s.label
             x, y, z = s.xyz
-            lines.append(f"{label} {sym} {x:.8f} {y:.8f} {z:.8f} {occ} Biso {s.biso:.6f} {s.wyckoff or '?'}")
+            adp = "Uani" if s.uani is not None else "Biso"
+            lines.append(f"{label} {sym} {x:.8f} {y:.8f} {z:.8f} {occ} {adp} {s.biso:.6f} {s.wyckoff or '?'}")
+    if any(s.uani is not None for s in phase.sites):
+        lines += ["loop_", "_atom_site_aniso_label"] + [f"_atom_site_aniso_U_{c[1:]}" for c in U_COMPONENTS]
+        for s in phase.sites:
+            if s.uani is None:
+                continue
+            for sym, _ in s.species:
+                label = f"{s.label}_{sym}" if len(s.species) > 1 else s.label
+                lines.append(label + " " + " ".join(f"{v:.8f}" for v in s.uani))
     text = "\n".join(lines) + "\n"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)

@@ -35,7 +35,9 @@ from layerscope.diffraction import tof_profile as tp  # noqa: E402
 from layerscope.diffraction.background import chebyshev_background  # noqa: E402
 from layerscope.diffraction.instrument import TOFInstrument  # noqa: E402
 from layerscope.diffraction.reflections import reflections  # noqa: E402
-from layerscope.diffraction.structure_factors import SiteTables, site_tables, structure_factor_kernel  # noqa: E402
+from layerscope.diffraction.structure_factors import (  # noqa: E402
+    SiteTables, aniso_arguments, site_tables, structure_factor_kernel,
+)
 
 __all__ = ["PhaseSetup", "PatternModel", "build_model", "initial_params", "make_pattern_function",
            "compute_pattern", "PatternResult", "INSTRUMENT_KEYS", "reflection_table"]
@@ -205,6 +207,7 @@ def initial_params(model: PatternModel, *, scales=None, background=None, size_um
             "xyz": jnp.asarray(t.xyz),
             "occ": jnp.asarray(t.occ),
             "biso": jnp.asarray(t.biso),
+            **({"uani": jnp.asarray(t.uani)} if len(t.aniso_site) else {}),
             "inv_size": jnp.asarray(1.0 / float(size_um.get(s.phase.name, np.inf))),
             "mustrain": jnp.asarray(float(mustrain.get(s.phase.name, 0.0))),
             "mx": jnp.asarray(float(mx)),
@@ -224,7 +227,7 @@ def _phase_peaks(setup: PhaseSetup, pp: dict, ip: dict, absorption, sin_theta):
     d = 1.0 / jnp.sqrt(inv_d2)
     t = setup.tables
     f = structure_factor_kernel(t.hr, t.ht, inv_d2, t.site_weight, t.spec_site, t.spec_b,
-                                pp["xyz"], pp["biso"], pp["occ"])
+                                pp["xyz"], pp["biso"], pp["occ"], **aniso_arguments(t, pp))
     f2 = jnp.real(f) ** 2 + jnp.imag(f) ** 2
     inten = pp["scale"] * setup.multiplicity * f2 * d**4 / vol**2 * jnp.exp(-absorption * 2.0 * d * sin_theta)
     return inten, f2, d, _peak_shape_terms(d, pp, ip)
