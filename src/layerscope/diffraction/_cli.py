@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from layerscope._io import atomic_path
 
 
 def compute_and_write_pattern(phase_specs, out_csv, *, instprm=None, tof_range=None,
@@ -36,9 +37,8 @@ def compute_and_write_pattern(phase_specs, out_csv, *, instprm=None, tof_range=N
     names = list(res.phases)
     cols = [tof, d, res.total] + [res.phases[n] for n in names]
     header = ",".join(["tof_us", "d_angstrom", "total"] + names)
-    tmp = out_csv.with_name(out_csv.name + ".tmp")
-    np.savetxt(tmp, np.column_stack(cols), delimiter=",", header=header, comments="", fmt="%.8g")
-    os.replace(tmp, out_csv)
+    with atomic_path(out_csv) as tmp:
+        np.savetxt(tmp, np.column_stack(cols), delimiter=",", header=header, comments="", fmt="%.8g")
     ticks = {}
     for s in model.phases:
         dd = 1.0 / np.sqrt(np.einsum("ni,ij,nj->n", s.hkl, np.linalg.inv(s.phase.metric_tensor), s.hkl))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope._io import atomic_path
 from layerscope.echem._table import (COLUMNS, CyclerLog, make_log,
                                      net_capacity_from_counters, steps_from_current)
 
@@ -211,10 +212,9 @@ def read_table(path) -> CyclerLog:
 def write_csv(log: CyclerLog, path) -> Path:
     """Write a :class:`CyclerLog` as layerscope CSV (atomically)."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     data = np.column_stack([log.time_s, log.voltage_V, log.current_mA, log.capacity_mAh,
                             log.cycle, log.step])
-    np.savetxt(tmp, data, delimiter=",", header=",".join(COLUMNS), comments="",
-               fmt=["%.6f", "%.6f", "%.9g", "%.9g", "%d", "%d"])
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, data, delimiter=",", header=",".join(COLUMNS), comments="",
+                   fmt=["%.6f", "%.6f", "%.9g", "%.9g", "%d", "%d"])
     return path

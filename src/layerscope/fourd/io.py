@@ -131,13 +131,12 @@ def write_scan(path, data, *, pixel_inv_angstrom: float | None = None, step_nm: 
                extra: dict | None = None) -> Path:
     """Write a scan as HDF5 (dataset ``data``, chunked per pattern) atomically; ``extra`` arrays
     go to datasets of their own (e.g. ground truth)."""
-    import os
-
     import h5py
 
+    from layerscope._io import atomic_path
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path, ".h5") as tmp, h5py.File(tmp, "w") as f:
         ds = f.create_dataset("data", data=data, chunks=(1, 1, *np.shape(data)[2:]), compression="lzf")
         if pixel_inv_angstrom is not None:
             ds.attrs["pixel_inv_angstrom"] = pixel_inv_angstrom
@@ -145,5 +144,4 @@ def write_scan(path, data, *, pixel_inv_angstrom: float | None = None, step_nm: 
             ds.attrs["step_nm"] = step_nm
         for k, v in (extra or {}).items():
             f.create_dataset(k, data=v)
-    os.replace(tmp, path)
     return path

@@ -152,14 +152,14 @@ def ipf_colours(maps: OrientationMaps, symmetries, *, direction=(0.0, 0.0, 1.0))
 
 def write_maps(path, maps: OrientationMaps, *, extra: dict | None = None, attrs: dict | None = None):
     """maps.h5: phase, Euler angles (Bunge, deg), quaternions, correlation, reliabilities (atomic write)."""
-    import os
     from pathlib import Path
 
     import h5py
 
+    from layerscope._io import atomic_path
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path, ".h5") as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("phase", data=maps.phase)
         f["phase"].attrs["names"] = ",".join(maps.phase_names)
         f.create_dataset("euler_bunge_deg", data=maps.euler_deg)
@@ -173,5 +173,4 @@ def write_maps(path, maps: OrientationMaps, *, extra: dict | None = None, attrs:
             f.create_dataset(k, data=v)
         for k, v in (attrs or {}).items():
             f.attrs[k] = v
-    os.replace(tmp, path)
     return path

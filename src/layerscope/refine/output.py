@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from layerscope._io import write_text
 from layerscope.crystal.cif import write_cif
 from layerscope.refine.rietveld import RietveldResult
 
@@ -68,9 +68,7 @@ def summary_dict(res: RietveldResult) -> dict:
 
 
 def _write_atomic(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def write_outputs(res: RietveldResult, out_dir, *, plot: bool = True) -> dict:

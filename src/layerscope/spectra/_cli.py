@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope._io import atomic_path
+
 
 def run_eels(args) -> int:
     from matplotlib.figure import Figure
@@ -32,11 +34,10 @@ def run_eels(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table = np.column_stack([np.arange(len(counts)), prof.position_nm, prof.l3_over_l2,
                              prof.valence, prof.o_pre_edge_ratio])
-    tmp = out / "eels.csv.tmp"
-    np.savetxt(tmp, table, delimiter=",", comments="",
-               header="index,position_nm,l3_over_l2,valence,o_pre_edge_ratio",
-               fmt=["%d", "%.6g", "%.6g", "%.6g", "%.6g"])
-    tmp.replace(out / "eels.csv")
+    with atomic_path(out / "eels.csv") as tmp:
+        np.savetxt(tmp, table, delimiter=",", comments="",
+                   header="index,position_nm,l3_over_l2,valence,o_pre_edge_ratio",
+                   fmt=["%d", "%.6g", "%.6g", "%.6g", "%.6g"])
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(spec.energy_eV, counts.T, lw=0.8)

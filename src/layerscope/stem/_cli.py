@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import write_csv
+from layerscope._io import atomic_path, write_csv
 
 
 def register(subparsers) -> None:
@@ -161,8 +161,7 @@ def _run_haadf(args) -> int:
 def _write_strain(path: Path, res, px, source) -> None:
     import h5py
 
-    tmp = path.with_suffix(".h5.part")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path, ".h5") as tmp, h5py.File(tmp, "w") as f:
         for name in ("exx", "eyy", "exy", "rotation_rad", "ux_px", "uy_px"):
             f.create_dataset(name, data=getattr(res, name), compression="gzip")
         f["g_per_px"] = res.g_per_px
@@ -170,7 +169,6 @@ def _write_strain(path: Path, res, px, source) -> None:
         f.attrs["pixel_size_nm"] = px if px else np.nan
         f.attrs["source"] = str(source)
         f.attrs["method"] = "geometric phase analysis, Hytch, Snoeck & Kilaas, Ultramicroscopy 74 (1998) 131"
-    tmp.replace(path)
 
 
 def _figures(out: Path, image, fit, cells, strain) -> None:

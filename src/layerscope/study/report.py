@@ -16,8 +16,9 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from pathlib import Path
+
+from layerscope._io import write_text
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:0 auto;padding:1.5em 2em;max-width:1200px;color:#222}
@@ -286,7 +287,4 @@ def write_report(study, records, out: Path) -> Path:
             f"{html.escape(study.path.name)}; results in results.h5</p>{desc}<nav>{''.join(nav)}</nav>"
             + "".join(sections) + "</body></html>")
     path = out / "report.html"
-    tmp = out / "report.tmp.html"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, page)

@@ -15,10 +15,11 @@ Units come from the column-name suffix convention used throughout layerscope
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from layerscope._io import atomic_path
 
 _SUFFIX_UNITS = {
     "_nm": "nm", "_nm2": "nm²", "_px": "px", "_px2": "px²", "_pm": "pm", "_deg": "deg", "_rad": "rad",
@@ -80,15 +81,18 @@ def validation_dataset(records):
 
 def write_results(study, records, out: Path) -> Path:
     """Write ``out/results.h5`` (atomically) from the task records."""
+    out = Path(out)
+    path = out / "results.h5"
+    with atomic_path(path, ".h5") as tmp:
+        _write_results(tmp, study, records, out)
+    return path
+
+
+def _write_results(tmp: Path, study, records: list[dict], out: Path) -> None:
     import xarray as xr
 
     from layerscope import __version__
 
-    out = Path(out)
-    path = out / "results.h5"
-    tmp = out / "results.h5.tmp"
-    if tmp.exists():
-        tmp.unlink()
     root = xr.Dataset(attrs={"title": study.title, "material": study.material, "layerscope_version": __version__,
                              "study_file": str(study.path.name),
                              "analyses": json.dumps([f"{r['kind']}/{r['name']}" for r in records])})
@@ -104,5 +108,3 @@ def write_results(study, records, out: Path) -> Path:
                 continue
             ds = table_dataset(p, {**attrs, "source_file": f"{r['kind']}/{r['name']}/{rel}"})
             ds.to_netcdf(tmp, engine="h5netcdf", mode="a", group=f"{r['kind']}/{r['name']}/{table}")
-    os.replace(tmp, path)
-    return path

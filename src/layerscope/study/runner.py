@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from layerscope._io import write_text
 from layerscope.study.schema import Dataset, Study
 
 RECORD = "record.json"
@@ -93,9 +93,7 @@ def fingerprint(prov: dict) -> str:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1, default=_json_default))
 
 
 def _json_default(o):
