@@ -11,7 +11,8 @@ is one entry of a flat *full* vector with a readable name::
     NAC.a NAC.b NAC.c NAC.alpha ...      cell (Å, degrees)
     NAC.x[Ca1] NAC.y[Ca1] NAC.z[Ca1]     fractional coordinates of a site
     NAC.occ[Ca1:Ca]                      occupancy of one species on a site
-    NAC.biso[Ca1]                        Biso (Å²) of a site
+    NAC.biso[Ca1]                        Biso (Å²) of a site (B_eq of an anisotropic one)
+    NAC.U11[Ca1] ... NAC.U23[Ca1]        anisotropic U (Å², CIF convention) of an anisotropic site
     NAC.inv_size NAC.mustrain NAC.mx     sample broadening (1/µm, 10⁻⁶, Lorentzian mixing)
 
 A refinement moves a small *free* vector q with ``full = x0 + A q``. The columns of A
@@ -23,6 +24,11 @@ come from the symmetry of each phase, so that a refined structure never breaks i
 * coordinates: the allowed shifts of a site are the null space of the stacked
   (R − I) over its stabiliser {(R, t) : R x + t ≡ x (mod 1)} (a site on a 3-fold axis
   (x, x, x) moves along (1, 1, 1));
+* anisotropic U (``PHASE.uani[SITE]``): the symmetry-allowed U of the site
+  (:func:`layerscope.crystal.phase.adp_basis`, U11 = U22 = U33 and U12 = U13 = U23 on a
+  3-fold axis); each column also moves the site's Biso entry by 8π² ΔU_eq, so that entry
+  stays B_eq. ``PHASE.biso[SITE]`` of an anisotropic site scales U along the isotropic
+  tensor (ΔU_ij = ΔB/8π² · G*_ij/(a*_i a*_j)), as GSAS-II's Uiso-of-Uani would;
 * user ties: linear equalities ``Σ c_i p_i = value`` (occupancies of a site summing to a
   constant, one Biso for a group of sites, a metal's total held across sites) are
   imposed by eliminating one free column per constraint (row echelon on C·A).
@@ -46,13 +52,16 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from layerscope.crystal.phase import space_group, symmetry_operations  # noqa: E402
+from layerscope.crystal.phase import (  # noqa: E402
+    U_COMPONENTS, adp_basis, space_group, symmetry_operations, u_cartesian, u_isotropic,
+)
 from layerscope.diffraction.pattern import INSTRUMENT_KEYS, PatternModel  # noqa: E402
 
 __all__ = ["Layout", "make_layout", "FreeSet", "free_set", "cell_columns", "site_shift_basis", "Constraint",
            "default_bounds"]
 
 _CELL = ("a", "b", "c", "alpha", "beta", "gamma")
+_EIGHT_PI2 = 8.0 * np.pi**2
 _XYZ = ("x", "y", "z")
 
 
@@ -68,6 +77,8 @@ class Layout:
     spec_symbol: tuple[tuple[str, ...], ...]
     spacegroups: tuple[str, ...]
     offsets: tuple[dict, ...] = field(repr=False, default=())
+    #: labels of the anisotropic sites of each phase (their U follow the Biso entries)
+    aniso_labels: tuple[tuple[str, ...], ...] = ()
 
     def index(self, name: str) -> int:
         try:
@@ -101,7 +112,7 @@ class Layout:
         for pp in params["phases"]:
             parts += [np.atleast_1d(float(pp["scale"])), np.asarray(pp["cell"], dtype=float),
                       np.asarray(pp["xyz"], dtype=float).ravel(), np.asarray(pp["occ"], dtype=float),
-                      np.asarray(pp["biso"], dtype=float),
+                      np.asarray(pp["biso"], dtype=float), np.asarray(pp.get("uani", ()), dtype=float).ravel(),
                       np.array([float(pp["inv_size"]), float(pp["mustrain"]), float(pp["mx"])])]
         return np.concatenate(parts)
 
@@ -117,16 +128,21 @@ class Layout:
         for off, labels, ss in zip(self.offsets, self.site_labels, self.spec_site):
             ns, nsp = len(labels), len(ss)
             o = off["scale"]
-            phases.append({
+            na = off.get("n_aniso", 0)
+            ob = o + 7 + 4 * ns + nsp  # end of the Biso entries
+            pp = {
                 "scale": hscale * v[o],
                 "cell": v[o + 1:o + 7],
                 "xyz": v[o + 7:o + 7 + 3 * ns].reshape(ns, 3),
                 "occ": v[o + 7 + 3 * ns:o + 7 + 3 * ns + nsp],
-                "biso": v[o + 7 + 3 * ns + nsp:o + 7 + 4 * ns + nsp],
-                "inv_size": v[o + 7 + 4 * ns + nsp],
-                "mustrain": v[o + 8 + 4 * ns + nsp],
-                "mx": v[o + 9 + 4 * ns + nsp],
-            })
+                "biso": v[o + 7 + 3 * ns + nsp:ob],
+                "inv_size": v[ob + 6 * na],
+                "mustrain": v[ob + 6 * na + 1],
+                "mx": v[ob + 6 * na + 2],
+            }
+            if na:
+                pp["uani"] = v[ob:ob + 6 * na].reshape(na, 6)
+            phases.append(pp)
         return {"instrument": inst, "background": bkg, "absorption": absorption, "phases": phases}
 
 
@@ -134,12 +150,13 @@ def make_layout(model: PatternModel) -> Layout:
     names = [f"inst.{k}" for k in INSTRUMENT_KEYS]
     names += [f"bkg.{i}" for i in range(model.n_background)]
     names += ["absorption", "hscale"]
-    offsets, labels_all, ss_all, sym_all, sgs = [], [], [], [], []
+    offsets, labels_all, ss_all, sym_all, sgs, aniso_all = [], [], [], [], [], []
     for s in model.phases:
         p = s.phase.name
         labels = tuple(site.label for site in s.phase.sites)
         t = s.tables
-        offsets.append({"scale": len(names)})
+        aniso = tuple(labels[i] for i in t.aniso_site)
+        offsets.append({"scale": len(names), "n_aniso": len(aniso)})
         names.append(f"{p}.scale")
         names += [f"{p}.{c}" for c in _CELL]
         names += [f"{p}.{ax}[{lab}]" for lab in labels for ax in _XYZ]
@@ -149,15 +166,17 @@ def make_layout(model: PatternModel) -> Layout:
             seen[key] = seen.get(key, 0) + 1
             names.append(f"{p}.occ[{key}]" if seen[key] == 1 else f"{p}.occ[{key}#{seen[key]}]")
         names += [f"{p}.biso[{lab}]" for lab in labels]
+        names += [f"{p}.{u}[{lab}]" for lab in aniso for u in U_COMPONENTS]
         names += [f"{p}.inv_size", f"{p}.mustrain", f"{p}.mx"]
         labels_all.append(labels)
         ss_all.append(np.asarray(t.spec_site))
         sym_all.append(tuple(t.spec_symbol))
         sgs.append(s.phase.spacegroup)
+        aniso_all.append(aniso)
     if len(set(names)) != len(names):
         raise ValueError("parameter names are not unique (duplicate phase names or site labels?)")
     return Layout(tuple(names), model.n_background, tuple(model.phase_names), tuple(labels_all), tuple(ss_all),
-                  tuple(sym_all), tuple(sgs), tuple(offsets))
+                  tuple(sym_all), tuple(sgs), tuple(offsets), tuple(aniso_all))
 
 
 # --- symmetry ---------------------------------------------------------------------------
@@ -252,7 +271,7 @@ def default_bounds(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     for i, n in enumerate(layout.names):
         if ".occ[" in n:
             lo[i], hi[i] = 0.0, 1.0
-        elif ".biso[" in n or n.endswith((".scale", ".inv_size", ".mustrain")) or n in ("hscale", "absorption"):
+        elif ".biso[" in n or ".U11[" in n or ".U22[" in n or ".U33[" in n or n.endswith((".scale", ".inv_size", ".mustrain")) or n in ("hscale", "absorption"):
             lo[i] = 0.0
         elif n.endswith(".mx"):
             lo[i], hi[i] = 0.0, 1.0
@@ -301,7 +320,8 @@ def _group_columns(layout: Layout, key: str, x_full: np.ndarray) -> list[tuple[s
         for i in range(layout.n_background):
             unit(layout.index(f"bkg.{i}"), f"bkg.{i}")
         return cols
-    for p, labels, sg in zip(layout.phase_names, layout.site_labels, layout.spacegroups):
+    aniso_all = layout.aniso_labels or ((),) * len(layout.phase_names)
+    for p, labels, sg, aniso in zip(layout.phase_names, layout.site_labels, layout.spacegroups, aniso_all):
         if not (key == p or key.startswith(p + ".") or fnmatch.fnmatch(p, key.split(".")[0])):
             continue
         rest = key[len(key.split(".")[0]) + 1:] if "." in key else ""
@@ -313,12 +333,39 @@ def _group_columns(layout: Layout, key: str, x_full: np.ndarray) -> list[tuple[s
                 vec[i0:i0 + 6] = a_cols[:, j]
                 cols.append((f"{p}.{cn}", vec))
             return cols
-        m = re.fullmatch(r"(xyz|biso|occ)(?:\[(.*)\])?", rest)
+        m = re.fullmatch(r"(xyz|biso|occ|uani)(?:\[(.*)\])?", rest)
         if m:
             what, sel = m.group(1), m.group(2) or "*"
+            i_cell = layout.index(f"{p}.a")
+            cell = x_full[i_cell:i_cell + 6]
             for si, lab in enumerate(labels):
                 site_sel, _, spec_sel = sel.partition(":")
                 if not fnmatch.fnmatch(lab, site_sel):
+                    continue
+                if what == "uani" and lab not in aniso:
+                    if site_sel == lab:
+                        raise ValueError(f"{p}.uani[{lab}]: site {lab!r} is isotropic (no anisotropic U in the "
+                                         f"phase); refine {p}.biso[{lab}] or give the site uani")
+                    continue
+                if what in ("uani", "biso") and lab in aniso:
+                    i_b = layout.index(f"{p}.biso[{lab}]")
+                    i_u = layout.index(f"{p}.U11[{lab}]")
+                    if what == "biso":
+                        vec = np.zeros(n)
+                        vec[i_u:i_u + 6] = np.asarray(u_isotropic(1.0 / _EIGHT_PI2, cell))
+                        vec[i_b] = 1.0
+                        cols.append((f"{p}.biso[{lab}]", vec))
+                        continue
+                    i_x = layout.index(f"{p}.x[{lab}]")
+                    basis = adp_basis(sg, x_full[i_x:i_x + 3], cell)
+                    # U_eq is linear in U: 8π² ∂U_eq/∂U_c keeps the Biso entry at B_eq
+                    d_beq = np.array([_EIGHT_PI2 * np.trace(u_cartesian(e, cell)) / 3.0 for e in np.eye(6)])
+                    for j in range(basis.shape[1]):
+                        vec = np.zeros(n)
+                        vec[i_u:i_u + 6] = basis[:, j]
+                        vec[i_b] = d_beq @ basis[:, j]
+                        k = int(np.argmax(np.abs(basis[:, j]) > 0))
+                        cols.append((f"{p}.{U_COMPONENTS[k]}[{lab}]", vec))
                     continue
                 if what == "xyz":
                     i0 = layout.index(f"{p}.x[{lab}]")
@@ -340,7 +387,7 @@ def _group_columns(layout: Layout, key: str, x_full: np.ndarray) -> list[tuple[s
     if not idx:
         raise ValueError(f"nothing to refine matches {key!r} (try e.g. 'background', 'hscale', "
                          f"'{layout.phase_names[0] if layout.phase_names else 'PHASE'}.cell', 'PHASE.xyz', "
-                         "'PHASE.occ[SITE]', 'PHASE.biso', 'PHASE.scale', 'inst.zero')")
+                         "'PHASE.occ[SITE]', 'PHASE.biso', 'PHASE.uani', 'PHASE.scale', 'inst.zero')")
     for i in idx:
         unit(i, layout.names[i])
     return cols
@@ -355,6 +402,7 @@ def free_set(layout: Layout, x_full: np.ndarray, free: list[str], *, constraints
     x_full : current full vector (the refinement starts from it: q = 0)
     free : group names — ``background``, ``hscale``, ``absorption``, ``inst.zero``, ``PHASE.scale``,
         ``PHASE.cell``, ``PHASE.xyz[SITE]``, ``PHASE.occ[SITE:SPECIES]``, ``PHASE.biso[SITE]``,
+        ``PHASE.uani[SITE]`` (symmetry-allowed U of anisotropic sites),
         ``PHASE.mustrain``, ``PHASE.inv_size`` (glob patterns allowed in phase and site names)
     constraints : :class:`Constraint` ties among free parameters
     bounds : (lower, upper) on the full vector; default :func:`default_bounds`
@@ -367,6 +415,10 @@ def free_set(layout: Layout, x_full: np.ndarray, free: list[str], *, constraints
             if name not in seen:
                 seen.add(name)
                 cols.append((name, c))
+    # an anisotropic site's U columns span its isotropic direction: drop its Biso column then
+    u_sites = {nm.split(".", 1)[0] + nm[nm.index("["):] for nm, _ in cols
+               if re.fullmatch(r"[^.]+\.U(11|22|33|12|13|23)\[.*\]", nm)}
+    cols = [(nm, c) for nm, c in cols if not (".biso[" in nm and nm.replace(".biso", "", 1) in u_sites)]
     names = [c[0] for c in cols]
     A = np.stack([c[1] for c in cols], axis=1) if cols else np.zeros((len(layout.names), 0))
     x0 = x_full.copy()

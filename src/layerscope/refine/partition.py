@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 from layerscope.diffraction import tof_profile as tp  # noqa: E402
 from layerscope.diffraction.pattern import reflection_table  # noqa: E402
-from layerscope.diffraction.structure_factors import structure_factor_kernel  # noqa: E402
+from layerscope.diffraction.structure_factors import aniso_arguments, structure_factor_kernel  # noqa: E402
 
 __all__ = ["ReflectionIntensities", "partition_phase", "bragg_r_factors", "complex_f_calc"]
 
@@ -53,7 +53,8 @@ def complex_f_calc(setup, phase_params: dict, d_angstrom) -> np.ndarray:
     inv_d2 = 1.0 / jnp.asarray(d_angstrom) ** 2
     f = structure_factor_kernel(t.hr, t.ht, inv_d2, t.site_weight, t.spec_site, t.spec_b,
                                 jnp.asarray(phase_params["xyz"]), jnp.asarray(phase_params["biso"]),
-                                jnp.asarray(phase_params["occ"]))
+                                jnp.asarray(phase_params["occ"]),
+                                **aniso_arguments(t, {k: jnp.asarray(v) for k, v in phase_params.items()}))
     return np.asarray(f)
 
 

@@ -98,6 +98,8 @@ def refined_phases(model, layout, full) -> tuple[Phase, ...]:
         xyz = np.asarray(pp["xyz"])
         occ = np.clip(np.asarray(pp["occ"]), 0.0, 1.0)
         biso = np.clip(np.asarray(pp["biso"]), 0.0, None)
+        uani = {int(i): tuple(float(v) for v in u)
+                for i, u in zip(setup.tables.aniso_site, np.asarray(pp.get("uani", np.zeros((0, 6)))))}
         sites = []
         k = 0
         for i, s in enumerate(ph.sites):
@@ -108,7 +110,8 @@ def refined_phases(model, layout, full) -> tuple[Phase, ...]:
             tot = sum(o for _, o in species)
             if tot > 1.0:
                 species = [(sym, o / tot) for sym, o in species]
-            sites.append(Site(s.label, tuple(float(v) for v in xyz[i]), tuple(species), float(biso[i]), s.wyckoff))
+            sites.append(Site(s.label, tuple(float(v) for v in xyz[i]), tuple(species), float(biso[i]), s.wyckoff,
+                              uani.get(i)))
         out.append(replace(ph, cell=cell, sites=tuple(sites)))
     return tuple(out)
 
