@@ -20,8 +20,7 @@ autodiff and the same function can be ``vmap``-ed over patterns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass, field, fields, is_dataclass
 
 import jax
 
@@ -40,7 +39,8 @@ from layerscope.diffraction.structure_factors import (  # noqa: E402
 )
 
 __all__ = ["PhaseSetup", "PatternModel", "build_model", "initial_params", "make_pattern_function",
-           "compute_pattern", "PatternResult", "INSTRUMENT_KEYS", "reflection_table"]
+           "compute_pattern", "PatternResult", "INSTRUMENT_KEYS", "reflection_table", "split_model", "join_model",
+           "peak_windows", "peak_profiles", "scatter_rows"]
 
 INSTRUMENT_KEYS = ("zero", "difc", "difa", "difb", "alpha", "beta0", "beta1", "betaq",
                    "sig0", "sig1", "sig2", "sigq", "x", "y", "z")
@@ -266,7 +266,8 @@ def reflection_table(model: PatternModel, params: dict) -> dict[str, np.ndarray]
     """
     if not model.phases:
         raise ValueError("the model has no phases")
-    inten, f2, d, th, alpha, beta, sig2, gam = (np.asarray(a) for a in jax.jit(partial(_all_peaks, model))(params))
+    spec, leaves = split_model(model)
+    inten, f2, d, th, alpha, beta, sig2, gam = (np.asarray(a) for a in _all_peaks_jit(spec, leaves, params))
     return {
         "phase": np.concatenate([np.full(len(s.hkl), i) for i, s in enumerate(model.phases)]),
         "hkl": np.concatenate([s.hkl for s in model.phases]).astype(int),
@@ -303,6 +304,35 @@ def _profiles_in_chunks(delta, alpha, beta, sig2, gam, lorentz, widths=None, con
     return out.reshape(-1, delta.shape[1])[:n_rows]
 
 
+def peak_windows(model: PatternModel, th):
+    """Window of K grid points of every reflection (all phases, in model order) around its
+    position ``th``: (indices (n_refl, K), Δ = t − t_h on them). The indices are piecewise
+    constant in ``th`` (no derivative flows through them)."""
+    tof = jnp.asarray(model.tof_us)
+    n = tof.shape[0]
+    k = max(s.window for s in model.phases)
+    left = np.concatenate([np.full(len(s.hkl), s.left) for s in model.phases])
+    centre = jnp.searchsorted(tof, th)
+    start = jnp.clip(centre - jnp.asarray(left), 0, n - k)
+    idx = start[:, None] + jnp.arange(k)[None, :]
+    return idx, tof[idx] - th[:, None]
+
+
+def peak_profiles(model: PatternModel, delta, alpha, beta, sig2, gam):
+    """Unit-area profiles (n_refl, K) of every reflection on its window (Δ from :func:`peak_windows`)."""
+    return _profiles_in_chunks(delta, alpha, beta, sig2, gam, model.lorentz, model.profile_widths,
+                               model.lorentz_convention)
+
+
+def scatter_rows(model: PatternModel, idx, rows):
+    """Per-phase patterns (n_phase, N) from per-reflection rows (n_refl, K) on windows ``idx``."""
+    n = model.tof_us.shape[0]
+    n_phase = len(model.phases)
+    owner = np.concatenate([np.full(len(s.hkl), i) for i, s in enumerate(model.phases)])
+    flat = (jnp.asarray(owner * n)[:, None] + idx).ravel()
+    return jnp.zeros(n_phase * n, dtype=rows.dtype).at[flat].add(rows.ravel()).reshape(n_phase, n)
+
+
 def _pattern(model: PatternModel, params: dict):
     """All phases' peaks are evaluated in one (n_reflections, K) block: the profile (and its
     complex-E1 Lorentzian part) is traced and compiled once, whatever the number of phases."""
@@ -313,23 +343,132 @@ def _pattern(model: PatternModel, params: dict):
     if n_phase == 0:
         return bkg, jnp.zeros((0, n)), bkg
     inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, params)
-    k = max(s.window for s in model.phases)
-    left = np.concatenate([np.full(len(s.hkl), s.left) for s in model.phases])
-    owner = np.concatenate([np.full(len(s.hkl), i) for i, s in enumerate(model.phases)])
-    centre = jnp.searchsorted(tof, th)
-    start = jnp.clip(centre - jnp.asarray(left), 0, n - k)
-    idx = start[:, None] + jnp.arange(k)[None, :]
-    delta = tof[idx] - th[:, None]
-    prof = _profiles_in_chunks(delta, alpha, beta, sig2, gam, model.lorentz, model.profile_widths,
-                               model.lorentz_convention)
-    flat = (jnp.asarray(owner * n)[:, None] + idx).ravel()
-    phases = jnp.zeros(n_phase * n).at[flat].add((inten[:, None] * prof).ravel()).reshape(n_phase, n)
+    idx, delta = peak_windows(model, th)
+    prof = peak_profiles(model, delta, alpha, beta, sig2, gam)
+    phases = scatter_rows(model, idx, inten[:, None] * prof)
     return phases.sum(axis=0) + bkg, phases, bkg
 
 
+# ---------------------------------------------------------------------------------------------
+# One compiled kernel per model *shape*: the model's float arrays (TOF grid, hkl, symmetry
+# tables, ...) are passed to the jitted functions as arguments and everything else (windows,
+# sub-window widths, integer index tables, flags) forms a hashable static spec. Two models with
+# the same spec — the stages of a refinement, a repeated refinement of the same data, the
+# patterns of a series on one grid — reuse one compiled function instead of tracing and
+# compiling the (large) profile kernel again. The Phase and instrument objects are not part of
+# the spec (the kernel reads its numbers from the tables and the parameter pytree): inside a
+# traced function ``setup.phase`` and ``model.instrument`` are None.
+
+_DROPPED = (Phase, TOFInstrument)
+
+
+class _Static:
+    """A static field value compared by content (NumPy arrays by dtype, shape and bytes)."""
+
+    __slots__ = ("value", "_key", "_hash")
+
+    def __init__(self, value):
+        self.value = value
+        self._key = _content_key(value)
+        self._hash = hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Static) and self._hash == other._hash and self._key == other._key
+
+    def __hash__(self):
+        return self._hash
+
+
+def _content_key(v):
+    if isinstance(v, np.ndarray):
+        return ("nd", v.dtype.str, v.shape, v.tobytes())
+    if isinstance(v, (tuple, list)):
+        return (type(v).__name__,) + tuple(_content_key(x) for x in v)
+    if isinstance(v, dict):
+        return ("dict",) + tuple((k, _content_key(x)) for k, x in sorted(v.items()))
+    hash(v)
+    return (type(v).__name__, v)
+
+
+class ModelSpec:
+    """Hashable static part of a :class:`PatternModel` (see :func:`split_model`)."""
+
+    __slots__ = ("tree", "_hash")
+
+    def __init__(self, tree):
+        self.tree = tree
+        self._hash = hash(tree)
+
+    def __eq__(self, other):
+        return isinstance(other, ModelSpec) and self._hash == other._hash and self.tree == other.tree
+
+    def __hash__(self):
+        return self._hash
+
+
+def _split(obj, leaves):
+    if is_dataclass(obj) and not isinstance(obj, type):
+        if isinstance(obj, _DROPPED):
+            return ("drop",)
+        return ("dc", type(obj), tuple((f.name, _split(getattr(obj, f.name), leaves)) for f in fields(obj)))
+    if isinstance(obj, tuple) and any(is_dataclass(x) for x in obj):
+        return ("tuple", tuple(_split(x, leaves) for x in obj))
+    if isinstance(obj, np.ndarray) and np.issubdtype(obj.dtype, np.floating):
+        leaves.append(obj)
+        return ("leaf", len(leaves) - 1)
+    return ("static", _Static(obj))
+
+
+def _join(node, leaves):
+    kind = node[0]
+    if kind == "dc":
+        obj = object.__new__(node[1])
+        for name, sub in node[2]:
+            object.__setattr__(obj, name, _join(sub, leaves))
+        return obj
+    if kind == "tuple":
+        return tuple(_join(x, leaves) for x in node[1])
+    if kind == "leaf":
+        return leaves[node[1]]
+    if kind == "drop":
+        return None
+    return node[1].value
+
+
+def split_model(model: PatternModel):
+    """(static spec, float-array leaves) of a model, for jitted functions that take the model as
+    ``(spec, leaves)`` with the spec static (:func:`join_model` rebuilds it inside the trace)."""
+    leaves: list = []
+    spec = ModelSpec(_split(model, leaves))
+    return spec, tuple(jnp.asarray(a) for a in leaves)
+
+
+def join_model(spec: ModelSpec, leaves) -> PatternModel:
+    """The model of :func:`split_model` with its float arrays replaced by ``leaves`` (e.g. tracers)."""
+    return _join(spec.tree, leaves)
+
+
+def _pattern_split(spec, leaves, params):
+    return _pattern(join_model(spec, leaves), params)
+
+
+def _all_peaks_split(spec, leaves, params):
+    return _all_peaks(join_model(spec, leaves), params)
+
+
+_pattern_jit = jax.jit(_pattern_split, static_argnums=0)
+_all_peaks_jit = jax.jit(_all_peaks_split, static_argnums=0)
+
+
 def make_pattern_function(model: PatternModel):
-    """A jitted ``f(params) -> (total, per_phase, background)`` for this model."""
-    return jax.jit(partial(_pattern, model))
+    """A jitted ``f(params) -> (total, per_phase, background)`` for this model (compiled once per
+    model shape, shared by models with the same static spec)."""
+    spec, leaves = split_model(model)
+
+    def f(params):
+        return _pattern_jit(spec, leaves, params)
+
+    return f
 
 
 def compute_pattern(model: PatternModel, params: dict | None = None, **kw) -> PatternResult:

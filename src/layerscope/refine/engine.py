@@ -7,8 +7,9 @@ the Marquardt-scaled normal equations (Marquardt, J. SIAM 11, 431 (1963))::
     (Ĥ + λ I) δ̂ = ĝ,   Ĥ_ij = H_ij / √(H_ii H_jj),  H = JᵀWJ,  g = JᵀW(y − y_calc)
 
 with J = ∂y_calc/∂q exact: columns that move only scales and background coefficients (in
-which the pattern is linear) from the unit-scale phase patterns, every other column from
-forward-mode autodiff of the pattern kernel (one JVP per column, batched with ``vmap``).
+which the pattern is linear) from the unit-scale phase patterns, every other column by the
+chain rule through the per-reflection quantities (intensity, position, α, β, σ², γ) with
+forward-mode autodiff of the profile kernel (see :class:`Evaluator`).
 λ is divided by 10 after an accepted step and multiplied by 10 after a rejected one (a
 trial step costs one pattern evaluation; the Jacobian is formed only at accepted points).
 Bounds hold for every model quantity the free vector moves, including those a linear
@@ -35,13 +36,154 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from layerscope.diffraction.background import chebyshev_basis  # noqa: E402
-from layerscope.diffraction.pattern import PatternModel, make_pattern_function  # noqa: E402
+from layerscope.diffraction.background import chebyshev_background, chebyshev_basis  # noqa: E402
+from layerscope.diffraction.pattern import (  # noqa: E402
+    PatternModel, _all_peaks, join_model, peak_profiles, peak_windows, scatter_rows, split_model)
 from layerscope.refine.parameters import FreeSet, Layout  # noqa: E402
 
 __all__ = ["Evaluator", "FitStats", "FitResult", "least_squares", "fit_stats", "linear_scan"]
 
 _BUCKETS = (4, 8, 16, 32, 64, 128, 256, 512)
+_PASS_BUCKETS = (2, 4, 8, 16, 32)
+_PARALLEL_RTOL = 1e-12
+
+
+class _LayoutKey:
+    """A :class:`Layout` as a static jit argument: equal when the full vectors mean the same."""
+
+    __slots__ = ("layout", "_key", "_hash")
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self._key = (type(layout), tuple(layout.names), int(layout.n_background))
+        self._hash = hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _LayoutKey) and self._key == other._key
+
+    def __hash__(self):
+        return self._hash
+
+
+def _linear_indices(layout: Layout):
+    i_bkg = np.array([layout.index(f"bkg.{k}") for k in range(layout.n_background)], dtype=int)
+    i_h = layout.index("hscale")
+    i_scale = np.array([layout.index(f"{p}.scale") for p in layout.phase_names], dtype=int)
+    return i_bkg, i_h, i_scale
+
+
+def _calc_kernel(spec, lk, leaves, v):
+    """Pattern, phase patterns, background and the unit-scale phase patterns (one profile pass)."""
+    model = join_model(spec, leaves)
+    layout = lk.layout
+    _, i_h, i_scale = _linear_indices(layout)
+    tree = layout.unflatten(v)
+    tof = jnp.asarray(model.tof_us)
+    bkg = chebyshev_background(tof, tree["background"], model.t_range)
+    if not model.phases:
+        return bkg, jnp.zeros((0, tof.shape[0])), bkg, jnp.zeros((0, tof.shape[0]))
+    inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, tree)
+    v_unit = v.at[i_h].set(1.0).at[i_scale].set(1.0)
+    inten_unit = _all_peaks(model, layout.unflatten(v_unit))[0]
+    idx, delta = peak_windows(model, th)
+    prof = peak_profiles(model, delta, alpha, beta, sig2, gam)
+    phases = scatter_rows(model, idx, inten[:, None] * prof)
+    unit = scatter_rows(model, idx, inten_unit[:, None] * prof)
+    return phases.sum(axis=0) + bkg, phases, bkg, unit
+
+
+def _peak_tangents_kernel(spec, lk, leaves, v, a):
+    """Derivatives (k, 6, n_refl) of every reflection's (intensity, t_h, α, β, σ², γ) along the
+    columns of ``a`` (forward mode; the structure factors and peak terms only, no profile)."""
+    model = join_model(spec, leaves)
+    layout = lk.layout
+
+    def peaks(u):
+        inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, layout.unflatten(u))
+        return jnp.stack([inten, th, alpha, beta, sig2, gam])
+
+    return jax.vmap(lambda col: jax.jvp(peaks, (v,), (col,))[1])(a.T)
+
+
+def _jac_kernel(spec, lk, leaves, v, w, c, d_inten):
+    """Nonlinear Jacobian columns (N, k) by the chain rule through the reflections.
+
+    Column j = Σ_h scatter[ I_h Σ_g c_jgh D_g,h + (∂I_h/∂q_j) P_h ], with P_h the profile of
+    reflection h on its window and D_g,h the derivative of P_h along the per-reflection
+    direction w_g,h = (∂t_h, ∂α, ∂β, ∂σ², ∂γ) (one JVP of the profile kernel per direction g,
+    whatever the number of columns): the directions of all columns are grouped so that every
+    column's per-reflection tangent is c_jgh · w_g,h (:func:`_group_directions`).
+    """
+    model = join_model(spec, leaves)
+    tree = lk.layout.unflatten(v)
+    inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, tree)
+    idx, delta = peak_windows(model, th)
+
+    def prof_fn(dl, a, b, s2, g):
+        return peak_profiles(model, dl, a, b, s2, g)
+
+    prof = prof_fn(delta, alpha, beta, sig2, gam)
+
+    def one_pass(wg):
+        tangents = (jnp.broadcast_to(-wg[0][:, None], delta.shape), wg[1], wg[2], wg[3], wg[4])
+        return jax.jvp(prof_fn, (delta, alpha, beta, sig2, gam), tangents)[1]
+
+    dprof = jax.vmap(one_pass)(w)  # (P, n_refl, K)
+    rows = inten[None, :, None] * jnp.einsum("kgh,ghw->khw", c, dprof) + d_inten[:, :, None] * prof[None]
+    n = model.tof_us.shape[0]
+    return jnp.zeros((rows.shape[0], n)).at[:, idx.ravel()].add(rows.reshape(rows.shape[0], -1)).T
+
+
+_calc_jit = jax.jit(_calc_kernel, static_argnums=(0, 1))
+_peak_tangents_jit = jax.jit(_peak_tangents_kernel, static_argnums=(0, 1))
+_jac_jit = jax.jit(_jac_kernel, static_argnums=(0, 1))
+
+
+def _group_directions(t):
+    """Group per-reflection tangents ``t`` (k, 5, n_refl) into P shared directions.
+
+    Returns (w (P, 5, n_refl), c (k, P, n_refl)) with t[j, :, h] = Σ_g c[j, g, h] w[g, :, h]
+    exactly up to rounding (relative 1e-12). Two columns share a direction when, on every
+    reflection both move, their tangents are parallel: all cell parameters of all phases move
+    the reflections along d (one direction), microstrain and size along γ, Zero/difC along t_h.
+    """
+    k, _, n = t.shape
+    w: list[np.ndarray] = []
+    c = []
+    for j in range(k):
+        v = t[j]
+        vn = np.einsum("qh,qh->h", v, v)
+        rows_v = vn > 0
+        coef = np.zeros((max(len(w), 1), n))
+        placed = False
+        for g, wg in enumerate(w):
+            wn = np.einsum("qh,qh->h", wg, wg)
+            both = rows_v & (wn > 0)
+            cg = np.where(both, np.einsum("qh,qh->h", v, wg) / np.where(both, wn, 1.0), 0.0)
+            resid = v - cg * wg
+            if np.all(np.einsum("qh,qh->h", resid, resid)[both] <= (_PARALLEL_RTOL**2) * vn[both]):
+                new_rows = rows_v & ~(wn > 0)
+                wg[:, new_rows] = v[:, new_rows]
+                cg[new_rows] = 1.0
+                coef = np.zeros((len(w), n))
+                coef[g] = cg
+                placed = True
+                break
+        if not placed and np.any(rows_v):
+            w.append(v.copy())
+            coef = np.zeros((len(w), n))
+            coef[-1] = rows_v.astype(float)
+        c.append(coef)
+    p = max(len(w), 1)
+    cc = np.zeros((k, p, n))
+    for j, coef in enumerate(c):
+        cc[j, :coef.shape[0]] = coef[:p]
+    ww = np.stack(w) if w else np.zeros((1, 5, n))
+    return ww, cc
+
+
+def _bucket(n, buckets):
+    return next((b for b in buckets if b >= n), n)
 
 
 class Evaluator:
@@ -49,57 +191,58 @@ class Evaluator:
 
     The pattern is linear in the background coefficients and in the phase scales
     (y = Σ_p h·s_p·U_p + Σ_k c_k T_k, with U_p the pattern of phase p at unit scale), so the
-    Jacobian columns that move only those entries are formed from one evaluation of the
-    unit-scale phase patterns and the Chebyshev basis — exact, with no autodiff pass.
-    The other columns come from forward-mode autodiff (one JVP per column, batched with
-    ``vmap``), padded with zeros to the next bucket size so that successive stages with
-    similar numbers of nonlinear parameters reuse one compiled function.
+    Jacobian columns that move only those entries are formed from the unit-scale phase patterns
+    (returned by every pattern evaluation: the profiles do not depend on the scales) and the
+    Chebyshev basis — exact, with no autodiff pass.
+
+    Every other column goes through the reflections: y = Σ_h I_h P(t − t_h; α_h, β_h, σ²_h, γ_h),
+    so ∂y/∂q = Σ_h [∂I_h/∂q · P_h + I_h ∇P_h · ∂(t_h, α_h, β_h, σ²_h, γ_h)/∂q]. The per-reflection
+    derivatives come from forward-mode autodiff of the (cheap) structure factors and peak terms;
+    ∇P_h along them from JVPs of the profile kernel, one per *direction* shared by all columns
+    (a cell parameter moves every reflection along d, so all cells of all phases need one pass;
+    microstrain/size one more; coordinates, occupancies and Biso none). The counts are padded
+    to buckets so that the stages of a refinement reuse a few compiled functions, and the
+    compiled functions are shared by every Evaluator of a model with the same static shape
+    (:func:`~layerscope.diffraction.pattern.split_model`): a second refinement of the same data
+    does not compile again.
     """
 
     def __init__(self, model: PatternModel, layout: Layout):
         self.model = model
         self.layout = layout
-        pattern = make_pattern_function(model)
-
-        def calc(v):
-            total, phases, bkg = pattern(layout.unflatten(v))
-            return total, phases, bkg
-
-        def jvp_cols(v, a):
-            f = lambda u: pattern(layout.unflatten(u))[0]  # noqa: E731
-            jac = jax.vmap(lambda col: jax.jvp(f, (v,), (col,))[1])(a.T)
-            return jac.T
-
-        self._calc = jax.jit(calc)
-        self._jvp_cols = jax.jit(jvp_cols)
+        self._spec, self._leaves = split_model(model)
+        self._lk = _LayoutKey(layout)
         n = len(layout.names)
-        self._i_bkg = np.array([layout.index(f"bkg.{k}") for k in range(layout.n_background)], dtype=int)
-        self._i_h = layout.index("hscale")
-        self._i_scale = np.array([layout.index(f"{p}.scale") for p in layout.phase_names], dtype=int)
+        self._i_bkg, self._i_h, self._i_scale = _linear_indices(layout)
         self._linear = np.zeros(n, bool)
         self._linear[self._i_bkg] = True
         self._linear[self._i_h] = True
         self._linear[self._i_scale] = True
         self._basis = np.asarray(chebyshev_basis(np.asarray(model.tof_us), layout.n_background, model.t_range))
+        self._last = (None, None)
+
+    def _evaluate(self, full):
+        full = np.asarray(full, dtype=float)
+        key = full.tobytes()
+        if self._last[0] != key:
+            out = _calc_jit(self._spec, self._lk, self._leaves, jnp.asarray(full))
+            self._last = (key, tuple(np.asarray(a) for a in out))
+        return self._last[1]
 
     def calc(self, full):
-        total, phases, bkg = self._calc(jnp.asarray(full))
-        return np.asarray(total), np.asarray(phases), np.asarray(bkg)
+        total, phases, bkg, _ = self._evaluate(full)
+        return total, phases, bkg
 
     def linear_jacobian(self, full):
         """Pattern and ∂y/∂x_j for every linear entry j of the full vector: (y, {j: column})."""
         full = np.asarray(full, dtype=float)
-        unit = full.copy()
-        unit[self._i_h] = 1.0
-        unit[self._i_scale] = 1.0
-        _, u_p, bkg = self.calc(unit)
+        y, _, _, u_p = self._evaluate(full)
         h = full[self._i_h]
         s = full[self._i_scale]
         cols = {int(j): self._basis[k] for k, j in enumerate(self._i_bkg)}
         cols[int(self._i_h)] = s @ u_p
         for k, j in enumerate(self._i_scale):
             cols[int(j)] = h * u_p[k]
-        y = h * (s @ u_p) + self._basis.T @ full[self._i_bkg] if len(self._i_bkg) else h * (s @ u_p)
         return y, cols
 
     def calc_jac(self, full, a: np.ndarray):
@@ -115,11 +258,29 @@ class Evaluator:
                 jac[:, j] += a[i, j] * cols[int(i)]
         nl = np.where(~lin_col)[0]
         if len(nl):
-            kb = next((b for b in _BUCKETS if b >= len(nl)), len(nl))
-            ap = np.zeros((a.shape[0], kb))
-            ap[:, :len(nl)] = a[:, nl]
-            jac[:, nl] = np.asarray(self._jvp_cols(jnp.asarray(full), jnp.asarray(ap)))[:, :len(nl)]
+            jac[:, nl] = self._nonlinear_columns(full, a[:, nl])
         return yc, jac
+
+    def _nonlinear_columns(self, full, a):
+        """∂y/∂q for columns ``a`` that move nonlinear entries (the chain rule of the class doc)."""
+        k = a.shape[1]
+        kb = _bucket(k, _BUCKETS)
+        ap = np.zeros((a.shape[0], kb))
+        ap[:, :k] = a
+        fv = jnp.asarray(full)
+        t = np.asarray(_peak_tangents_jit(self._spec, self._lk, self._leaves, fv, jnp.asarray(ap)))
+        w, c = _group_directions(t[:, 1:, :])
+        p = _bucket(w.shape[0], _PASS_BUCKETS)
+        wp = np.zeros((p,) + w.shape[1:])
+        wp[:w.shape[0]] = w
+        cp = np.zeros((kb, p, c.shape[2]))
+        cp[:, :c.shape[1]] = c
+        jac = np.asarray(_jac_jit(self._spec, self._lk, self._leaves, fv, jnp.asarray(wp), jnp.asarray(cp),
+                                  jnp.asarray(t[:, 0, :])))[:, :k]
+        # background coefficients a nonlinear column also moves (through a constraint)
+        if len(self._i_bkg):
+            jac = jac + self._basis.T @ a[self._i_bkg]
+        return jac
 
 
 @dataclass(frozen=True)
