@@ -58,7 +58,7 @@ from layerscope.crystal.phase import (  # noqa: E402
 from layerscope.diffraction.pattern import INSTRUMENT_KEYS, PatternModel  # noqa: E402
 
 __all__ = ["Layout", "make_layout", "FreeSet", "free_set", "cell_columns", "site_shift_basis", "Constraint",
-           "default_bounds"]
+           "default_bounds", "gsas2_cell_direction"]
 
 _CELL = ("a", "b", "c", "alpha", "beta", "gamma")
 _EIGHT_PI2 = 8.0 * np.pi**2
@@ -290,10 +290,18 @@ class FreeSet:
     lower: np.ndarray
     upper: np.ndarray
     full_names: tuple[str, ...] = ()
+    #: directions along which the Jacobian is taken, when they differ from A (GSAS-II's cell
+    #: derivatives, ``free_set(cell_jacobian="gsas2")``); None: A itself (the exact Jacobian)
+    jac_A: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return self.A.shape[1]
+
+    @property
+    def jacobian_columns(self) -> np.ndarray:
+        """Full-vector directions of the Jacobian columns (A unless ``jac_A`` is given)."""
+        return self.A if self.jac_A is None else self.jac_A
 
     def full(self, q) -> np.ndarray:
         return self.x0 + self.A @ np.asarray(q)
@@ -393,7 +401,38 @@ def _group_columns(layout: Layout, key: str, x_full: np.ndarray) -> list[tuple[s
     return cols
 
 
-def free_set(layout: Layout, x_full: np.ndarray, free: list[str], *, constraints=(), bounds=None) -> FreeSet:
+def _gsas_a(cell):
+    """GSAS-II's cell variables A = (G*11, G*22, G*33, 2G*12, 2G*13, 2G*23) (Å⁻²)."""
+    a, b, c = cell[0], cell[1], cell[2]
+    ca, cb, cg = jnp.cos(jnp.deg2rad(cell[3])), jnp.cos(jnp.deg2rad(cell[4])), jnp.cos(jnp.deg2rad(cell[5]))
+    g = jnp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
+    gs = jnp.linalg.inv(g)
+    return jnp.array([gs[0, 0], gs[1, 1], gs[2, 2], 2 * gs[0, 1], 2 * gs[0, 2], 2 * gs[1, 2]])
+
+
+def gsas2_cell_direction(spacegroup: str, cell, column: np.ndarray, name: str) -> np.ndarray:
+    """The cell direction along which GSAS-II takes the derivative of a free cell column.
+
+    GSAS-II refines A = G* components; for cubic, tetragonal and hexagonal cells its derivative
+    of the shared A0 (= A1 [= A2]) is that of A0 alone, the h² term of d⁻² (``cellVaryDerv`` in
+    GSASIIstrMath: ``[[pfx+'A0', dpdA[0]]]``), not the sum over the tied components. In cell
+    coordinates that is ∂cell/∂A_k (the other A fixed) times dA_k/dq of the column, with k = 0
+    for ``a`` and 2 for ``c``; other crystal systems (and rhombohedral axes, where GSAS-II sums
+    the tied terms) take the exact direction, the column itself.
+    """
+    sg = space_group(spacegroup)
+    system = sg.crystal_system_str()
+    quirk = system in ("cubic", "tetragonal", "hexagonal") or (system == "trigonal" and sg.ext != "R")
+    k = {"a": 0, "c": 2}.get(name.rsplit(".", 1)[-1])
+    if not quirk or k is None:
+        return np.asarray(column, dtype=float)
+    m = np.asarray(jax.jacfwd(_gsas_a)(jnp.asarray(cell, dtype=float)))  # ∂A/∂cell (6, 6)
+    dcell_dak = np.linalg.solve(m, np.eye(6)[:, k])  # ∂cell/∂A_k, the other A fixed
+    return dcell_dak * float(m[k] @ column)
+
+
+def free_set(layout: Layout, x_full: np.ndarray, free: list[str], *, constraints=(), bounds=None,
+             cell_jacobian: str = "exact") -> FreeSet:
     """Build ``full = x0 + A q`` for the named free groups and the linear constraints.
 
     Parameters
@@ -406,7 +445,12 @@ def free_set(layout: Layout, x_full: np.ndarray, free: list[str], *, constraints
         ``PHASE.mustrain``, ``PHASE.inv_size`` (glob patterns allowed in phase and site names)
     constraints : :class:`Constraint` ties among free parameters
     bounds : (lower, upper) on the full vector; default :func:`default_bounds`
+    cell_jacobian : "exact", or "gsas2" to take the Jacobian of cubic/tetragonal/hexagonal cell
+        columns along GSAS-II's directions (:func:`gsas2_cell_direction`; the step still moves
+        the symmetric cell) — for re-running a GSAS-II protocol cycle by cycle
     """
+    if cell_jacobian not in ("exact", "gsas2"):
+        raise ValueError(f"cell_jacobian must be 'exact' or 'gsas2', got {cell_jacobian!r}")
     x_full = np.asarray(x_full, dtype=float)
     cols: list[tuple[str, np.ndarray]] = []
     seen = set()
@@ -421,6 +465,15 @@ def free_set(layout: Layout, x_full: np.ndarray, free: list[str], *, constraints
     cols = [(nm, c) for nm, c in cols if not (".biso[" in nm and nm.replace(".biso", "", 1) in u_sites)]
     names = [c[0] for c in cols]
     A = np.stack([c[1] for c in cols], axis=1) if cols else np.zeros((len(layout.names), 0))
+    jac_a = None
+    if cell_jacobian == "gsas2":
+        jac_a = A.copy()
+        for p, sg in zip(layout.phase_names, layout.spacegroups):
+            i0 = layout.index(f"{p}.a")
+            for j, nm in enumerate(names):
+                in_cell = np.any(A[i0:i0 + 6, j]) and not np.any(np.delete(A[:, j], range(i0, i0 + 6)))
+                if nm in (f"{p}.a", f"{p}.c") and in_cell:
+                    jac_a[i0:i0 + 6, j] = gsas2_cell_direction(sg, x_full[i0:i0 + 6], A[i0:i0 + 6, j], nm)
     x0 = x_full.copy()
     for con in constraints:
         crow = np.zeros(len(layout.names))
@@ -439,9 +492,11 @@ def free_set(layout: Layout, x_full: np.ndarray, free: list[str], *, constraints
         x0 = x0 + A[:, piv] * (target - crow @ x0) / ca[piv]
         A = A - np.outer(A[:, piv], ca) / ca[piv]
         A = np.delete(A, piv, axis=1)
+        if jac_a is not None:
+            jac_a = np.delete(jac_a - np.outer(jac_a[:, piv], ca) / ca[piv], piv, axis=1)
         del names[piv]
     lo, hi = default_bounds(layout) if bounds is None else bounds
-    return FreeSet(x0, A, tuple(names), np.asarray(lo), np.asarray(hi), layout.names)
+    return FreeSet(x0, A, tuple(names), np.asarray(lo), np.asarray(hi), layout.names, jac_a)
 
 
 def layout_vector(layout: Layout, params: dict, hscale: float = 1.0) -> np.ndarray:

@@ -181,7 +181,8 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
             for i in layout.match(k) or [layout.index(k)]:
                 full[i] = float(v)
         free = [f for f in free + [f for f in st.free if f not in free] if f not in st.fix]
-        fs = free_set(layout, full, free, constraints=strategy.constraints, bounds=bounds)
+        fs = free_set(layout, full, free, constraints=strategy.constraints, bounds=bounds,
+                      cell_jacobian=strategy.cell_jacobian)
         fr = least_squares(ev, fs, y, sigma, max_cycles=st.max_cycles or strategy.max_cycles, tol=strategy.tol,
                            schedule=strategy.schedule, ftol=strategy.ftol)
         full = fr.full

@@ -66,6 +66,9 @@ class Strategy:
     ftol: float = 1e-3
     #: TOF Lorentzian: "exact" or "gsas2" (GSAS-II's EPSVOIGT, ``tof_profile.tof_peak_rows``)
     lorentz_convention: str = "exact"
+    #: cell derivatives: "exact", or "gsas2" (GSAS-II's derivative of a cubic/tetragonal/hexagonal
+    #: cell, ``parameters.gsas2_cell_direction``)
+    cell_jacobian: str = "exact"
 
 
 def parse_strategy(doc: dict, source: str = "strategy") -> Strategy:
@@ -104,8 +107,11 @@ def parse_strategy(doc: dict, source: str = "strategy") -> Strategy:
     conv = glob.get("lorentz_convention", "exact")
     if conv not in ("exact", "gsas2"):
         raise ValueError(f"{source}: lorentz_convention must be 'exact' or 'gsas2', got {conv!r}")
+    cell_jac = glob.get("cell_jacobian", "exact")
+    if cell_jac not in ("exact", "gsas2"):
+        raise ValueError(f"{source}: cell_jacobian must be 'exact' or 'gsas2', got {cell_jac!r}")
     return Strategy(tuple(stages), tuple(cons), int(glob.get("max_cycles", 30)), float(glob.get("tol", 0.01)),
-                    scale_model, bounds, schedule, float(glob.get("ftol", 1e-3)), conv)
+                    scale_model, bounds, schedule, float(glob.get("ftol", 1e-3)), conv, cell_jac)
 
 
 def read_strategy(path) -> Strategy:
@@ -136,7 +142,9 @@ def gsas_nac_strategy(max_cycles: int | None = None, *, protocol: str = "layersc
 
     ``protocol="layerscope"`` runs each stage to convergence with layerscope's engine and the
     exact TOF profile. ``protocol="gsas2"`` re-runs GSAS-II's own job: 2 cycles per stage with
-    GSAS-II's cycle rules (``schedule="gsas2"``) and its TOF Lorentzian convention.
+    GSAS-II's cycle rules (``schedule="gsas2"``), its TOF Lorentzian convention and its
+    derivative of a cubic cell (``cell_jacobian="gsas2"``: the h² term of d⁻² only; with two
+    cycles per stage the path through the unconverged stages depends on it).
 
     GSAS-II refines the histogram scale by default, so the first stage frees it with the
     background; its phase fraction of CaF2 stays at the starting value 1. Every phase a
@@ -154,7 +162,7 @@ def gsas_nac_strategy(max_cycles: int | None = None, *, protocol: str = "layersc
     )
     if protocol == "gsas2":
         return Strategy(stages, max_cycles=max_cycles or 2, scale_model="gsas", schedule="gsas2",
-                        lorentz_convention="gsas2")
+                        lorentz_convention="gsas2", cell_jacobian="gsas2")
     return Strategy(stages, max_cycles=max_cycles or 30, scale_model="gsas")
 
 
