@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from layerscope.diffraction.background import chebyshev_background, chebyshev_basis  # noqa: E402
 from layerscope.diffraction.pattern import (  # noqa: E402
-    PatternModel, _all_peaks, join_model, peak_profiles, peak_windows, profiles_fit, scatter_rows, split_model)
+    PatternModel, _all_peaks, join_model, peak_profiles, peak_windows, scatter_rows, split_model)
 from layerscope.refine.parameters import FreeSet, Layout  # noqa: E402
 
 __all__ = ["Evaluator", "FitStats", "FitResult", "least_squares", "fit_stats", "linear_scan"]
@@ -102,16 +102,10 @@ def _peak_tangents_kernel(spec, lk, leaves, v, a):
         inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, layout.unflatten(u))
         return jnp.stack([inten, th, alpha, beta, sig2, gam])
 
-    rows, tangents = jax.jvp(peaks, (v,), (a[:, 0],))
-    if a.shape[1] > 1:
-        tangents = jax.vmap(lambda col: jax.jvp(peaks, (v,), (col,))[1])(a.T)
-    else:
-        tangents = tangents[None]
-    _, delta = peak_windows(model, rows[1])
-    return tangents, profiles_fit(model, delta, *rows[2:])
+    return jax.vmap(lambda col: jax.jvp(peaks, (v,), (col,))[1])(a.T)
 
 
-def _jac_kernel(spec, lk, leaves, fallback, v, w, c, d_inten):
+def _jac_kernel(spec, lk, leaves, v, w, c, d_inten):
     """Nonlinear Jacobian columns (N, k) by the chain rule through the reflections.
 
     Column j = Σ_h scatter[ I_h Σ_g c_jgh D_g,h + (∂I_h/∂q_j) P_h ], with P_h the profile of
@@ -126,11 +120,15 @@ def _jac_kernel(spec, lk, leaves, fallback, v, w, c, d_inten):
     idx, delta = peak_windows(model, th)
 
     def prof_fn(dl, a, b, s2, g):
-        return peak_profiles(model, dl, a, b, s2, g, fallback=fallback)
+        return peak_profiles(model, dl, a, b, s2, g)
 
-    # one primal pass; the linear map is applied to every direction
-    prof, lin = jax.linearize(prof_fn, delta, alpha, beta, sig2, gam)
-    dprof = jax.vmap(lambda wg: lin(jnp.broadcast_to(-wg[0][:, None], delta.shape), *wg[1:]))(w)  # (P, n_refl, K)
+    prof = prof_fn(delta, alpha, beta, sig2, gam)
+
+    def one_pass(wg):
+        tangents = (jnp.broadcast_to(-wg[0][:, None], delta.shape), wg[1], wg[2], wg[3], wg[4])
+        return jax.jvp(prof_fn, (delta, alpha, beta, sig2, gam), tangents)[1]
+
+    dprof = jax.vmap(one_pass)(w)  # (P, n_refl, K)
     rows = inten[None, :, None] * jnp.einsum("kgh,ghw->khw", c, dprof) + d_inten[:, :, None] * prof[None]
     n = model.tof_us.shape[0]
     return jnp.zeros((rows.shape[0], n)).at[:, idx.ravel()].add(rows.reshape(rows.shape[0], -1)).T
@@ -138,7 +136,7 @@ def _jac_kernel(spec, lk, leaves, fallback, v, w, c, d_inten):
 
 _calc_jit = jax.jit(_calc_kernel, static_argnums=(0, 1))
 _peak_tangents_jit = jax.jit(_peak_tangents_kernel, static_argnums=(0, 1))
-_jac_jit = jax.jit(_jac_kernel, static_argnums=(0, 1, 3))
+_jac_jit = jax.jit(_jac_kernel, static_argnums=(0, 1))
 
 
 def _group_directions(t):
@@ -270,18 +268,14 @@ class Evaluator:
         ap = np.zeros((a.shape[0], kb))
         ap[:, :k] = a
         fv = jnp.asarray(full)
-        t, fits = _peak_tangents_jit(self._spec, self._lk, self._leaves, fv, jnp.asarray(ap))
-        t = np.asarray(t)
+        t = np.asarray(_peak_tangents_jit(self._spec, self._lk, self._leaves, fv, jnp.asarray(ap)))
         w, c = _group_directions(t[:, 1:, :])
         p = _bucket(w.shape[0], _PASS_BUCKETS)
         wp = np.zeros((p,) + w.shape[1:])
         wp[:w.shape[0]] = w
         cp = np.zeros((kb, p, c.shape[2]))
         cp[:, :c.shape[1]] = c
-        # every profile inside its sub-windows (the usual case): the kernel without the dense
-        # fallback branch (the same values and derivatives; half the code to compile)
-        fallback = not bool(fits)
-        jac = np.asarray(_jac_jit(self._spec, self._lk, self._leaves, fallback, fv, jnp.asarray(wp), jnp.asarray(cp),
+        jac = np.asarray(_jac_jit(self._spec, self._lk, self._leaves, fv, jnp.asarray(wp), jnp.asarray(cp),
                                   jnp.asarray(t[:, 0, :])))[:, :k]
         # background coefficients a nonlinear column also moves (through a constraint)
         if len(self._i_bkg):
