@@ -390,6 +390,9 @@ def _group_columns(layout: Layout, key: str, x_full: np.ndarray) -> list[tuple[s
                         if nm.startswith(f"{p}.occ[{lab}:") and fnmatch.fnmatch(nm[len(f"{p}.occ[{lab}:"):-1],
                                                                                  spec_sel or "*"):
                             unit(layout.index(nm), nm)
+            if what == "uani" and not any(fnmatch.fnmatch(lab, sel.partition(":")[0]) for lab in aniso):
+                raise ValueError(f"{key}: phase {p!r} has no anisotropic site matching {sel!r} "
+                                 f"(anisotropic sites: {list(aniso)}); refine {p}.biso instead")
             return cols
     idx = layout.match(key)
     if not idx:
