@@ -131,10 +131,10 @@ _SERIES_IM_COEF = [(-1) ** k / (k * math.factorial(k)) for k in range(N_SERIES_I
 _ASYM_IM_COEF = [float((-1) ** k * math.factorial(k)) for k in range(N_ASYM_IM - 1, -1, -1)]
 
 
-def im_exp_e1_series(x, y, sin_y=None, cos_y=None):
+def im_exp_e1_series(x, y, sin_y=None, cos_y=None, *, real_part: bool = False):
     """Im[e^z E1(z)] from the power series (A&S 5.1.11); accurate for |z| < R_FAR with
     |arg z| ≥ 0.65π and for |z| < R_CF anywhere. ``sin_y``, ``cos_y``: precomputed (rows of
-    constant y)."""
+    constant y). ``real_part=True`` returns (Re, Im)."""
     # complex Horner (one value per step: XLA fuses it without duplicating work), the rest real
     z = jax.lax.complex(x, y)
     acc = jnp.full_like(z, _SERIES_IM_COEF[0])
@@ -146,12 +146,16 @@ def im_exp_e1_series(x, y, sin_y=None, cos_y=None):
     si = -jnp.arctan2(y, x) - jnp.imag(acc)
     sin_y = jnp.sin(y) if sin_y is None else sin_y
     cos_y = jnp.cos(y) if cos_y is None else cos_y
-    return jnp.exp(x) * (sin_y * sr + cos_y * si)
+    ex = jnp.exp(x)
+    if real_part:
+        return ex * (cos_y * sr - sin_y * si), ex * (sin_y * sr + cos_y * si)
+    return ex * (sin_y * sr + cos_y * si)
 
 
-def im_exp_e1_cf(x, y):
+def im_exp_e1_cf(x, y, *, real_part: bool = False):
     """Im[e^z E1(z)] from N_CF_IM levels of the continued fraction (A&S 5.1.22); accurate for
-    |z| ≥ R_CF with |arg z| ≤ π/2 and for |z| ≥ 6.6 with |arg z| ≤ 0.65π."""
+    |z| ≥ R_CF with |arg z| ≤ π/2 and for |z| ≥ 6.6 with |arg z| ≤ 0.65π. ``real_part=True``
+    returns (Re, Im)."""
     z = jax.lax.complex(x, y)
     a_prev, a_cur = jnp.ones_like(z), jnp.zeros_like(z)
     b_prev, b_cur = jnp.zeros_like(z), jnp.ones_like(z)
@@ -162,17 +166,24 @@ def im_exp_e1_cf(x, y):
         b_prev, b_cur = b_cur, bn * b_cur + an * b_prev
     # Im(A/B) with a real division (XLA's complex division is several times slower)
     ar, ai, br, bi = jnp.real(a_cur), jnp.imag(a_cur), jnp.real(b_cur), jnp.imag(b_cur)
-    return (ai * br - ar * bi) / (br * br + bi * bi)
+    den = br * br + bi * bi
+    if real_part:
+        return (ar * br + ai * bi) / den, (ai * br - ar * bi) / den
+    return (ai * br - ar * bi) / den
 
 
-def im_exp_e1_asym(x, y):
-    """Im[e^z E1(z)] from N_ASYM_IM terms of the asymptotic series (A&S 5.1.51); for |z| ≥ R_FAR."""
+def im_exp_e1_asym(x, y, *, real_part: bool = False):
+    """Im[e^z E1(z)] from N_ASYM_IM terms of the asymptotic series (A&S 5.1.51); for |z| ≥ R_FAR.
+    ``real_part=True`` returns (Re, Im)."""
     inv = 1.0 / (x * x + y * y)
     w = jax.lax.complex(x * inv, -y * inv)
     acc = jnp.full_like(w, _ASYM_IM_COEF[0])
     for c in _ASYM_IM_COEF[1:]:
         acc = acc * w + c
-    return jnp.imag(acc * w)
+    f = acc * w
+    if real_part:
+        return jnp.real(f), jnp.imag(f)
+    return jnp.imag(f)
 
 
 def im_exp_e1_regions(x, y, xp=jnp):

@@ -40,7 +40,7 @@ from layerscope.diffraction.structure_factors import (  # noqa: E402
 
 __all__ = ["PhaseSetup", "PatternModel", "build_model", "initial_params", "make_pattern_function",
            "compute_pattern", "PatternResult", "INSTRUMENT_KEYS", "reflection_table", "split_model", "join_model",
-           "peak_windows", "peak_profiles", "scatter_rows"]
+           "peak_windows", "peak_profiles", "profiles_fit", "scatter_rows"]
 
 INSTRUMENT_KEYS = ("zero", "difc", "difa", "difb", "alpha", "beta0", "beta1", "betaq",
                    "sig0", "sig1", "sig2", "sigq", "x", "y", "z")
@@ -257,30 +257,38 @@ def _all_peaks(model: PatternModel, params: dict):
     return tuple(jnp.concatenate(cols) for cols in zip(*out))
 
 
-def reflection_table(model: PatternModel, params: dict) -> dict[str, np.ndarray]:
+def reflection_table(model: PatternModel, params: dict, *, profiles: bool = False) -> dict[str, np.ndarray]:
     """Every reflection of the model with its phase, hkl, multiplicity, d (Å), |F|² (fm²),
     integrated intensity I_h, TOF position and profile terms (α, β µs⁻¹; σ² µs²; γ µs).
 
     The same numbers the pattern kernel uses: for Bragg R factors, intensity partitioning
-    (F_obs) and tick marks.
+    (F_obs) and tick marks. ``profiles=True`` adds the kernel's own window of each reflection
+    (``window_index``, (n_refl, K) grid indices) and its unit-area profile there (``profile``),
+    from the same compiled kernel as the pattern's.
     """
     if not model.phases:
         raise ValueError("the model has no phases")
     spec, leaves = split_model(model)
-    inten, f2, d, th, alpha, beta, sig2, gam = (np.asarray(a) for a in _all_peaks_jit(spec, leaves, params))
-    return {
+    peaks, idx, prof = _table_jit(spec, leaves, params, bool(profiles))
+    inten, f2, d, th, alpha, beta, sig2, gam = (np.asarray(a) for a in peaks)
+    out = {
         "phase": np.concatenate([np.full(len(s.hkl), i) for i, s in enumerate(model.phases)]),
         "hkl": np.concatenate([s.hkl for s in model.phases]).astype(int),
         "multiplicity": np.concatenate([s.multiplicity for s in model.phases]),
         "d_angstrom": d, "f2": f2, "intensity": inten, "tof_us": th,
         "alpha": alpha, "beta": beta, "sig2": sig2, "gamma": gam,
     }
+    if profiles:
+        out["window_index"] = np.asarray(idx)
+        out["profile"] = np.asarray(prof)
+    return out
 
 
 _CHUNK_ROWS = 16
 
 
-def _profiles_in_chunks(delta, alpha, beta, sig2, gam, lorentz, widths=None, convention="exact"):
+def _profiles_in_chunks(delta, alpha, beta, sig2, gam, lorentz, widths=None, convention="exact",
+                        fallback=True):
     """Profiles of all peaks, computed a few rows at a time.
 
     The Lorentzian part builds many temporaries per point; evaluating 16 peaks at a
@@ -297,7 +305,7 @@ def _profiles_in_chunks(delta, alpha, beta, sig2, gam, lorentz, widths=None, con
     def one(args):
         dd, a, b, s2, g = args
         return tp.tof_peak_rows(dd, a[:, None], b[:, None], s2[:, None], g[:, None], lorentz=lorentz,
-                                widths=widths, lorentz_convention=convention)
+                                widths=widths, lorentz_convention=convention, fallback=fallback)
 
     shaped = [x.reshape((-1, _CHUNK_ROWS) + x.shape[1:]) for x in [d] + cols]
     out = jax.lax.map(one, tuple(shaped))
@@ -318,10 +326,17 @@ def peak_windows(model: PatternModel, th):
     return idx, tof[idx] - th[:, None]
 
 
-def peak_profiles(model: PatternModel, delta, alpha, beta, sig2, gam):
-    """Unit-area profiles (n_refl, K) of every reflection on its window (Δ from :func:`peak_windows`)."""
+def peak_profiles(model: PatternModel, delta, alpha, beta, sig2, gam, *, fallback: bool = True):
+    """Unit-area profiles (n_refl, K) of every reflection on its window (Δ from :func:`peak_windows`).
+    ``fallback=False``: no dense branch (only where :func:`profiles_fit` is True)."""
     return _profiles_in_chunks(delta, alpha, beta, sig2, gam, model.lorentz, model.profile_widths,
-                               model.lorentz_convention)
+                               model.lorentz_convention, fallback)
+
+
+def profiles_fit(model: PatternModel, delta, alpha, beta, sig2, gam):
+    """True when every reflection's profile regions fit the model's sub-window widths."""
+    return tp.rows_fit_subwindows(delta, alpha[:, None], beta[:, None], sig2[:, None], gam[:, None],
+                                  lorentz=model.lorentz, widths=model.profile_widths)
 
 
 def scatter_rows(model: PatternModel, idx, rows):
@@ -452,12 +467,18 @@ def _pattern_split(spec, leaves, params):
     return _pattern(join_model(spec, leaves), params)
 
 
-def _all_peaks_split(spec, leaves, params):
-    return _all_peaks(join_model(spec, leaves), params)
+def _table_split(spec, leaves, params, profiles):
+    model = join_model(spec, leaves)
+    peaks = _all_peaks(model, params)
+    if not profiles:
+        return peaks, None, None
+    _, _, _, th, alpha, beta, sig2, gam = peaks
+    idx, delta = peak_windows(model, th)
+    return peaks, idx, peak_profiles(model, delta, alpha, beta, sig2, gam)
 
 
 _pattern_jit = jax.jit(_pattern_split, static_argnums=0)
-_all_peaks_jit = jax.jit(_all_peaks_split, static_argnums=0)
+_table_jit = jax.jit(_table_split, static_argnums=(0, 3))
 
 
 def make_pattern_function(model: PatternModel):

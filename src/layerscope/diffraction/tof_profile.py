@@ -53,7 +53,7 @@ from layerscope.diffraction.expint import exp_e1  # noqa: E402
 __all__ = [
     "tof_from_d", "alpha_tof", "beta_tof", "sigma2_tof", "gamma_tof", "sample_broadening",
     "tch_fwhm_eta", "b2b_gauss", "b2b_lorentz", "tof_peak", "EIGHT_LN2",
-    "b2b_lorentz_rows", "tof_peak_rows", "profile_subwindows",
+    "b2b_lorentz_rows", "tof_peak_rows", "profile_subwindows", "rows_fit_subwindows",
 ]
 
 EIGHT_LN2 = 8.0 * jnp.log(2.0)
@@ -114,12 +114,26 @@ _ERFCX_SPLIT = 8.0
 _ERFCX_ASYM = [(-1) ** k * math.prod(range(1, 2 * k, 2)) / 2.0**k for k in range(13)]
 
 
+@jax.custom_jvp
 def _erfcx_pos(y):
     """Scaled complementary error function exp(y²)·erfc(y) for y ≥ 0, float64 accurate
     (< 3e-15 relative against ``scipy.special.erfcx``).
 
     exp(y²)·erfc(y) directly for y < 8 (no overflow there), the asymptotic series beyond.
+    Its derivative is the analytic d erfcx/dy = 2y·erfcx(y) − 2/√π (a few operations instead of
+    the tangent of every step of the series: smaller compiled Jacobians).
     """
+    return _erfcx_pos_value(y)
+
+
+@_erfcx_pos.defjvp
+def _erfcx_pos_jvp(primals, tangents):
+    (y,), (dy,) = primals, tangents
+    v = _erfcx_pos_value(y)
+    return v, (2.0 * y * v - 2.0 / math.sqrt(math.pi)) * dy
+
+
+def _erfcx_pos_value(y):
     small = y < _ERFCX_SPLIT
     ys = jnp.where(small, y, 0.0)
     direct = jnp.exp(ys * ys) * erfc(ys)
@@ -223,19 +237,46 @@ def _row_region_eval(x, rowargs, mask, width, fn, safe_x):
     return jnp.take_along_axis(vals.reshape(n, width), back, axis=1)
 
 
+def _with_e1_jvp(region_fn):
+    """``region_fn(x, y, *rest)`` = Im[e^z E1(z)], z = x + iy, with the analytic derivative
+    d(e^z E1(z))/dz = e^z E1(z) − 1/z (A&S 5.1.26): ∂Im/∂x = Im f + y/|z|², ∂Im/∂y = Re f − x/|z|².
+    The kernels' long Horner/continued-fraction chains are then not differentiated step by step,
+    which keeps the forward-mode Jacobian small to compile and cheap to run. ``rest`` (sin y and
+    cos y of the series) are functions of y and get no tangent of their own."""
+
+    @jax.custom_jvp
+    def fn(x, y, *rest):
+        return region_fn(x, y, *rest)
+
+    @fn.defjvp
+    def fn_jvp(primals, tangents):
+        x, y = primals[0], primals[1]
+        dx, dy = tangents[0], tangents[1]
+        re, im = region_fn(*primals, real_part=True)
+        r2 = x * x + y * y
+        return im, (im + y / r2) * dx + (re - x / r2) * dy
+
+    return fn
+
+
+_im_e1_series = _with_e1_jvp(_ei.im_exp_e1_series)
+_im_e1_cf = _with_e1_jvp(_ei.im_exp_e1_cf)
+_im_e1_asym = _with_e1_jvp(_ei.im_exp_e1_asym)
+
+
 def _im_exp_e1_rows(x, y, widths):
     """Im[e^z E1(z)] on rows (z = x + iy, y constant per row, x monotonic along each row)."""
     series, cf = _ei.im_exp_e1_regions(x, y)
     far = ~(series | cf)
-    out = _ei.im_exp_e1_asym(jnp.where(far, x, _ei.R_FAR), jnp.where(far, y, 0.0))
+    out = _im_e1_asym(jnp.where(far, x, _ei.R_FAR), jnp.where(far, y, 0.0))
     yc = jnp.minimum(y, _ei.R_FAR)  # rows with y ≥ R_FAR have no series/cf points
     if widths is None:
-        ser = _ei.im_exp_e1_series(jnp.where(series, x, -1.0), yc)
-        cfv = _ei.im_exp_e1_cf(jnp.where(cf, x, _ei.R_FAR), yc)
+        ser = _im_e1_series(jnp.where(series, x, -1.0), jnp.broadcast_to(yc, x.shape))
+        cfv = _im_e1_cf(jnp.where(cf, x, _ei.R_FAR), jnp.broadcast_to(yc, x.shape))
     else:
         w_ser, w_cf = widths
-        ser = _row_region_eval(x, (yc, jnp.sin(yc), jnp.cos(yc)), series, w_ser, _ei.im_exp_e1_series, -1.0)
-        cfv = _row_region_eval(x, (yc,), cf, w_cf, _ei.im_exp_e1_cf, _ei.R_FAR)
+        ser = _row_region_eval(x, (yc, jnp.sin(yc), jnp.cos(yc)), series, w_ser, _im_e1_series, -1.0)
+        cfv = _row_region_eval(x, (yc,), cf, w_cf, _im_e1_cf, _ei.R_FAR)
     return jnp.where(series, ser, jnp.where(cf, cfv, out))
 
 
@@ -269,7 +310,7 @@ def _region_counts(delta, alpha, beta, s2, fwhm, lorentz, xp=jnp):
 
 
 def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths=None,
-                  lorentz_convention: str = "exact"):
+                  lorentz_convention: str = "exact", fallback: bool = True):
     """:func:`tof_peak` for rows of increasing ``delta`` (n_rows, K), one peak per row, with
     per-row ``alpha``, ``beta``, ``sig2``, ``gam`` of shape (n_rows, 1).
 
@@ -285,6 +326,9 @@ def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths
     exponential integral with z = −αΔ + iαF/2 for the rise term where the convolution gives
     +αΔ + iαF/2): its Lorentzian part puts both exponential tails on the high-TOF side. Only for
     re-running a GSAS-II refinement step by step; ``"exact"`` is the true convolution.
+
+    ``fallback=False`` leaves out the dense branch: only for callers that checked
+    :func:`rows_fit_subwindows` at these arguments (the Jacobian kernel of the refinement).
     """
     if lorentz_convention not in ("exact", "gsas2"):
         raise ValueError(f"lorentz_convention must be 'exact' or 'gsas2', got {lorentz_convention!r}")
@@ -309,9 +353,22 @@ def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths
 
     if widths is None:
         return evaluate(None)
+    if not fallback:
+        return evaluate(tuple(widths))
     counts = _region_counts(delta, alpha, beta, s2, fwhm, lorentz)
     fits = jnp.all(jnp.stack([c.max() <= w for c, w in zip(counts, widths)]))
     return jax.lax.cond(fits, lambda: evaluate(tuple(widths)), lambda: evaluate(None))
+
+
+def rows_fit_subwindows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths=None):
+    """True when every row's regions fit the sub-window ``widths`` (then :func:`tof_peak_rows`
+    with ``fallback=False`` — no dense branch compiled — gives the same values and derivatives)."""
+    if widths is None:
+        return jnp.asarray(True)
+    fwhm, _ = tch_fwhm_eta(sig2, jnp.maximum(gam, 1e-8))
+    s2 = fwhm**2 / EIGHT_LN2
+    counts = _region_counts(delta, alpha, beta, s2, fwhm, lorentz)
+    return jnp.all(jnp.stack([c.max() <= w for c, w in zip(counts, widths)]))
 
 
 def profile_subwindows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, margin: float = 1.25,

@@ -60,6 +60,8 @@ def complex_f_calc(setup, phase_params: dict, d_angstrom) -> np.ndarray:
 
 def _window_profiles(model, table, rows, window, left):
     """Unit-area profiles of the selected reflections on their windows of the TOF grid."""
+    if "profile" in table:  # the pattern kernel's own windows and profiles (reflection_table(profiles=True))
+        return table["window_index"][rows], table["profile"][rows]
     tof = np.asarray(model.tof_us)
     n = len(tof)
     th = table["tof_us"][rows]
@@ -73,7 +75,7 @@ def _window_profiles(model, table, rows, window, left):
 
 def partition_phase(model, tree, i_phase: int, y_obs, y_calc, background, *, table=None) -> ReflectionIntensities:
     """Observed and calculated integrated intensities of one phase's reflections."""
-    table = reflection_table(model, tree) if table is None else table
+    table = reflection_table(model, tree, profiles=True) if table is None else table
     setup = model.phases[i_phase]
     rows = np.where(table["phase"] == i_phase)[0]
     idx, prof = _window_profiles(model, table, rows, setup.window, setup.left)
@@ -99,7 +101,7 @@ def partition_phase(model, tree, i_phase: int, y_obs, y_calc, background, *, tab
 
 def bragg_r_factors(model, tree, y_obs, y_calc, background):
     """Bragg R (%) per phase and the reflection TOFs (tick marks) by phase name."""
-    table = reflection_table(model, tree)
+    table = reflection_table(model, tree, profiles=True)
     r, ticks = {}, {}
     for i, s in enumerate(model.phases):
         ri = partition_phase(model, tree, i, y_obs, y_calc, background, table=table)
