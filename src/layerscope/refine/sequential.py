@@ -22,11 +22,15 @@ bounded to ± ``max_cell_step`` (0.5 %) of the previous pattern's values per
 ``cell_step_hours`` (0.5 h) elapsed between their mid-times (a trust region; 2 % for patterns
 2 h apart; without times, ± ``max_cell_step`` per pattern).
 
-Each result is checked: a fit whose Rwp jumps, whose cell runs to the trust-region limit,
+Each result is checked: a fit whose GoF jumps (GoF, not Rwp: Rwp scales with the counting
+time, and the reference pattern counts twice as long), whose cell runs to the trust-region limit,
 whose fractions go clearly negative, or where a well-determined phase (≥ min_fraction and
 ≥ 5 esd) loses more than three quarters of its fraction within one pattern is refined again
 from the previous pattern's values (with the affected cells fixed, or else with only the
 first stage free), and the row is flagged (``flag`` column) — never reported silently.
+
+Weight fractions are Hill–Howard's W_p = S_p ρ_p / Σ S_i ρ_i with ρ = cell mass / volume of
+the *refined* occupancies and cell of each pattern (the cathode loses Li on charge).
 
 After every pattern the state (full parameter vector, results row) is appended to
 ``checkpoint.json`` (written atomically); a run that is killed resumes after the last
@@ -84,6 +88,8 @@ class SeriesProtocol:
     #: (phase, fraction, params): params refined only while the phase's LRM fraction is at
     #: least ``fraction``, held at their last values below it
     hold: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
+    #: Chebyshev background terms of every pattern (None: refine_series' argument)
+    n_background: int | None = None
 
     def cell_limit(self, dt_h: float | None) -> float:
         """Largest relative cell change allowed between patterns ``dt_h`` hours apart."""
@@ -115,7 +121,7 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     ref = parse_strategy({**shared, **ref_doc}, f"{source} [reference]")
     ser_doc = {k: v for k, v in doc["series"].items()
                if k not in ("min_fraction", "lrm_phases", "anode_phases", "fixed_scales", "conserve",
-                           "keep_fraction", "max_cell_step", "cell_step_hours", "hold")}
+                           "keep_fraction", "max_cell_step", "cell_step_hours", "hold", "n_background")}
     ser = parse_strategy({**shared, **ser_doc}, f"{source} [series]")
     s = doc["series"]
     mf = float(s.get("min_fraction", 0.03))
@@ -130,6 +136,9 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     step_h = float(s.get("cell_step_hours", 0.5))
     if not step_h > 0:
         raise ValueError(f"{source}: series.cell_step_hours must be > 0, got {step_h}")
+    nb = s.get("n_background")
+    if nb is not None and (isinstance(nb, bool) or not isinstance(nb, int) or not 0 <= nb <= 36):
+        raise ValueError(f"{source}: series.n_background must be an integer in [0, 36], got {nb!r}")
     conserve = []
     for g in s.get("conserve", []):
         if not isinstance(g, dict) or not g.get("phases") or not g.get("element"):
@@ -147,7 +156,7 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
                           tuple(s.get("anode_phases", ("graphite", "LiC12", "LiC6"))),
                           tuple(s.get("fixed_scales", ())), keep_ratio, tuple(conserve), source,
                           hashlib.sha256(text.encode()).hexdigest()[:16],
-                          None if kf is None else float(kf), step, step_h, tuple(hold))
+                          None if kf is None else float(kf), step, step_h, tuple(hold), nb)
 
 
 def read_series_protocol(path) -> SeriesProtocol:
@@ -184,6 +193,37 @@ def _d(cell, hkl):
 _INTRA_O3 = np.array([[1, 0, 0], [0, 1, 0], [1, -1, 0]], dtype=float)
 
 
+def _volume(cell, xp=np):
+    ca, cb, cg = (xp.cos(xp.deg2rad(cell[i])) for i in (3, 4, 5))
+    return cell[0] * cell[1] * cell[2] * xp.sqrt(1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg)
+
+
+def _mass_terms(phase, p, idx):
+    """(indices, weights) with cell mass = Σ weight · v[index] over the occupancy parameters."""
+    from layerscope.crystal.scattering import atomic_weight
+
+    ii, ww = [], []
+    for m, site in zip(phase.site_multiplicities(), phase.sites):
+        for sym, _ in site.species:
+            ii.append(idx[f"{p}.occ[{site.label}:{sym}]"])
+            ww.append(float(m) * atomic_weight(sym))
+    return np.array(ii, dtype=int), np.array(ww)
+
+
+def density_functions(layout, model, names, xp=jnp) -> dict:
+    """ρ_p(v) = cell mass / cell volume of each named phase at the parameter vector ``v``: the
+    Hill–Howard weight fraction W_p = S_p ρ_p / Σ S_i ρ_i needs the *current* composition and
+    cell (Li leaves the cathode on charge, the cells swell and shrink), not the starting ones."""
+    idx = {n: i for i, n in enumerate(layout.names)}
+    phases = {s.phase.name: s.phase for s in model.phases}
+    out = {}
+    for p in names:
+        ii, ww = _mass_terms(phases[p], p, idx)
+        i0 = idx[f"{p}.a"]
+        out[p] = (lambda v, ii=ii, ww=ww, i0=i0: (v[ii] * ww).sum() / _volume(v[i0:i0 + 6], xp))
+    return out
+
+
 def lrm_observables(layout, model, protocol: SeriesProtocol) -> dict:
     """Functions of the full vector for every reported quantity (JAX-differentiable)."""
     names = list(layout.names)
@@ -191,7 +231,7 @@ def lrm_observables(layout, model, protocol: SeriesProtocol) -> dict:
     phases = {s.phase.name: s.phase for s in model.phases}
     lrm = [p for p in protocol.lrm_phases if p in phases]
     anode = [p for p in protocol.anode_phases if p in phases]
-    rho = {p: phases[p].cell_mass / phases[p].volume for p in phases}
+    rho = density_functions(layout, model, lrm)
     obs = {}
 
     def scale(v, p):
@@ -203,7 +243,7 @@ def lrm_observables(layout, model, protocol: SeriesProtocol) -> dict:
 
     for p in lrm:
         def frac(v, p=p):
-            w = {q: scale(v, q) * rho[q] for q in lrm}
+            w = {q: scale(v, q) * rho[q](v) for q in lrm}
             return w[p] / sum(w.values())
         obs[f"frac_{p}"] = frac
     n_c = {p: sum(o * m for m, s in zip(phases[p].site_multiplicities(), phases[p].sites)
@@ -348,7 +388,9 @@ def conservation_totals(full, layout, model, protocol) -> list[float]:
 def _lrm_fractions(full, layout, model, protocol):
     phases = {s.phase.name: s.phase for s in model.phases}
     lrm = [p for p in protocol.lrm_phases if p in phases]
-    w = {p: full[layout.index(f"{p}.scale")] * phases[p].cell_mass / phases[p].volume for p in lrm}
+    rho = density_functions(layout, model, lrm, xp=np)
+    full = np.asarray(full, dtype=float)
+    w = {p: full[layout.index(f"{p}.scale")] * rho[p](full) for p in lrm}
     tot = sum(w.values()) or 1.0
     return {p: v / tot for p, v in w.items()}
 
@@ -401,7 +443,7 @@ def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: 
 
 
 def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | None = None, out_dir=None,
-                  n_background: int = 6, reverse: bool = False, progress=None, times=None,
+                  n_background: int | None = None, reverse: bool = False, progress=None, times=None,
                   start_fractions: dict | None = None):
     """Refine a series of patterns sequentially.
 
@@ -412,6 +454,8 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
     phases : starting phases (e.g. ``preset("lrm-pouch").phases``)
     instrument : :class:`~layerscope.diffraction.instrument.TOFInstrument`
     out_dir : folder for ``checkpoint.json`` (resume) — None keeps everything in memory
+    n_background : Chebyshev background terms (None: the protocol's ``series.n_background``,
+        else 6)
     reverse : refine the series patterns from the last to the first (the reference first)
     progress : callable(i, n, record) after each pattern
     times : optional per-pattern dict merged into each row (e.g. aligned cycler values)
@@ -421,6 +465,8 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
     Returns the list of :class:`SeriesRecord` in the order of ``patterns``.
     """
     protocol = protocol or default_series_protocol()
+    if n_background is None:
+        n_background = 6 if protocol.n_background is None else protocol.n_background
     if not patterns:
         raise ValueError("the series has no patterns")
     name0, tof, _, _ = patterns[0]
@@ -446,7 +492,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
     full = None
     totals = None
     history: list = []
-    prev_rwp, seed_prev, prev_row = np.inf, None, None
+    prev_gof, seed_prev, prev_row = np.inf, None, None
     active = None
     t_prev = None
     for k, i in enumerate(order):
@@ -454,7 +500,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
         if name in done:
             records[i] = done[name]
             full = np.array(done[name].full)
-            prev_rwp, seed_prev, prev_row = float(done[name].row["rwp"]), np.array(full), done[name].row
+            prev_gof, seed_prev, prev_row = float(done[name].row["gof"]), np.array(full), done[name].row
             active = active_phases(_lrm_fractions(full, layout, model, protocol), None if i == 0 else active,
                                    protocol)
             if i == 0:
@@ -490,7 +536,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
                 full, fr, log2 = refine_one(ev, layout, model, full, y, s, strategy, protocol, bounds, totals,
                                             active=active)
                 log = log + log2
-        flag = "" if i == 0 else _implausible(full, fr, prev_rwp, seed_prev, layout, model, protocol, prev_row, lim)
+        flag = "" if i == 0 else _implausible(full, fr, prev_gof, seed_prev, layout, model, protocol, prev_row, lim)
         if flag:
             # retry from the previous pattern's values; a cell that ran to its per-pattern limit
             # (a small phase locking onto a neighbour's peaks) or belongs to a phase whose
@@ -505,11 +551,11 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
                              strategy.scale_model, strategy.bounds)
             full2, fr2, log2 = refine_one(ev, layout, model, np.array(seed_prev), y, s, retry, protocol,
                                           bounds, totals, active=active)
-            flag2 = _implausible(full2, fr2, prev_rwp, seed_prev, layout, model, protocol, prev_row, lim)
+            flag2 = _implausible(full2, fr2, prev_gof, seed_prev, layout, model, protocol, prev_row, lim)
             full, fr, log = full2, fr2, log + log2
             how = f"{', '.join(jumped)} cell(s) fixed" if jumped else f"'{retry.stages[0].name}' only"
             flag = f"{flag}; refined again with {how}" + (f" (still: {flag2})" if flag2 else "")
-        prev_rwp, seed_prev, t_prev = fr.stats.rwp, np.array(full), t_now
+        prev_gof, seed_prev, t_prev = fr.stats.gof, np.array(full), t_now
         active = active_phases(_lrm_fractions(full, layout, model, protocol), None if i == 0 else active, protocol)
         row = {"pattern": name, "rwp": fr.stats.rwp, "gof": fr.stats.gof,
                "converged": bool(fr.converged and not flag), "flag": flag, "held": held}
@@ -561,13 +607,13 @@ def _trust_bounds(bounds, prev_full, layout, model, protocol, step=None):
     return lo, hi
 
 
-def _implausible(full, fr, prev_rwp, prev_full, layout, model, protocol, prev_row=None, limit=None) -> str:
+def _implausible(full, fr, prev_gof, prev_full, layout, model, protocol, prev_row=None, limit=None) -> str:
     """Reason why a sequential result looks wrong ('' when it looks fine)."""
     if not np.all(np.isfinite(full)) or fr.diverged:
         return "diverged"
     reasons = []
-    if np.isfinite(prev_rwp) and fr.stats.rwp > 1.3 * prev_rwp:
-        reasons.append(f"Rwp rose from {prev_rwp:.2f} to {fr.stats.rwp:.2f} %")
+    if np.isfinite(prev_gof) and fr.stats.gof > 1.3 * prev_gof:
+        reasons.append(f"GoF rose from {prev_gof:.2f} to {fr.stats.gof:.2f}")
     phases = {s.phase.name for s in model.phases}
     for group in (protocol.lrm_phases, protocol.anode_phases):
         sc = {p: full[layout.index(f"{p}.scale")] for p in group if p in phases}
