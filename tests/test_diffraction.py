@@ -30,6 +30,8 @@ def _gemmi_f2(phase, hkl):
             site.fract = gemmi.Fractional(*s.xyz)
             site.occ = occ
             site.u_iso = s.biso / (8 * np.pi**2)
+            if s.uani is not None:  # NAC.cif's Uani (gemmi applies R U Rᵀ per image)
+                site.aniso = gemmi.SMat33d(*s.uani)
             st.add_site(site)
     st.determine_and_set_spacegroup("1")
     st.setup_cell_images()
