@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if argv is None and len(sys.argv) <= 1 else 2
+    from layerscope._jaxcache import enable_compilation_cache
+
+    enable_compilation_cache()
     try:
         rc = args.func(args)
     except (UserError, FileNotFoundError, ValueError) as exc:

@@ -117,6 +117,11 @@ def run_task(kind: str, name: str, options: dict, index: int, out_dir: str) -> d
     matplotlib.use("Agg")
     from layerscope.study.tasks import RUNNERS
 
+    if _on_dask_worker():  # a worker process of a cluster: keep its compiled kernels like the CLI does
+        from layerscope._jaxcache import enable_compilation_cache
+
+        enable_compilation_cache()
+
     ds = Dataset(kind, name, options, index)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,6 +133,16 @@ def run_task(kind: str, name: str, options: dict, index: int, out_dir: str) -> d
                 "fingerprint": fingerprint(prov), "seconds": round(time.perf_counter() - t0, 1)})
     _write_json(out / RECORD, rec)
     return rec
+
+
+def _on_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
 
 
 def task_dir(out: Path, ds: Dataset) -> Path:
