@@ -1,0 +1,602 @@
+"""Batched refinement of a series: one Levenberg–Marquardt problem over many patterns.
+
+An operando series is many patterns on one TOF grid with one model: the same compiled
+pattern and Jacobian kernels (:mod:`layerscope.refine.engine`) serve every pattern, only the
+parameter vector and the counts differ. :func:`refine_batched` refines all of them at once:
+the patterns, Jacobians and normal matrices of a chunk of ``batch_size`` patterns come from
+one ``jax.vmap`` of the engine's kernels (on JAX's default backend — the GPU when there is
+one, else the CPU), and every pattern keeps its own damped Gauss–Newton state:
+
+* its own Marquardt λ (÷10 after an accepted step, ×10 after a rejected one) and its own
+  convergence test, max |δq_j| / esd_j < ``tol``, exactly as :func:`~layerscope.refine.engine.least_squares`;
+* a converged pattern (or one that ran out of cycles) leaves the batch: later calls evaluate
+  only the patterns still moving (padded to a few fixed batch sizes so that the compiled
+  functions are reused);
+* bounds: the step of every pattern is first solved without them (batched
+  ``jnp.linalg.solve`` of the Marquardt-scaled normal equations); a pattern whose step would
+  take a model quantity across a bound is re-solved by the engine's active-set step
+  (:func:`~layerscope.refine.engine._bounded_step`, the quantity pinned on its bound) and
+  reports the quantity, as the per-pattern engine does.
+
+The result of each pattern is a :class:`~layerscope.refine.engine.FitResult` (esds from
+H⁻¹ scaled by that pattern's own reduced χ², singular-matrix and correlation warnings, bound
+hits), the same as ``least_squares`` would give from the same free set and start.
+
+The Jacobian is the engine's (chain rule through the reflections, the per-reflection
+directions grouped into a few shared ones, :func:`~layerscope.refine.engine._group_directions`):
+which columns share a direction is decided once on the first pattern, and every pattern's
+directions and coefficients are then formed on the device. A pattern on which that grouping
+does not hold exactly (checked at every Jacobian, relative 1e-12) gets its Jacobian from the
+per-pattern :class:`~layerscope.refine.engine.Evaluator` instead (host grouping), so the
+Jacobian is always the exact one.
+
+Memory: per chunk the Jacobian needs batch_size × n_points × n_free floats plus the profile
+derivatives of every reflection (batch_size × passes × n_refl × window); ``batch_size``
+bounds both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from layerscope.diffraction.pattern import PatternModel  # noqa: E402
+from layerscope.refine.engine import (  # noqa: E402
+    _BUCKETS, _PARALLEL_RTOL, _PASS_BUCKETS, Evaluator, FitResult, _bounded_step, _bucket, _calc_kernel,
+    _full_names_of, _group_directions, _jac_kernel, _linear_indices, _peak_tangents_jit, _peak_tangents_kernel,
+    fit_stats)
+from layerscope.refine.parameters import FreeSet, Layout  # noqa: E402
+
+__all__ = ["BatchedFit", "refine_batched", "device_summary"]
+
+
+def device_summary() -> str:
+    """JAX's default backend and device, e.g. ``cpu: TFRT_CPU_0`` or ``gpu: cuda:0 (NVIDIA H100)``."""
+    d = jax.devices()[0]
+    kind = getattr(d, "device_kind", "")
+    return f"{jax.default_backend()}: {d}" + (f" ({kind})" if kind and kind.lower() != "cpu" else "")
+
+
+# --- device kernels (mapped over the patterns of a chunk) ----------------------------------
+def _over(mode, fn, live, args, empty):
+    """``fn`` over the leading axis of ``args``: ``jax.vmap`` (``mode == "vmap"``: accelerators,
+    every pattern of the batch computed at once) or ``jax.lax.map`` (``"map"``: the CPU, one
+    pattern after the other inside one compiled loop — a vmapped scatter is slower per pattern
+    on the CPU than the single-pattern kernel). Patterns with ``live`` False are skipped in the
+    loop (``lax.cond``) and return ``empty(*args_of_one)``."""
+    def one(a):
+        lv, rest = a[0], a[1:]
+        if mode == "map":
+            return jax.lax.cond(lv, lambda r: fn(*r), lambda r: empty(*r), rest)
+        return fn(*rest)
+    if mode == "map":
+        return jax.lax.map(one, (live,) + tuple(args))
+    return jax.vmap(lambda *a: one(a))(live, *args)
+
+
+def _chi2_kernel(spec, lk, leaves, mode, V, live, idx, Y, SW):
+    """χ² of each pattern ``idx`` of the chunk at the full vectors ``V``."""
+    def one(v, y, sw):
+        r = (y - _calc_kernel(spec, lk, leaves, v)[0]) * sw
+        return r @ r
+    return _over(mode, one, live, (V, Y[idx], SW[idx]), lambda v, y, sw: jnp.zeros(()))
+
+
+def _calc_batch_kernel(spec, lk, leaves, mode, V, live):
+    def one(v):
+        return _calc_kernel(spec, lk, leaves, v)[0]
+
+    shape = jax.eval_shape(one, V[0])
+    return _over(mode, one, live, (V,), lambda v: jnp.zeros(shape.shape, shape.dtype))
+
+
+def _group_on_device(t5, m):
+    """The engine's direction grouping with a fixed column → direction assignment ``m`` (P, k).
+
+    Direction g on reflection h is the tangent of the first column of group g that moves h
+    (as :func:`~layerscope.refine.engine._group_directions` fills it); each column's coefficient
+    is its projection on its group's direction. Returns (w (P, 5, n), c (k, P, n), ok): ``ok``
+    is False when some column is not parallel to its direction (relative residual > 1e-12).
+    """
+    n = t5.shape[2]
+    norm_t = jnp.einsum("jqh,jqh->jh", t5, t5)
+    member = m > 0
+    cand = member[:, :, None] & (norm_t > 0)[None]
+    first = jnp.argmax(cand, axis=1)
+    has = jnp.any(cand, axis=1)
+    tt = jnp.transpose(t5, (0, 2, 1))
+    w = tt[first, jnp.arange(n)[None, :]]
+    w = jnp.where(has[:, :, None], w, 0.0).transpose(0, 2, 1)
+    norm_w = jnp.einsum("gqh,gqh->gh", w, w)
+    dot = jnp.einsum("jqh,gqh->jgh", t5, w)
+    c = jnp.where(norm_w[None] > 0, dot / jnp.where(norm_w > 0, norm_w, 1.0)[None], 0.0) * m.T[:, :, None]
+    resid = t5 - jnp.einsum("jgh,gqh->jqh", c, w)
+    ok = jnp.all(jnp.einsum("jqh,jqh->jh", resid, resid) <= (_PARALLEL_RTOL ** 2) * norm_t)
+    return w, c, ok
+
+
+def _tangent_kernel(spec, lk, leaves, mode, V, live, A, M):
+    def one(v, a):
+        t, fits = _peak_tangents_kernel(spec, lk, leaves, v, a)
+        w, c, ok = _group_on_device(t[:, 1:, :], M)
+        return t[:, 0, :], w, c, fits, ok
+
+    shapes = jax.eval_shape(one, V[0], A[0])
+    return _over(mode, one, live, (V, A),
+                 lambda v, a: tuple(jnp.ones(x.shape, x.dtype) if x.dtype == bool else jnp.zeros(x.shape, x.dtype)
+                                    for x in shapes))
+
+
+def _normal_kernel(spec, lk, leaves, mode, fallback, has_nl, V, live, W, C, DI, Anl, Alin, idx, Y, SW, basis, perm):
+    """Normal matrix JᵀWJ, gradient JᵀW(y − y_calc) and χ² of each pattern (columns in ``perm`` order)."""
+    i_bkg, i_h, i_scale = _linear_indices(lk.layout)
+    k = perm.shape[0]
+
+    def one(v, w, c, di, anl, alin, y, sw):
+        total, _, _, unit = _calc_kernel(spec, lk, leaves, v)
+        lin_rows = jnp.concatenate([basis, (v[i_scale] @ unit)[None], v[i_h] * unit])
+        cols = [lin_rows.T @ alin]
+        if has_nl:
+            jn = _jac_kernel(spec, lk, leaves, fallback, v, w, c, di)
+            if len(i_bkg):
+                jn = jn + basis.T @ anl[i_bkg]
+            cols.append(jn)
+        jw = jnp.concatenate(cols, axis=1)[:, perm] * sw[:, None]
+        r = (y - total) * sw
+        return jw.T @ jw, jw.T @ r, r @ r
+
+    return _over(mode, one, live, (V, W, C, DI, Anl, Alin, Y[idx], SW[idx]),
+                 lambda *a: (jnp.zeros((k, k)), jnp.zeros(k), jnp.zeros(())))
+
+
+def _lm_solve(hs, gs, lam, dead):
+    """Batched Marquardt steps (Ĥ + λI) δ̂ = ĝ; dead parameters (zero diagonal) do not move."""
+    k = hs.shape[-1]
+    eye = jnp.eye(k)
+    keep = ~dead
+    m = jnp.where(keep[:, :, None] & keep[:, None, :], hs, 0.0) + jnp.where(dead[:, :, None], eye, 0.0)
+    m = m + lam[:, None, None] * eye
+    return jnp.linalg.solve(m, jnp.where(keep, gs, 0.0)[..., None])[..., 0]
+
+
+_chi2_jit = jax.jit(_chi2_kernel, static_argnums=(0, 1, 3))
+_calc_batch_jit = jax.jit(_calc_batch_kernel, static_argnums=(0, 1, 3))
+_tangent_jit = jax.jit(_tangent_kernel, static_argnums=(0, 1, 3))
+_normal_jit = jax.jit(_normal_kernel, static_argnums=(0, 1, 3, 4, 5))
+_lm_solve_jit = jax.jit(_lm_solve)
+
+
+# --- result --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BatchedFit:
+    """Per-pattern results of :func:`refine_batched` (each a :class:`FitResult`) and the device used."""
+
+    results: tuple[FitResult, ...]
+    device: str
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i) -> FitResult:
+        return self.results[i]
+
+    @property
+    def full(self) -> np.ndarray:
+        """Refined full vectors (n_patterns, n_full)."""
+        return np.stack([r.full for r in self.results])
+
+    @property
+    def esd_full(self) -> np.ndarray:
+        return np.stack([r.esd_full for r in self.results])
+
+    @property
+    def q(self) -> np.ndarray:
+        return np.stack([r.q for r in self.results])
+
+    @property
+    def esd_q(self) -> np.ndarray:
+        return np.stack([r.esd_q for r in self.results])
+
+    @property
+    def chi2(self) -> np.ndarray:
+        """Reduced χ² of each pattern."""
+        return np.array([r.stats.chi2 for r in self.results])
+
+    @property
+    def rwp(self) -> np.ndarray:
+        return np.array([r.stats.rwp for r in self.results])
+
+    @property
+    def converged(self) -> np.ndarray:
+        return np.array([r.converged for r in self.results])
+
+    @property
+    def n_cycles(self) -> np.ndarray:
+        return np.array([r.n_cycles for r in self.results])
+
+    @property
+    def warnings(self) -> list[tuple[str, ...]]:
+        return [r.warnings for r in self.results]
+
+
+# --- the batched least squares -------------------------------------------------------------
+class _Batch:
+    """Device state of one refine_batched call: model, free-set structure, data of one chunk."""
+
+    def __init__(self, ev: Evaluator, fsets: list[FreeSet]):
+        self.ev = ev
+        self.spec, self.leaves, self.lk = ev._spec, ev._leaves, ev._lk
+        i_bkg, i_h, i_scale = ev._i_bkg, ev._i_h, ev._i_scale
+        self.lin_entries = np.concatenate([i_bkg, [i_h], i_scale]).astype(int)
+        ja = np.stack([f.jacobian_columns for f in fsets])
+        k = ja.shape[2]
+        touched = np.any(np.abs(ja) > 0, axis=0)
+        lin_col = ~np.any(touched & ~ev._linear[:, None], axis=0)
+        self.lin_cols = np.where(lin_col)[0]
+        self.nl_cols = np.where(~lin_col)[0]
+        self.k = k
+        self.kb = _bucket(len(self.nl_cols), _BUCKETS) if len(self.nl_cols) else 0
+        order = np.concatenate([self.lin_cols, self.nl_cols])
+        self.perm = np.argsort(order)  # position of free column j in [linear cols, nonlinear cols (padded)]
+        self.basis = jnp.asarray(ev._basis)
+        self.M = None
+
+    def columns(self, fsets, sel):
+        ja = np.stack([fsets[i].jacobian_columns for i in sel])
+        alin = ja[:, self.lin_entries][:, :, self.lin_cols]
+        anl = np.zeros((len(sel), ja.shape[1], max(self.kb, 1)))
+        anl[:, :, :len(self.nl_cols)] = ja[:, :, self.nl_cols]
+        return anl, alin
+
+    def assign_groups(self, full, anl):
+        """Which nonlinear columns share a profile direction (from one pattern, host grouping)."""
+        t, _ = _peak_tangents_jit(self.spec, self.lk, self.leaves, jnp.asarray(full), jnp.asarray(anl))
+        t = np.asarray(t)
+        _, c = _group_directions(t[:, 1:, :])
+        used = np.any(c != 0, axis=2)  # (kb, P)
+        p = _bucket(max(c.shape[1], 1), _PASS_BUCKETS)
+        m = np.zeros((p, self.kb))
+        for j in range(self.kb):
+            g = np.where(used[j])[0]
+            if len(g):
+                m[g[0], j] = 1.0
+        self.M = jnp.asarray(m)
+
+
+def _sizes(mode, size):
+    """Batch sizes the compiled functions see: on the CPU (``map``) one, the skipped patterns
+    cost nothing; with ``vmap`` every padded pattern is computed, so a few sizes (÷4)."""
+    if mode == "map":
+        return [size]
+    out, b = [], int(size)
+    while b > 1:
+        out.append(b)
+        b = b // 4
+    return sorted(set(out + [1]))
+
+
+def refine_batched(ev_or_model, layout: Layout | None, free: FreeSet, Y, S, start=None, *, bounds=None,
+                   max_cycles: int = 30, tol: float = 0.01, lam0: float = 1e-3, batch_size: int = 32,
+                   cond_max: float = 1e12, correlation_warn: float = 0.95, vectorize: str = "auto") -> BatchedFit:
+    """Refine ``n`` patterns on one TOF grid with one free set, as one batched problem.
+
+    Parameters
+    ----------
+    ev_or_model : :class:`~layerscope.refine.engine.Evaluator`, or a
+        :class:`~layerscope.diffraction.pattern.PatternModel` (then ``layout`` is required)
+    layout : the model's layout (ignored when an Evaluator is given)
+    free : the free set (same parameters and linear constraints for every pattern), or a
+        sequence of ``n`` free sets with the same parameter names (each pattern's own
+        linearised constraints, e.g. conservation coefficients at its own cell)
+    Y, S : (n, N) observations and σ on the model's grid
+    start : full vector (F,) for every pattern or (n, F) one per pattern; None: ``free.x0``.
+        With one free set, the entries it moves are projected onto its affine subspace
+        (x0 + A q, least squares): a start that breaks one of its constraints is moved to the
+        nearest point that satisfies it, with a warning on that pattern
+    bounds : (lower, upper) on the full vector, (F,) or (n, F); default: the free set's
+    max_cycles, tol, lam0, cond_max, correlation_warn : as in
+        :func:`~layerscope.refine.engine.least_squares` (layerscope schedule)
+    batch_size : patterns evaluated together (bounds the memory: the Jacobian alone is
+        batch_size × N × P floats)
+    vectorize : "vmap" (all patterns of a chunk at once: accelerators), "map" (one compiled
+        loop over the patterns: the CPU, where a vmapped scatter costs more per pattern than
+        the single-pattern kernel) or "auto" (vmap unless JAX's default backend is the CPU)
+
+    Returns
+    -------
+    :class:`BatchedFit` — one :class:`~layerscope.refine.engine.FitResult` per pattern (its
+    ``free`` carries that pattern's x0) and the JAX device used.
+
+    Raises ValueError naming the pattern when its data are not finite or σ ≤ 0.
+    """
+    if isinstance(ev_or_model, Evaluator):
+        ev = ev_or_model
+    elif isinstance(ev_or_model, PatternModel):
+        if layout is None:
+            raise ValueError("refine_batched: a PatternModel needs its layout (make_layout(model))")
+        ev = Evaluator(ev_or_model, layout)
+    else:
+        raise TypeError(f"refine_batched: expected an Evaluator or a PatternModel, got {type(ev_or_model).__name__}")
+    n_grid = ev.model.tof_us.shape[0]
+    Y = np.asarray(Y, dtype=float)
+    S = np.asarray(S, dtype=float)
+    if Y.ndim != 2 or Y.shape[1] != n_grid or S.shape != Y.shape:
+        raise ValueError(f"Y {Y.shape} and S {S.shape} must both be (n_patterns, {n_grid}) on the model's TOF grid")
+    for i in range(Y.shape[0]):
+        if not (np.all(np.isfinite(Y[i])) and np.all(np.isfinite(S[i])) and np.all(S[i] > 0)):
+            bad = np.where(~np.isfinite(Y[i]) | ~np.isfinite(S[i]) | ~(S[i] > 0))[0]
+            raise ValueError(f"pattern {i}: observations must be finite with σ > 0 at every point "
+                             f"({len(bad)} bad point(s), first at index {bad[0]})")
+    n = Y.shape[0]
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    if vectorize not in ("auto", "vmap", "map"):
+        raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {vectorize!r}")
+    mode = ("map" if jax.default_backend() == "cpu" else "vmap") if vectorize == "auto" else vectorize
+    sizes = _sizes(mode, min(batch_size, n))
+    fsets, q0, pre_warn = _pattern_free_sets(free, start, bounds, n)
+    k = fsets[0].n
+    if k == 0:
+        raise ValueError("refine_batched: nothing is free")
+    results: list[FitResult] = []
+    batch = _Batch(ev, fsets)
+    for c0 in range(0, n, batch_size):
+        sel = np.arange(c0, min(n, c0 + batch_size))
+        results.extend(_refine_chunk(batch, [fsets[i] for i in sel], q0[sel], Y[sel], S[sel], max_cycles, tol, lam0,
+                                     mode, sizes, cond_max, correlation_warn, [pre_warn[i] for i in sel]))
+    return BatchedFit(tuple(results), f"{device_summary()}, {mode}")
+
+
+def _pattern_free_sets(free, start, bounds, n):
+    """One FreeSet per pattern (x0 = that pattern's start) and the starting q of each."""
+    if isinstance(free, FreeSet):
+        base = [free] * n
+        common = True
+    else:
+        base = list(free)
+        if len(base) != n:
+            raise ValueError(f"refine_batched: {len(base)} free sets for {n} patterns")
+        if len({f.names for f in base}) != 1:
+            raise ValueError("refine_batched: every pattern's free set must have the same parameter names")
+        common = False
+    nf = len(base[0].x0)
+    if bounds is not None:
+        lo, hi = (np.broadcast_to(np.asarray(b, dtype=float), (n, nf)) for b in bounds)
+        base = [dataclasses.replace(f, lower=lo[i].copy(), upper=hi[i].copy()) for i, f in enumerate(base)]
+    warn = [[] for _ in range(n)]
+    if start is None:
+        return base, np.zeros((n, base[0].n)), warn
+    st = np.asarray(start, dtype=float)
+    if st.ndim == 1:
+        st = np.broadcast_to(st, (n, nf))
+    if st.shape != (n, nf):
+        raise ValueError(f"start must be ({nf},) or ({n}, {nf}), got {st.shape}")
+    if not np.all(np.isfinite(st)):
+        i = int(np.where(~np.all(np.isfinite(st), axis=1))[0][0])
+        raise ValueError(f"pattern {i}: the start vector is not finite")
+    out, q0 = [], np.zeros((n, base[0].n))
+    for i, f in enumerate(base):
+        moved = np.any(f.A != 0, axis=1)
+        if common:
+            q = f.q_of(st[i])
+            x0 = np.where(moved, f.x0, st[i])
+            off = np.abs(x0 + f.A @ q - st[i])[moved]
+            if np.any(off > 1e-9 * np.maximum(1.0, np.abs(st[i][moved]))):
+                warn[i].append("the start does not satisfy the free set's constraints: moved to the nearest point "
+                               f"that does (largest change {off.max():.3g})")
+            out.append(dataclasses.replace(f, x0=x0))
+            q0[i] = q
+        else:
+            out.append(dataclasses.replace(f, x0=np.where(moved, f.x0, st[i])))
+            q0[i] = f.q_of(st[i]) if np.any(np.abs(st[i] - f.x0)[moved] > 0) else 0.0
+    return out, q0, warn
+
+
+def _refine_chunk(batch: _Batch, fsets, q0, Y, S, max_cycles, tol, lam0, mode, sizes, cond_max, corr_warn, pre_warn):
+    b, k = len(fsets), batch.k
+    Yd, SWd = jax.device_put(Y), jax.device_put(1.0 / S)
+    X0 = np.stack([f.x0 for f in fsets])
+    A = np.stack([f.A for f in fsets])
+    anl_all, alin_all = batch.columns(fsets, range(b))
+    anl_d, alin_d = jnp.asarray(anl_all), jnp.asarray(alin_all)
+    moved = np.any(A != 0, axis=2)
+    lo = np.stack([f.lower for f in fsets])
+    hi = np.stack([f.upper for f in fsets])
+    btol = 1e-12 * np.maximum(1.0, np.maximum(np.where(np.isfinite(lo), np.abs(lo), 0),
+                                              np.where(np.isfinite(hi), np.abs(hi), 0)))
+
+    def full_of(q, sel):
+        return X0[sel] + np.einsum("bfk,bk->bf", A[sel], q)
+
+    def padded(sel):
+        m = next(s for s in sizes if s >= len(sel))
+        live = np.arange(m) < len(sel)
+        return np.concatenate([sel, np.full(m - len(sel), sel[0])]).astype(int), jnp.asarray(live)
+
+    def chi2_of(V, sel):
+        p, live = padded(sel)
+        Vp = np.concatenate([V, np.repeat(V[:1], len(p) - len(sel), axis=0)])
+        return np.asarray(_chi2_jit(batch.spec, batch.lk, batch.leaves, mode, jnp.asarray(Vp), live, jnp.asarray(p),
+                                    Yd, SWd))[:len(sel)]
+
+    def normal(q, sel):
+        p, live = padded(sel)
+        V = full_of(q[p], p)
+        Vd = jnp.asarray(V)
+        pd = jnp.asarray(p)
+        has_nl = batch.kb > 0
+        if has_nl:
+            if batch.M is None:
+                batch.assign_groups(V[0], anl_all[p[0]])
+            di, w, c, fits, ok = _tangent_jit(batch.spec, batch.lk, batch.leaves, mode, Vd, live, anl_d[pd], batch.M)
+            fallback = not bool(np.all(np.asarray(fits)))
+            ok = np.asarray(ok)
+        else:
+            w = c = di = jnp.zeros((len(p), 1))
+            fallback, ok = False, np.ones(len(p), bool)
+        h, g, chi2 = _normal_jit(batch.spec, batch.lk, batch.leaves, mode, fallback, has_nl, Vd, live, w, c, di,
+                                 anl_d[pd], alin_d[pd], pd, Yd, SWd, batch.basis, jnp.asarray(batch.perm))
+        h, g, chi2 = np.array(h)[:len(sel)], np.array(g)[:len(sel)], np.array(chi2)[:len(sel)]
+        for j in np.where(~ok[:len(sel)])[0]:
+            # this pattern's tangents do not group like the first pattern's: the engine's own
+            # per-pattern Jacobian (host grouping)
+            i = sel[j]
+            yc, jac = batch.ev.calc_jac(V[j], fsets[i].jacobian_columns)
+            jw = jac / S[i][:, None]
+            r = (Y[i] - yc) / S[i]
+            h[j], g[j], chi2[j] = jw.T @ jw, jw.T @ r, r @ r
+        return h, g, chi2
+
+    q = q0.astype(float).copy()
+    allp = np.arange(b)
+    H, G, chi2 = normal(q, allp)
+    history = [[float(c)] for c in chi2]
+    lam = np.full(b, lam0)
+    converged = np.zeros(b, bool)
+    diverged = ~np.isfinite(chi2)
+    cycles = np.zeros(b, int)
+    hits = np.zeros((b, X0.shape[1]), bool)
+    shift_esd = np.full(b, np.inf)
+    warns = [list(w) for w in pre_warn]
+    for i in np.where(diverged)[0]:
+        warns[i].append("the starting model gives a non-finite pattern (check the starting values)")
+    active = ~diverged & (cycles < max_cycles)
+    eye = np.eye(k)
+    while np.any(active):
+        idx = np.where(active)[0]
+        d = np.einsum("bii->bi", H[idx]).copy()
+        dead = d <= 1e-300 * np.maximum(d.max(axis=1, keepdims=True), 1e-300)
+        d[dead] = 1.0
+        s = 1.0 / np.sqrt(d)
+        hs = H[idx] * s[:, :, None] * s[:, None, :]
+        gs = G[idx] * s
+        dq = np.zeros((len(idx), k))
+        bad = np.zeros((len(idx), X0.shape[1]), bool)
+        chi2_t = np.full(len(idx), np.nan)
+        accepted = np.zeros(len(idx), bool)
+        pending = np.arange(len(idx))
+        while len(pending):
+            ii = idx[pending]
+            ds = np.asarray(_lm_solve_jit(jnp.asarray(hs[pending]), jnp.asarray(gs[pending]), jnp.asarray(lam[ii]),
+                                          jnp.asarray(dead[pending])))
+            step = ds * s[pending]
+            step[dead[pending]] = 0.0
+            new = full_of(q[ii] + step, ii)
+            cross = np.any(moved[ii] & ((new < lo[ii] - btol[ii]) | (new > hi[ii] + btol[ii])), axis=1)
+            bad[pending] = False
+            for j in np.where(cross)[0]:
+                pj = pending[j]
+                step[j], bad[pj] = _bounded_step(fsets[ii[j]], q[ii[j]], hs[pj] + lam[ii[j]] * eye, gs[pj], s[pj],
+                                                 dead[pj])
+            dq[pending] = step
+            ct = chi2_of(full_of(q[ii] + step, ii), ii)
+            chi2_t[pending] = ct
+            ok = np.isfinite(ct) & (ct <= chi2[ii] * (1 + 1e-12))
+            accepted[pending[ok]] = True
+            lam[ii[~ok]] *= 10.0
+            pending = pending[~ok & (lam[ii] < 1e10)]
+        # no step lowers χ²: at the minimum to numerical precision
+        stuck = idx[~accepted]
+        converged[stuck] = True
+        active[stuck] = False
+        acc = np.where(accepted)[0]
+        if not len(acc):
+            break
+        ia = idx[acc]
+        cycles[ia] += 1
+        hits[ia] |= bad[acc]
+        q[ia] = q[ia] + dq[acc]
+        chi2_new = chi2_t[acc]
+        H[ia], G[ia], chi2_j = normal(q, ia)
+        chi2[ia] = chi2_new
+        for j, i in enumerate(ia):
+            history[i].append(float(chi2_new[j]))
+        lam[ia] = np.maximum(lam[ia] / 10.0, 1e-9)
+        dof = max(Y.shape[1] - k, 1)
+        hin = np.linalg.pinv(hs[acc], rcond=1e-14)
+        esd = np.sqrt(np.clip(np.einsum("bii->bi", hin), 0, None) * chi2_new[:, None] / dof) * s[acc]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            se = np.nanmax(np.where(esd > 0, np.abs(dq[acc]) / esd, 0.0), axis=1)
+        shift_esd[ia] = se
+        done = se < tol
+        converged[ia[done]] = True
+        active[ia[done]] = False
+        active &= cycles < max_cycles
+    # final point: patterns and statistics
+    V = full_of(q, allp)
+    yc_all = []
+    for c0 in range(0, b, max(sizes)):
+        sel = allp[c0:c0 + max(sizes)]
+        p, live = padded(sel)
+        Vp = np.concatenate([V[sel], np.repeat(V[sel[:1]], len(p) - len(sel), axis=0)])
+        yc_all.append(np.asarray(_calc_batch_jit(batch.spec, batch.lk, batch.leaves, mode, jnp.asarray(Vp),
+                                                 live))[:len(sel)])
+    yc_all = np.concatenate(yc_all)
+    out = []
+    for i in range(b):
+        out.append(_final_result(fsets[i], q[i], H[i], chi2[i], yc_all[i], Y[i], S[i], converged[i],
+                                 bool(diverged[i] or not np.isfinite(chi2[i])), int(cycles[i]), hits[i],
+                                 shift_esd[i], tol, cond_max, corr_warn, warns[i], history[i]))
+    return out
+
+
+def _final_result(free: FreeSet, q, h, chi2, yc, y, sigma, converged, diverged, cycles, hits, shift_esd, tol,
+                  cond_max, corr_warn, warnings, history) -> FitResult:
+    """Esds, singularity and correlation checks of one pattern (as least_squares does)."""
+    k = free.n
+    names = free.names
+    warnings = list(warnings)
+    d = np.diag(h).copy()
+    dead = d <= 1e-300 * max(d.max(), 1e-300)
+    for i in np.where(dead)[0]:
+        warnings.append(f"the pattern does not depend on {names[i]} (no scattering contrast or no "
+                        "reflections): its value is undetermined — fix it or constrain it")
+    d[dead] = 1.0
+    s = 1.0 / np.sqrt(d)
+    hs = h * s[:, None] * s[None, :]
+    ev_vals, ev_vecs = np.linalg.eigh(hs)
+    cond = ev_vals[-1] / max(ev_vals[0], 1e-300)
+    singular = bool(np.any(dead) or cond > cond_max)
+    if cond > cond_max and not np.any(dead):
+        v = ev_vecs[:, 0]
+        involved = [names[i] for i in np.argsort(-np.abs(v))[:4] if abs(v[i]) > 0.1]
+        warnings.append("singular normal matrix (condition number %.1e): a combination of %s is not "
+                        "determined by the data (fully correlated parameters) — fix one or tie them"
+                        % (cond, ", ".join(involved)))
+    dof = max(len(y) - k, 1)
+    cov = np.linalg.pinv(hs, rcond=1e-12) * s[:, None] * s[None, :] * (chi2 / dof)
+    if singular:
+        bad_dir = dead.copy()
+        for j in np.where(ev_vals < ev_vals[-1] / cond_max)[0]:
+            bad_dir |= np.abs(ev_vecs[:, j]) > 0.1
+        cov[bad_dir, :] = np.nan
+        cov[:, bad_dir] = np.nan
+    esd = np.sqrt(np.abs(np.diag(cov)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = cov / np.outer(esd, esd)
+    for i in range(k):
+        for j in range(i + 1, k):
+            if np.isfinite(corr[i, j]) and abs(corr[i, j]) > corr_warn:
+                warnings.append(f"correlation {corr[i, j]:+.3f} between {names[i]} and {names[j]}")
+    fnames = _full_names_of(free)
+    full = free.full(q)
+    at_bound = [j for j in range(len(full)) if np.any(free.A[j] != 0)
+                and (abs(full[j] - free.lower[j]) < 1e-12 or abs(full[j] - free.upper[j]) < 1e-12)]
+    bound_names = tuple(sorted({fnames[j] for j in np.where(hits)[0]} | {fnames[j] for j in at_bound}))
+    for nm in bound_names:
+        warnings.append(f"{nm} reached its bound and was held there")
+    if not converged and not diverged:
+        warnings.append(f"not converged after {cycles} cycles (max shift/esd {shift_esd:.3g} > {tol})")
+    if diverged:
+        warnings.append("the refinement diverged")
+    stats = fit_stats(y, yc, sigma, k)
+    ok = bool(converged and not singular and not diverged)
+    return FitResult(free, np.asarray(q), full, cov, esd, corr, stats, yc, ok, cycles, singular, diverged, bound_names,
+                     tuple(warnings), tuple(history))
