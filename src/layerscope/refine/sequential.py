@@ -22,12 +22,16 @@ bounded to ± ``max_cell_step`` (0.5 %) of the previous pattern's values per
 ``cell_step_hours`` (0.5 h) elapsed between their mid-times (a trust region; 2 % for patterns
 2 h apart; without times, ± ``max_cell_step`` per pattern).
 
-Each result is checked: a fit whose GoF jumps (GoF, not Rwp: Rwp scales with the counting
-time, and the reference pattern counts twice as long), whose cell runs to the trust-region limit,
-whose fractions go clearly negative, or where a well-determined phase (≥ min_fraction and
-≥ 5 esd) loses more than three quarters of its fraction within one pattern is refined again
-from the previous pattern's values (with the affected cells fixed, or else with only the
-first stage free), and the row is flagged (``flag`` column) — never reported silently.
+Each result is checked: a fit whose GoF jumps (against the last pattern that passed; GoF, not
+Rwp: Rwp scales with the counting time, and the reference pattern counts twice as long),
+whose cell runs to the trust-region limit, whose fractions go clearly negative, or where a
+well-determined phase (≥ min_fraction and ≥ 5 esd) loses more than three quarters of its
+fraction within one pattern fails. It is then refined again from a grid scan of the major
+LRM cells within the trust region (the peaks moved out of the least-squares basin: sparse
+series, no trend yet); if that passes the checks the row's ``flag`` starts with "recovered by
+a cell scan:" and the row counts as converged. Otherwise it is refined from the previous
+pattern's values (with the affected cells fixed, or else with only the first stage free) and
+the row is flagged (``flag`` column, ``converged`` False) — never reported silently.
 
 Weight fractions are Hill–Howard's W_p = S_p ρ_p / Σ S_i ρ_i with ρ = cell mass / volume of
 the *refined* occupancies and cell of each pattern (the cathode loses Li on charge).
@@ -500,7 +504,9 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
         if name in done:
             records[i] = done[name]
             full = np.array(done[name].full)
-            prev_gof, seed_prev, prev_row = float(done[name].row["gof"]), np.array(full), done[name].row
+            seed_prev, prev_row = np.array(full), done[name].row
+            if not _flagged(done[name].row.get("flag", "")):
+                prev_gof = float(done[name].row["gof"])
             active = active_phases(_lrm_fractions(full, layout, model, protocol), None if i == 0 else active,
                                    protocol)
             if i == 0:
@@ -538,7 +544,20 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
                 log = log + log2
         flag = "" if i == 0 else _implausible(full, fr, prev_gof, seed_prev, layout, model, protocol, prev_row, lim)
         if flag:
-            # retry from the previous pattern's values; a cell that ran to its per-pattern limit
+            # 1) the peaks may have moved out of the least-squares basin (patterns far apart, no
+            #    trend yet for the predictor): grid-scan the active LRM cells within the trust
+            #    region (linear scales + background solved at each step) and refine again from
+            #    the best cells; accepted when the result passes the checks
+            scanned = _cell_scan(ev, layout, model, seed_prev, y, s, protocol, active, lim)
+            full_s, fr_s, log_s = refine_one(ev, layout, model, scanned, y, s, strategy, protocol, bounds, totals,
+                                             active=active)
+            flag_s = _implausible(full_s, fr_s, prev_gof, seed_prev, layout, model, protocol, prev_row, lim)
+            log = log + log_s
+            if not flag_s:
+                full, fr = full_s, fr_s
+                flag = f"{RECOVERED}{flag}"
+        if flag and not flag.startswith(RECOVERED):
+            # 2) retry from the previous pattern's values; a cell that ran to its per-pattern limit
             # (a small phase locking onto a neighbour's peaks) or belongs to a phase whose
             # fraction collapsed stays at its previous value, else only the first stage refines
             jumped = [p for p in protocol.lrm_phases if f"{p} cell moved" in flag or f"{p} fraction collapsed" in flag]
@@ -554,11 +573,13 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
             flag2 = _implausible(full2, fr2, prev_gof, seed_prev, layout, model, protocol, prev_row, lim)
             full, fr, log = full2, fr2, log + log2
             how = f"{', '.join(jumped)} cell(s) fixed" if jumped else f"'{retry.stages[0].name}' only"
-            flag = f"{flag}; refined again with {how}" + (f" (still: {flag2})" if flag2 else "")
-        prev_gof, seed_prev, t_prev = fr.stats.gof, np.array(full), t_now
+            flag = f"{flag}; cell scan did not help; refined again with {how}" + (f" (still: {flag2})" if flag2 else "")
+        if not _flagged(flag):
+            prev_gof = fr.stats.gof   # the GoF baseline: the last pattern that passed the checks
+        seed_prev, t_prev = np.array(full), t_now
         active = active_phases(_lrm_fractions(full, layout, model, protocol), None if i == 0 else active, protocol)
         row = {"pattern": name, "rwp": fr.stats.rwp, "gof": fr.stats.gof,
-               "converged": bool(fr.converged and not flag), "flag": flag, "held": held}
+               "converged": bool(fr.converged and not _flagged(flag)), "flag": flag, "held": held}
         row.update(_evaluate_observables(obs, full, fr.cov_full))
         if times is not None:
             row.update(times[i])
@@ -575,6 +596,72 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
         if progress:
             progress(k, len(order), rec)
     return [records[i] for i in range(len(patterns))], model, layout
+
+
+#: prefix of the ``flag`` of a pattern whose first fit failed the checks and whose refit from a
+#: cell scan passed them (a note, not a failure: the row counts as converged)
+RECOVERED = "recovered by a cell scan: "
+
+
+def _flagged(flag: str) -> bool:
+    return bool(flag) and not flag.startswith(RECOVERED)
+
+
+def _cell_directions(p, layout, model, x):
+    """Relative-change directions of a phase's lattice lengths: in-plane (a, b), then stacking (c)
+    for layered cells, one isotropic direction for a cubic cell."""
+    i0 = layout.index(f"{p}.a")
+    a, b, c = x[i0:i0 + 3]
+    ang = x[i0 + 3:i0 + 6]
+    if np.allclose([a, a], [b, c], rtol=1e-9) and np.allclose(ang, 90.0):
+        groups = [(0, 1, 2)]
+    else:
+        # in-plane first: the hk0 lines do not depend on c, so that scan is not confounded by
+        # a wrong stacking spacing (the other order can lock c onto a false minimum)
+        groups = [(0, 1), (2,)]
+    out = []
+    for g in groups:
+        d = np.zeros(len(x))
+        for j in g:
+            d[i0 + j] = x[i0 + j]
+        out.append(d)
+    return out
+
+
+def _cell_scan(ev, layout, model, x, y, sigma, protocol, active, limit, step=0.001, passes=2, min_fraction=0.1):
+    """Grid search of the active LRM phases' cells within ± ``limit`` (relative) of ``x``.
+
+    The least-squares fit only finds the minimum whose basin it starts in — about one FWHM
+    (0.3 % in d here) around the right cell. Patterns 2 h apart move the O3' layer spacing by
+    ~1 %, and the first pattern after the reference has no trend for the predictor. Each active
+    phase of at least ``min_fraction`` of the cathode (a minor one, e.g. the spinel whose lines
+    sit on the Al foil's, could lock onto a neighbour's peaks; its cell refines from where it
+    was), largest first, is scanned along its stacking and in-plane directions in steps of
+    ``step`` with the linear scales and background solved at every step
+    (:func:`~layerscope.refine.engine.linear_scan`); ``passes`` rounds let overlapping phases
+    settle. Only the cells of the result are kept (scales and background stay those of ``x``,
+    the refinement redoes them under the series' constraints).
+    """
+    from layerscope.refine.engine import linear_scan
+
+    x = np.array(x, dtype=float)
+    best = x.copy()
+    fr = _lrm_fractions(x, layout, model, protocol)
+    order = sorted((p for p in protocol.lrm_phases if p in active and fr.get(p, 0.0) >= min_fraction),
+                   key=lambda p: -fr[p])
+    n = int(np.clip(round(limit / step), 1, 40))
+    steps = np.linspace(-limit, limit, 2 * n + 1)
+    for _ in range(passes):
+        for p in order:
+            for d in _cell_directions(p, layout, model, best):
+                _, cand = linear_scan(ev, best, d, steps, y, sigma)
+                i0 = layout.index(f"{p}.a")
+                best[i0:i0 + 6] = cand[i0:i0 + 6]
+    out = x.copy()
+    for p in order:
+        i0 = layout.index(f"{p}.a")
+        out[i0:i0 + 6] = best[i0:i0 + 6]
+    return out
 
 
 def _split_scales(scales: dict, fractions: dict, phases) -> dict:
