@@ -3,7 +3,11 @@
 The 16-layer, 4 Ah graphite || LRM pouch cell of Supp. Fig. 7 on a GPPD-like TOF bank:
 the protocol of the Methods (after formation: charge to 4.5 V at 500 mA, constant-voltage
 hold at 4.5 V, discharge to 2.5 V at 500 mA), one 60-minute uncharged reference pattern
-during the opening rest, then one pattern per 30 minutes with Poisson noise.
+during the opening rest, then one pattern per 30 minutes with Poisson noise. The counting
+statistics are the paper's: the flux is set so that the 60-min reference pattern has the
+expected R-factor of table S2's refinement of the uncharged cell, Rexp = 0.36 % (30-min
+patterns then ~0.51 %), with the electrolyte/separator hydrogen background twice the mean
+Bragg signal.
 
 Ground truth (shaped like Fig. 2b–d, the numbers are the simulator's, not the paper's):
 
@@ -318,17 +322,29 @@ def all_phases_at(t_h: float, proto: Protocol = Protocol()) -> tuple[list[Phase]
 EXPERIMENT_START = "2024-05-06T09:00:00"
 
 
+#: Rexp (%) of the 60-min uncharged-cell pattern in table S2 (FullProf, GPPD): the counting
+#: statistics of the real experiment, which the simulator reproduces by default
+REFERENCE_REXP_PERCENT = 0.36
+
+
 def simulate_operando(out_dir, *, seed: int = 0, proto: Protocol = Protocol(), n_points: int = 4000,
-                      mean_counts_per_bin: float = 1000.0, background_level: float = 2.0,
+                      reference_rexp_percent: float | None = REFERENCE_REXP_PERCENT,
+                      mean_counts_per_bin: float | None = None, background_level: float = 2.0,
                       every: int = 1, experiment_start: str = EXPERIMENT_START) -> dict:
     """Write the simulated experiment to ``out_dir``.
 
     Files: ``series/PATTERN_nnn.gsa`` (FXYE, y in counts/µs with Poisson σ), ``series/series.csv``
     (file, start_s, end_s), ``series/gppd_like.instprm``, ``cycler.csv`` and ``truth.csv`` (the truth
-    at each pattern's mid-time). ``mean_counts_per_bin`` is the mean Bragg signal of a 30-min
-    pattern in counts per TOF bin (the strongest peaks then hold a few 10⁴ counts);
+    at each pattern's mid-time).
+
+    Counting statistics: by default the neutron flux is chosen so that the reference pattern's
+    expected Rexp = √(N / Σ counts) equals ``reference_rexp_percent`` (table S2's 0.36 %: about
+    1.3·10⁴ Bragg counts per bin in 30 min on 4000 bins, the strongest peaks a few 10⁵).
+    ``mean_counts_per_bin`` (the mean Bragg signal of a 30-min pattern in counts per TOF bin)
+    sets the flux directly instead (then ``reference_rexp_percent`` must be None); 1000 gives
+    Rexp ≈ 1.3 % for the reference, a 13× weaker source than the paper's.
     ``background_level`` sets the incoherent background of the electrolyte/separator hydrogen
-    relative to that mean. ``every`` keeps every
+    relative to the mean Bragg signal. ``every`` keeps every
     n-th operando pattern (for quick demos). Each file's title line records its counting
     interval as ``start_time=… end_time=…`` (ISO date-times, t = 0 at ``experiment_start``),
     from which :func:`layerscope.operando.series.build_manifest` rebuilds ``series.csv``.
@@ -340,6 +356,11 @@ def simulate_operando(out_dir, *, seed: int = 0, proto: Protocol = Protocol(), n
     from layerscope.diffraction.pattern import build_model, initial_params, make_pattern_function
     from layerscope.diffraction.readers import PowderData, write_gsas_fxye
 
+    if (reference_rexp_percent is None) == (mean_counts_per_bin is None):
+        raise ValueError("give exactly one of reference_rexp_percent and mean_counts_per_bin")
+    level = reference_rexp_percent if mean_counts_per_bin is None else mean_counts_per_bin
+    if not (np.isfinite(level) and level > 0):
+        raise ValueError(f"counting level must be positive and finite, got {level!r}")
     out = Path(out_dir)
     series = out / "series"
     series.mkdir(parents=True, exist_ok=True)
@@ -364,8 +385,16 @@ def simulate_operando(out_dir, *, seed: int = 0, proto: Protocol = Protocol(), n
         _, parts, _ = fn(params)
         bragg = np.asarray(parts).sum(axis=0) * bin_us
         if i == 0:
-            k_norm = mean_counts_per_bin / bragg.mean()  # fixed flux from the reference pattern on
-        bkg = background_level * mean_counts_per_bin * (1.0 + 0.5 * np.exp(-tof / 15000.0)) / 1.2
+            # fixed flux from the reference pattern on: mean Bragg counts per bin in 30 min
+            shape_bkg = background_level * (1.0 + 0.5 * np.exp(-tof / 15000.0)) / 1.2
+            if mean_counts_per_bin is None:
+                # Rexp² = N / Σ counts for Poisson σ; counts ∝ mean_counts · (Bragg/mean + bkg)
+                unit = np.sum((bragg / bragg.mean() + shape_bkg) * ((t1 - t0) / 1800.0))
+                mean_counts = n_points / (unit * (reference_rexp_percent / 100.0) ** 2)
+            else:
+                mean_counts = float(mean_counts_per_bin)
+            k_norm = mean_counts / bragg.mean()
+        bkg = mean_counts * shape_bkg
         expected = (bragg * k_norm + bkg) * ((t1 - t0) / 1800.0)
         counts = rng.poisson(expected).astype(float)
         y = counts / bin_us / ((t1 - t0) / 1800.0)
