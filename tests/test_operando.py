@@ -46,6 +46,28 @@ def test_truth_follows_the_paper_narrative():
     assert early["frac_graphite"] == 1 and top["frac_LiC6"] > 0.5
 
 
+def test_counting_statistics_are_table_s2s(tmp_path):
+    """The simulated flux gives the 60-min reference table S2's Rexp = 0.36 % and the 30-min
+    patterns √2 more; an explicit Bragg level instead of Rexp still works; bad levels are named."""
+    from layerscope.diffraction.readers import read_powder
+
+    def rexp(path):
+        d = read_powder(path)
+        return 100.0 * np.sqrt(len(d.y) / np.sum((d.y / d.sigma) ** 2))
+
+    simulate_operando(tmp_path / "s2", seed=3, every=40, n_points=1500)
+    r0, r1 = rexp(tmp_path / "s2/series/PATTERN_000.gsa"), rexp(tmp_path / "s2/series/PATTERN_001.gsa")
+    assert r0 == pytest.approx(0.36, rel=0.01)
+    assert r1 / r0 == pytest.approx(2**0.5, rel=0.03)
+    simulate_operando(tmp_path / "weak", seed=3, every=40, n_points=1500, reference_rexp_percent=None,
+                      mean_counts_per_bin=1000.0)
+    assert rexp(tmp_path / "weak/series/PATTERN_000.gsa") == pytest.approx(1.30, rel=0.03)
+    with pytest.raises(ValueError, match="exactly one"):
+        simulate_operando(tmp_path / "x", mean_counts_per_bin=1000.0)
+    with pytest.raises(ValueError, match="positive"):
+        simulate_operando(tmp_path / "x", reference_rexp_percent=-1.0)
+
+
 @pytest.fixture(scope="module")
 def short_series(tmp_path_factory):
     """The reference + the first 30-min patterns of the simulated experiment (seed 1)."""
@@ -280,14 +302,15 @@ def test_active_phases_hysteresis_and_held_parameters():
 
 @pytest.mark.slow
 def test_full_series_keeps_the_spinel_seed2(tmp_path):
-    """Seed 2 used to lose the spinel (fraction → 0 within four patterns, its cell frozen below
-    min_fraction while the true cell shrank). Over the whole series every pattern must now be
-    within the issue's 2 % on the phase fractions or flagged, and the spinel never lost.
+    """Issue 4's accuracy over the whole first cycle (seed 2, which once lost the spinel: its
+    fraction went to 0 within four patterns, the cell frozen below min_fraction while the true
+    cell shrank). At every pattern: fractions within 2 % absolute; O3' and O3 cells within
+    5e-4 Å while that phase is ≥ 20 % of the cathode; DoO within 5 % and DoD within 0.3 %
+    wherever they are refined (not held); nothing flagged, the spinel never lost.
 
-    Measured (2 cores): fractions ≤ 1.1 % at every pattern, none flagged; while O3' is the
-    majority O3' cells ≤ 7.4e-4 Å (esd of b 3-6e-4 Å), DoO ≤ 9.7 % (esd 3.7-5.7 %), DoD ≤ 0.3 %.
-    The cell/DoO bounds below are those measured values plus margin, not the issue's 5e-4 Å/5 %:
-    the data's own esds are at that level (see the report of issue 4).
+    Measured at table S2's counting statistics (2 cores, 165 s): fractions ≤ 0.51 %, O3' cells
+    ≤ 2.7e-4 Å, O3 cells ≤ 2.3e-4 Å, DoO ≤ 2.0 %, DoD ≤ 0.08 %, 0 flagged. (At a 13× weaker
+    source, Rexp 1.3 %, the O3' b error reached 1.1e-3 Å and the esds sat at the tolerances.)
     """
     simulate_operando(tmp_path, seed=2)
     out = tmp_path / "res"
@@ -295,17 +318,20 @@ def test_full_series_keeps_the_spinel_seed2(tmp_path):
                  "--out", str(out)]) == 0
     got, truth = _rows(out / "timeseries.csv"), _rows(tmp_path / "truth.csv")
     assert len(got) == len(truth) == 33
-    n_flag = 0
+    n_refined = 0
     for g, t in zip(got, truth):
-        flagged = bool(g["flag"])
-        n_flag += flagged
+        assert g["converged"] == "True" and not g["flag"], (g["pattern"], g["flag"])
         err = {k: abs(float(g[k]) - float(t[k])) for k in t if k in g and k not in ("time_h",)}
-        assert flagged or max(err[f"frac_{p}"] for p in ("O3p", "O3", "S")) < 0.02, (g["pattern"], err)
-        assert err["frac_S"] < 0.02 and float(g["frac_S"]) > 0.015, g["pattern"]
-        if float(t["frac_O3p"]) >= 0.5 and not flagged:
-            assert max(err[f"O3p_{c}"] for c in "abc") < 1e-3, g["pattern"]
-            assert err["DoO"] < 0.12 and err["DoD"] < 0.004, g["pattern"]
-    assert n_flag <= 3
+        assert max(err[f"frac_{p}"] for p in ("O3p", "O3", "S")) < 0.02, (g["pattern"], err)
+        assert float(g["frac_S"]) > 0.015, g["pattern"]
+        if float(t["frac_O3p"]) >= 0.2:
+            assert max(err[f"O3p_{c}"] for c in "abc") < 5e-4, (g["pattern"], err)
+        if float(t["frac_O3"]) >= 0.2:
+            assert max(err[f"O3_{c}"] for c in "ac") < 5e-4, (g["pattern"], err)
+        if not g["held"]:
+            n_refined += 1
+            assert err["DoO"] < 0.05 and err["DoD"] < 0.003, (g["pattern"], err)
+    assert n_refined >= 15
 
 
 def test_collapse_and_trust_region_are_flagged():

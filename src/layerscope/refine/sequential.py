@@ -310,15 +310,24 @@ def lrm_observables(layout, model, protocol: SeriesProtocol) -> dict:
 
 
 def _evaluate_observables(obs, full, cov):
+    """Value and esd of every observable; the esd is NaN where this pattern's refinement did not
+    determine the quantity: it depends only on parameters that were not refined (held O3'
+    exchange, a phase's cell fixed below min_fraction, the reference's unrefined occupancies —
+    an esd of 0 would read as exact), or on a parameter the normal matrix left undetermined."""
     v = jnp.asarray(full)
     out = {}
+    var = None if cov is None else np.diag(np.asarray(cov, dtype=float))
     for name, f in obs.items():
         val = float(f(v))
         esd = float("nan")
         if cov is not None:
             g = np.asarray(jax.grad(lambda u: f(u))(v))
-            c = np.nan_to_num(cov)
-            esd = float(np.sqrt(max(g @ c @ g, 0.0)))
+            dep = g != 0
+            undetermined = np.any(dep & ~np.isfinite(var))
+            not_refined = np.any(dep) and np.all(var[dep] == 0)
+            if not (undetermined or not_refined):
+                c = np.nan_to_num(cov)
+                esd = float(np.sqrt(max(g @ c @ g, 0.0)))
         out[name] = val
         out[f"{name}_esd"] = esd
     return out
