@@ -105,9 +105,16 @@ def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[st
         files[name] = p
 
     def series(ax, key, label, color, scale=1.0):
-        v = np.array([r.get(key, np.nan) for r in rows]) * scale
-        e = np.array([r.get(f"{key}_esd", np.nan) for r in rows]) * scale
-        ax.errorbar(t, v, yerr=np.nan_to_num(e), fmt="o-", ms=3, lw=1, color=color, label=label, capsize=2)
+        v = np.array([r.get(key, np.nan) for r in rows], dtype=float) * scale
+        e = np.array([r.get(f"{key}_esd", np.nan) for r in rows], dtype=float) * scale
+        # a NaN esd marks a value this pattern did not refine (held, or fixed below min_fraction):
+        # drawn as open markers off the line, so a held value does not read as a measurement
+        refined = np.isfinite(e)
+        ax.errorbar(t, np.where(refined, v, np.nan), yerr=np.where(refined, e, 0.0), fmt="o-", ms=3, lw=1,
+                    color=color, label=label, capsize=2)
+        if np.any(~refined & np.isfinite(v)):
+            ax.plot(t[~refined], v[~refined], "o", ms=4, mfc="none", color=color, lw=0,
+                    label=f"{label}: not refined (held/fixed)")
         if truth is not None and key in truth:
             ax.plot(truth["time_h"], np.asarray(truth[key]) * scale, "--", color=color, lw=1, alpha=0.7,
                     label=f"{label} (truth)")
