@@ -242,10 +242,44 @@ def test_series_protocol_new_keys_and_errors(tmp_path):
                       ("[[series.hold]]\nphase = 'O3p'\nbelow = 0.3\n", r"series\.hold\]\] needs"),
                       ("[[series.hold]]\nphase = 'O3p'\nbelow = 1.5\nparams = ['x']\n", "below must lie"),
                       ("n_background = 'many'\n", "n_background must be an integer"),
-                      ("n_background = 60\n", "n_background must be an integer")):
+                      ("n_background = 60\n", "n_background must be an integer"),
+                      ("[[series.window]]\nparam = 'Al.a'\n", r"series\.window\]\] needs"),
+                      ("[[series.window]]\nparam = 'Al.a'\nwithin = -1\n", "within must be a positive")):
         p.write_text(base + body)
         with pytest.raises(ValueError, match=msg):
             read_series_protocol(p)
+
+
+def test_window_holds_the_foil_cell_near_the_reference():
+    """[[series.window]]: the Al foil's cell is refined in every series pattern, bounded to
+    ± 5e-4 Å of the reference's value (the default protocol); an unknown quantity is named
+    before any refinement starts."""
+    from dataclasses import replace
+
+    from layerscope.crystal.presets import preset
+    from layerscope.diffraction.instrument import gppd_like
+    from layerscope.diffraction.pattern import build_model, initial_params
+    from layerscope.refine.parameters import default_bounds, make_layout
+    from layerscope.refine.sequential import _window_bounds, default_series_protocol, refine_series
+
+    proto = default_series_protocol()
+    assert proto.window == (("Al.a", 5e-4),)
+    assert "Al.cell" in proto.series.stages[0].free
+    m = preset("lrm-pouch")
+    model = build_model(list(m.phases), np.geomspace(8000, 50000, 200), gppd_like(), n_background=2)
+    layout = make_layout(model)
+    ref = np.array(layout.flatten(initial_params(model)))
+    ref[layout.index("Al.a")] = 4.0491
+    lo, hi = _window_bounds(default_bounds(layout), ref, layout, proto)
+    j = layout.index("Al.a")
+    assert (lo[j], hi[j]) == pytest.approx((4.0486, 4.0496))
+    d_lo, d_hi = default_bounds(layout)
+    others = np.arange(len(lo)) != j
+    assert np.array_equal(lo[others], np.asarray(d_lo)[others]) and np.array_equal(hi[others], np.asarray(d_hi)[others])
+    bad = replace(proto, window=(("Zn.a", 1e-3),))
+    tof = np.geomspace(8000, 50000, 200)
+    with pytest.raises(ValueError, match="'Zn.a' is not a quantity of this model"):
+        refine_series([("p0", tof, np.ones(200), np.ones(200))], list(m.phases), gppd_like(), protocol=bad)
 
 
 def test_weight_fractions_follow_the_refined_composition_and_cell():

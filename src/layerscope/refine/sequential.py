@@ -94,6 +94,10 @@ class SeriesProtocol:
     hold: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
     #: Chebyshev background terms of every pattern (None: refine_series' argument)
     n_background: int | None = None
+    #: (param, within): a quantity the series refines inside ± ``within`` (its own units) of
+    #: the reference pattern's refined value — one that does not change during the experiment
+    #: but that the reference alone determines poorly (the Al foil's cell)
+    window: tuple[tuple[str, float], ...] = ()
 
     def cell_limit(self, dt_h: float | None) -> float:
         """Largest relative cell change allowed between patterns ``dt_h`` hours apart."""
@@ -125,7 +129,8 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     ref = parse_strategy({**shared, **ref_doc}, f"{source} [reference]")
     ser_doc = {k: v for k, v in doc["series"].items()
                if k not in ("min_fraction", "lrm_phases", "anode_phases", "fixed_scales", "conserve",
-                           "keep_fraction", "max_cell_step", "cell_step_hours", "hold", "n_background")}
+                           "keep_fraction", "max_cell_step", "cell_step_hours", "hold", "n_background",
+                           "window")}
     ser = parse_strategy({**shared, **ser_doc}, f"{source} [series]")
     s = doc["series"]
     mf = float(s.get("min_fraction", 0.03))
@@ -156,11 +161,20 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
         if not 0 <= float(h["below"]) < 1:
             raise ValueError(f"{source}: [[series.hold]] {h['phase']}: below must lie in [0, 1), got {h['below']}")
         hold.append((str(h["phase"]), float(h["below"]), tuple(str(x) for x in h["params"])))
+    window = []
+    for w in s.get("window", []):
+        if not isinstance(w, dict) or "param" not in w or "within" not in w:
+            raise ValueError(f"{source}: each [[series.window]] needs param = \"PHASE.NAME\" and within = VALUE")
+        if not (isinstance(w["within"], (int, float)) and not isinstance(w["within"], bool)
+                and np.isfinite(w["within"]) and w["within"] > 0):
+            raise ValueError(f"{source}: [[series.window]] {w['param']}: within must be a positive number, "
+                             f"got {w['within']!r}")
+        window.append((str(w["param"]), float(w["within"])))
     return SeriesProtocol(ref, ser, mf, tuple(s.get("lrm_phases", ("O3p", "O3", "S"))),
                           tuple(s.get("anode_phases", ("graphite", "LiC12", "LiC6"))),
                           tuple(s.get("fixed_scales", ())), keep_ratio, tuple(conserve), source,
                           hashlib.sha256(text.encode()).hexdigest()[:16],
-                          None if kf is None else float(kf), step, step_h, tuple(hold), nb)
+                          None if kf is None else float(kf), step, step_h, tuple(hold), nb, tuple(window))
 
 
 def read_series_protocol(path) -> SeriesProtocol:
@@ -490,6 +504,10 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
             raise ValueError(f"{name}: intensities must be finite with σ > 0")
     model = build_model(list(phases), tof, instrument, n_background=n_background)
     layout = make_layout(model)
+    for wname, _ in protocol.window:
+        if wname not in layout.names:
+            raise ValueError(f"{protocol.source}: [[series.window]] param {wname!r} is not a quantity of this model "
+                             f"(e.g. {', '.join(n for n in layout.names if n.endswith('.a'))})")
     ev = Evaluator(model, layout)
     phase_names = [p.name for p in phases]
     # start: the reference's own structures, linear scales + background
@@ -508,6 +526,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
     prev_gof, seed_prev, prev_row = np.inf, None, None
     active = None
     t_prev = None
+    ref_full = None
     for k, i in enumerate(order):
         name, _, y, s = patterns[i]
         if name in done:
@@ -520,6 +539,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
                                    protocol)
             if i == 0:
                 totals = conservation_totals(full, layout, model, protocol)
+                ref_full = np.array(full)
             else:
                 history.append((_time_of(times, i, k), np.array(full), active))
             t_prev = _hours(times, i)
@@ -538,7 +558,8 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
             full = _predict_cells(full, history, _time_of(times, i, k), layout, model, protocol, lim)
         strategy = protocol.reference if i == 0 else protocol.series
         held = held_note(_lrm_fractions(full, layout, model, protocol), protocol) if i != 0 else ""
-        bounds = bounds_ref if i == 0 else _trust_bounds(bounds_ser, seed_prev, layout, model, protocol, lim)
+        bounds = bounds_ref if i == 0 else _window_bounds(
+            _trust_bounds(bounds_ser, seed_prev, layout, model, protocol, lim), ref_full, layout, protocol)
         full, fr, log = refine_one(ev, layout, model, full, y, s, strategy, protocol, bounds,
                                    None if i == 0 else totals, active=None if i == 0 else active)
         if i != 0:
@@ -596,6 +617,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
         warns = [f"[{n}] {w}" for n, f in log for w in f.warnings]
         if i == 0:
             totals = conservation_totals(full, layout, model, protocol)
+            ref_full = np.array(full)
         else:
             history.append((_time_of(times, i, k), np.array(full), active))
         rec = SeriesRecord(name, [float(v) for v in full], row, warns)
@@ -700,6 +722,19 @@ def _trust_bounds(bounds, prev_full, layout, model, protocol, step=None):
             v = np.abs(prev_full[i0:i0 + 3])
             lo[i0:i0 + 3] = np.maximum(lo[i0:i0 + 3], v * (1 - step))
             hi[i0:i0 + 3] = np.minimum(hi[i0:i0 + 3], v * (1 + step))
+    return lo, hi
+
+
+def _window_bounds(bounds, ref_full, layout, protocol):
+    """``bounds`` with each ``[[series.window]]`` quantity held within ± ``within`` of its value
+    in the refined reference pattern (``ref_full``)."""
+    if not protocol.window:
+        return bounds
+    lo, hi = np.array(bounds[0]), np.array(bounds[1])
+    for name, within in protocol.window:
+        j = layout.index(name)
+        lo[j] = max(lo[j], ref_full[j] - within)
+        hi[j] = min(hi[j], ref_full[j] + within)
     return lo, hi
 
 
