@@ -40,7 +40,8 @@ from layerscope.diffraction.structure_factors import (  # noqa: E402
 
 __all__ = ["PhaseSetup", "PatternModel", "build_model", "initial_params", "make_pattern_function",
            "compute_pattern", "PatternResult", "INSTRUMENT_KEYS", "reflection_table", "split_model", "join_model",
-           "peak_windows", "peak_profiles", "profiles_fit", "scatter_rows"]
+           "peak_windows", "peak_profiles", "phase_patterns", "profile_derivative_patterns", "profiles_fit",
+           "scatter_rows"]
 
 INSTRUMENT_KEYS = ("zero", "difc", "difa", "difb", "alpha", "beta0", "beta1", "betaq",
                    "sig0", "sig1", "sig2", "sigq", "x", "y", "z")
@@ -331,6 +332,89 @@ def peak_profiles(model: PatternModel, delta, alpha, beta, sig2, gam, *, fallbac
     ``fallback=False``: no dense branch (only where :func:`profiles_fit` is True)."""
     return _profiles_in_chunks(delta, alpha, beta, sig2, gam, model.lorentz, model.profile_widths,
                                model.lorentz_convention, fallback)
+
+
+def _add_windows(acc, rows, lead, start):
+    """acc[lead_i : lead_i + m, start_i : start_i + K] += rows[:, i] for every row i of rows
+    (m, r, K), in order: each reflection's window is contiguous, so this is r in-place slice
+    updates instead of a scatter of m·r·K elements."""
+    for i in range(rows.shape[1]):
+        at = (lead[i], start[i])
+        blk = jax.lax.dynamic_slice(acc, at, (rows.shape[0], rows.shape[2]))
+        acc = jax.lax.dynamic_update_slice(acc, blk + rows[:, i], at)
+    return acc
+
+
+def _windows_in_chunks(fn, acc, lead, start, arrays):
+    """Σ over reflections of fn's rows on their windows, accumulated into ``acc`` (m', N).
+
+    ``fn(*chunk)`` maps one chunk of ``_CHUNK_ROWS`` rows of ``arrays`` (each with the reflections
+    on its leading axis) to (rows (m, r, K), flag); row i is added at (lead[i], start[i]). Returns
+    (acc, all flags). The pattern is accumulated in the loop, so the (m, n_refl, K) rows are
+    never stored (writing them out and scattering them cost more than the profiles). Reflections
+    are padded to whole chunks by repeating the last one (same sub-window needs): its rows must
+    be zero there, which ``fn`` ensures through zero intensities/coefficients in the padding.
+    """
+    n_rows = start.shape[0]
+    pad = (-n_rows) % _CHUNK_ROWS
+
+    def padded(a, value=None):
+        width = [(0, pad)] + [(0, 0)] * (a.ndim - 1)
+        return jnp.pad(a, width, mode="edge") if value is None else jnp.pad(a, width, constant_values=value)
+
+    def chunks(a):
+        return a.reshape((-1, _CHUNK_ROWS) + a.shape[1:])
+
+    def body(carry, xs):
+        acc, ok = carry
+        lead_c, start_c, args = xs
+        rows, fits = fn(*args)
+        return (_add_windows(acc, rows, lead_c, start_c), ok & fits), None
+
+    xs = (chunks(padded(lead)), chunks(padded(start)), tuple(chunks(padded(a, v)) for a, v in arrays))
+    (acc, ok), _ = jax.lax.scan(body, (acc, jnp.asarray(True)), xs)
+    return acc, ok
+
+
+def phase_patterns(model: PatternModel, idx, inten, delta, alpha, beta, sig2, gam):
+    """Per-phase patterns (n_phase, N) = Σ_h I_h P_h of every reflection's profile on its window
+    (``idx``, ``delta`` from :func:`peak_windows`), and whether every profile fit the model's
+    sub-windows (:func:`profiles_fit`; the chunks that did not were evaluated densely)."""
+    n = model.tof_us.shape[0]
+    owner = jnp.asarray(np.concatenate([np.full(len(s.hkl), i) for i, s in enumerate(model.phases)]))
+
+    def fn(dd, a, b, s2, g, w):
+        prof, fits = tp.tof_peak_rows(dd, a[:, None], b[:, None], s2[:, None], g[:, None], lorentz=model.lorentz,
+                                      widths=model.profile_widths, lorentz_convention=model.lorentz_convention,
+                                      with_fit=True)
+        return (w[:, None] * prof)[None], fits
+
+    acc = jnp.zeros((len(model.phases), n), dtype=delta.dtype)
+    arrays = ((delta, None), (alpha, None), (beta, None), (sig2, None), (gam, None), (inten, 0.0))
+    return _windows_in_chunks(fn, acc, owner, idx[:, 0], arrays)
+
+
+def profile_derivative_patterns(model: PatternModel, idx, delta, alpha, beta, sig2, gam, coef, *,
+                                fallback: bool = True):
+    """(k, N): Σ_h scatter[coef[j, 0, h]·P_h + Σ_q coef[j, 1 + q, h]·∂P_h/∂x_q] over the reflections'
+    windows (``idx``, ``delta`` from :func:`peak_windows`), x = (Δ, α, β, σ², γ), for k rows of
+    per-reflection coefficients ``coef`` (k, 6, n_refl): k directional derivatives of the pattern
+    through the profiles at once (``tof_profile.tof_peak_rows_derivatives``), in the row chunks of
+    :func:`peak_profiles`. ``fallback=False``: no dense branch (only where :func:`profiles_fit`)."""
+    k = coef.shape[0]
+    n = model.tof_us.shape[0]
+
+    def fn(dd, a, b, s2, g, cc):
+        cc = jnp.moveaxis(cc, 0, 2)[..., None]  # (k, 6, r, 1)
+        return tp.tof_peak_rows_derivatives(dd, a[:, None], b[:, None], s2[:, None], g[:, None], cc,
+                                            lorentz=model.lorentz, widths=model.profile_widths,
+                                            lorentz_convention=model.lorentz_convention,
+                                            fallback=fallback), jnp.asarray(True)
+
+    arrays = ((delta, None), (alpha, None), (beta, None), (sig2, None), (gam, None),
+              (jnp.moveaxis(coef, 2, 0), 0.0))
+    lead = jnp.zeros(idx.shape[0], dtype=idx.dtype)
+    return _windows_in_chunks(fn, jnp.zeros((k, n), dtype=delta.dtype), lead, idx[:, 0], arrays)[0]
 
 
 def profiles_fit(model: PatternModel, delta, alpha, beta, sig2, gam):

@@ -33,6 +33,11 @@ at the same FWHM F. With Δ = t − t_h, N = αβ / (2(α+β)), s² = F²/(8 ln 
 
 ``e^u erfc(y)`` is evaluated as ``exp(−Δ²/2s²)·erfcx(y)`` when y ≥ 0 (and as
 ``2e^u − exp(−Δ²/2s²)·erfcx(−y)`` when y < 0) so that it never overflows. Everything here is a pure JAX function of arrays (float64).
+
+The refinement's Jacobian needs the profile's derivatives along per-peak directions; they are
+written out by hand (:func:`tof_peak_rows_derivatives`, formulas in the block comment above it)
+from the values the row kernel computes anyway — one pass for any number of directions — because
+forward-mode autodiff of the row kernel cost more than the kernel itself per direction.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ from layerscope.diffraction.expint import exp_e1  # noqa: E402
 __all__ = [
     "tof_from_d", "alpha_tof", "beta_tof", "sigma2_tof", "gamma_tof", "sample_broadening",
     "tch_fwhm_eta", "b2b_gauss", "b2b_lorentz", "tof_peak", "EIGHT_LN2",
-    "b2b_lorentz_rows", "tof_peak_rows", "profile_subwindows", "rows_fit_subwindows",
+    "b2b_lorentz_rows", "tof_peak_rows", "tof_peak_rows_derivatives", "profile_subwindows",
+    "rows_fit_subwindows",
 ]
 
 EIGHT_LN2 = 8.0 * jnp.log(2.0)
@@ -220,7 +226,8 @@ def _gauss_interval(alpha, beta, s2, xp=jnp):
 
 def _row_region_eval(x, rowargs, mask, width, fn, safe_x):
     """fn(x, *rowargs) on the ``width`` columns of each row from its first ``mask`` column, mapped
-    back onto the full rows (values outside ``mask`` are meaningless); rowargs are (n, 1)."""
+    back onto the full rows (values outside ``mask`` are meaningless); rowargs are (n, 1). ``fn``
+    may return a tuple of arrays (each is mapped back)."""
     n, k = x.shape
     start = jnp.argmax(mask, axis=1)[:, None]
     cols = start + jnp.arange(width)[None, :]
@@ -234,7 +241,7 @@ def _row_region_eval(x, rowargs, mask, width, fn, safe_x):
     rows = [jnp.broadcast_to(a, (n, 1)).reshape(g, n // g, 1) for a in rowargs]
     vals = jax.lax.map(lambda t: fn(t[0], *t[1:]), (xs.reshape(g, n // g, width), *rows))
     back = jnp.clip(jnp.arange(k)[None, :] - start, 0, width - 1)
-    return jnp.take_along_axis(vals.reshape(n, width), back, axis=1)
+    return jax.tree_util.tree_map(lambda v: jnp.take_along_axis(v.reshape(n, width), back, axis=1), vals)
 
 
 def _with_e1_jvp(region_fn):
@@ -310,7 +317,7 @@ def _region_counts(delta, alpha, beta, s2, fwhm, lorentz, xp=jnp):
 
 
 def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths=None,
-                  lorentz_convention: str = "exact", fallback: bool = True):
+                  lorentz_convention: str = "exact", fallback: bool = True, with_fit: bool = False):
     """:func:`tof_peak` for rows of increasing ``delta`` (n_rows, K), one peak per row, with
     per-row ``alpha``, ``beta``, ``sig2``, ``gam`` of shape (n_rows, 1).
 
@@ -329,6 +336,8 @@ def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths
 
     ``fallback=False`` leaves out the dense branch: only for callers that checked
     :func:`rows_fit_subwindows` at these arguments (the Jacobian kernel of the refinement).
+    ``with_fit=True`` also returns whether the rows fit the sub-windows (the flag the dense
+    fallback is chosen on; True without ``widths`` or ``fallback``).
     """
     if lorentz_convention not in ("exact", "gsas2"):
         raise ValueError(f"lorentz_convention must be 'exact' or 'gsas2', got {lorentz_convention!r}")
@@ -350,6 +359,167 @@ def tof_peak_rows(delta, alpha, beta, sig2, gam, *, lorentz: bool = True, widths
             return g
         lor = -(2.0 * norm / jnp.pi) * _lorentz_im(delta, alpha, beta, fwhm, None if w is None else w[1:], gsas2)
         return (1.0 - eta) * g + eta * lor
+
+    if widths is None:
+        return (evaluate(None), jnp.asarray(True)) if with_fit else evaluate(None)
+    if not fallback:
+        return (evaluate(tuple(widths)), jnp.asarray(True)) if with_fit else evaluate(tuple(widths))
+    counts = _region_counts(delta, alpha, beta, s2, fwhm, lorentz)
+    fits = jnp.all(jnp.stack([c.max() <= w for c, w in zip(counts, widths)]))
+    out = jax.lax.cond(fits, lambda: evaluate(tuple(widths)), lambda: evaluate(None))
+    return (out, fits) if with_fit else out
+
+
+# ---------------------------------------------------------------------------------------------
+# Derivatives of the row profiles along per-row directions (the refinement's Jacobian)
+#
+# Written by hand rather than by forward-mode autodiff of tof_peak_rows: one JVP of the row
+# kernel cost more than the kernel itself, for every direction, while every partial derivative
+# of the profile follows from values the kernel computes anyway:
+#
+#   Gaussian part  G = N (T₁ + T₂),  T₁ = e^u erfc(y), T₂ = e^v erfc(z)  (module docstring);
+#     with d(e^a erfc(b)) = e^a erfc(b) da − (2/√π) e^{a−b²} db and a − b² = −Δ²/2s² for both:
+#     ∂(T₁+T₂)/∂Δ = αT₁ − βT₂,
+#     ∂/∂α = (αs² + Δ)T₁ − (2/√π)·g·r/2,  ∂/∂β = (βs² − Δ)T₂ − (2/√π)·g·r/2,
+#     ∂/∂s² = (α²T₁ + β²T₂)/2 − (2/√π)·g·(α + β)/(2r),   g = e^{−Δ²/2s²},  r = √(2s²)
+#   Lorentzian part  L = −(2N/π) Im[f(p) + f(q)],  f(z) = e^z E1(z),  f'(z) = f(z) − 1/z:
+#     ∂ Im f(p) = Re f'(p)·Im dp + Im f'(p)·Re dp,  p = ±αΔ + iαF/2,  q = −βΔ + iβF/2
+#   N = αβ/(2(α + β)); the TCH F and η are functions of the row's σ² and γ only (their per-row
+#   derivatives by autodiff of tch_fwhm_eta: a few numbers per row).
+#
+# So each region is evaluated once, on the same points as in tof_peak_rows, and returns one
+# complex array: f(z) (both parts are needed now), and T₁ + iT₂ for the Gaussian. One output
+# per fused loop matters on the CPU: XLA does not fuse sibling outputs there, so a loop that
+# returned Re and Im separately would run the series twice (1.5× measured), and the shared
+# parts, fused into the k directions, would be recomputed once per direction.
+
+def _gauss_terms(delta, alpha, beta, s2):
+    """T₁ + iT₂ of :func:`b2b_gauss` (without N), and g = exp(−Δ²/2s²)."""
+    s = jnp.sqrt(2.0 * s2)
+    gauss = jnp.exp(-(delta * delta) / (2.0 * s2))
+    u = 0.5 * alpha * (alpha * s2 + 2.0 * delta)
+    y = (alpha * s2 + delta) / s
+    v = 0.5 * beta * (beta * s2 - 2.0 * delta)
+    z = (beta * s2 - delta) / s
+    return jax.lax.complex(_exp_erfc(u, y, gauss), _exp_erfc(v, z, gauss)), gauss
+
+
+def _exp_e1_region(fn):
+    """A region kernel of :mod:`~layerscope.diffraction.expint` returning e^z E1(z) as one complex array."""
+    def f(*args):
+        return jax.lax.complex(*fn(*args, real_part=True))
+    return f
+
+
+_e1_series_c = _exp_e1_region(_ei.im_exp_e1_series)
+_e1_cf_c = _exp_e1_region(_ei.im_exp_e1_cf)
+_e1_asym_c = _exp_e1_region(_ei.im_exp_e1_asym)
+
+
+def _by_halves(fn, *args):
+    """fn(*args) on two halves of the rows (leading axis) inside a loop, so that XLA materialises
+    its output once instead of fusing it into each of several consumers (an optimization
+    barrier does not prevent that on the CPU, and a one-trip loop is removed)."""
+    n = args[0].shape[0]
+    g = 2 if n % 2 == 0 else 1
+    split = tuple(jnp.broadcast_to(a, (n,) + a.shape[1:]).reshape((g, n // g) + a.shape[1:]) for a in args)
+    vals = jax.lax.map(lambda t: fn(*t), split)
+    return jax.tree_util.tree_map(lambda v: v.reshape((n,) + v.shape[2:]), vals)
+
+
+def _exp_e1_rows(x, y, widths):
+    """e^z E1(z) (complex) on rows, the regions and sub-windows of :func:`_im_exp_e1_rows`."""
+    series, cf = _ei.im_exp_e1_regions(x, y)
+    far = ~(series | cf)
+    out = _by_halves(_e1_asym_c, jnp.where(far, x, _ei.R_FAR), jnp.where(far, y, 0.0))
+    yc = jnp.minimum(y, _ei.R_FAR)
+    if widths is None:
+        ser = _by_halves(_e1_series_c, jnp.where(series, x, -1.0), yc)
+        cfv = _by_halves(_e1_cf_c, jnp.where(cf, x, _ei.R_FAR), yc)
+    else:
+        w_ser, w_cf = widths
+        ser = _row_region_eval(x, (yc, jnp.sin(yc), jnp.cos(yc)), series, w_ser, _e1_series_c, -1.0)
+        cfv = _row_region_eval(x, (yc,), cf, w_cf, _e1_cf_c, _ei.R_FAR)
+    return jnp.where(series, ser, jnp.where(cf, cfv, out))
+
+
+def _tch_rows(sig2, gam):
+    return tch_fwhm_eta(sig2, jnp.maximum(gam, 1e-8))
+
+
+def tof_peak_rows_derivatives(delta, alpha, beta, sig2, gam, coef, *, lorentz: bool = True, widths=None,
+                              lorentz_convention: str = "exact", fallback: bool = True):
+    """Linear combinations of :func:`tof_peak_rows` and its partial derivatives, per row.
+
+    ``coef`` (k, 6, n_rows, 1): returns (k, n_rows, K) with
+    ``out[j] = coef[j, 0]·P + Σ_q coef[j, 1 + q]·∂P/∂x_q`` for the profile P of each row and its
+    arguments x = (Δ, α, β, σ², γ): the directional derivative of every row's profile along its own
+    per-row direction (plus a multiple of the profile), for k directions at once. Analytic (the
+    block comment above), on the regions, sub-windows and dense fallback of :func:`tof_peak_rows`:
+    the derivative of exactly what it computes, to rounding.
+    """
+    if lorentz_convention not in ("exact", "gsas2"):
+        raise ValueError(f"lorentz_convention must be 'exact' or 'gsas2', got {lorentz_convention!r}")
+    gsas2 = lorentz_convention == "gsas2"
+    one, zero = jnp.ones_like(sig2), jnp.zeros_like(sig2)
+    (fwhm, eta), (f_s, e_s) = jax.jvp(_tch_rows, (sig2, gam), (one, zero))
+    _, (f_g, e_g) = jax.jvp(_tch_rows, (sig2, gam), (zero, one))
+    s2 = fwhm**2 / EIGHT_LN2
+    r = jnp.sqrt(2.0 * s2)
+    norm = alpha * beta / (2.0 * (alpha + beta))
+    n_a = beta * beta / (2.0 * (alpha + beta) ** 2)  # ∂N/∂α
+    n_b = alpha * alpha / (2.0 * (alpha + beta) ** 2)
+    lo, hi = _gauss_interval(alpha, beta, s2)
+    gmask = (delta > lo) & (delta < hi)
+    # σ² and γ move the profile through the TCH F and η only
+    c0, cd, ca, cb = coef[:, 0], coef[:, 1], coef[:, 2], coef[:, 3]
+    c_f = coef[:, 4] * f_s + coef[:, 5] * f_g
+    c_e = coef[:, 4] * e_s + coef[:, 5] * e_g
+    sp = -1.0 if gsas2 else 1.0
+    lc = -2.0 / math.pi
+
+    def partials(w, delta, alpha, beta, s2, r, fwhm, eta, norm, n_a, n_b, gmask):
+        """P and ∂P along Δ, α, β, F, η, packed in pairs: three complex (n, K) arrays."""
+        if w is None:
+            t12, gauss = _by_halves(_gauss_terms, jnp.where(gmask, delta, 0.0), alpha, beta, s2)
+        else:
+            t12, gauss = _row_region_eval(delta, (alpha, beta, s2), gmask, w[0], _gauss_terms, 0.0)
+        t1, t2 = jnp.where(gmask, jnp.real(t12), 0.0), jnp.where(gmask, jnp.imag(t12), 0.0)
+        cg = jnp.where(gmask, (2.0 / math.sqrt(math.pi)) * gauss, 0.0)
+        tot = t1 + t2
+        g = norm * tot
+        g_d = norm * (alpha * t1 - beta * t2)
+        g_a = norm * ((alpha * s2 + delta) * t1 - 0.5 * r * cg) + n_a * tot
+        g_b = norm * ((beta * s2 - delta) * t2 - 0.5 * r * cg) + n_b * tot
+        g_f = norm * (0.5 * (alpha * alpha * t1 + beta * beta * t2) - cg * (alpha + beta) / (2.0 * r)) \
+            * (2.0 * fwhm / EIGHT_LN2)  # ∂/∂s² · ds²/dF
+        if not lorentz:
+            return (jax.lax.complex(g, g_d), jax.lax.complex(g_a, g_b),
+                    jax.lax.complex(g_f, jnp.zeros_like(g_f)))
+        xp, yp = sp * alpha * delta, 0.5 * alpha * fwhm
+        xq, yq = -beta * delta, 0.5 * beta * fwhm
+        fp = _exp_e1_rows(xp, yp, None if (w is None or gsas2) else w[1:3])
+        fq = _exp_e1_rows(xq, yq, None if w is None else w[3:5])
+        # f'(z) = f(z) − 1/z = A + iB
+        r2p, r2q = xp * xp + yp * yp, xq * xq + yq * yq
+        ap, bp = jnp.real(fp) - xp / r2p, jnp.imag(fp) + yp / r2p
+        aq, bq = jnp.real(fq) - xq / r2q, jnp.imag(fq) + yq / r2q
+        im = jnp.imag(fp) + jnp.imag(fq)
+        lor = lc * norm * im
+        l_d = lc * norm * (sp * alpha * bp - beta * bq)
+        l_a = lc * (norm * (0.5 * fwhm * ap + sp * delta * bp) + n_a * im)
+        l_b = lc * (norm * (0.5 * fwhm * aq - delta * bq) + n_b * im)
+        l_f = lc * norm * 0.5 * (alpha * ap + beta * aq)
+        ge = 1.0 - eta
+        return (jax.lax.complex(ge * g + eta * lor, ge * g_d + eta * l_d),
+                jax.lax.complex(ge * g_a + eta * l_a, ge * g_b + eta * l_b),
+                jax.lax.complex(ge * g_f + eta * l_f, lor - g))
+
+    def evaluate(w):
+        p1, p2, p3 = _by_halves(lambda *a: partials(w, *a), delta, alpha, beta, s2, r, fwhm, eta, norm, n_a, n_b,
+                                gmask)
+        return (c0 * jnp.real(p1) + cd * jnp.imag(p1) + ca * jnp.real(p2) + cb * jnp.imag(p2) + c_f * jnp.real(p3)
+                + c_e * jnp.imag(p3))
 
     if widths is None:
         return evaluate(None)

@@ -22,17 +22,12 @@ The result of each pattern is a :class:`~layerscope.refine.engine.FitResult` (es
 H⁻¹ scaled by that pattern's own reduced χ², singular-matrix and correlation warnings, bound
 hits), the same as ``least_squares`` would give from the same free set and start.
 
-The Jacobian is the engine's (chain rule through the reflections, the per-reflection
-directions grouped into a few shared ones, :func:`~layerscope.refine.engine._group_directions`):
-which columns share a direction is decided once on the first pattern, and every pattern's
-directions and coefficients are then formed on the device. A pattern on which that grouping
-does not hold exactly (checked at every Jacobian, relative 1e-12) gets its Jacobian from the
-per-pattern :class:`~layerscope.refine.engine.Evaluator` instead (host grouping), so the
-Jacobian is always the exact one.
+The Jacobian is the engine's (:func:`~layerscope.refine.engine._nonlinear_kernel`: chain rule
+through the reflections, the profiles' partial derivatives analytic, every column in one pass),
+mapped over the patterns like the pattern kernel, so it is the exact Jacobian of every pattern.
 
-Memory: per chunk the Jacobian needs batch_size × n_points × n_free floats plus the profile
-derivatives of every reflection (batch_size × passes × n_refl × window); ``batch_size``
-bounds both.
+Memory: per chunk the Jacobian needs batch_size × n_points × n_free floats; ``batch_size``
+bounds it.
 """
 
 from __future__ import annotations
@@ -49,9 +44,8 @@ import numpy as np  # noqa: E402
 
 from layerscope.diffraction.pattern import PatternModel  # noqa: E402
 from layerscope.refine.engine import (  # noqa: E402
-    _BUCKETS, _PARALLEL_RTOL, _PASS_BUCKETS, Evaluator, FitResult, _bounded_step, _bucket, _calc_kernel,
-    _full_names_of, _group_directions, _jac_kernel, _linear_indices, _peak_tangents_jit, _peak_tangents_kernel,
-    fit_stats)
+    _BUCKETS, Evaluator, FitResult, _bounded_step, _bucket, _calc_kernel, _full_names_of, _linear_indices,
+    _nonlinear_kernel, _structure_moved, fit_stats)
 from layerscope.refine.parameters import FreeSet, Layout  # noqa: E402
 
 __all__ = ["BatchedFit", "refine_batched", "device_summary"]
@@ -97,63 +91,28 @@ def _calc_batch_kernel(spec, lk, leaves, mode, V, live):
     return _over(mode, one, live, (V,), lambda v: jnp.zeros(shape.shape, shape.dtype))
 
 
-def _group_on_device(t5, m):
-    """The engine's direction grouping with a fixed column → direction assignment ``m`` (P, k).
-
-    Direction g on reflection h is the tangent of the first column of group g that moves h
-    (as :func:`~layerscope.refine.engine._group_directions` fills it); each column's coefficient
-    is its projection on its group's direction. Returns (w (P, 5, n), c (k, P, n), ok): ``ok``
-    is False when some column is not parallel to its direction (relative residual > 1e-12).
-    """
-    n = t5.shape[2]
-    norm_t = jnp.einsum("jqh,jqh->jh", t5, t5)
-    member = m > 0
-    cand = member[:, :, None] & (norm_t > 0)[None]
-    first = jnp.argmax(cand, axis=1)
-    has = jnp.any(cand, axis=1)
-    tt = jnp.transpose(t5, (0, 2, 1))
-    w = tt[first, jnp.arange(n)[None, :]]
-    w = jnp.where(has[:, :, None], w, 0.0).transpose(0, 2, 1)
-    norm_w = jnp.einsum("gqh,gqh->gh", w, w)
-    dot = jnp.einsum("jqh,gqh->jgh", t5, w)
-    c = jnp.where(norm_w[None] > 0, dot / jnp.where(norm_w > 0, norm_w, 1.0)[None], 0.0) * m.T[:, :, None]
-    resid = t5 - jnp.einsum("jgh,gqh->jqh", c, w)
-    ok = jnp.all(jnp.einsum("jqh,jqh->jh", resid, resid) <= (_PARALLEL_RTOL ** 2) * norm_t)
-    return w, c, ok
-
-
-def _tangent_kernel(spec, lk, leaves, mode, V, live, A, M):
-    def one(v, a):
-        t, fits = _peak_tangents_kernel(spec, lk, leaves, v, a)
-        w, c, ok = _group_on_device(t[:, 1:, :], M)
-        return t[:, 0, :], w, c, fits, ok
-
-    shapes = jax.eval_shape(one, V[0], A[0])
-    return _over(mode, one, live, (V, A),
-                 lambda v, a: tuple(jnp.ones(x.shape, x.dtype) if x.dtype == bool else jnp.zeros(x.shape, x.dtype)
-                                    for x in shapes))
-
-
-def _normal_kernel(spec, lk, leaves, mode, fallback, has_nl, V, live, W, C, DI, Anl, Alin, idx, Y, SW, basis, perm):
-    """Normal matrix JᵀWJ, gradient JᵀW(y − y_calc) and χ² of each pattern (columns in ``perm`` order)."""
+def _normal_kernel(spec, lk, leaves, mode, moved, fallback, has_nl, V, live, Anl, Alin, idx, Y, SW, basis, perm):
+    """Normal matrix JᵀWJ, gradient JᵀW(y − y_calc), χ² of each pattern (columns in ``perm``
+    order), and whether its profiles fit the sub-windows (if not, and ``fallback`` is False, its
+    Jacobian is not valid: the caller computes it again with ``fallback``)."""
     i_bkg, i_h, i_scale = _linear_indices(lk.layout)
     k = perm.shape[0]
 
-    def one(v, w, c, di, anl, alin, y, sw):
-        total, _, _, unit = _calc_kernel(spec, lk, leaves, v)
+    def one(v, anl, alin, y, sw):
+        total, _, _, unit, fits = _calc_kernel(spec, lk, leaves, v)
         lin_rows = jnp.concatenate([basis, (v[i_scale] @ unit)[None], v[i_h] * unit])
         cols = [lin_rows.T @ alin]
         if has_nl:
-            jn = _jac_kernel(spec, lk, leaves, fallback, v, w, c, di)
+            jn = _nonlinear_kernel(spec, lk, leaves, moved, fallback, v, anl)
             if len(i_bkg):
                 jn = jn + basis.T @ anl[i_bkg]
             cols.append(jn)
         jw = jnp.concatenate(cols, axis=1)[:, perm] * sw[:, None]
         r = (y - total) * sw
-        return jw.T @ jw, jw.T @ r, r @ r
+        return jw.T @ jw, jw.T @ r, r @ r, fits
 
-    return _over(mode, one, live, (V, W, C, DI, Anl, Alin, Y[idx], SW[idx]),
-                 lambda *a: (jnp.zeros((k, k)), jnp.zeros(k), jnp.zeros(())))
+    return _over(mode, one, live, (V, Anl, Alin, Y[idx], SW[idx]),
+                 lambda *a: (jnp.zeros((k, k)), jnp.zeros(k), jnp.zeros(()), jnp.asarray(True)))
 
 
 def _lm_solve(hs, gs, lam, dead):
@@ -168,8 +127,7 @@ def _lm_solve(hs, gs, lam, dead):
 
 _chi2_jit = jax.jit(_chi2_kernel, static_argnums=(0, 1, 3))
 _calc_batch_jit = jax.jit(_calc_batch_kernel, static_argnums=(0, 1, 3))
-_tangent_jit = jax.jit(_tangent_kernel, static_argnums=(0, 1, 3))
-_normal_jit = jax.jit(_normal_kernel, static_argnums=(0, 1, 3, 4, 5))
+_normal_jit = jax.jit(_normal_kernel, static_argnums=(0, 1, 3, 4, 5, 6))
 _lm_solve_jit = jax.jit(_lm_solve)
 
 
@@ -246,7 +204,8 @@ class _Batch:
         order = np.concatenate([self.lin_cols, self.nl_cols])
         self.perm = np.argsort(order)  # position of free column j in [linear cols, nonlinear cols (padded)]
         self.basis = jnp.asarray(ev._basis)
-        self.M = None
+        # atoms moved by some pattern's nonlinear columns (static for the Jacobian kernel)
+        self.moved = _structure_moved(ev.layout, np.any(np.abs(ja[:, :, self.nl_cols]) > 0, axis=0))
 
     def columns(self, fsets, sel):
         ja = np.stack([fsets[i].jacobian_columns for i in sel])
@@ -254,20 +213,6 @@ class _Batch:
         anl = np.zeros((len(sel), ja.shape[1], max(self.kb, 1)))
         anl[:, :, :len(self.nl_cols)] = ja[:, :, self.nl_cols]
         return anl, alin
-
-    def assign_groups(self, full, anl):
-        """Which nonlinear columns share a profile direction (from one pattern, host grouping)."""
-        t, _ = _peak_tangents_jit(self.spec, self.lk, self.leaves, jnp.asarray(full), jnp.asarray(anl))
-        t = np.asarray(t)
-        _, c = _group_directions(t[:, 1:, :])
-        used = np.any(c != 0, axis=2)  # (kb, P)
-        p = _bucket(max(c.shape[1], 1), _PASS_BUCKETS)
-        m = np.zeros((p, self.kb))
-        for j in range(self.kb):
-            g = np.where(used[j])[0]
-            if len(g):
-                m[g[0], j] = 1.0
-        self.M = jnp.asarray(m)
 
 
 def _sizes(mode, size):
@@ -428,31 +373,16 @@ def _refine_chunk(batch: _Batch, fsets, q0, Y, S, max_cycles, tol, lam0, mode, s
 
     def normal(q, sel):
         p, live = padded(sel)
-        V = full_of(q[p], p)
-        Vd = jnp.asarray(V)
+        Vd = jnp.asarray(full_of(q[p], p))
         pd = jnp.asarray(p)
+        args = (Vd, live, anl_d[pd], alin_d[pd], pd, Yd, SWd, batch.basis, jnp.asarray(batch.perm))
         has_nl = batch.kb > 0
-        if has_nl:
-            if batch.M is None:
-                batch.assign_groups(V[0], anl_all[p[0]])
-            di, w, c, fits, ok = _tangent_jit(batch.spec, batch.lk, batch.leaves, mode, Vd, live, anl_d[pd], batch.M)
-            fallback = not bool(np.all(np.asarray(fits)))
-            ok = np.asarray(ok)
-        else:
-            w = c = di = jnp.zeros((len(p), 1))
-            fallback, ok = False, np.ones(len(p), bool)
-        h, g, chi2 = _normal_jit(batch.spec, batch.lk, batch.leaves, mode, fallback, has_nl, Vd, live, w, c, di,
-                                 anl_d[pd], alin_d[pd], pd, Yd, SWd, batch.basis, jnp.asarray(batch.perm))
-        h, g, chi2 = np.array(h)[:len(sel)], np.array(g)[:len(sel)], np.array(chi2)[:len(sel)]
-        for j in np.where(~ok[:len(sel)])[0]:
-            # this pattern's tangents do not group like the first pattern's: the engine's own
-            # per-pattern Jacobian (host grouping)
-            i = sel[j]
-            yc, jac = batch.ev.calc_jac(V[j], fsets[i].jacobian_columns)
-            jw = jac / S[i][:, None]
-            r = (Y[i] - yc) / S[i]
-            h[j], g[j], chi2[j] = jw.T @ jw, jw.T @ r, r @ r
-        return h, g, chi2
+        # profiles inside their sub-windows (the usual case): the Jacobian kernel without the
+        # dense fallback branch; again with it when a pattern's profiles do not fit
+        h, g, chi2, fits = _normal_jit(batch.spec, batch.lk, batch.leaves, mode, batch.moved, False, has_nl, *args)
+        if has_nl and not bool(np.all(np.asarray(fits)[:len(sel)])):
+            h, g, chi2, _ = _normal_jit(batch.spec, batch.lk, batch.leaves, mode, batch.moved, True, has_nl, *args)
+        return np.array(h)[:len(sel)], np.array(g)[:len(sel)], np.array(chi2)[:len(sel)]
 
     q = q0.astype(float).copy()
     allp = np.arange(b)

@@ -1,4 +1,4 @@
-"""Damped Gauss–Newton (Levenberg–Marquardt) least squares with autodiff Jacobians.
+"""Damped Gauss–Newton (Levenberg–Marquardt) least squares with exact Jacobians.
 
 Minimises χ² = Σ_i w_i (y_i − y_calc,i(q))², w_i = 1/σ_i², over the free vector q of a
 :class:`~layerscope.refine.parameters.FreeSet` (``full = x0 + A q``). Each cycle solves
@@ -8,8 +8,9 @@ the Marquardt-scaled normal equations (Marquardt, J. SIAM 11, 431 (1963))::
 
 with J = ∂y_calc/∂q exact: columns that move only scales and background coefficients (in
 which the pattern is linear) from the unit-scale phase patterns, every other column by the
-chain rule through the per-reflection quantities (intensity, position, α, β, σ², γ) with
-forward-mode autodiff of the profile kernel (see :class:`Evaluator`).
+chain rule through the per-reflection quantities (intensity, position, α, β, σ², γ):
+forward-mode autodiff of the structure factors and peak terms, the profile's partial
+derivatives written out by hand (see :class:`Evaluator`).
 λ is divided by 10 after an accepted step and multiplied by 10 after a rejected one (a
 trial step costs one pattern evaluation; the Jacobian is formed only at accepted points).
 Bounds hold for every model quantity the free vector moves, including those a linear
@@ -38,14 +39,12 @@ import numpy as np  # noqa: E402
 
 from layerscope.diffraction.background import chebyshev_background, chebyshev_basis  # noqa: E402
 from layerscope.diffraction.pattern import (  # noqa: E402
-    PatternModel, _all_peaks, join_model, peak_profiles, peak_windows, profiles_fit, scatter_rows, split_model)
+    PatternModel, _all_peaks, join_model, peak_windows, phase_patterns, profile_derivative_patterns, split_model)
 from layerscope.refine.parameters import FreeSet, Layout  # noqa: E402
 
 __all__ = ["Evaluator", "FitStats", "FitResult", "least_squares", "fit_stats", "linear_scan"]
 
 _BUCKETS = (4, 8, 16, 32, 64, 128, 256, 512)
-_PASS_BUCKETS = (2, 4, 8, 16, 32)
-_PARALLEL_RTOL = 1e-12
 
 
 class _LayoutKey:
@@ -73,114 +72,72 @@ def _linear_indices(layout: Layout):
 
 
 def _calc_kernel(spec, lk, leaves, v):
-    """Pattern, phase patterns, background and the unit-scale phase patterns (one profile pass)."""
+    """Pattern, phase patterns, background, the unit-scale phase patterns (one profile pass), and
+    whether every profile fit the model's sub-windows (the Jacobian kernel's fallback flag)."""
     model = join_model(spec, leaves)
     layout = lk.layout
-    _, i_h, i_scale = _linear_indices(layout)
     tree = layout.unflatten(v)
     tof = jnp.asarray(model.tof_us)
     bkg = chebyshev_background(tof, tree["background"], model.t_range)
     if not model.phases:
-        return bkg, jnp.zeros((0, tof.shape[0])), bkg, jnp.zeros((0, tof.shape[0]))
-    inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, tree)
-    v_unit = v.at[i_h].set(1.0).at[i_scale].set(1.0)
-    inten_unit = _all_peaks(model, layout.unflatten(v_unit))[0]
+        return bkg, jnp.zeros((0, tof.shape[0])), bkg, jnp.zeros((0, tof.shape[0])), jnp.asarray(True)
+    # the scales multiply whole phase patterns: one structure-factor pass and one profile pass at
+    # unit scale, the phase patterns from them
+    scales = jnp.stack([pp["scale"] for pp in tree["phases"]])
+    unit_tree = {**tree, "phases": [{**pp, "scale": jnp.ones_like(pp["scale"])} for pp in tree["phases"]]}
+    inten_unit, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, unit_tree)
     idx, delta = peak_windows(model, th)
-    prof = peak_profiles(model, delta, alpha, beta, sig2, gam)
-    phases = scatter_rows(model, idx, inten[:, None] * prof)
-    unit = scatter_rows(model, idx, inten_unit[:, None] * prof)
-    return phases.sum(axis=0) + bkg, phases, bkg, unit
+    unit, fits = phase_patterns(model, idx, inten_unit, delta, alpha, beta, sig2, gam)
+    phases = scales[:, None] * unit
+    return phases.sum(axis=0) + bkg, phases, bkg, unit, fits
 
 
-def _peak_tangents_kernel(spec, lk, leaves, v, a):
-    """Derivatives (k, 6, n_refl) of every reflection's (intensity, t_h, α, β, σ², γ) along the
-    columns of ``a`` (forward mode; the structure factors and peak terms only, no profile), and
-    whether every profile fits the model's sub-windows at ``v``."""
-    model = join_model(spec, leaves)
-    layout = lk.layout
-
-    def peaks(u):
-        inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, layout.unflatten(u))
-        return jnp.stack([inten, th, alpha, beta, sig2, gam])
-
-    rows = peaks(v)
-    tangents = jax.vmap(lambda col: jax.jvp(peaks, (v,), (col,))[1])(a.T)
-    _, delta = peak_windows(model, rows[1])
-    return tangents, profiles_fit(model, delta, *rows[2:])
+_STRUCTURE_LEAVES = ("xyz", "occ", "biso", "uani")
 
 
-def _jac_kernel(spec, lk, leaves, fallback, v, w, c, d_inten):
-    """Nonlinear Jacobian columns (N, k) by the chain rule through the reflections.
+def _structure_moved(layout: Layout, a: np.ndarray) -> tuple[bool, ...]:
+    """Per phase: whether a column of ``a`` moves its atoms (coordinates, occupancies, Biso, U)."""
+    tree = layout.unflatten(np.where(np.any(a != 0, axis=1), 2.0, 1.0))
+    return tuple(bool(any(np.any(np.asarray(pp[k]) != 1.0) for k in _STRUCTURE_LEAVES if k in pp))
+                 for pp in tree["phases"])
 
-    Column j = Σ_h scatter[ I_h Σ_g c_jgh D_g,h + (∂I_h/∂q_j) P_h ], with P_h the profile of
-    reflection h on its window and D_g,h the derivative of P_h along the per-reflection
-    direction w_g,h = (∂t_h, ∂α, ∂β, ∂σ², ∂γ) (one JVP of the profile kernel per direction g,
-    whatever the number of columns): the directions of all columns are grouped so that every
-    column's per-reflection tangent is c_jgh · w_g,h (:func:`_group_directions`).
+
+def _nonlinear_kernel(spec, lk, leaves, moved, fallback, v, a):
+    """Jacobian columns (N, k) along the columns of ``a`` by the chain rule through the reflections.
+
+    y = Σ_h I_h P(t − t_h; α_h, β_h, σ²_h, γ_h), so column j is
+    Σ_h scatter[∂I_h/∂q_j · P_h + I_h Σ_x ∂P_h/∂x · ∂x_h/∂q_j], x = (t_h, α, β, σ², γ): the
+    per-reflection derivatives by forward-mode autodiff of the structure factors and peak terms
+    (one JVP per column, cheap), the profile's partial derivatives analytically on every window
+    point (:func:`~layerscope.diffraction.pattern.profile_derivative_patterns`: one pass for all
+    columns). ``moved`` (static, per phase, :func:`_structure_moved`): a phase whose atoms no
+    column moves gets them as constants, so that forward mode carries no tangents through its
+    (reflections × sites × operations) structure-factor sums. ``fallback`` (static): with the
+    dense branch of the profile kernel, needed only where the profiles do not fit the model's
+    sub-windows (the flag of :func:`_calc_kernel` at ``v``).
     """
     model = join_model(spec, leaves)
-    tree = lk.layout.unflatten(v)
-    inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, tree)
+    layout = lk.layout
+    fixed = layout.unflatten(v)
+
+    def peaks(u):
+        tree = layout.unflatten(u)
+        tree["phases"] = [pp if m else {**pp, **{key: f[key] for key in _STRUCTURE_LEAVES if key in f}}
+                          for pp, f, m in zip(tree["phases"], fixed["phases"], moved)]
+        inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, tree)
+        return jnp.stack([inten, th, alpha, beta, sig2, gam])
+
+    rows, tang = jax.vmap(lambda col: jax.jvp(peaks, (v,), (col,)), out_axes=(None, 0))(a.T)
+    inten, th, alpha, beta, sig2, gam = rows
     idx, delta = peak_windows(model, th)
-
-    def prof_fn(dl, a, b, s2, g):
-        return peak_profiles(model, dl, a, b, s2, g, fallback=fallback)
-
-    # (jax.linearize instead of jvp: 60 % longer compile and no faster on CPU)
-    prof = prof_fn(delta, alpha, beta, sig2, gam)
-    dprof = jax.vmap(lambda wg: jax.jvp(prof_fn, (delta, alpha, beta, sig2, gam),
-                                        (jnp.broadcast_to(-wg[0][:, None], delta.shape), *wg[1:]))[1])(w)
-    rows = inten[None, :, None] * jnp.einsum("kgh,ghw->khw", c, dprof) + d_inten[:, :, None] * prof[None]
-    n = model.tof_us.shape[0]
-    return jnp.zeros((rows.shape[0], n)).at[:, idx.ravel()].add(rows.reshape(rows.shape[0], -1)).T
+    # Δ = t − t_h: a move of t_h is −1 times a move of Δ
+    coef = jnp.stack([tang[:, 0], -inten * tang[:, 1], inten * tang[:, 2], inten * tang[:, 3],
+                      inten * tang[:, 4], inten * tang[:, 5]], axis=1)
+    return profile_derivative_patterns(model, idx, delta, alpha, beta, sig2, gam, coef, fallback=fallback).T
 
 
 _calc_jit = jax.jit(_calc_kernel, static_argnums=(0, 1))
-_peak_tangents_jit = jax.jit(_peak_tangents_kernel, static_argnums=(0, 1))
-_jac_jit = jax.jit(_jac_kernel, static_argnums=(0, 1, 3))
-
-
-def _group_directions(t):
-    """Group per-reflection tangents ``t`` (k, 5, n_refl) into P shared directions.
-
-    Returns (w (P, 5, n_refl), c (k, P, n_refl)) with t[j, :, h] = Σ_g c[j, g, h] w[g, :, h]
-    exactly up to rounding (relative 1e-12). Two columns share a direction when, on every
-    reflection both move, their tangents are parallel: all cell parameters of all phases move
-    the reflections along d (one direction), microstrain and size along γ, Zero/difC along t_h.
-    """
-    k, _, n = t.shape
-    w: list[np.ndarray] = []
-    c = []
-    for j in range(k):
-        v = t[j]
-        vn = np.einsum("qh,qh->h", v, v)
-        rows_v = vn > 0
-        coef = np.zeros((max(len(w), 1), n))
-        placed = False
-        for g, wg in enumerate(w):
-            wn = np.einsum("qh,qh->h", wg, wg)
-            both = rows_v & (wn > 0)
-            cg = np.where(both, np.einsum("qh,qh->h", v, wg) / np.where(both, wn, 1.0), 0.0)
-            resid = v - cg * wg
-            if np.all(np.einsum("qh,qh->h", resid, resid)[both] <= (_PARALLEL_RTOL**2) * vn[both]):
-                new_rows = rows_v & ~(wn > 0)
-                wg[:, new_rows] = v[:, new_rows]
-                cg[new_rows] = 1.0
-                coef = np.zeros((len(w), n))
-                coef[g] = cg
-                placed = True
-                break
-        if not placed and np.any(rows_v):
-            w.append(v.copy())
-            coef = np.zeros((len(w), n))
-            coef[-1] = rows_v.astype(float)
-        c.append(coef)
-    p = max(len(w), 1)
-    cc = np.zeros((k, p, n))
-    for j, coef in enumerate(c):
-        cc[j, :coef.shape[0]] = coef[:p]
-    ww = np.stack(w) if w else np.zeros((1, 5, n))
-    return ww, cc
+_nonlinear_jit = jax.jit(_nonlinear_kernel, static_argnums=(0, 1, 3, 4))
 
 
 def _bucket(n, buckets):
@@ -198,12 +155,14 @@ class Evaluator:
 
     Every other column goes through the reflections: y = Σ_h I_h P(t − t_h; α_h, β_h, σ²_h, γ_h),
     so ∂y/∂q = Σ_h [∂I_h/∂q · P_h + I_h ∇P_h · ∂(t_h, α_h, β_h, σ²_h, γ_h)/∂q]. The per-reflection
-    derivatives come from forward-mode autodiff of the (cheap) structure factors and peak terms;
-    ∇P_h along them from JVPs of the profile kernel, one per *direction* shared by all columns
-    (a cell parameter moves every reflection along d, so all cells of all phases need one pass;
-    microstrain/size one more; coordinates, occupancies and Biso none). The counts are padded
-    to buckets so that the stages of a refinement reuse a few compiled functions, and the
-    compiled functions are shared by every Evaluator of a model with the same static shape
+    derivatives come from forward-mode autodiff of the (cheap) structure factors and peak terms
+    (atoms that no column moves held constant); ∇P_h from the analytic partial derivatives of
+    the profile kernel (``tof_profile.tof_peak_rows_derivatives``: written by hand because a
+    forward-mode pass through the profile kernel cost more than the kernel, for every column),
+    evaluated once per window point for all columns and accumulated straight into the Jacobian
+    (:func:`_nonlinear_kernel`). The column count is padded to buckets so that the stages of a
+    refinement reuse a few compiled functions, and the compiled functions are shared by every
+    Evaluator of a model with the same static shape
     (:func:`~layerscope.diffraction.pattern.split_model`): a second refinement of the same data
     does not compile again.
     """
@@ -227,17 +186,17 @@ class Evaluator:
         key = full.tobytes()
         if self._last[0] != key:
             out = _calc_jit(self._spec, self._lk, self._leaves, jnp.asarray(full))
-            self._last = (key, tuple(np.asarray(a) for a in out))
+            self._last = (key, tuple(np.asarray(a) for a in out[:4]) + (bool(out[4]),))
         return self._last[1]
 
     def calc(self, full):
-        total, phases, bkg, _ = self._evaluate(full)
+        total, phases, bkg, _, _ = self._evaluate(full)
         return total, phases, bkg
 
     def linear_jacobian(self, full):
         """Pattern and ∂y/∂x_j for every linear entry j of the full vector: (y, {j: column})."""
         full = np.asarray(full, dtype=float)
-        y, _, _, u_p = self._evaluate(full)
+        y, _, _, u_p, _ = self._evaluate(full)
         h = full[self._i_h]
         s = full[self._i_scale]
         cols = {int(j): self._basis[k] for k, j in enumerate(self._i_bkg)}
@@ -269,19 +228,13 @@ class Evaluator:
         ap = np.zeros((a.shape[0], kb))
         ap[:, :k] = a
         fv = jnp.asarray(full)
-        t, fits = _peak_tangents_jit(self._spec, self._lk, self._leaves, fv, jnp.asarray(ap))
-        t = np.asarray(t)
-        w, c = _group_directions(t[:, 1:, :])
-        p = _bucket(w.shape[0], _PASS_BUCKETS)
-        wp = np.zeros((p,) + w.shape[1:])
-        wp[:w.shape[0]] = w
-        cp = np.zeros((kb, p, c.shape[2]))
-        cp[:, :c.shape[1]] = c
-        # every profile inside its sub-windows (the usual case): the kernel without the dense
-        # fallback branch (the same values and derivatives; half the code to compile)
-        fallback = not bool(fits)
-        jac = np.asarray(_jac_jit(self._spec, self._lk, self._leaves, fallback, fv, jnp.asarray(wp), jnp.asarray(cp),
-                                  jnp.asarray(t[:, 0, :])))[:, :k]
+        moved = _structure_moved(self.layout, a)
+        # every profile inside its sub-windows at this point (the usual case; the pattern
+        # evaluation there says so): the kernel without the dense fallback branch (the same values
+        # and derivatives; half the code to compile)
+        fallback = not self._evaluate(full)[4]
+        jac = _nonlinear_jit(self._spec, self._lk, self._leaves, moved, fallback, fv, jnp.asarray(ap))
+        jac = np.asarray(jac)[:, :k]
         # background coefficients a nonlinear column also moves (through a constraint)
         if len(self._i_bkg):
             jac = jac + self._basis.T @ a[self._i_bkg]
