@@ -180,14 +180,32 @@ class Evaluator:
         self._linear[self._i_scale] = True
         self._basis = np.asarray(chebyshev_basis(np.asarray(model.tof_us), layout.n_background, model.t_range))
         self._last = (None, None)
+        self._profiled = None  # (full vector, unit-scale phase patterns, fits) of the last kernel call
 
     def _evaluate(self, full):
+        """(pattern, phase patterns, background, unit-scale phase patterns, profiles fit) at ``full``.
+
+        Where ``full`` differs from the last kernel evaluation only in background coefficients and
+        scales (the trial steps of a scales-and-background stage), the pattern is formed from that
+        evaluation's unit-scale phase patterns and the Chebyshev basis (y = Σ_p h·s_p·U_p + cᵀT,
+        exact: nothing else depends on those entries) instead of a new profile pass.
+        """
         full = np.asarray(full, dtype=float)
         key = full.tobytes()
-        if self._last[0] != key:
-            out = _calc_jit(self._spec, self._lk, self._leaves, jnp.asarray(full))
-            self._last = (key, tuple(np.asarray(a) for a in out[:4]) + (bool(out[4]),))
-        return self._last[1]
+        if self._last[0] == key:
+            return self._last[1]
+        prev = self._profiled
+        if prev is not None and np.array_equal(full[~self._linear], prev[0][~self._linear]):
+            unit, fits = prev[1], prev[2]
+            phases = (full[self._i_h] * full[self._i_scale])[:, None] * unit
+            bkg = full[self._i_bkg] @ self._basis if len(self._i_bkg) else np.zeros(unit.shape[1])
+            out = (phases.sum(axis=0) + bkg, phases, bkg, unit, fits)
+        else:
+            res = _calc_jit(self._spec, self._lk, self._leaves, jnp.asarray(full))
+            out = tuple(np.asarray(a) for a in res[:4]) + (bool(res[4]),)
+            self._profiled = (full.copy(), out[3], out[4])
+        self._last = (key, out)
+        return out
 
     def calc(self, full):
         total, phases, bkg, _, _ = self._evaluate(full)
