@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 from layerscope.diffraction import tof_profile as tp  # noqa: E402
 from layerscope.diffraction.pattern import reflection_table  # noqa: E402
-from layerscope.diffraction.structure_factors import aniso_arguments, structure_factor_kernel  # noqa: E402
+from layerscope.diffraction.structure_factors import reciprocal_lengths, structure_factor_kernel  # noqa: E402
 
 __all__ = ["ReflectionIntensities", "partition_phase", "bragg_r_factors", "complex_f_calc"]
 
@@ -47,14 +47,27 @@ class ReflectionIntensities:
     f_obs: np.ndarray           # |F_obs| (fm)
 
 
+def _f_calc(hr, ht, d, site_weight, spec_site, spec_b, xyz, biso, occ, uani, cell, aniso_site):
+    kw = {}
+    if aniso_site:
+        kw = {"uani": uani, "astar": reciprocal_lengths(cell), "aniso_site": np.asarray(aniso_site)}
+    return structure_factor_kernel(hr, ht, 1.0 / d**2, site_weight, spec_site, spec_b, xyz, biso, occ, **kw)
+
+
+# one compiled function per phase shape: evaluated op by op, the structure-factor sums compiled
+# some forty small XLA programs on the first call (~2.5 s of a refinement's first run)
+_f_calc_jit = jax.jit(_f_calc, static_argnames="aniso_site")
+
+
 def complex_f_calc(setup, phase_params: dict, d_angstrom) -> np.ndarray:
     """Complex F(h) (fm) of one phase's reflections at the given d-spacings."""
     t = setup.tables
-    inv_d2 = 1.0 / jnp.asarray(d_angstrom) ** 2
-    f = structure_factor_kernel(t.hr, t.ht, inv_d2, t.site_weight, t.spec_site, t.spec_b,
-                                jnp.asarray(phase_params["xyz"]), jnp.asarray(phase_params["biso"]),
-                                jnp.asarray(phase_params["occ"]),
-                                **aniso_arguments(t, {k: jnp.asarray(v) for k, v in phase_params.items()}))
+    aniso = tuple(int(i) for i in t.aniso_site)
+    uani = phase_params.get("uani", t.uani) if aniso else np.zeros((0, 6))
+    f = _f_calc_jit(t.hr, t.ht, np.asarray(d_angstrom, dtype=float), t.site_weight, t.spec_site, t.spec_b,
+                    jnp.asarray(phase_params["xyz"]), jnp.asarray(phase_params["biso"]),
+                    jnp.asarray(phase_params["occ"]), jnp.asarray(uani), jnp.asarray(phase_params["cell"]),
+                    aniso_site=aniso)
     return np.asarray(f)
 
 
