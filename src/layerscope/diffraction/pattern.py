@@ -258,19 +258,22 @@ def _all_peaks(model: PatternModel, params: dict):
     return tuple(jnp.concatenate(cols) for cols in zip(*out))
 
 
-def reflection_table(model: PatternModel, params: dict, *, profiles: bool = False) -> dict[str, np.ndarray]:
+def reflection_table(model: PatternModel, params: dict, *, profiles: bool = False,
+                     fallback: bool = True) -> dict[str, np.ndarray]:
     """Every reflection of the model with its phase, hkl, multiplicity, d (Å), |F|² (fm²),
     integrated intensity I_h, TOF position and profile terms (α, β µs⁻¹; σ² µs²; γ µs).
 
     The same numbers the pattern kernel uses: for Bragg R factors, intensity partitioning
     (F_obs) and tick marks. ``profiles=True`` adds the kernel's own window of each reflection
     (``window_index``, (n_refl, K) grid indices) and its unit-area profile there (``profile``),
-    from the same compiled kernel as the pattern's.
+    from the same compiled kernel as the pattern's. ``fallback=False`` compiles that kernel without
+    its dense branch (2 s less to compile): only where the profiles fit the model's sub-windows
+    (:func:`profiles_fit`, ``Evaluator.profiles_fit``).
     """
     if not model.phases:
         raise ValueError("the model has no phases")
     spec, leaves = split_model(model)
-    peaks, idx, prof = _table_jit(spec, leaves, params, bool(profiles))
+    peaks, idx, prof = _table_jit(spec, leaves, params, bool(profiles), bool(fallback) or not profiles)
     inten, f2, d, th, alpha, beta, sig2, gam = (np.asarray(a) for a in peaks)
     out = {
         "phase": np.concatenate([np.full(len(s.hkl), i) for i, s in enumerate(model.phases)]),
@@ -551,18 +554,18 @@ def _pattern_split(spec, leaves, params):
     return _pattern(join_model(spec, leaves), params)
 
 
-def _table_split(spec, leaves, params, profiles):
+def _table_split(spec, leaves, params, profiles, fallback):
     model = join_model(spec, leaves)
     peaks = _all_peaks(model, params)
     if not profiles:
         return peaks, None, None
     _, _, _, th, alpha, beta, sig2, gam = peaks
     idx, delta = peak_windows(model, th)
-    return peaks, idx, peak_profiles(model, delta, alpha, beta, sig2, gam)
+    return peaks, idx, peak_profiles(model, delta, alpha, beta, sig2, gam, fallback=fallback)
 
 
 _pattern_jit = jax.jit(_pattern_split, static_argnums=0)
-_table_jit = jax.jit(_table_split, static_argnums=(0, 3))
+_table_jit = jax.jit(_table_split, static_argnums=(0, 3, 4))
 
 
 def make_pattern_function(model: PatternModel):

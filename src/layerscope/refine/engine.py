@@ -211,6 +211,10 @@ class Evaluator:
         total, phases, bkg, _, _ = self._evaluate(full)
         return total, phases, bkg
 
+    def profiles_fit(self, full) -> bool:
+        """Whether every profile fits the model's sub-windows at ``full`` (the pattern kernel's flag)."""
+        return self._evaluate(full)[4]
+
     def linear_jacobian(self, full):
         """Pattern and ∂y/∂x_j for every linear entry j of the full vector: (y, {j: column})."""
         full = np.asarray(full, dtype=float)
@@ -250,7 +254,7 @@ class Evaluator:
         # every profile inside its sub-windows at this point (the usual case; the pattern
         # evaluation there says so): the kernel without the dense fallback branch (the same values
         # and derivatives; half the code to compile)
-        fallback = not self._evaluate(full)[4]
+        fallback = not self.profiles_fit(full)
         jac = _nonlinear_jit(self._spec, self._lk, self._leaves, moved, fallback, fv, jnp.asarray(ap))
         jac = np.asarray(jac)[:, :k]
         # background coefficients a nonlinear column also moves (through a constraint)

@@ -112,9 +112,10 @@ def partition_phase(model, tree, i_phase: int, y_obs, y_calc, background, *, tab
                                  f_obs[inside])
 
 
-def bragg_r_factors(model, tree, y_obs, y_calc, background):
-    """Bragg R (%) per phase and the reflection TOFs (tick marks) by phase name."""
-    table = reflection_table(model, tree, profiles=True)
+def bragg_r_factors(model, tree, y_obs, y_calc, background, *, fallback: bool = True):
+    """Bragg R (%) per phase and the reflection TOFs (tick marks) by phase name. ``fallback=False``:
+    the profiles fit the model's sub-windows here (see ``reflection_table``)."""
+    table = reflection_table(model, tree, profiles=True, fallback=fallback)
     r, ticks = {}, {}
     for i, s in enumerate(model.phases):
         ri = partition_phase(model, tree, i, y_obs, y_calc, background, table=table)

@@ -212,7 +212,7 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
     else:
         wf, wf_esd, mf, mf_esd = np.ones(1), np.zeros(1), np.ones(1), np.zeros(1)
     tree = layout.unflatten(full)
-    br, ticks = bragg_r_factors(model, tree, y, total, bkg)
+    br, ticks = bragg_r_factors(model, tree, y, total, bkg, fallback=not ev.profiles_fit(full))
     return RietveldResult(
         tof_us=tof_us, y_obs=y, sigma=sigma, y_calc=total, background=bkg,
         phase_patterns={n: parts[i] for i, n in enumerate(names)}, stages=tuple(results), phases=new_phases,
