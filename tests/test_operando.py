@@ -264,7 +264,7 @@ def test_window_holds_the_foil_cell_near_the_reference():
 
     proto = default_series_protocol()
     assert proto.window == (("Al.a", 1e-3),)
-    assert "Al.cell" in proto.series.stages[0].free
+    assert "Al.cell" not in proto.series.stages[0].free and "Al.cell" in proto.series.stages[1].free
     m = preset("lrm-pouch")
     model = build_model(list(m.phases), np.geomspace(8000, 50000, 200), gppd_like(), n_background=2)
     layout = make_layout(model)
@@ -355,7 +355,10 @@ def test_full_series_keeps_the_spinel_seed2(tmp_path):
     assert len(got) == len(truth) == 33
     n_refined = 0
     for g, t in zip(got, truth):
-        assert g["converged"] == "True" and not g["flag"], (g["pattern"], g["flag"])
+        # a row whose first fit failed the checks and whose refit from a cell scan passed them is
+        # converged (its flag says "recovered by a cell scan"); anything else flagged fails
+        assert g["converged"] == "True", (g["pattern"], g["flag"])
+        assert not g["flag"] or g["flag"].startswith("recovered by a cell scan"), (g["pattern"], g["flag"])
         err = {k: abs(float(g[k]) - float(t[k])) for k in t if k in g and k not in ("time_h",)}
         assert max(err[f"frac_{p}"] for p in ("O3p", "O3", "S")) < 0.02, (g["pattern"], err)
         assert float(g["frac_S"]) > 0.015, g["pattern"]
