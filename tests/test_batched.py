@@ -201,3 +201,23 @@ def test_per_pattern_free_sets(series):
     with pytest.raises(ValueError, match="same parameter names"):
         refine_batched(ev, layout, [fsets[0], dataclasses.replace(fsets[1], names=fsets[1].names[::-1])],
                        ys[:2], ss[:2])
+
+
+def test_heavily_damped_step_is_not_called_converged(series):
+    """Started with λ = 10⁵ the first accepted steps are ~10⁻⁵ of the Gauss–Newton step, so their
+    shift/esd is below ``tol`` far from the minimum: both engines must go on (judging by the
+    undamped step) to the minimum that the usual λ₀ reaches, not stop there as "converged"."""
+    ev, layout, truths, ys, ss, start = series
+    fs = free_set(layout, start, FREE)
+    ref = least_squares(ev, fs, ys[2], ss[2])
+    damped = least_squares(ev, fs, ys[2], ss[2], lam0=1e5, max_cycles=60)
+    assert ref.converged
+    assert damped.converged and damped.n_cycles > 3, (damped.n_cycles, damped.warnings)
+    assert abs(damped.stats.chi2 / ref.stats.chi2 - 1) < 1e-6
+    np.testing.assert_array_less(np.abs(damped.q - ref.q), 0.05 * ref.esd_q)
+    bf = refine_batched(ev, layout, fs, ys[1:3], ss[1:3], start, lam0=1e5, max_cycles=60)
+    assert bf[1].converged and bf[1].n_cycles > 3
+    assert abs(bf[1].stats.chi2 / ref.stats.chi2 - 1) < 1e-6
+    # the old test (shift/esd of the step taken) would have stopped after the first cycle
+    stopped = least_squares(ev, fs, ys[2], ss[2], lam0=1e5, lam_converge=np.inf)
+    assert stopped.n_cycles == 1 and stopped.stats.chi2 > 1.5 * ref.stats.chi2

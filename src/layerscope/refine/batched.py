@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 
 from layerscope.diffraction.pattern import PatternModel  # noqa: E402
 from layerscope.refine.engine import (  # noqa: E402
-    _BUCKETS, Evaluator, FitResult, _bounded_step, _bucket, _calc_kernel, _full_names_of, _linear_indices,
+    _BUCKETS, Evaluator, FitResult, _bounded_step, _bucket, _gauss_newton_shift, _calc_kernel, _full_names_of, _linear_indices,
     _nonlinear_kernel, _structure_moved, fit_stats)
 from layerscope.refine.parameters import FreeSet, Layout  # noqa: E402
 
@@ -229,7 +229,8 @@ def _sizes(mode, size):
 
 def refine_batched(ev_or_model, layout: Layout | None, free: FreeSet, Y, S, start=None, *, bounds=None,
                    max_cycles: int = 30, tol: float = 0.01, lam0: float = 1e-3, batch_size: int = 32,
-                   cond_max: float = 1e12, correlation_warn: float = 0.95, vectorize: str = "auto") -> BatchedFit:
+                   lam_converge: float = 1e-2, cond_max: float = 1e12, correlation_warn: float = 0.95,
+                   vectorize: str = "auto") -> BatchedFit:
     """Refine ``n`` patterns on one TOF grid with one free set, as one batched problem.
 
     Parameters
@@ -246,7 +247,7 @@ def refine_batched(ev_or_model, layout: Layout | None, free: FreeSet, Y, S, star
         (x0 + A q, least squares): a start that breaks one of its constraints is moved to the
         nearest point that satisfies it, with a warning on that pattern
     bounds : (lower, upper) on the full vector, (F,) or (n, F); default: the free set's
-    max_cycles, tol, lam0, cond_max, correlation_warn : as in
+    max_cycles, tol, lam0, lam_converge, cond_max, correlation_warn : as in
         :func:`~layerscope.refine.engine.least_squares` (layerscope schedule)
     batch_size : patterns evaluated together (bounds the memory: the Jacobian alone is
         batch_size × N × P floats)
@@ -295,7 +296,7 @@ def refine_batched(ev_or_model, layout: Layout | None, free: FreeSet, Y, S, star
     for c0 in range(0, n, batch_size):
         sel = np.arange(c0, min(n, c0 + batch_size))
         results.extend(_refine_chunk(batch, [fsets[i] for i in sel], q0[sel], Y[sel], S[sel], max_cycles, tol, lam0,
-                                     mode, sizes, cond_max, correlation_warn, [pre_warn[i] for i in sel]))
+                                     lam_converge, mode, sizes, cond_max, correlation_warn, [pre_warn[i] for i in sel]))
     return BatchedFit(tuple(results), f"{device_summary()}, {mode}")
 
 
@@ -344,7 +345,7 @@ def _pattern_free_sets(free, start, bounds, n):
     return out, q0, warn
 
 
-def _refine_chunk(batch: _Batch, fsets, q0, Y, S, max_cycles, tol, lam0, mode, sizes, cond_max, corr_warn, pre_warn):
+def _refine_chunk(batch: _Batch, fsets, q0, Y, S, max_cycles, tol, lam0, lam_converge, mode, sizes, cond_max, corr_warn, pre_warn):
     b, k = len(fsets), batch.k
     Yd, SWd = jax.device_put(Y), jax.device_put(1.0 / S)
     X0 = np.stack([f.x0 for f in fsets])
@@ -444,6 +445,7 @@ def _refine_chunk(batch: _Batch, fsets, q0, Y, S, max_cycles, tol, lam0, mode, s
         hits[ia] |= bad[acc]
         q[ia] = q[ia] + dq[acc]
         chi2_new = chi2_t[acc]
+        lam_step = lam[ia].copy()
         H[ia], G[ia], chi2_j = normal(q, ia)
         chi2[ia] = chi2_new
         for j, i in enumerate(ia):
@@ -456,6 +458,11 @@ def _refine_chunk(batch: _Batch, fsets, q0, Y, S, max_cycles, tol, lam0, mode, s
             se = np.nanmax(np.where(esd > 0, np.abs(dq[acc]) / esd, 0.0), axis=1)
         shift_esd[ia] = se
         done = se < tol
+        # a heavily damped step is short because of λ: judge by the undamped step (as least_squares)
+        for j in np.where(done & (lam_step > lam_converge))[0]:
+            i = ia[j]
+            shift_esd[i] = _gauss_newton_shift(fsets[i], q[i], H[i], G[i], chi2[i], dof)
+            done[j] = shift_esd[i] < tol
         converged[ia[done]] = True
         active[ia[done]] = False
         active &= cycles < max_cycles

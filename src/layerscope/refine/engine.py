@@ -403,15 +403,33 @@ def _bounded_step(free: FreeSet, q, m, g, s, dead):
     return dq, pin_lo | pin_hi
 
 
+def _gauss_newton_shift(free: FreeSet, q, h, g, chi2, dof) -> float:
+    """max |δq|/esd of the undamped, bound-respecting Gauss–Newton step from ``q``, given the
+    normal matrix ``h`` = JᵀWJ and gradient ``g`` = JᵀW(y − y_calc) there."""
+    d = np.diag(h).copy()
+    dead = d <= 1e-300 * max(d.max(), 1e-300)
+    d[dead] = 1.0
+    s = 1.0 / np.sqrt(d)
+    hs = h * s[:, None] * s[None, :]
+    dq, _ = _bounded_step(free, q, hs, g * s, s, dead)
+    esd = np.sqrt(np.clip(np.diag(np.linalg.pinv(hs, rcond=1e-14)), 0, None) * chi2 / dof) * s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.nanmax(np.where(esd > 0, np.abs(dq) / esd, 0.0)))
+
+
 def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 30, tol: float = 0.01,
                   lam0: float = 1e-3, cond_max: float = 1e12, correlation_warn: float = 0.95,
-                  schedule: str = "layerscope", ftol: float = 1e-3) -> FitResult:
+                  schedule: str = "layerscope", ftol: float = 1e-3, lam_converge: float = 1e-2) -> FitResult:
     """Refine the free vector of ``free`` against observations ``y`` ± ``sigma``.
 
     ``max_cycles`` bounds the number of accepted Gauss–Newton cycles (GSAS-II's "cycles").
 
     ``schedule="layerscope"``: Marquardt λ from ``lam0``, a step is taken only when χ² does not
-    rise, convergence on max |shift|/esd < ``tol``. ``schedule="gsas2"`` follows GSAS-II's
+    rise, convergence on max |shift|/esd < ``tol``. A step accepted with λ > ``lam_converge``
+    (on the unit-diagonal scaled normal matrix) is short because it was damped, so there the
+    test is made on the undamped Gauss–Newton step from the new point instead (a small step
+    taken at λ ~ 10³ after several rejected trials once ended a fit at χ²ν ≈ 700 as
+    "converged"). ``schedule="gsas2"`` follows GSAS-II's
     ``HessianLSQ``: plain Gauss–Newton (λ = 0) until a step raises χ² by more than ``ftol``
     (relative; the allowance doubles at each retry), then λ = 10⁻³, ×10 per retry, up to 10
     ("stuck"), ÷10 after a step; a step may raise χ² within the allowance; converged when χ²
@@ -490,6 +508,7 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
         cycles += 1
         hits |= bad
         step = q_try - q
+        lam_step = lam
         yc_t, jac_t = ev.calc_jac(free.full(q_try), free.jacobian_columns)
         drop = (chi2 - chi2_t) / chi2 if chi2 > 0 else 0.0
         q, yc, jac, r, chi2 = q_try, yc_t, jac_t, r_t, chi2_t
@@ -500,9 +519,23 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
         esd = np.sqrt(np.clip(np.diag(hin), 0, None) * chi2 / dof) * s
         with np.errstate(divide="ignore", invalid="ignore"):
             shift_esd = float(np.nanmax(np.where(esd > 0, np.abs(step) / esd, 0.0)))
-        if (drop < ftol) if gsas2 else (shift_esd < tol):
-            converged = True
-            break
+        if gsas2:
+            if drop < ftol:
+                converged = True
+                break
+        elif shift_esd < tol:
+            if lam_step <= lam_converge:
+                converged = True
+                break
+            # a heavily damped step is short because of λ, not because the minimum is near:
+            # judge convergence by the undamped (bounded Gauss–Newton) step from the new point
+            jw = jac * sw[:, None]
+            gn_shift = _gauss_newton_shift(free, q, jw.T @ jw, jw.T @ r, chi2, dof)
+            if gn_shift < tol:
+                shift_esd = gn_shift
+                converged = True
+                break
+            shift_esd = gn_shift
     # final normal matrix and esds
     jw = jac * sw[:, None]
     h = jw.T @ jw
