@@ -128,6 +128,9 @@ def test_ill_posed_refinement_is_flagged():
     assert fr.singular and not fr.converged
     assert any("singular" in w and "Al.scale" in w and "Al2.scale" in w for w in fr.warnings)
     assert np.isnan(fr.esd_q[3]) and np.isnan(fr.esd_q[4])
+    # and so are the model quantities they move (not 0, which would read as exact)
+    assert np.isnan(fr.esd("Al.scale")) and np.isnan(fr.esd("Al2.scale"))
+    assert np.isfinite(fr.esd("bkg.0")) and fr.esd("Al.a") == 0.0
     # the same element twice on one site with a fixed total: no scattering contrast
     ph = Phase("nc", "F m -3 m", (4.05,) * 3 + (90.0,) * 3,
                (Site("M", (0, 0, 0), (("Al", 0.5), ("Al", 0.5)), 0.5, "4a"),))

@@ -333,7 +333,15 @@ class FitResult:
 
     @property
     def esd_full(self) -> np.ndarray:
-        return np.sqrt(np.clip(np.diag(self.cov_full), 0, None))
+        """esd of every model quantity: 0 for fixed ones, NaN for those that move with a free
+        direction the normal matrix left undetermined (``cov_q`` NaN there; ``cov_full`` sets
+        those entries to 0 so that products with it stay finite — an esd of 0 would read as exact)."""
+        esd = np.sqrt(np.clip(np.diag(self.cov_full), 0, None))
+        if self.cov_q.size:
+            bad = ~np.isfinite(np.diag(self.cov_q))
+            if np.any(bad):
+                esd[np.any(self.free.A[:, bad] != 0, axis=1)] = np.nan
+        return esd
 
     def value(self, name: str) -> float:
         """Refined value of a model quantity by its layout name (``NAC.a``)."""
