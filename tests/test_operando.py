@@ -338,7 +338,7 @@ def test_active_phases_hysteresis_and_held_parameters():
 
 
 @pytest.mark.slow
-def test_full_series_keeps_the_spinel_seed2(tmp_path):
+def test_full_series_keeps_the_spinel_seed2(tmp_path, capsys):
     """Issue 4's accuracy over the whole first cycle (seed 2, which once lost the spinel: its
     fraction went to 0 within four patterns, the cell frozen below min_fraction while the true
     cell shrank). At every pattern: fractions within 2 % absolute; O3' and O3 cells within
@@ -378,6 +378,7 @@ def test_full_series_keeps_the_spinel_seed2(tmp_path):
     # 2 % of the step), and DoO is closer to the truth than the value carried forward
     held = [k for k, g in enumerate(got) if g["held"]]
     assert held and all("interpolated in time" in got[k]["held"] for k in held)
+    assert capsys.readouterr().err.count("bridged hold: ") == len(held)   # the progress report
     a, b = held[0] - 1, held[-1] + 1
     carried = float(got[a]["DoO"])
     for k in held:

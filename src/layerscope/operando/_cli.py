@@ -54,9 +54,16 @@ def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=Non
         print(f"\r[{bar:<30}] {k + 1}/{n} {rec.name} t={r.get('time_h', float('nan')):.2f} h "
               f"Rwp {r['rwp']:.2f} % {state} ({time.perf_counter() - t0:.0f} s)", end="\n", file=sys.stderr)
 
+    def bridged(rec, note):
+        if quiet:
+            return
+        what = f"forward result kept ({note})" if note else f"Rwp {rec.row['rwp']:.2f} %"
+        print(f"bridged hold: {rec.name} t={rec.row.get('time_h', float('nan')):.2f} h, held values interpolated "
+              f"in time; {what} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+
     records, model_obj, layout = refine_series(patterns, phases, inst, protocol=protocol, out_dir=out,
                                                reverse=reverse, progress=progress, times=times,
-                                               start_fractions=fractions)
+                                               start_fractions=fractions, bridge_progress=bridged)
     rows = [r.row for r in records]
     ts = write_timeseries(rows, out / "timeseries.csv")
     h5 = write_dataset(rows, patterns, out / "operando.h5",

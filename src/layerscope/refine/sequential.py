@@ -486,7 +486,7 @@ def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: 
 
 def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | None = None, out_dir=None,
                   n_background: int | None = None, reverse: bool = False, progress=None, times=None,
-                  start_fractions: dict | None = None):
+                  start_fractions: dict | None = None, bridge_progress=None):
     """Refine a series of patterns sequentially.
 
     Parameters
@@ -500,6 +500,8 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
         else 6)
     reverse : refine the series patterns from the last to the first (the reference first)
     progress : callable(i, n, record) after each pattern
+    bridge_progress : callable(record, note) after each pattern of a bridged hold stretch
+        (``bridge_holds``); note is "" or why the forward result was kept
     times : optional per-pattern dict merged into each row (e.g. aligned cycler values)
     start_fractions : weight fractions of phases within their group to start from (e.g. the
         model's ``{"O3p": 0.9716, "S": 0.0284}``): the linear start's total is split by them
@@ -646,7 +648,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
             progress(k, len(order), rec)
     if protocol.bridge_holds and protocol.hold:
         _bridge_holds(records, patterns, ev, layout, model, protocol, bounds_ser, ref_full, totals, times,
-                      after_active, obs, ckpt, done)
+                      after_active, obs, ckpt, done, bridge_progress)
     return [records[i] for i in range(len(patterns))], model, layout
 
 
@@ -660,7 +662,7 @@ def _held_names(note: str, protocol: SeriesProtocol) -> set:
 
 
 def _bridge_holds(records, patterns, ev, layout, model, protocol, bounds_ser, ref_full, totals, times,
-                  after_active, obs, ckpt, done):
+                  after_active, obs, ckpt, done, report=None):
     """Second pass over stretches of held patterns bracketed by refined ones (time order):
     each is refined again with its held parameters interpolated linearly in time between the
     brackets' refined values; kept when the fit passes the checks (see the module docstring)."""
@@ -678,12 +680,12 @@ def _bridge_holds(records, patterns, ev, layout, model, protocol, bounds_ser, re
         a, b = i - 1, j + 1
         if b < n and usable[a] and usable[b]:
             _bridge_stretch(range(i, j + 1), a, b, records, patterns, ev, layout, model, protocol, bounds_ser,
-                            ref_full, totals, times, after_active, obs, ckpt, done)
+                            ref_full, totals, times, after_active, obs, ckpt, done, report)
         i = j + 1
 
 
 def _bridge_stretch(stretch, a, b, records, patterns, ev, layout, model, protocol, bounds_ser, ref_full, totals,
-                    times, after_active, obs, ckpt, done):
+                    times, after_active, obs, ckpt, done, report=None):
     fa, fb = np.array(records[a].full), np.array(records[b].full)
     ta, tb = _time_of(times, a, a), _time_of(times, b, b)
     prev = np.array(records[a].full)
@@ -696,6 +698,8 @@ def _bridge_stretch(stretch, a, b, records, patterns, ev, layout, model, protoco
             records[i] = (SeriesRecord(fwd.name, fwd.full, fwd.row, fwd.warnings + rec.warnings)
                           if rec.row.get("bridge_failed") else SeriesRecord(fwd.name, rec.full, rec.row, rec.warnings))
             prev = np.array(records[i].full)
+            if report:
+                report(records[i], "; ".join(rec.warnings) if rec.row.get("bridge_failed") else "")
             continue
         names = sorted(_held_names(fwd.row["held"], protocol))
         w = (_time_of(times, i, i) - ta) / (tb - ta) if tb != ta else 0.0
@@ -727,6 +731,8 @@ def _bridge_stretch(stretch, a, b, records, patterns, ev, layout, model, protoco
         if ckpt:
             ckpt.append(rec)
         prev = np.array(records[i].full)
+        if report:
+            report(records[i], "; ".join(rec.warnings) if rec.row.get("bridge_failed") else "")
 
 
 #: prefix of the ``flag`` of a pattern whose first fit failed the checks and whose refit from a
