@@ -8,4 +8,6 @@ the architecture.
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from layerscope._errors import InputError  # noqa: E402
+
+__all__ = ["__version__", "InputError"]

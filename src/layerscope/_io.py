@@ -25,6 +25,13 @@ import numpy as np
 __all__ = ["atomic_path", "write_csv", "write_text"]
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; there is no read-only call)."""
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on a clean exit move it onto ``path``.
@@ -39,6 +46,9 @@ def atomic_path(path, suffix: str = ".tmp") -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp creates 0600; a finished output gets the mode any other program's file gets
+        # (0666 less the umask), so a group on a shared cluster can read it
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 import sys
 
-from layerscope import __version__
+from layerscope import InputError, __version__
 
 #: Modules that may contribute subcommands, in the order they appear in --help.
 _COMMAND_MODULES = (
@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     enable_compilation_cache()
     try:
         rc = args.func(args)
+    except InputError as exc:
+        # bad input (issue 15's contract): one clear line, no traceback, exit status 2
+        print(f"layerscope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except (UserError, FileNotFoundError, ValueError) as exc:
         # Known input problems: one clear line, no traceback.
         print(f"layerscope {args.command}: error: {exc}", file=sys.stderr)

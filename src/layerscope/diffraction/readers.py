@@ -26,9 +26,7 @@ silently dropped.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -785,14 +783,7 @@ def write_gsas_fxye(path, data: PowderData, *, bank: int = 1, title: str | None 
     ]
     out.extend(f"{_fmt(a)}  {_fmt(b)}  {_fmt(c)}" for a, b, c in zip(x, y, s))
     text = "\n".join(out) + "\n"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from layerscope._io import write_text
+
+    write_text(p, text, encoding="ascii")
     return p

@@ -1,0 +1,36 @@
+"""The one error type for bad input.
+
+:class:`InputError` is raised by every reader and command when a file, a study/strategy entry or
+a user-given value cannot be used as it is. It is a :class:`ValueError`, so code that already
+catches ``ValueError`` keeps working; the command line prints its message (no traceback) and
+exits with status 2.
+
+The message names the file, the place in it (line, record, dataset, key) and what was expected::
+
+    raise InputError("expected 'BANK' record", path="x.gsa", where="line 3")
+    # -> "x.gsa, line 3: expected 'BANK' record"
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["InputError"]
+
+
+class InputError(ValueError):
+    """Bad input: a file, a record in it, or a user-given value that cannot be used.
+
+    Parameters
+    ----------
+    message : what was found and what was expected
+    path : the file (optional)
+    where : the place in the file: ``"line 12"``, ``"dataset /data/frames"``, ``"key [refine].tol"``
+    """
+
+    def __init__(self, message: str, *, path=None, where: str | None = None):
+        self.path = None if path is None else Path(path)
+        self.where = where
+        self.detail = message
+        prefix = ", ".join(str(p) for p in (path, where) if p is not None)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
