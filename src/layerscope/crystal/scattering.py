@@ -5,6 +5,14 @@ source named in the file header (Sears, Neutron News 3, 26 (1992)). Species
 are written as element symbols (``"Li"``, natural abundance) or isotopes with
 the mass number first (``"7Li"``, ``"2H"``). Ionic charges in CIF type symbols
 (``"Mn3+"``, ``"O2-"``) are stripped: nuclear scattering does not depend on them.
+
+Two tables of b_coh are offered, because two respected codes differ (Li −1.90 vs −1.93 fm,
+Mn −3.73 vs −3.75 fm: 0.3–4 % in |F|²):
+
+* ``"sears1992"`` (default for layerscope's own and FullProf-style jobs): Sears, Neutron News 3, 26 (1992);
+* ``"gsas2"``: the table GSAS-II uses (Rauch & Waschkowski, ILL Neutron Data Booklet 2003;
+  ``layerscope/data/neutron_scattering_lengths_gsas2.csv`` says where each value comes from).
+  A refinement that reads a GSAS-II ``.instprm`` defaults to it, so that its |F|² are GSAS-II's.
 """
 
 from __future__ import annotations
@@ -15,7 +23,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["b_coh_fm", "atomic_weight", "normalise_species", "known_species"]
+__all__ = ["b_coh_fm", "atomic_weight", "normalise_species", "known_species", "SCATTERING_TABLES",
+           "check_scattering_table"]
+
+#: names of the neutron scattering-length tables
+SCATTERING_TABLES = ("sears1992", "gsas2")
 
 _SPECIES_RE = re.compile(r"^\s*(\d*)([A-Za-z]{1,2})(?:\d*[+-]|[+-]\d*)?\s*$")
 
@@ -63,9 +75,32 @@ def known_species() -> list[str]:
     return list(_table())
 
 
-def b_coh_fm(symbol: str) -> float:
-    """Bound coherent neutron scattering length in fm (real part; Sears 1992)."""
-    return _table()[normalise_species(symbol)].b_coh_fm
+@lru_cache(maxsize=1)
+def _gsas2_table() -> dict[str, float]:
+    text = resources.files("layerscope.data").joinpath("neutron_scattering_lengths_gsas2.csv").read_text()
+    rows = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    return {rec["symbol"]: float(rec["b_coh_fm"]) for rec in csv.DictReader(rows)}
+
+
+def check_scattering_table(table: str) -> str:
+    """``table`` if it names a scattering-length table, else a ValueError listing the names."""
+    if table not in SCATTERING_TABLES:
+        raise ValueError(f"scattering-length table must be one of {', '.join(SCATTERING_TABLES)}, got {table!r}")
+    return table
+
+
+def b_coh_fm(symbol: str, table: str = "sears1992") -> float:
+    """Bound coherent neutron scattering length in fm (real part).
+
+    ``table``: ``"sears1992"`` (Sears 1992) or ``"gsas2"`` (GSAS-II's table, ILL Neutron Data
+    Booklet 2003); a species the second table lacks keeps its Sears value.
+    """
+    key = normalise_species(symbol)
+    if check_scattering_table(table) == "gsas2":
+        g = _gsas2_table()
+        if key in g:
+            return g[key]
+    return _table()[key].b_coh_fm
 
 
 def atomic_weight(symbol: str) -> float:

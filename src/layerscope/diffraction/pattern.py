@@ -75,6 +75,8 @@ class PatternModel:
     profile_widths: tuple[int, ...] | None = None
     #: "exact" or "gsas2" (GSAS-II's mirrored rise term, ``tof_profile.tof_peak_rows``)
     lorentz_convention: str = "exact"
+    #: neutron scattering-length table: "sears1992" or "gsas2" (``crystal.scattering``)
+    scattering: str = "sears1992"
 
     @property
     def phase_names(self) -> list[str]:
@@ -101,7 +103,7 @@ def _cell_inv_d2(cell, hkl):
 def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_background: int = 6,
                 lorentz: bool | None = None, size_um=None, mustrain=None, mx=1.0,
                 tail_fraction: float = 1e-4, window_margin: float = 1.3, d_min: float | None = None,
-                lorentz_convention: str = "exact") -> PatternModel:
+                lorentz_convention: str = "exact", scattering: str = "sears1992") -> PatternModel:
     """Prepare reflection lists and windows for a set of phases on a TOF grid.
 
     ``lorentz=None`` switches the Lorentzian term on when the instrument has X/Y/Z > 0 or any
@@ -110,6 +112,7 @@ def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_bac
     ``d_min`` leaves out reflections below it (GSAS-II: low TOF limit / difC); by default
     reflections down to 3 % below the first TOF point are kept for their tails.
     ``lorentz_convention="gsas2"`` evaluates GSAS-II's TOF Lorentzian (see ``tof_peak_rows``).
+    ``scattering`` names the neutron scattering-length table (``"sears1992"`` or ``"gsas2"``).
     """
     if lorentz_convention not in ("exact", "gsas2"):
         raise ValueError(f"lorentz_convention must be 'exact' or 'gsas2', got {lorentz_convention!r}")
@@ -139,11 +142,11 @@ def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_bac
         mu = mustrain.get(ph.name, 0.0)
         window, left = _window(d, tof, dt, inst, s_um, mu, mx, lorentz, tail_fraction, window_margin)
         setups.append(PhaseSetup(ph, refl.hkl.astype(float), refl.multiplicity.astype(float),
-                                 site_tables(ph, refl.hkl), window, left))
+                                 site_tables(ph, refl.hkl, scattering=scattering), window, left))
         rows.append((d, left, _shape_np(d, inst, s_um, mu, mx)))
     widths = _profile_widths(tof, rows, max(s.window for s in setups), lorentz)
     return PatternModel(tof, tuple(setups), int(n_background), bool(lorentz), inst.two_theta,
-                        (float(tof[0]), float(tof[-1])), inst, widths, lorentz_convention)
+                        (float(tof[0]), float(tof[-1])), inst, widths, lorentz_convention, scattering)
 
 
 def _profile_widths(tof, rows, k, lorentz):

@@ -11,7 +11,7 @@ The inner sum runs over all n_ops operations (centring included) of the space
 group; dividing by the site's stabiliser size n_ops/m_s counts each distinct
 position once. Written this way F is a smooth function of the free coordinates,
 occupancies and Biso, so the Rietveld engine differentiates it with JAX.
-b in fm (Sears 1992), so F is in fm per cell. The anisotropic branch is taken only for
+b in fm (Sears 1992 by default, or GSAS-II's table: ``scattering``), so F is in fm per cell. The anisotropic branch is taken only for
 phases that have an anisotropic site, so isotropic phases cost what they did before.
 """
 
@@ -58,7 +58,9 @@ class SiteTables:
     uani: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))
 
 
-def site_tables(phase: Phase, hkl: np.ndarray) -> SiteTables:
+def site_tables(phase: Phase, hkl: np.ndarray, *, scattering: str = "sears1992") -> SiteTables:
+    """Site and symmetry arrays of a phase for reflections ``hkl``; ``scattering`` names the
+    neutron scattering-length table (:data:`layerscope.crystal.scattering.SCATTERING_TABLES`)."""
     rot, trans = symmetry_operations(phase.spacegroup)
     h = np.asarray(hkl, dtype=float)
     hr = np.einsum("ni,gij->ngj", h, rot)
@@ -68,7 +70,7 @@ def site_tables(phase: Phase, hkl: np.ndarray) -> SiteTables:
     for i, s in enumerate(phase.sites):
         for sym, o in s.species:
             spec_site.append(i)
-            spec_b.append(b_coh_fm(sym))
+            spec_b.append(b_coh_fm(sym, scattering))
             spec_sym.append(sym)
             occ.append(o)
     return SiteTables(
@@ -123,12 +125,12 @@ def structure_factor_kernel(hr, ht, inv_d2, site_weight, spec_site, spec_b, xyz,
     return jnp.sum(term * (site_weight * b_site)[None, :], axis=1)
 
 
-def structure_factors(phase: Phase, hkl) -> np.ndarray:
+def structure_factors(phase: Phase, hkl, *, scattering: str = "sears1992") -> np.ndarray:
     """Complex nuclear structure factors F(hkl) in fm for the phase as given."""
     from layerscope.diffraction.reflections import d_spacings
 
     hkl = np.atleast_2d(np.asarray(hkl))
-    t = site_tables(phase, hkl)
+    t = site_tables(phase, hkl, scattering=scattering)
     inv_d2 = 1.0 / d_spacings(phase.cell, hkl) ** 2
     f = structure_factor_kernel(t.hr, t.ht, inv_d2, t.site_weight, t.spec_site, t.spec_b, t.xyz, t.biso, t.occ,
                                 **aniso_arguments(t, {"uani": t.uani, "cell": jnp.asarray(phase.cell)}))
