@@ -167,8 +167,11 @@ def _group_rows(rows, wyck, path) -> list[Site]:
     return sites
 
 
-def write_cif(phase: Phase, path: str | os.PathLike) -> Path:
-    """Write a phase as CIF (atomically: a temporary file renamed into place)."""
+def write_cif(phase: Phase, path: str | os.PathLike, *, details: str | None = None) -> Path:
+    """Write a phase as CIF (atomically: a temporary file renamed into place).
+
+    ``details`` (free text: how the structure was refined, the conventions used) goes into
+    ``_refine_special_details``."""
     path = Path(path)
     a, b, c, al, be, ga = phase.cell
     sg = phase.space_group
@@ -180,6 +183,7 @@ def write_cif(phase: Phase, path: str | os.PathLike) -> Path:
         f"_cell_angle_alpha {al:.5f}", f"_cell_angle_beta {be:.5f}", f"_cell_angle_gamma {ga:.5f}",
         f"_cell_volume {phase.volume:.4f}",
         f"_cell_formula_units_Z {phase.formula_units}",
+        *([] if not details else ["_refine_special_details", ";", *details.replace(";", ",").splitlines(), ";"]),
         # H-M without the ':setting' suffix (other programs reject it) + the Hall symbol and the
         # operations, which fix the origin choice / axes unambiguously (e.g. Fd-3m origin 2)
         f"_space_group_name_H-M_alt '{sg.hm}'",
@@ -206,10 +210,9 @@ def write_cif(phase: Phase, path: str | os.PathLike) -> Path:
                 label = f"{s.label}_{sym}" if len(s.species) > 1 else s.label
                 lines.append(label + " " + " ".join(f"{v:.8f}" for v in s.uani))
     text = "\n".join(lines) + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    from layerscope._io import write_text
+
+    return write_text(path, text)
 
 
 def _cif_name(name: str) -> str:

@@ -26,6 +26,7 @@ silently dropped.
 
 from __future__ import annotations
 
+import contextvars
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,12 +153,13 @@ def _check_points(p: Path, x, y, sigma, line_nos) -> None:
                 f"{p}, {ln(i)}: {name} = {float(a[i])!r} is not a finite number ({bad.size} such value(s)); "
                 "expected finite numbers"
             )
-    bad = np.flatnonzero(sigma <= 0)
+    bad = np.flatnonzero((sigma < 0) | ((sigma == 0) & (not _ZERO_SIGMA_OK.get())))
     if bad.size:
         i = bad[0]
         raise ValueError(
             f"{p}, {ln(i)}: sigma = {float(sigma[i])!r} <= 0 ({bad.size} such value(s)); expected positive "
-            "uncertainties (remove or fix those points before reading)"
+            "uncertainties (remove or fix those points before reading, or read with zero_sigma='keep' to "
+            "give them weight 0 as GSAS-II does)"
         )
     if x.size >= 2:
         bad = np.flatnonzero(np.diff(x) <= 0)
@@ -176,7 +178,12 @@ def _poisson_sigma(y):
 # --------------------------------------------------------------------------- dispatch
 
 
-def read_powder(path, *, bank: int | None = None, kind: str | None = None, **options) -> PowderData:
+#: read_powder(zero_sigma="keep") lets the format readers accept σ = 0 (weight-0 points, GSAS-II's reading)
+_ZERO_SIGMA_OK: contextvars.ContextVar[bool] = contextvars.ContextVar("zero_sigma_ok", default=False)
+
+
+def read_powder(path, *, bank: int | None = None, kind: str | None = None, zero_sigma: str = "error",
+                **options) -> PowderData:
     """Read a powder pattern in any supported plain-text format.
 
     Parameters
@@ -192,6 +199,9 @@ def read_powder(path, *, bank: int | None = None, kind: str | None = None, **opt
         Force time of flight or constant wavelength. By default it is taken
         from the file (GSAS BINTYP/header, column names) or from the x range
         (x > 180 cannot be 2θ in degrees).
+    zero_sigma : {"error", "keep"}
+        Points whose σ is 0 in the file: an error (default), or kept so that a refinement gives
+        them weight 0 (GSAS-II's reading). A negative σ is always an error.
     **options
         Passed to the format reader, e.g. ``bin_width_normalise`` and
         ``x_is_bin_lower_edge`` for :func:`read_gsas`.
@@ -208,16 +218,22 @@ def read_powder(path, *, bank: int | None = None, kind: str | None = None, **opt
         Unknown, wrong or damaged format; the message names the file, the line
         and what was expected.
     """
-    p, lines = _read_lines(path)
-    ext = p.suffix.lower()
-    if ext in _CIF_EXT or _looks_like_cif(lines):
-        raise _cif_error(p)
-    has_bank = any(ln.startswith("BANK") for ln in lines)
-    if ext in _GSAS_EXT or has_bank:
-        return read_gsas(p, bank=bank, kind=kind, **options)
-    if ext == ".dat":
-        return read_fullprof(p, bank=bank, kind=kind, **options)
-    return read_xye(p, bank=bank, kind=kind, **options)
+    if zero_sigma not in ("error", "keep"):
+        raise ValueError(f"zero_sigma must be 'error' or 'keep', got {zero_sigma!r}")
+    token = _ZERO_SIGMA_OK.set(zero_sigma == "keep")
+    try:
+        p, lines = _read_lines(path)
+        ext = p.suffix.lower()
+        if ext in _CIF_EXT or _looks_like_cif(lines):
+            raise _cif_error(p)
+        has_bank = any(ln.startswith("BANK") for ln in lines)
+        if ext in _GSAS_EXT or has_bank:
+            return read_gsas(p, bank=bank, kind=kind, **options)
+        if ext == ".dat":
+            return read_fullprof(p, bank=bank, kind=kind, **options)
+        return read_xye(p, bank=bank, kind=kind, **options)
+    finally:
+        _ZERO_SIGMA_OK.reset(token)
 
 
 # --------------------------------------------------------------------------- GSAS

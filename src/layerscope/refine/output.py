@@ -61,10 +61,61 @@ def summary_dict(res: RietveldResult) -> dict:
         "n_points": st.n_points, "n_params": st.n_params,
         "converged": bool(res.converged), "singular": bool(res.final.singular), "diverged": bool(res.final.diverged),
         "bound_hits": list(res.final.bound_hits), "warnings": list(res.warnings),
-        "scale_model": res.scale_model, "phases": phases, "global": glob, "stages": stages,
+        "scale_model": res.scale_model, "conventions": _jsonable(res.conventions),
+        "alignment": [_jsonable(a) for a in res.alignment],
+        "reverted_stages": [{"name": n, "rwp": fr.stats.rwp, "chi2": fr.stats.chi2, "message": msg}
+                            for n, fr, msg in res.reverted],
+        "flags": [_jsonable(f) for f in res.flags],
+        "phases": phases, "global": glob, "stages": stages,
         "correlation": {"names": list(res.final.names),
                         "matrix": [[_num(v) for v in row] for row in np.asarray(res.final.correlation)]},
     }
+
+
+def _jsonable(d):
+    return {k: (_num(v) if isinstance(v, (float, np.floating)) else v) for k, v in dict(d).items()}
+
+
+def conventions_text(res: RietveldResult) -> str:
+    """The conventions and what the refinement did to its starting point, as lines of text."""
+    c = res.conventions or {}
+    lines = ["refined by layerscope (TOF Rietveld)",
+             "conventions (" + str(c.get("origin", "?")) + "): "
+             + ", ".join(f"{k} = {v}" for k, v in c.items() if k != "origin" and v is not None)]
+    for a in res.alignment:
+        lines.append(f"cell alignment before least squares: {a['phase']} x {a['factor']:.5f}")
+    for n, _, _ in res.reverted:
+        lines.append(f"stage '{n}' undone (it made the fit worse)")
+    return "\n".join(lines)
+
+
+def report_text(res: RietveldResult) -> str:
+    """A plain-text report a person reads: agreement, cells and fractions with esds, conventions,
+    alignment, stages, and every flag."""
+    st = res.final.stats
+    out = [f"Rwp {st.rwp:.2f} %   Rp {st.rp:.2f} %   Rexp {st.rexp:.2f} %   chi2 {st.chi2:.3f}   "
+           f"({st.n_points} points, {st.n_params} parameters)", ""]
+    for ph in res.phases:
+        p = ph.name
+        cell = "  ".join(f"{c} {_fmt_esd(res.value(f'{p}.{c}'), res.esd(f'{p}.{c}'))}" for c in _CELL[:3])
+        out.append(f"{p} ({ph.spacegroup}): {cell}   weight fraction "
+                   f"{_fmt_esd(res.weight_fraction[p], res.weight_fraction_esd[p])}   R_Bragg {res.bragg_r[p]:.2f} %")
+    out += ["", conventions_text(res), "", "stages:"]
+    for n, fr in res.stages:
+        out.append(f"  {n}: Rwp {fr.stats.rwp:.2f} %, chi2 {fr.stats.chi2:.3f}, {fr.n_cycles} cycles, "
+                   f"{'converged' if fr.converged else 'NOT converged'}")
+    for n, fr, msg in res.reverted:
+        out.append(f"  {n}: {msg}")
+    if res.flags:
+        out += ["", "flags (values the pattern does not determine):"] + [f"  {f['reason']}" for f in res.flags]
+    return "\n".join(out) + "\n"
+
+
+def _fmt_esd(v, e):
+    if e is None or not math.isfinite(e) or e <= 0:
+        return f"{v:.6g}" + ("" if e == 0 else " (esd undetermined)")
+    digits = max(0, -int(math.floor(math.log10(e))) + 1)
+    return f"{v:.{digits}f} ± {e:.{digits}f}"
 
 
 def _write_atomic(path: Path, text: str):
@@ -72,15 +123,18 @@ def _write_atomic(path: Path, text: str):
 
 
 def write_outputs(res: RietveldResult, out_dir, *, plot: bool = True) -> dict:
-    """Write ``summary.json``, ``PHASE.cif`` for each phase, ``fit.csv`` and ``fit.png``."""
+    """Write ``summary.json``, ``PHASE.cif`` for each phase, ``report.txt``, ``fit.csv`` and ``fit.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     summ = summary_dict(res)
     _write_atomic(out / "summary.json", json.dumps(summ, indent=1))
     files["summary"] = out / "summary.json"
+    details = conventions_text(res)
     for ph in res.phases:
-        files[ph.name] = write_cif(ph, out / f"{ph.name}.cif")
+        files[ph.name] = write_cif(ph, out / f"{ph.name}.cif", details=details)
+    _write_atomic(out / "report.txt", report_text(res))
+    files["report"] = out / "report.txt"
     cols = [res.tof_us, res.y_obs, res.sigma, res.y_calc, res.background]
     header = "tof_us,y_obs,sigma,y_calc,background"
     _write_atomic(out / "fit.csv", header + "\n" + "\n".join(",".join(f"{v:.8g}" for v in row)

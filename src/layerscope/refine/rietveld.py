@@ -17,7 +17,7 @@ Scale conventions (``Strategy.scale_model``):
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -65,6 +65,14 @@ class RietveldResult:
     tick_tof_us: dict
     model: object
     scale_model: str
+    #: the conventions used (``refine.conventions.Conventions.as_dict()``), recorded in the outputs
+    conventions: dict = field(default_factory=dict)
+    #: what the cell alignment before least squares did, one dict per phase scanned
+    alignment: tuple = ()
+    #: stages undone because they made the fit worse: (name, FitResult, message)
+    reverted: tuple = ()
+    #: results the method could not determine: dicts with kind, name, value, esd, reason
+    flags: tuple = ()
 
     @property
     def final(self) -> FitResult:
@@ -79,6 +87,8 @@ class RietveldResult:
         out = []
         for name, fr in self.stages:
             out += [f"[{name}] {w}" for w in fr.warnings]
+        out += [msg for _, _, msg in self.reverted]
+        out += [f["reason"] for f in self.flags]
         return tuple(out)
 
     def value(self, name: str) -> float:
@@ -130,7 +140,8 @@ def _needs_lorentz(strategy: Strategy, mustrain, size_um) -> bool:
 def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy: Strategy, *,
                    scales=None, n_background: int = 6, background=None, mustrain=None, size_um=None,
                    lorentz: bool | None = None, absorption: float = 0.0, progress=None,
-                   d_min: float | None = None, window_margin: float = 1.3) -> RietveldResult:
+                   d_min: float | None = None, window_margin: float = 1.3, scattering: str = "sears1992",
+                   conventions: dict | None = None, log=None) -> RietveldResult:
     """Run a staged Rietveld refinement.
 
     Parameters
@@ -146,6 +157,9 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
     d_min, window_margin : passed to :func:`~layerscope.diffraction.pattern.build_model` (GSAS-II
         drops reflections below its low TOF limit / difC and evaluates peaks over ~50 FWHM;
         window_margin 4 gives ~100 FWHM windows instead of ~32)
+    scattering : neutron scattering-length table ("sears1992" or "gsas2")
+    conventions : the conventions in force (recorded in the result as given)
+    log : optional callable(str) for what the alignment and the stage checks did
     """
     tof_us = np.asarray(tof_us, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -162,9 +176,16 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
                     start_mu[p.name] = max(start_mu.get(p.name, 0.0), float(v))
                 elif fnmatch.fnmatchcase(f"{p.name}.inv_size", k) and v > 0:
                     start_size[p.name] = min(start_size.get(p.name, np.inf), 1.0 / float(v))
+        # a stage that frees the broadening may widen the peaks: size the windows for ≥ 2000e-6 / 0.5 µm
+        for f in st.free:
+            for p in phases:
+                if fnmatch.fnmatchcase(f"{p.name}.mustrain", f):
+                    start_mu[p.name] = max(start_mu.get(p.name, 0.0), 2000.0)
+                if fnmatch.fnmatchcase(f"{p.name}.inv_size", f):
+                    start_size[p.name] = min(start_size.get(p.name, np.inf), 0.5)
     model = build_model(list(phases), tof_us, instrument, n_background=n_background, lorentz=lorentz,
                         mustrain=start_mu, size_um=start_size, d_min=d_min, window_margin=window_margin,
-                        lorentz_convention=strategy.lorentz_convention)
+                        lorentz_convention=strategy.lorentz_convention, scattering=scattering)
     sin_t = float(np.sin(np.radians(instrument.two_theta / 2)))
     if strategy.scale_model == "gsas":
         scales = {p.name: p.volume * sin_t for p in phases}
@@ -174,17 +195,37 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
     full = layout.flatten(params)
     ev = Evaluator(model, layout)
     bounds = stage_bounds(layout, strategy)
+    say = log or (lambda msg: None)
+    alignment = ()
+    if strategy.align_cells:
+        full, alignment = align_cells(ev, layout, full, y, sigma, model, span=strategy.align_range)
+        for a in alignment:
+            say(f"alignment: {a['phase']} cell × {a['factor']:.5f} (χ² {a['chi2_before']:.6g} → "
+                f"{a['chi2_after']:.6g}, {a['steps']} steps over ±{100 * strategy.align_range:.2f} %)")
     free: list[str] = []
     results = []
+    reverted = []
     for st in strategy.stages:
         for k, v in st.start.items():
             for i in layout.match(k) or [layout.index(k)]:
                 full[i] = float(v)
+        before = list(free)
         free = [f for f in free + [f for f in st.free if f not in free] if f not in st.fix]
         fs = free_set(layout, full, free, constraints=strategy.constraints, bounds=bounds,
                       cell_jacobian=strategy.cell_jacobian)
         fr = least_squares(ev, fs, y, sigma, max_cycles=st.max_cycles or strategy.max_cycles, tol=strategy.tol,
                            schedule=strategy.schedule, ftol=strategy.ftol)
+        if strategy.revert_worse and results:
+            prev = results[-1][1]
+            worse = not np.isfinite(fr.stats.chi2) or fr.stats.chi2 > prev.stats.chi2 * (1 + 1e-9)
+            if worse or fr.diverged:
+                msg = (f"stage {st.name!r} made the fit worse (χ²ν {prev.stats.chi2:.6g} → {fr.stats.chi2:.6g}): "
+                       f"undone, its parameters fixed again")
+                say(msg)
+                reverted.append((st.name, fr, msg))
+                free = before
+                full = prev.full
+                continue
         full = fr.full
         results.append((st.name, fr))
         if progress is not None:
@@ -213,13 +254,95 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
         wf, wf_esd, mf, mf_esd = np.ones(1), np.zeros(1), np.ones(1), np.zeros(1)
     tree = layout.unflatten(full)
     br, ticks = bragg_r_factors(model, tree, y, total, bkg, fallback=not ev.profiles_fit(full))
+    flags = undetermined_flags(results, layout.names, full, esd_full, names, s_eff, cov_s)
     return RietveldResult(
         tof_us=tof_us, y_obs=y, sigma=sigma, y_calc=total, background=bkg,
         phase_patterns={n: parts[i] for i, n in enumerate(names)}, stages=tuple(results), phases=new_phases,
         layout_names=layout.names, full=np.asarray(full), esd_full=esd_full,
         weight_fraction=dict(zip(names, map(float, wf))), weight_fraction_esd=dict(zip(names, map(float, wf_esd))),
         molar_fraction=dict(zip(names, map(float, mf))), molar_fraction_esd=dict(zip(names, map(float, mf_esd))),
-        bragg_r=br, tick_tof_us=ticks, model=model, scale_model=strategy.scale_model)
+        bragg_r=br, tick_tof_us=ticks, model=model, scale_model=strategy.scale_model,
+        conventions=dict(conventions or {"lorentz": strategy.lorentz_convention, "scattering": scattering}),
+        alignment=tuple(alignment), reverted=tuple(reverted), flags=tuple(flags))
+
+
+#: a refined parameter whose esd exceeds this factor × |value| is flagged as undetermined
+UNDETERMINED_ESD_FACTOR = 1.0
+#: a phase whose effective scale is below this many esds is flagged as not determined
+PHASE_SIGNIFICANCE = 3.0
+
+
+def undetermined_flags(stages, names, full, esd_full, phase_names, s_eff, cov_s) -> list[dict]:
+    """Flags for what the final fit could not determine: free parameters with esd >
+    ``UNDETERMINED_ESD_FACTOR``·|value| (or a NaN esd), and phases whose scale is below
+    ``PHASE_SIGNIFICANCE`` esds (their Bragg signal is not significant in this pattern)."""
+    out = []
+    final = stages[-1][1]
+    index = {n: i for i, n in enumerate(names)}
+    for n in final.names:
+        if n.startswith("bkg.") or n not in index:
+            continue
+        v, e = float(full[index[n]]), float(esd_full[index[n]])
+        if not np.isfinite(e) or e > UNDETERMINED_ESD_FACTOR * abs(v):
+            out.append({"kind": "undetermined_parameter", "name": n, "value": v, "esd": e,
+                        "reason": f"{n} = {v:.6g} ± {e:.3g}: esd exceeds {UNDETERMINED_ESD_FACTOR:g} × |value| "
+                                  "(not determined by this pattern)"})
+    esd_s = np.sqrt(np.clip(np.diag(np.nan_to_num(cov_s, nan=np.inf)), 0, None))
+    for p, s, e in zip(phase_names, s_eff, esd_s):
+        sig = float(s / e) if e > 0 else np.inf
+        if len(phase_names) > 1 and not sig >= PHASE_SIGNIFICANCE:
+            out.append({"kind": "phase_undetermined", "name": p, "value": float(s), "esd": float(e),
+                        "reason": f"phase {p}: scale {s:.4g} ± {e:.3g} is below {PHASE_SIGNIFICANCE:g} esd "
+                                  "(its Bragg signal is not significant in this pattern)"})
+    return out
+
+
+def align_cells(ev, layout, full, y, sigma, model, *, span: float = 0.007, order=None):
+    """Scale each phase's cell lengths on a grid to the best profile match, before least squares.
+
+    Cells from the literature are often 0.3–0.5 % off, several peak widths on a high-resolution
+    instrument, where least squares starts in a wrong basin. For each phase (largest scale first)
+    the lengths a, b, c are multiplied by factors 1 + t, |t| ≤ ``span``, on a grid of half the
+    typical relative peak width (FWHM/t of the phase's reflections), with the scales and the
+    background solved by linear least squares at every step
+    (:func:`~layerscope.refine.engine.linear_scan`); a second grid of a fifth of that step
+    refines the best point. Angles are kept. Returns (full vector, one record per phase).
+    """
+    from layerscope.diffraction.pattern import reflection_table
+    from layerscope.refine.engine import linear_scan
+
+    full = np.asarray(full, dtype=float).copy()
+    tab = reflection_table(model, layout.unflatten(full))
+    fwhm = np.sqrt(8 * np.log(2) * tab["sig2"]) + tab["gamma"]
+    rel = fwhm / tab["tof_us"]
+    scales = {p: abs(full[layout.index(f"{p}.scale")]) for p in layout.phase_names}
+    phases = order or sorted(layout.phase_names, key=lambda p: -scales[p])
+    records = []
+    for p in phases:
+        i = layout.phase_names.index(p)
+        m = tab["phase"] == i
+        if not np.any(m):
+            continue
+        step = max(0.5 * float(np.median(rel[m])), 2e-5)
+        n = int(min(200, np.ceil(span / step)))
+        idx = [layout.index(f"{p}.{c}") for c in ("a", "b", "c")]
+        direction = np.zeros(len(full))
+        direction[idx] = full[idx]
+        grid = np.linspace(-span, span, 2 * n + 1)
+        chi2, best = linear_scan(ev, full, direction, grid, y, sigma)
+        j = int(np.argmin(chi2))
+        k0 = int(np.argmin(np.abs(grid)))
+        fine = grid[j] + np.linspace(-step, step, 11)
+        chi2f, bestf = linear_scan(ev, full, direction, fine, y, sigma)
+        jf = int(np.argmin(chi2f))
+        if chi2f[jf] < chi2[j]:
+            best, t, c_after = bestf, float(fine[jf]), float(chi2f[jf])
+        else:
+            t, c_after = float(grid[j]), float(chi2[j])
+        full = best
+        records.append({"phase": p, "factor": 1.0 + t, "chi2_before": float(chi2[k0]), "chi2_after": c_after,
+                        "steps": int(len(grid) + len(fine)), "step": step})
+    return full, records
 
 
 def _molar_esd(s, phases, cov_s):
@@ -233,20 +356,24 @@ def _molar_esd(s, phases, cov_s):
     return np.sqrt(np.clip(np.diag(jac @ np.nan_to_num(cov_s) @ jac.T), 0, None))
 
 
-def linear_start(phases, tof_us, y, sigma, instrument, scales=None, n_background: int = 6):
+def linear_start(phases, tof_us, y, sigma, instrument, scales=None, n_background: int = 6, *,
+                 scattering: str = "sears1992", mustrain=None, size_um=None, lorentz_convention: str = "exact",
+                 d_min: float | None = None):
     """Starting scales and Chebyshev background by weighted linear least squares.
 
     Phase scales and background coefficients enter the pattern linearly, so one solve with
     the structures as given puts them close to the data before the nonlinear stages.
     Returns (scales by name, background coefficients); scales keep the given relative values
-    only as a fallback when a solved scale is not positive.
+    only as a fallback when a solved scale is not positive. ``scattering``, the starting
+    broadening, the Lorentzian convention and ``d_min`` are those of the refinement to follow.
     """
     from layerscope.diffraction.background import chebyshev_basis
     from layerscope.diffraction.pattern import compute_pattern
 
     scales = dict(scales or {})
-    model = build_model(list(phases), tof_us, instrument, n_background=n_background)
-    pat = compute_pattern(model, scales={p.name: 1.0 for p in phases})
+    model = build_model(list(phases), tof_us, instrument, n_background=n_background, mustrain=mustrain,
+                        size_um=size_um, scattering=scattering, lorentz_convention=lorentz_convention, d_min=d_min)
+    pat = compute_pattern(model, scales={p.name: 1.0 for p in phases}, mustrain=mustrain, size_um=size_um)
     cols = [pat.phases[p.name] for p in phases] + list(chebyshev_basis(np.asarray(tof_us), n_background,
                                                                        model.t_range))
     a = np.stack(cols, axis=1) / np.asarray(sigma)[:, None]

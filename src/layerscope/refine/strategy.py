@@ -27,6 +27,18 @@ A strategy file::
     [[tie]]                              # equal values (one Biso for a group of sites)
     params = ["O3p.biso[O1]", "O3p.biso[O2]"]
 
+    [conventions]                        # optional; each overrides the instrument file's default
+    lorentz = "gsas2"                    # "exact" | "gsas2"   (TOF Lorentzian, see refine.conventions)
+    scattering = "gsas2"                 # "sears1992" | "gsas2"
+    reflections = "gsas2"                # "tails" | "gsas2"   (d ≥ low TOF limit / difC)
+    zero_counts = "exclude"              # "fit" | "exclude"   (GSAS-II: weight 0)
+    start_broadening = "gsas2"           # "gsas2" (1 µm, 1000e-6) | "none"
+
+``[refine]`` also takes ``revert_worse = true`` (a stage that leaves χ² higher than it found it is
+undone and its parameters are fixed again; on in the default strategy) and ``align_cells = true``
+(before least squares, each phase's cell is scaled along a grid of ±``align_range`` (default
+0.007) to the best profile match, so a literature cell 0.3–0.5 % off starts in the right basin).
+
 Parameter names are those of :mod:`layerscope.refine.parameters`.
 """
 
@@ -69,6 +81,13 @@ class Strategy:
     #: cell derivatives: "exact", or "gsas2" (GSAS-II's derivative of a cubic/tetragonal/hexagonal
     #: cell, ``parameters.gsas2_cell_direction``)
     cell_jacobian: str = "exact"
+    #: undo a stage that leaves χ² higher than it found it (and fix its parameters again)
+    revert_worse: bool = False
+    #: scale each phase's cell on a grid (±align_range) to the best profile match before least squares
+    align_cells: bool = False
+    align_range: float = 0.007
+    #: conventions the strategy file sets explicitly (``[conventions]``), overriding the instrument's
+    conventions: dict = field(default_factory=dict)
 
 
 def parse_strategy(doc: dict, source: str = "strategy") -> Strategy:
@@ -110,8 +129,27 @@ def parse_strategy(doc: dict, source: str = "strategy") -> Strategy:
     cell_jac = glob.get("cell_jacobian", "exact")
     if cell_jac not in ("exact", "gsas2"):
         raise ValueError(f"{source}: cell_jacobian must be 'exact' or 'gsas2', got {cell_jac!r}")
+    from layerscope.refine.conventions import OPTIONS
+
+    convs = doc.get("conventions", {})
+    if not isinstance(convs, dict):
+        raise ValueError(f"{source}: [conventions] must be a table of option = value")
+    for k, v in convs.items():
+        if k not in OPTIONS:
+            raise ValueError(f"{source}: [conventions] {k!r} is not a convention (known: {', '.join(OPTIONS)})")
+        if v not in OPTIONS[k]:
+            raise ValueError(f"{source}: [conventions] {k} must be one of {', '.join(OPTIONS[k])}, got {v!r}")
+    convs = dict(convs)
+    if "lorentz_convention" in glob:
+        convs.setdefault("lorentz", conv)
+    conv = convs.get("lorentz", conv)
+    for key in ("revert_worse", "align_cells"):
+        if not isinstance(glob.get(key, False), bool):
+            raise ValueError(f"{source}: [refine] {key} must be true or false")
     return Strategy(tuple(stages), tuple(cons), int(glob.get("max_cycles", 30)), float(glob.get("tol", 0.01)),
-                    scale_model, bounds, schedule, float(glob.get("ftol", 1e-3)), conv, cell_jac)
+                    scale_model, bounds, schedule, float(glob.get("ftol", 1e-3)), conv, cell_jac,
+                    bool(glob.get("revert_worse", False)), bool(glob.get("align_cells", False)),
+                    float(glob.get("align_range", 0.007)), convs)
 
 
 def read_strategy(path) -> Strategy:
@@ -125,16 +163,33 @@ def read_strategy(path) -> Strategy:
     return parse_strategy(doc, str(path))
 
 
-def default_strategy(phase_names, *, n_background: int = 6) -> Strategy:
-    """A conservative default: background + scales → cells → profile/Biso → coordinates."""
+def default_strategy(phase_names, *, n_background: int = 6, calibrate=(), atoms: bool = True,
+                     occupancies=()) -> Strategy:
+    """The default a Rietveld user expects, in GSAS-II's usual order.
+
+    scales + background → cells → (instrument ``calibrate`` terms, only when asked: a sample
+    measurement is not a calibration, so difC and Zero stay at the instrument file's values) →
+    sample broadening (isotropic size and microstrain of every phase, from GSAS-II's defaults
+    1 µm / 1000·10⁻⁶ that the model starts with) → atoms (coordinates and Uiso/B; occupancies only
+    for the ``occupancies`` patterns given). Before least squares every cell is aligned on a grid
+    (``align_cells``), and a stage that makes the fit worse is undone (``revert_worse``).
+    """
     scales = [f"{p}.scale" for p in phase_names]
     cells = [f"{p}.cell" for p in phase_names]
-    return Strategy((
-        Stage("scales + background", ("background", *scales)),
-        Stage("cells", tuple(cells)),
-        Stage("zero", ("inst.zero",)),
-        Stage("Biso + coordinates", tuple(f"{p}.biso" for p in phase_names) + tuple(f"{p}.xyz" for p in phase_names)),
-    ))
+    stages = [Stage("scales + background", ("background", *scales)), Stage("cells", tuple(cells))]
+    calibrate = tuple(calibrate or ())
+    for c in calibrate:
+        if c not in ("zero", "difc", "difa", "difb"):
+            raise ValueError(f"calibrate: {c!r} is not an instrument calibration term (zero, difc, difa, difb)")
+    if calibrate:
+        stages.append(Stage("instrument calibration", tuple(f"inst.{c}" for c in calibrate)))
+    stages.append(Stage("sample broadening", tuple(f"{p}.{t}" for p in phase_names for t in ("mustrain", "inv_size"))))
+    if atoms:
+        stages.append(Stage("atoms", tuple(f"{p}.xyz" for p in phase_names) + tuple(f"{p}.biso" for p in phase_names)))
+    if occupancies:
+        stages.append(Stage("occupancies", tuple(occupancies)))
+    return Strategy(tuple(stages), bounds={"*.mustrain": (0.0, 1e5), "*.inv_size": (0.0, 1e3)},
+                    revert_worse=True, align_cells=True)
 
 
 def gsas_nac_strategy(max_cycles: int | None = None, *, protocol: str = "layerscope") -> Strategy:
