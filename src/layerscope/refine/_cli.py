@@ -37,7 +37,15 @@ def refine_files(data_path, instprm, phase_specs, *, strategy=None, tmin=None, t
     strat = read_strategy(strategy) if strategy else default_strategy([p.name for p in phases], calibrate=calibrate)
     conv = conventions_for(instprm)
     conv = conv.with_options(origin=f"strategy file {strategy}", **strat.conventions)
-    conv = conv.with_options(origin="user", **(conventions or {}))
+    if isinstance(conventions, str):
+        from layerscope.refine.conventions import PRESETS
+
+        if conventions not in PRESETS:
+            raise ValueError(f"conventions must be one of {', '.join(PRESETS)} or a table of options, "
+                             f"got {conventions!r}")
+        conv = replace(PRESETS[conventions], origin=f"conventions = {conventions!r} (user)")
+    else:
+        conv = conv.with_options(origin="user", **(conventions or {}))
     strat = replace(strat, lorentz_convention=conv.lorentz)
     if cycles:
         strat = replace(strat, max_cycles=cycles)
@@ -92,7 +100,7 @@ def _refine(args) -> int:
         print(f"stage {name!r}: Rwp {fr.stats.rwp:.2f} %  chi2 {fr.stats.chi2:.3f}  cycles {fr.n_cycles}"
               f"  {'converged' if fr.converged else 'NOT converged'}")
 
-    conventions = {"lorentz": args.lorentz, "scattering": args.scattering, "reflections": args.reflections,
+    conventions = args.conventions or {"lorentz": args.lorentz, "scattering": args.scattering, "reflections": args.reflections,
                    "zero_counts": args.zero_counts, "start_broadening": args.start_broadening}
     calibrate = tuple(c.strip() for c in (args.calibrate or "").split(",") if c.strip())
     res = refine_files(args.data, args.instprm, args.phase, strategy=args.strategy, tmin=args.tmin,
@@ -168,6 +176,8 @@ def register(sub) -> None:
     p.add_argument("--cycles", type=int, help="maximum cycles per stage (overrides the strategy)")
     p.add_argument("--no-plot", action="store_true", help="do not write fit.png")
     g = p.add_argument_group("conventions (default: those of the instrument file's code; GSAS-II for .instprm)")
+    g.add_argument("--conventions", choices=("gsas2", "fullprof", "layerscope"),
+                   help="a named set of all the conventions below (layerscope: those of its simulators)")
     g.add_argument("--lorentz", choices=("exact", "gsas2"), help="TOF Lorentzian: exact convolution or GSAS-II's")
     g.add_argument("--scattering", choices=("sears1992", "gsas2"), help="neutron scattering-length table")
     g.add_argument("--reflections", choices=("tails", "gsas2"),

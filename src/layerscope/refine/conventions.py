@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, replace
 
 from layerscope.crystal.scattering import SCATTERING_TABLES
 
-__all__ = ["Conventions", "GSAS2", "FULLPROF", "LAYERSCOPE", "conventions_for", "OPTIONS"]
+__all__ = ["Conventions", "GSAS2", "FULLPROF", "LAYERSCOPE", "PRESETS", "conventions_for", "OPTIONS"]
 
 #: allowed values of each convention
 OPTIONS = {
@@ -81,6 +81,9 @@ class Conventions:
 GSAS2 = Conventions("gsas2", "gsas2", "gsas2", "exclude", "gsas2", origin="GSAS-II")
 FULLPROF = Conventions("exact", "sears1992", "tails", "fit", "none", origin="FullProf")
 LAYERSCOPE = Conventions(origin="layerscope default")
+#: named sets: "gsas2", "fullprof", and "layerscope" (the conventions of layerscope's own simulators:
+#: exact profile, Sears lengths, reflection tails, zero counts fitted)
+PRESETS = {"gsas2": GSAS2, "fullprof": FULLPROF, "layerscope": LAYERSCOPE}
 
 
 def conventions_for(instrument_path=None) -> Conventions:

@@ -104,8 +104,9 @@ def _neutron(out: Path, name: str, preset_name: str, seed: int) -> dict:
         {"beta": p.cell[4]} if p.space_group.number == 12 else {}), "weight_fraction": model.fractions[p.name]}
         for p in phases}}
     _json(d / f"{name}_truth.json", truth)
+    # simulated with layerscope's own pattern model: refine in the same conventions
     return {"pattern": pattern.relative_to(out), "instprm": instprm.relative_to(out), "phases": specs,
-            "truth": (d / f"{name}_truth.json").relative_to(out)}
+            "conventions": "layerscope", "truth": (d / f"{name}_truth.json").relative_to(out)}
 
 
 def _haadf(out: Path, name: str, scene: str, seed: int, size: int, **kw) -> dict:

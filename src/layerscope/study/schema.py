@@ -82,6 +82,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "tmin": Key("float", help="lowest TOF to fit, µs"),
         "tmax": Key("float", help="highest TOF to fit, µs"),
         "n_background": Key("int", default=6, help="Chebyshev background terms"),
+        "conventions": Key("enum", choices=("gsas2", "fullprof", "layerscope"),
+                           help="refinement conventions (default: the instrument file's code's; "
+                                "layerscope: those of layerscope's own simulators)"),
         "table": Key("str", help="paper table the refined structure goes to (S1, S2, S3)"),
     },
     "haadf": {

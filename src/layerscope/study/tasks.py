@@ -207,6 +207,7 @@ def run_neutron(opts, out: Path) -> dict:
 
     res = refine_files(opts["pattern"], opts["instprm"], opts["phases"], strategy=opts["strategy"],
                        tmin=opts["tmin"], tmax=opts["tmax"], n_background=opts["n_background"],
+                       conventions=opts.get("conventions"),
                        progress=lambda name, fr: print(f"  stage {name!r}: Rwp {fr.stats.rwp:.2f} %"))
     write_outputs(res, out, plot=True)
     summ = json.loads((out / "summary.json").read_text())
