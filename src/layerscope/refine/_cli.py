@@ -28,9 +28,21 @@ def refine_files(data_path, instprm, phase_specs, *, strategy=None, tmin=None, t
     from layerscope.refine.rietveld import linear_start, refine_pattern
     from layerscope.refine.strategy import default_strategy, read_strategy
 
+    from layerscope._errors import InputError
+
     say = log or (lambda msg: None)
     data = read_powder(data_path, zero_sigma="keep")
-    inst = read_instprm(instprm)
+    if data.kind != "tof":
+        raise InputError(f"the pattern is {data.kind!r} (2θ) data but {instprm} is a time-of-flight instrument "
+                         "file; give a TOF pattern, or a constant-wavelength instrument for this one",
+                         path=data_path)
+    try:
+        inst = read_instprm(instprm)
+    except ValueError as exc:
+        if "is not a TOF" in str(exc):
+            raise InputError(f"{exc}; the pattern {data_path} is time-of-flight data, which needs a TOF "
+                             "instrument file (Type PNT)", path=instprm) from None
+        raise
     loaded = load_phases(phase_specs)
     phases = [p for p, _ in loaded]
     scales = {p.name: s for p, s in loaded}
