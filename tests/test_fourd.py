@@ -170,7 +170,7 @@ def test_cli_zone_axis_and_fourd(tmp_path, capsys):
     assert (tmp_path / "s112.png").stat().st_size > 1000
     assert main(["zone-axis", "lrm-100-cycles:O3", "1", "0", "0", "--twin", "{012}",
                  "--out", str(tmp_path / "tw.png")]) == 0
-    assert main(["zone-axis", "lrm-pristine:S", "0", "0", "0", "--out", str(tmp_path / "x.png")]) == 1
+    assert main(["zone-axis", "lrm-pristine:S", "0", "0", "0", "--out", str(tmp_path / "x.png")]) == 2
     assert main(["simulate", "fourd", "--out", str(tmp_path / "sim"), "--scan", "12", "12"]) == 0
     assert main(["fourd", str(tmp_path / "sim" / "scan.h5"), "--phase", "lrm-pristine:O3p", "lrm-pristine:S",
                  "--spacing", "8", "--out", str(tmp_path / "out")]) == 0
@@ -181,7 +181,7 @@ def test_cli_zone_axis_and_fourd(tmp_path, capsys):
         assert f["euler_bunge_deg"].shape == (12, 12, 3) and f["quaternion_xyzw"].shape == (12, 12, 4)
     for name in ("vbf.png", "phase_map.png", "orientation_map.png"):
         assert (tmp_path / "out" / name).stat().st_size > 100
-    assert main(["fourd", str(tmp_path / "nope.h5"), "--phase", "lrm-pristine:S", "--out", str(tmp_path)]) == 1
+    assert main(["fourd", str(tmp_path / "nope.h5"), "--phase", "lrm-pristine:S", "--out", str(tmp_path)]) == 2
     assert "nope.h5" in capsys.readouterr().err
 
 

@@ -196,7 +196,7 @@ def test_cli_refine_writes_summary(tmp_path):
     assert summ["chi2"] == pytest.approx(1.0, abs=0.2)
     assert (tmp_path / "out" / "Al.cif").is_file()
     # missing inputs: one clear line, exit 1
-    assert main(["refine", str(data), "--out", str(tmp_path / "o2")]) == 1
+    assert main(["refine", str(data), "--out", str(tmp_path / "o2")]) == 2
 
 
 def test_refine_pattern_reports_fractions():

@@ -38,14 +38,14 @@ def test_simulate_then_analyse(tmp_path):
 
 def test_cli_bad_inputs(tmp_path, capsys):
     (tmp_path / "a.tif").write_text("not a tiff")
-    assert main(["haadf", str(tmp_path / "a.tif"), "--out", str(tmp_path / "o")]) == 1
+    assert main(["haadf", str(tmp_path / "a.tif"), "--out", str(tmp_path / "o")]) == 2
     assert "a.tif" in capsys.readouterr().err
     rng = np.random.default_rng(1)
     np.save(tmp_path / "noise.npy", rng.poisson(30.0, (128, 128)).astype(float))
-    assert main(["haadf", str(tmp_path / "noise.npy"), "--out", str(tmp_path / "o")]) == 1
+    assert main(["haadf", str(tmp_path / "noise.npy"), "--out", str(tmp_path / "o")]) == 2
     assert "no lattice" in capsys.readouterr().err
     np.save(tmp_path / "nan.npy", np.full((64, 64), np.nan))
-    assert main(["haadf", str(tmp_path / "nan.npy"), "--out", str(tmp_path / "o")]) == 1
+    assert main(["haadf", str(tmp_path / "nan.npy"), "--out", str(tmp_path / "o")]) == 2
     assert "NaN" in capsys.readouterr().err
 
 

@@ -55,7 +55,7 @@ def test_study_file_errors_name_the_key(tmp_path, body, message):
 def test_run_rejects_a_bad_study_before_any_work(tmp_path, capsys):
     p = _study(tmp_path, '[[haadf]]\nname = "a"\nimage = "img.tif"\n[[eels]]\nname = "e"\nspectrum = "gone.csv"\n')
     out = tmp_path / "out"
-    assert main(["run", str(p), "--out", str(out)]) == 1
+    assert main(["run", str(p), "--out", str(out)]) == 2
     assert "key 'spectrum': file not found: gone.csv" in capsys.readouterr().err
     assert not out.exists()  # nothing was started
 

@@ -34,3 +34,28 @@ class InputError(ValueError):
         self.detail = message
         prefix = ", ".join(str(p) for p in (path, where) if p is not None)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+def reader(func):
+    """Decorate a reader ``func(path, ...)`` so that every bad-input failure is an :class:`InputError`.
+
+    A ``ValueError`` (which includes ``UnicodeDecodeError``) raised inside becomes an InputError with
+    the same message, prefixed by the file when the message does not name it already. Anything else
+    propagates unchanged: fuzzing (``tests/test_fuzz.py``) treats it as a bug of the reader.
+    """
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return func(path, *args, **kwargs)
+        except InputError:
+            raise
+        except ValueError as exc:
+            msg = str(exc)
+            name = Path(path).name if isinstance(path, (str, Path)) else None
+            if name and name not in msg:
+                raise InputError(msg, path=path) from None
+            raise InputError(msg) from None
+
+    return wrapper

@@ -77,14 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     enable_compilation_cache()
     try:
         rc = args.func(args)
-    except InputError as exc:
-        # bad input (issue 15's contract): one clear line, no traceback, exit status 2
+    except (InputError, UserError, FileNotFoundError, ValueError) as exc:
+        # bad input (layerscope.InputError and the ValueErrors of argument checks): one clear line,
+        # no traceback, exit status 2 (as argparse uses for bad arguments)
         print(f"layerscope {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (UserError, FileNotFoundError, ValueError) as exc:
-        # Known input problems: one clear line, no traceback.
-        print(f"layerscope {args.command}: error: {exc}", file=sys.stderr)
-        return 1
     return int(rc or 0)
 
 

@@ -24,12 +24,14 @@ import numpy as np
 
 from layerscope.crystal.phase import U_COMPONENTS, Phase, Site, reciprocal_lengths
 from layerscope.crystal.scattering import normalise_species
+from layerscope._errors import reader as _input_reader  # noqa: E402
 
 __all__ = ["read_cif", "write_cif"]
 
 _EIGHT_PI2 = 8.0 * math.pi**2
 
 
+@_input_reader
 def read_cif(path: str | os.PathLike, *, name: str | None = None, block: str | None = None) -> Phase:
     """Read one crystal structure from a CIF file.
 

@@ -13,6 +13,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from layerscope._errors import reader as _input_reader  # noqa: E402
 
 __all__ = ["TOFInstrument", "read_instprm", "write_instprm", "gppd_like", "GPPD_TOF_RANGE_US"]
 
@@ -76,6 +77,7 @@ class TOFInstrument:
         return d
 
 
+@_input_reader
 def read_instprm(path: str | os.PathLike, *, bank: int | None = None) -> TOFInstrument:
     """Read a GSAS-II instrument parameter file (TOF).
 

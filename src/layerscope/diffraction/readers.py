@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from layerscope.diffraction import _gsas_format as _g
+from layerscope._errors import reader as _input_reader  # noqa: E402
 
 __all__ = [
     "PowderData",
@@ -182,6 +183,7 @@ def _poisson_sigma(y):
 _ZERO_SIGMA_OK: contextvars.ContextVar[bool] = contextvars.ContextVar("zero_sigma_ok", default=False)
 
 
+@_input_reader
 def read_powder(path, *, bank: int | None = None, kind: str | None = None, zero_sigma: str = "error",
                 **options) -> PowderData:
     """Read a powder pattern in any supported plain-text format.
@@ -239,6 +241,7 @@ def read_powder(path, *, bank: int | None = None, kind: str | None = None, zero_
 # --------------------------------------------------------------------------- GSAS
 
 
+@_input_reader
 def read_gsas(
     path,
     *,
@@ -610,6 +613,7 @@ def _columns_to_data(p, header, body, kind, meta, names=None):
     return x, y, sigma, kind
 
 
+@_input_reader
 def read_xye(path, *, bank: int | None = None, kind: str | None = None) -> PowderData:
     """Read x, y[, σ] columns (``.xye``, ``.xy``, ``.csv``, ``.txt``).
 
@@ -631,6 +635,7 @@ def read_xye(path, *, bank: int | None = None, kind: str | None = None) -> Powde
     return PowderData(x=x, y=y, sigma=sigma, kind=kind, bank=None, source=str(p), meta=meta)
 
 
+@_input_reader
 def read_fullprof(path, *, bank: int | None = None, kind: str | None = None) -> PowderData:
     """Read a FullProf ``.dat`` powder pattern.
 

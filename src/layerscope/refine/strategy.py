@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from layerscope.refine.parameters import Constraint
+from layerscope._errors import reader as _input_reader  # noqa: E402
 
 __all__ = ["Stage", "Strategy", "read_strategy", "parse_strategy", "default_strategy", "gsas_nac_strategy"]
 
@@ -152,6 +153,7 @@ def parse_strategy(doc: dict, source: str = "strategy") -> Strategy:
                     float(glob.get("align_range", 0.007)), convs)
 
 
+@_input_reader
 def read_strategy(path) -> Strategy:
     path = Path(path)
     if not path.is_file():

@@ -41,8 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from layerscope._errors import InputError
 
-class StudyError(ValueError):
+
+class StudyError(InputError):
     """A problem with the study file, found before any analysis runs."""
 
 

@@ -1,0 +1,153 @@
+"""Fuzzing the readers: seeded mutations of real files (issue 15).
+
+For every format, mutants of a real file (``fuzzing.mutate``: truncation, byte flips, deleted /
+duplicated / swapped lines, huge numbers, NaN/inf, other encodings, absurd header counts) are fed
+to the reader. Each must either return data or raise :class:`layerscope.InputError` — never another
+exception — within 10 s, and allocate no more than a bound set by the file's size (a header field
+must not drive an allocation the file cannot fill). The default run tries 200 mutants per format;
+``pytest -m fuzz`` tries 2 000 (``LAYERSCOPE_FUZZ_N`` overrides both). Counts: ``tests/FUZZING.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layerscope import InputError
+from tests.fuzzing import mutate
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+_STRATEGY = b"""[refine]
+max_cycles = 10
+revert_worse = true
+[conventions]
+lorentz = "gsas2"
+[[stage]]
+name = "scales"
+free = ["background", "NAC.scale"]
+[[stage]]
+name = "cells"
+free = ["NAC.cell"]
+start = { "NAC.mustrain" = 1000.0 }
+[[constraint]]
+terms = { "NAC.occ[Ca1:Ca]" = 1.0 }
+[bounds]
+"NAC.mustrain" = [0.0, 5000.0]
+"""
+
+
+def _fullprof_dat(tmp: Path) -> bytes:
+    x = np.linspace(10000, 20000, 300)
+    lines = ["10000.0 33.4463 20000.0 ! TOF start step end, layerscope fuzz seed"]
+    y = 100 + 50 * np.exp(-((x - 15000) / 80) ** 2)
+    lines += [" ".join(f"{v:.3f}" for v in y[i:i + 10]) for i in range(0, len(y), 10)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _xye(tmp: Path) -> bytes:
+    x = np.linspace(10, 120, 400)
+    y = 100 + 50 * np.exp(-((x - 40) / 0.1) ** 2)
+    return ("# 2theta y sigma\n" + "\n".join(f"{a:.4f} {b:.3f} {np.sqrt(b):.3f}" for a, b in zip(x, y))).encode()
+
+
+def _readers():
+    from layerscope.crystal.cif import read_cif
+    from layerscope.diffraction.instrument import read_instprm
+    from layerscope.diffraction.readers import read_powder
+    from layerscope.refine.strategy import read_strategy
+
+    return {
+        # format: (suffix, seed bytes or a callable making them, reader)
+        "GSAS FXYE (.gsa, POWGEN)": (".gsa", SHARED / "powgen-nac" / "PG3_22048.gsa", read_powder),
+        "GSAS STD (.XRA)": (".gsa", SHARED / "gsas2-pbso4" / "PBSO4.XRA", read_powder),
+        "GSAS ESD/CW neutron (.CWN)": (".gsa", SHARED / "gsas2-pbso4" / "PBSO4.CWN", read_powder),
+        "FullProf .dat": (".dat", _fullprof_dat, read_powder),
+        "x-y-sigma .xye": (".xye", _xye, read_powder),
+        "GSAS-II .instprm (TOF)": (".instprm", SHARED / "powgen-nac" / "POWGEN_2665.instprm", read_instprm),
+        "CIF (NAC, Uani)": (".cif", SHARED / "powgen-nac" / "NAC.cif", read_cif),
+        "CIF (PbSO4)": (".cif", SHARED / "gsas2-pbso4" / "PbSO4-Wyckoff.cif", read_cif),
+        "strategy TOML": (".toml", _STRATEGY, read_strategy),
+    }
+
+
+def _n_mutants(request) -> int:
+    if os.environ.get("LAYERSCOPE_FUZZ_N"):
+        return int(os.environ["LAYERSCOPE_FUZZ_N"])
+    return 2000 if request.config.getoption("-m") and "fuzz" in request.config.getoption("-m") else 200
+
+
+class _Hang(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Hang()
+
+
+def fuzz_reader(reader, seed_bytes: bytes, suffix: str, n: int, tmp: Path, *, timeout_s: int = 10):
+    """Feed ``n`` mutants to ``reader``; returns (counts by outcome, list of failures)."""
+    counts = {"valid": 0, "InputError": 0}
+    failures = []
+    old = signal.signal(signal.SIGALRM, _alarm)
+    try:
+        for seed in range(n):
+            kind, data = mutate(seed_bytes, seed)
+            path = tmp / f"mutant_{seed}{suffix}"
+            path.write_bytes(data)
+            limit = 64 * 2**20 + 200 * len(data)
+            tracemalloc.start()
+            signal.alarm(timeout_s)
+            try:
+                reader(path)
+                counts["valid"] += 1
+            except InputError:
+                counts["InputError"] += 1
+            except _Hang:
+                failures.append((seed, kind, f"hang > {timeout_s} s"))
+            except Exception as exc:  # noqa: BLE001 - any other type is the finding
+                failures.append((seed, kind, f"{type(exc).__name__}: {exc}"[:300]))
+            finally:
+                signal.alarm(0)
+                peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+            if peak > limit:
+                failures.append((seed, kind, f"allocated {peak / 2**20:.0f} MiB for a {len(data)}-byte file"))
+            path.unlink()
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    return counts, failures
+
+
+@pytest.mark.parametrize("fmt", list(_readers()))
+def test_reader_survives_mutants(fmt, tmp_path, request):
+    suffix, seed, reader = _readers()[fmt]
+    if isinstance(seed, Path):
+        if not seed.is_file():
+            pytest.skip(f"{seed} is absent")
+        seed_bytes = seed.read_bytes()
+    elif callable(seed):
+        seed_bytes = seed(tmp_path)
+    else:
+        seed_bytes = seed
+    # the unmutated file reads
+    p = tmp_path / f"seed{suffix}"
+    p.write_bytes(seed_bytes)
+    reader(p)
+    n = _n_mutants(request)
+    counts, failures = fuzz_reader(reader, seed_bytes, suffix, n, tmp_path)
+    print(f"{fmt}: {n} mutants, {counts['valid']} valid, {counts['InputError']} InputError, "
+          f"{len(failures)} failures")
+    assert not failures, "\n".join(f"seed {s} ({k}): {m}" for s, k, m in failures[:15])
+
+
+@pytest.mark.fuzz
+@pytest.mark.parametrize("fmt", list(_readers()))
+def test_reader_survives_many_mutants(fmt, tmp_path, request):
+    """The same with 2 000 mutants per format (``-m fuzz``)."""
+    test_reader_survives_mutants(fmt, tmp_path, request)
