@@ -19,8 +19,10 @@ checked against galvani in ``tests/test_echem_peer.py``:
   2 potentiostatic, 3 rest; ox/red = bit 2); other ids each take their own
   field of the size given in :data:`_COLUMNS`.
 
-Only the column ids in :data:`_COLUMNS` are decoded; a file holding any other
-id raises a ``ValueError`` naming it (the record size would be unknown).
+Only the column ids in :data:`_COLUMNS` are decoded. Ids not in that table
+(newer EC-Lab versions, PEIS columns) are skipped and reported in
+``meta['notes']`` when they form one contiguous run, whose size is then the record
+size left over; unknown ids at several places cannot be told apart and raise.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope.echem._checks import as_index
 from layerscope.echem._table import CyclerLog, assign_cycles, make_log
 
 _MAGIC = b"BIO-LOGIC MODULAR FILE\x1a"
@@ -83,7 +86,8 @@ def read_mpr_columns(path) -> dict[str, np.ndarray]:
     -------
     dict
         EC-Lab column name -> array; the packed flags come back as ``mode``
-        (1 galvanostatic, 2 potentiostatic, 3 rest) and ``ox/red``.
+        (1 galvanostatic, 2 potentiostatic, 3 rest) and ``ox/red``; ``_skipped_ids``
+        lists the unknown column ids that were skipped.
     """
     path = Path(path)
     buf = path.read_bytes()
@@ -104,30 +108,49 @@ def read_mpr_columns(path) -> dict[str, np.ndarray]:
     n_points = int.from_bytes(body[0:4], "little")
     n_cols = body[4]
     ids = np.frombuffer(body, "<u2", count=n_cols, offset=5).tolist()
+    offset = 0x196 if version >= 2 else 0x195
+    if n_points and (len(body) - offset) % n_points:
+        raise ValueError(f"{path}: 'VMP data' holds {len(body) - offset} bytes of records, not a "
+                         f"whole number of {n_points} records (truncated file or unsupported "
+                         f".mpr version {version})")
+    record = (len(body) - offset) // n_points if n_points else 0
     fields = []
     if any(i in _FLAG_IDS for i in ids):
         fields.append(("flags", "u1"))
+    unknown_runs: list[list[int]] = []
+    prev_unknown = False
     for cid in ids:
         if cid in _FLAG_IDS:
             continue
         if cid not in _COLUMNS:
-            raise ValueError(f"{path}: .mpr column id {cid} is not supported by layerscope's reader "
-                             f"(known ids: {sorted(_COLUMNS)}); install the optional 'galvani' "
-                             f"package to inspect it")
+            if prev_unknown:
+                unknown_runs[-1].append(cid)
+            else:
+                unknown_runs.append([cid])
+                fields.append((f"_unknown{len(unknown_runs)}", None))
+            prev_unknown = True
+            continue
+        prev_unknown = False
         dtype, name = _COLUMNS[cid]
         fields.append((name, dtype))
+    known = sum(np.dtype(d).itemsize for _, d in fields if d is not None)
+    if len(unknown_runs) > 1 or (unknown_runs and record - known <= 0):
+        flat = [c for run in unknown_runs for c in run]
+        raise ValueError(f"{path}: .mpr column ids {flat} are not known to layerscope's reader "
+                         f"and their sizes cannot be told apart (known ids: {sorted(_COLUMNS)}); "
+                         f"install the optional 'galvani' package to inspect them")
+    if unknown_runs:
+        fields = [(n, d if d is not None else f"V{record - known}") for n, d in fields]
+    elif n_points and record != known:
+        raise ValueError(f"{path}: 'VMP data' record layout does not add up ({record} bytes per "
+                         f"record, the columns {ids} need {known}): unsupported .mpr version "
+                         f"{version}")
     dtype = np.dtype(fields)
-    offset = 0x196 if version >= 2 else 0x195
-    need = offset + n_points * dtype.itemsize
-    if need > len(body):
-        raise ValueError(f"{path}: 'VMP data' declares {n_points} points of {dtype.itemsize} bytes "
-                         f"but holds only {len(body) - offset} bytes of records (truncated file?)")
-    if need != len(body):
-        raise ValueError(f"{path}: 'VMP data' record layout does not add up ({len(body)} bytes, "
-                         f"expected {need} for {n_points} records of {dtype.itemsize} bytes): "
-                         f"unsupported .mpr version {version}")
+    unknown = [c for run in unknown_runs for c in run]
     rec = np.frombuffer(body, dtype, count=n_points, offset=offset)
-    out = {name: rec[name].copy() for name in rec.dtype.names if name != "flags"}
+    out = {name: rec[name].copy() for name in rec.dtype.names
+           if name != "flags" and not name.startswith("_unknown")}
+    out["_skipped_ids"] = unknown
     if "flags" in rec.dtype.names:
         out["mode"] = (rec["flags"] & 0x03).astype(np.int8)
         out["ox/red"] = ((rec["flags"] & 0x04) >> 2).astype(np.int8)
@@ -146,29 +169,40 @@ def read_mpr(path) -> CyclerLog:
     """
     path = Path(path)
     cols = read_mpr_columns(path)
+    skipped = cols.pop("_skipped_ids", [])
+    notes = [f"skipped .mpr column ids {skipped} (not known to layerscope's reader)"] if skipped else []
+    return columns_to_log(cols, path, {"format": "BioLogic .mpr", "notes": notes})
+
+
+def columns_to_log(cols: dict, path: Path, meta: dict) -> CyclerLog:
+    """EC-Lab columns (names as EC-Lab writes them, units already mA / mA.h / s / V) -> log."""
     for need in ("time/s", "Ewe/V"):
         if need not in cols:
-            raise ValueError(f"{path}: .mpr data has no {need!r} column; found {sorted(cols)}")
-    t = cols["time/s"].astype(float)
+            raise ValueError(f"{path}: EC-Lab data has no {need!r} column; found {sorted(cols)}")
+    t = np.asarray(cols["time/s"], float)
     if len(t) == 0:
-        raise ValueError(f"{path}: .mpr file holds no data points")
+        raise ValueError(f"{path}: EC-Lab file holds no data points")
     if "(Q-Qo)/mA.h" in cols:
-        q = cols["(Q-Qo)/mA.h"].astype(float)
+        q = np.asarray(cols["(Q-Qo)/mA.h"], float)
     elif "dq/mA.h" in cols:
-        q = np.cumsum(cols["dq/mA.h"].astype(float))
+        q = np.cumsum(np.asarray(cols["dq/mA.h"], float))
     else:
-        raise ValueError(f"{path}: .mpr data has neither '(Q-Qo)/mA.h' nor 'dq/mA.h'")
+        raise ValueError(f"{path}: EC-Lab data has neither '(Q-Qo)/mA.h' nor 'dq/mA.h'")
     if "I/mA" in cols:
-        i_mA = cols["I/mA"].astype(float)
+        i_mA = np.asarray(cols["I/mA"], float)
     else:
         dq = np.r_[0.0, np.diff(q)]
         dt = np.r_[0.0, np.diff(t)]
         i_mA = np.divide(3600.0 * dq, dt, out=np.zeros_like(dq), where=dt > 0)
+        meta.setdefault("notes", []).append(
+            "no current column: current is the mean over each logging interval from dq/dt "
+            "(the current x time check is then not independent)")
     key = np.zeros(len(t), dtype=np.int64)
     for name in ("Ns", "half cycle"):
         if name in cols:
-            key = key * 100003 + cols[name].astype(np.int64)
+            key = key * 100003 + as_index(cols[name], path=path, column=name)
     step = np.r_[1, 1 + np.cumsum(key[1:] != key[:-1])]
     cycle = assign_cycles(i_mA, step)
-    return make_log(t - t[0], cols["Ewe/V"].astype(float), i_mA, q - q[0], cycle, step,
-                    source=str(path), meta={"format": "BioLogic .mpr"})
+    meta = {**meta, "cycle_source": "assigned"}
+    return make_log(t - t[0], np.asarray(cols["Ewe/V"], float), i_mA, q - q[0], cycle, step,
+                    source=str(path), meta=meta)
