@@ -62,8 +62,9 @@ def test_neware_capacities_match_neware_counters(cycler_dir, name):
     per_cycle = per_step.groupby(level="Cycle").sum()
     s = cycle_summary(read_cycler(cycler_dir / name))
     np.testing.assert_array_equal(s.cycle, per_cycle.index.to_numpy())
-    np.testing.assert_allclose(s.charge_mAh, per_cycle["Charge_Capacity(mAh)"], rtol=1e-3)
-    np.testing.assert_allclose(s.discharge_mAh, per_cycle["Discharge_Capacity(mAh)"], rtol=1e-3)
+    np.testing.assert_allclose(np.nan_to_num(s.charge_mAh), per_cycle["Charge_Capacity(mAh)"], rtol=1e-3)
+    np.testing.assert_allclose(np.nan_to_num(s.discharge_mAh), per_cycle["Discharge_Capacity(mAh)"],
+                               rtol=1e-3)
 
 
 def test_arbin_capacities_match_arbin_counters(cycler_dir):

@@ -56,6 +56,7 @@ class StepCheck:
     q_file_mAh: np.ndarray
     q_current_mAh: np.ndarray
     allowance_mAh: np.ndarray
+    sampling_mAh: np.ndarray  # the part of the allowance that comes from the sampling
 
     @property
     def rel_mismatch(self) -> np.ndarray:
@@ -79,12 +80,12 @@ def step_charges(time_s, current_mA, capacity_mAh, step, *, rel_tol: float = 0.0
     spread = np.where(first, np.abs(i), 0.5 * np.abs(i - iprev)) * dt / 3600.0
     q_cur = np.bincount(block, weights=imid * dt / 3600.0)
     q_file = np.bincount(block, weights=dq)
-    allow = np.bincount(block, weights=spread)
+    sampling = np.bincount(block, weights=spread)
     starts = np.flatnonzero(first)
     ends = np.r_[starts[1:] - 1, len(t) - 1]
     floor = 1e-4 * max(float(np.max(np.abs(q_file))) if len(q_file) else 0.0, 1e-300)
-    allow = allow + rel_tol * np.maximum(np.abs(q_file), np.abs(q_cur)) + floor
-    return StepCheck(starts, ends, q_file, q_cur, allow)
+    allow = sampling + rel_tol * np.maximum(np.abs(q_file), np.abs(q_cur)) + floor
+    return StepCheck(starts, ends, q_file, q_cur, allow, sampling)
 
 
 def crosscheck_capacity(log, *, path, rel_tol: float = 0.01, labels=None) -> StepCheck:
