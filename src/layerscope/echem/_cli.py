@@ -1,4 +1,10 @@
-"""``layerscope echem FILE [--mass-mg M] [--nominal-mAh C] --out DIR``.
+"""``layerscope echem FILE [--convention cathode|anode|full] [--mass-mg M] [--nominal-mAh C] --out DIR``.
+
+``--convention`` says which half cycle is reversible and how CE is defined
+(:mod:`layerscope.echem.analysis`): ``cathode`` (default) and ``full``: charge then
+discharge, CE = Q_dis/Q_ch; ``anode`` (anode half-cell vs Li): discharge
+(lithiation) then charge, CE = Q_ch/Q_dis. What the reader had to assume or could not
+count, and every cycle that lacks a half, is printed and written to ``DIR/notes.txt``.
 
 Writes ``DIR/cycles.csv`` (one row per cycle; the columns ``cycle``,
 ``charge_mAh``, ``discharge_mAh``, ``ce``, ``avg_charge_V``,
@@ -25,8 +31,12 @@ def run_echem(args) -> int:
     from layerscope.echem.io import read_cycler
     from layerscope.echem.tabular import write_csv
 
-    log = read_cycler(args.file)
-    summary = analysis.cycle_summary(log, mass_mg=args.mass_mg)
+    from layerscope._io import write_text
+    from layerscope.echem._table import with_convention
+
+    convention = getattr(args, "convention", None) or "cathode"
+    log = with_convention(read_cycler(args.file), convention)
+    summary = analysis.cycle_summary(log, mass_mg=args.mass_mg, convention=convention)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cols = summary.columns()
@@ -55,17 +65,36 @@ def run_echem(args) -> int:
     for name, fig in figs.items():
         fig.savefig(out / name, dpi=120)
     full = summary.full_cycles()
+    notes = [f"format: {log.meta.get('format', '?')}; convention: {convention}"]
+    notes += list(log.meta.get("notes", [])) + list(summary.notes)
+    chk = log.meta.get("step_check")
+    if chk is not None:
+        import numpy as np
+
+        q = np.abs(chk.q_file_mAh)
+        rel = np.where(q > 1e-3 * q.max(initial=0.0), chk.rel_mismatch, 0.0)
+        k = int(rel.argmax()) if len(rel) else 0
+        notes.append(f"capacity vs current x time: {len(q)} steps agree within 1 % plus the "
+                     f"sampling allowance; largest difference of a step carrying charge "
+                     f"{100 * rel[k]:.3g} % (step {k + 1}, data row {chk.first_row[k] + 1})")
+    write_text(out / "notes.txt", "\n".join(notes) + "\n")
+    for n in notes[1:]:
+        print(f"note: {n}")
+    ice = summary.initial_ce
     print(f"{args.file}: {len(log)} points, {len(summary.cycle)} cycles "
           f"({int(full.sum())} with charge and discharge); initial CE "
-          f"{summary.initial_ce:.4f}; wrote {out / 'cycles.csv'}")
+          f"({convention} convention) {ice:.4f}; wrote {out / 'cycles.csv'}")
     return 0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "echem", help="summarise a cycler file (BioLogic .mpr, Neware .nda/.ndax, Arbin .res, "
-                      "CSV/XLSX) per cycle")
+        "echem", help="summarise a cycler file (BioLogic .mpr/.mpt, Neware .nda/.ndax, Arbin "
+                      ".res, Maccor text, Neware/Arbin/Landt/Novonix CSV/XLSX) per cycle")
     p.add_argument("file", help="cycler file")
+    p.add_argument("--convention", choices=("cathode", "anode", "full"), default="cathode",
+                   help="cathode half-cell (default; charge first, CE = discharge/charge), "
+                        "anode half-cell (discharge first, CE = charge/discharge) or full cell")
     p.add_argument("--mass-mg", type=float, default=None, dest="mass_mg",
                    help="active-material mass in mg (adds mAh/g and Wh/kg columns)")
     p.add_argument("--nominal-mAh", type=float, default=None, dest="nominal_mAh",
