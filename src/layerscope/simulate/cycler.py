@@ -243,8 +243,9 @@ class _Cell:
         new[-1] = True
         keep = np.flatnonzero(new)
         self.step += 1
-        if not self.rows:  # the record opens at t = 0 at rest
-            self.rows.append(np.array([[0.0, v[0], 0.0, 0.0, cycle, self.step]]))
+        if not self.rows:  # the record opens at t = 0, the first step's start
+            i0 = float(np.broadcast_to(np.asarray(i, float), tt.shape)[0])
+            self.rows.append(np.array([[0.0, v[0], i0, 0.0, cycle, self.step]]))
         n = len(keep)
         self.rows.append(np.column_stack([self.t + tt[keep], v[keep],
                                           np.broadcast_to(np.asarray(i, float), tt.shape)[keep],
