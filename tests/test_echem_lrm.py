@@ -180,7 +180,7 @@ def test_gitt_recovers_the_diffusion_coefficient():
     res = gitt(_planar_gitt(D, L, tau=60.0), length_cm=L)
     assert len(res.D_cm2_s) == 6
     assert np.all(res.flag == "")
-    np.testing.assert_allclose(res.D_cm2_s, D, rtol=0.05)
+    np.testing.assert_allclose(res.D_cm2_s, D, rtol=0.01)  # measured: within 0.02 %
     np.testing.assert_allclose(res.dE_s_V, 0.004, rtol=1e-3)
     # a pulse as long as the diffusion time breaks tau << L^2/D: NaN with a flag
     long = gitt(_planar_gitt(D, L, tau=4000.0, n_pulses=2, rest_s=20000.0), length_cm=L)

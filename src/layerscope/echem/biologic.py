@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from layerscope.echem._checks import as_index
-from layerscope.echem._table import CyclerLog, assign_cycles, make_log
+from layerscope.echem._table import CyclerLog, assign_cycles, make_log, steps_from_current
 
 _MAGIC = b"BIO-LOGIC MODULAR FILE\x1a"
 _FILE_HEADER = 52
@@ -201,6 +201,8 @@ def columns_to_log(cols: dict, path: Path, meta: dict) -> CyclerLog:
     for name in ("Ns", "half cycle"):
         if name in cols:
             key = key * 100003 + as_index(cols[name], path=path, column=name)
+    if not any(name in cols for name in ("Ns", "half cycle")):
+        key = steps_from_current(i_mA)  # no sequence columns: steps from the current's sign
     step = np.r_[1, 1 + np.cumsum(key[1:] != key[:-1])]
     cycle = assign_cycles(i_mA, step)
     meta = {**meta, "cycle_source": "assigned"}
