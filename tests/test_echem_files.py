@@ -187,3 +187,41 @@ def test_binary_maccor_and_unknown_files_name_the_formats(tmp_path):
     odd.write_bytes(b"hello")
     with pytest.raises(InputError, match=r"cell\.dat.*Neware.*Arbin.*Maccor"):
         read_cycler(odd)
+
+
+def test_cli_convention_notes_and_nan_cycles(cycler_dir, tmp_path):
+    import csv
+
+    from layerscope.cli import main
+
+    assert main(["echem", str(cycler_dir / "neware_TestFile.nda"), "--convention", "anode",
+                 "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "cycles.csv")))
+    # anode convention: CE = charge / discharge of the same cycle
+    assert float(rows[1]["ce"]) == pytest.approx(5811.0250 / 5806.646, rel=1e-5)
+    assert rows[0]["charge_mAh"] == "nan" and rows[0]["ce"] == "nan"
+    assert rows[2]["discharge_mAh"] == "nan" and rows[2]["ce"] == "nan"
+    assert "no charge" in rows[0]["note"] and "no discharge" in rows[2]["note"]
+    notes = (tmp_path / "notes.txt").read_text()
+    assert "convention: anode" in notes and "cycle 3: no discharge" in notes
+    # an unknown file: exit code 2 with the supported formats named
+    bad = tmp_path / "x.abc"
+    bad.write_text("nothing")
+    assert main(["echem", str(bad), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_cli_simulated_operando_cell_cccv_and_gitt(tmp_path):
+    import csv
+    import json
+
+    from layerscope.cli import main
+
+    assert main(["simulate", "cycler", "--model", "lrm-pouch-operando",
+                 "--out", str(tmp_path / "op.csv")]) == 0
+    truth = json.loads((tmp_path / "op_truth.json").read_text())
+    assert main(["echem", str(tmp_path / "op.csv"), "--convention", "full", "--nominal-mAh", "4000",
+                 "--out", str(tmp_path / "o")]) == 0
+    row = next(csv.DictReader(open(tmp_path / "o" / "cycles.csv")))
+    assert float(row["charge_cv_mAh"]) == pytest.approx(truth["cv_charge_mAh"][0], rel=5e-3)
+    assert float(row["discharge_mAh"]) == pytest.approx(truth["discharge_mAh"][0], rel=5e-3)
+    assert (tmp_path / "o" / "dvdq.png").stat().st_size > 1000

@@ -472,7 +472,9 @@ def lrm_pouch_cell(protocol: str = "cycling", *, n_cycles: int = 100, dt_s: floa
     elif protocol == "cycling":
         if n_cycles < 1:
             raise ValueError("n_cycles must be >= 1")
-        _cycles(sim, m, 0.02, 1, n_cycles, i_ch_mA=4000.0, i_dis_mA=4000.0, v_max=4.5, v_min=2.5)
+        # start where a 4 A discharge to 2.5 V leaves the formed cell (a probe, not logged)
+        u0, _, _ = _Cell(1e9).cc(0, m.discharge, m.y_window_mAh, 0.9, -4000.0, m.pol, v_stop=2.5)
+        _cycles(sim, m, u0, 1, n_cycles, i_ch_mA=4000.0, i_dis_mA=4000.0, v_max=4.5, v_min=2.5)
     else:
         raise ValueError(f"protocol must be 'formation', 'operando' or 'cycling', got {protocol!r}")
     return sim.finish(f"simulate.cycler.lrm_pouch_cell({protocol})",
