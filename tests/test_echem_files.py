@@ -49,6 +49,10 @@ def test_every_step_capacity_agrees_with_current_times_time(cycler_dir, name, re
     assert np.max(chk.rel_mismatch[big & sharp], initial=0.0) < 0.01
     assert np.max(chk.rel_mismatch[big]) < 0.02
     assert log.cycle.dtype == np.int64 and log.cycle.min() >= 0
+    # a step is a charge in steps.csv exactly when its charge counts as charge in cycles.csv
+    st = step_table(log)
+    kind_sign = np.where(st.kind == "charge", 1, np.where(st.kind == "discharge", -1, 0))
+    np.testing.assert_array_equal(kind_sign[big], np.sign(chk.q_file_mAh[big]))
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
@@ -225,3 +229,19 @@ def test_cli_simulated_operando_cell_cccv_and_gitt(tmp_path):
     assert float(row["charge_cv_mAh"]) == pytest.approx(truth["cv_charge_mAh"][0], rel=5e-3)
     assert float(row["discharge_mAh"]) == pytest.approx(truth["discharge_mAh"][0], rel=5e-3)
     assert (tmp_path / "o" / "dvdq.png").stat().st_size > 1000
+
+
+def test_mpr_unknown_column_is_skipped_and_reported(cycler_dir, tmp_path):
+    buf = bytearray((cycler_dir / "biologic_gcpl_5cycles.mpr").read_bytes())
+    mod = buf.find(b"MODULEVMP data")
+    body = mod + 57
+    n_cols = buf[body + 4]
+    ids = np.frombuffer(bytes(buf[body + 5:body + 5 + 2 * n_cols]), "<u2").tolist()
+    k = ids.index(70)  # P/W, a 4-byte float: pretend EC-Lab wrote a column id we do not know
+    buf[body + 5 + 2 * k:body + 7 + 2 * k] = (999).to_bytes(2, "little")
+    p = tmp_path / "unknown_column.mpr"
+    p.write_bytes(bytes(buf))
+    log = read_cycler(p)
+    assert any("999" in n for n in log.meta["notes"])
+    ref = cycle_summary(read_cycler(cycler_dir / "biologic_gcpl_5cycles.mpr"))
+    np.testing.assert_array_equal(cycle_summary(log).discharge_mAh, ref.discharge_mAh)

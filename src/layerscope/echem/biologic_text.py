@@ -26,6 +26,7 @@ from layerscope.echem._table import CyclerLog
 _CANON = {
     "time": ("time/s", {"s": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}),
     "ewe": ("Ewe/V", {"v": 1.0, "mv": 1e-3}),
+    "ecell": ("Ewe/V", {"v": 1.0, "mv": 1e-3}),  # BT-Lab's name for the cell voltage
     "i": ("I/mA", {"ma": 1.0, "a": 1e3, "ua": 1e-3, "µa": 1e-3, "na": 1e-6}),
     "<i>": ("I/mA", {"ma": 1.0, "a": 1e3, "ua": 1e-3, "µa": 1e-3, "na": 1e-6}),
     "(q-qo)": ("(Q-Qo)/mA.h", {"ma.h": 1.0, "a.h": 1e3, "ua.h": 1e-3, "µa.h": 1e-3,
