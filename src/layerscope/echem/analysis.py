@@ -209,8 +209,21 @@ def cycle_summary(log: CyclerLog, *, mass_mg: float | None = None,
     qd = np.where(qd > 0, qd, np.nan)
     cols = [a[keep] for a in (cycles, qc, qd, ce, vc, vd, ed, ec, ic, idis)]
     s = CycleSummary(*cols, mass_mg, convention)
-    notes = tuple(f"cycle {c}: {n}" for c, n in zip(s.cycle, s.cycle_notes()) if n)
-    return CycleSummary(*cols, mass_mg, convention, notes)
+    notes = [f"cycle {c}: {n}" for c, n in zip(s.cycle, s.cycle_notes()) if n]
+    full = np.flatnonzero(s.full_cycles())
+    if len(full) and convention != "anode":
+        k = full[0]
+        # the first step of the cycle that carries > 1 % of its charge says which half opens it
+        rows = log.cycle == s.cycle[k]
+        _, blk = np.unique(log.step[rows], return_inverse=True)
+        per_step = np.bincount(blk, weights=dq[rows])
+        big = np.flatnonzero(np.abs(per_step) > 0.01 * np.sum(np.abs(dq[rows])))
+        opens_with_discharge = bool(len(big)) and per_step[big[0]] < 0
+        if s.ce[k] > 1.0 and opens_with_discharge and s.cycle[k] == s.cycle[0]:
+            notes.append(f"the first cycle opens with a discharge and its CE is {s.ce[k]:.4f} > 1 in "
+                         f"the {convention} convention: if this is an anode half-cell (lithiation "
+                         f"first), use the anode convention")
+    return CycleSummary(*cols, mass_mg, convention, tuple(notes))
 
 
 def c_rate(current_mA, nominal_mAh: float) -> np.ndarray:
