@@ -249,3 +249,12 @@ def test_mpr_unknown_column_is_skipped_and_reported(cycler_dir, tmp_path):
     assert any("999" in n for n in log.meta["notes"])
     ref = cycle_summary(read_cycler(cycler_dir / "biologic_gcpl_5cycles.mpr"))
     np.testing.assert_array_equal(cycle_summary(log).discharge_mAh, ref.discharge_mAh)
+
+
+def test_record_starting_mid_step_leaves_that_cycles_ce_undetermined(cycler_dir):
+    log = read_cycler(cycler_dir / "maccor_beep_000109.010")
+    s = cycle_summary(log)
+    # cycle 86's charge began 270.67 mAh before the record: its CE is NaN with a note
+    assert s.cycle[0] == 86 and np.isnan(s.ce[0]) and np.isnan(s.initial_ce)
+    assert any("cycle 86" in n and "not determined" in n for n in s.notes)
+    assert np.all(np.isfinite(s.ce[1:]))

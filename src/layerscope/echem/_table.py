@@ -209,3 +209,15 @@ def net_capacity_from_counters(charge_mAh, discharge_mAh, block, *,
     e_c = None if exp is None else np.maximum(exp, 0.0)
     e_d = None if exp is None else np.maximum(-exp, 0.0)
     return np.cumsum(increments(charge_mAh, e_c) - increments(discharge_mAh, e_d))
+
+
+def start_offset_notes(charge0_mAh: float, discharge0_mAh: float, cycle0: int):
+    """Notes and the partial cycle when a record's counters are not zero at its first row.
+
+    The charge they hold passed before the record began; the tidy table counts charge from
+    the first point, so that cycle's half is incomplete (its CE is then not determined)."""
+    off = max(float(charge0_mAh), float(discharge0_mAh))
+    if not off > 0:
+        return [], None
+    return [f"cycle {cycle0} began before the first record: {off:.6g} mAh had passed and is not "
+            f"counted; that cycle's CE is not determined"], int(cycle0)

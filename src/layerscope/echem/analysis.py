@@ -210,6 +210,14 @@ def cycle_summary(log: CyclerLog, *, mass_mg: float | None = None,
     cols = [a[keep] for a in (cycles, qc, qd, ce, vc, vd, ed, ec, ic, idis)]
     s = CycleSummary(*cols, mass_mg, convention)
     notes = [f"cycle {c}: {n}" for c, n in zip(s.cycle, s.cycle_notes()) if n]
+    partial = log.meta.get("partial_start")
+    if partial is not None and np.any(cols[0] == partial):
+        j = int(np.flatnonzero(cols[0] == partial)[0])
+        cols[3] = cols[3].copy()
+        cols[3][j] = np.nan
+        notes.append(f"cycle {partial}: it began before the first record, so its CE is not "
+                     f"determined (NaN)")
+        s = CycleSummary(*cols, mass_mg, convention)
     full = np.flatnonzero(s.full_cycles())
     if len(full) and convention != "anode":
         k = full[0]

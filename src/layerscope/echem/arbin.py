@@ -18,7 +18,8 @@ import numpy as np
 
 from layerscope._errors import InputError
 from layerscope.echem._checks import as_index
-from layerscope.echem._table import CyclerLog, make_log, net_capacity_from_counters
+from layerscope.echem._table import (CyclerLog, make_log, net_capacity_from_counters,
+                                     start_offset_notes)
 
 #: The Jet database signature at byte 4 of every Access .mdb/.res file.
 _JET_MAGIC = b"Standard Jet DB"
@@ -70,8 +71,12 @@ def read_arbin_res(path) -> CyclerLog:
     step = np.r_[1, 1 + np.cumsum(step_raw[1:] != step_raw[:-1])]
     q_mAh = net_capacity_from_counters(1e3 * cols["Charge_Capacity"],
                                        1e3 * cols["Discharge_Capacity"], cycle)
+    notes, partial = start_offset_notes(1e3 * cols["Charge_Capacity"][0],
+                                        1e3 * cols["Discharge_Capacity"][0], int(cycle[0]))
+    q_mAh = q_mAh - q_mAh[0]
     t = cols["Test_Time"]
     return make_log(t - t[0], cols["Voltage"], 1e3 * cols["Current"], q_mAh, cycle, step,
                     source=str(path), meta={"format": "Arbin .res", "file_cycle": cycle,
                                              "file_step": file_step, "cycle_source": "file",
-                                             "data_point": cols["Data_Point"].astype(np.int64)})
+                                             "data_point": cols["Data_Point"].astype(np.int64),
+                                             "notes": notes, "partial_start": partial})

@@ -176,9 +176,11 @@ def read_maccor(path) -> CyclerLog:
     discharge = np.where(sign < 0, cap, 0.0)
     q = net_capacity_from_counters(charge, discharge, step)
     q = q - q[0]
+    partial = None
     if active[0] and cap[0] > 0:
         notes.append(f"cycle {cyc_file[0]} step {step_file[0]} began before the first record: "
                      f"{cap[0]:.6g} mAh had passed and is not counted")
+        partial = int(cyc_file[0])
     cycle = cyc_file
     if len(np.unique(cyc_file)) == 1 and np.count_nonzero(np.diff(sign[active]) != 0) >= 2:
         cycle = assign_cycles(i_mA, step)
@@ -189,5 +191,6 @@ def read_maccor(path) -> CyclerLog:
                       f"{q_col} x {q_scale:g} -> mAh", "voltage": f"{v_col} x {v_scale:g} -> V",
                       "time": t_col},
             "file_cycle": cyc_file, "file_step": step_file, "notes": notes,
-            "cycle_source": "file" if cycle is cyc_file else "assigned"}
+            "cycle_source": "file" if cycle is cyc_file else "assigned",
+            "partial_start": None if partial is None else int(cycle[0])}
     return make_log(t - t[0], volts, i_mA, q, cycle, step, source=str(path), meta=meta)

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from layerscope.echem._checks import as_index
-from layerscope.echem._table import CyclerLog, make_log, net_capacity_from_counters
+from layerscope.echem._table import (CyclerLog, make_log, net_capacity_from_counters,
+                                     start_offset_notes)
 
 _NDA_MAGIC = b"NEWARE"
 
@@ -106,9 +107,12 @@ def read_neware(path) -> CyclerLog:
     stamps = df["Timestamp"]
     stamp_s = (stamps - stamps.iloc[0]).dt.total_seconds().to_numpy(float)
     time_s = _continuous_time_s(df["Time"].to_numpy(float), stamp_s, step)
-    q = net_capacity_from_counters(df["Charge_Capacity(mAh)"].to_numpy(float),
-                                   df["Discharge_Capacity(mAh)"].to_numpy(float), step)
+    qc, qd = df["Charge_Capacity(mAh)"].to_numpy(float), df["Discharge_Capacity(mAh)"].to_numpy(float)
+    q = net_capacity_from_counters(qc, qd, step)
+    notes, partial = start_offset_notes(qc[0], qd[0], int(cycle[0]))
+    q = q - q[0]
     return make_log(time_s, df["Voltage"].to_numpy(float), df["Current(mA)"].to_numpy(float), q,
                     cycle, step, source=str(path),
                     meta={"format": "Neware " + path.suffix.lower(), "file_cycle": cycle,
-                          "file_step": step_raw, "cycle_source": "file", "n_rows": len(df)})
+                          "file_step": step_raw, "cycle_source": "file", "n_rows": len(df),
+                          "notes": notes, "partial_start": partial})
