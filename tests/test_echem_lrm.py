@@ -185,3 +185,17 @@ def test_gitt_recovers_the_diffusion_coefficient():
     # a pulse as long as the diffusion time breaks tau << L^2/D: NaN with a flag
     long = gitt(_planar_gitt(D, L, tau=4000.0, n_pulses=2, rest_s=20000.0), length_cm=L)
     assert np.all(np.isnan(long.D_cm2_s)) and all(long.flag)
+
+
+def test_cli_gitt_writes_the_diffusion_coefficients(tmp_path):
+    import csv
+
+    from layerscope.cli import main
+    from layerscope.echem.tabular import write_csv
+
+    write_csv(_planar_gitt(1e-11, 2e-4, tau=60.0, n_pulses=3), tmp_path / "gitt_log.csv")
+    assert main(["echem", str(tmp_path / "gitt_log.csv"), "--gitt-length-um", "2",
+                 "--out", str(tmp_path / "o")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "o" / "gitt.csv")))
+    assert len(rows) == 3
+    np.testing.assert_allclose([float(r["D_cm2_s"]) for r in rows], 1e-11, rtol=0.01)
