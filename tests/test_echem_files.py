@@ -258,3 +258,35 @@ def test_record_starting_mid_step_leaves_that_cycles_ce_undetermined(cycler_dir)
     assert s.cycle[0] == 86 and np.isnan(s.ce[0]) and np.isnan(s.initial_ce)
     assert any("cycle 86" in n and "not determined" in n for n in s.notes)
     assert np.all(np.isfinite(s.ce[1:]))
+
+
+def _rewrite_mpr(buf: bytes, *, new_header: bool, data_version: int | None = None) -> bytes:
+    """The shared .mpr with EC-Lab >= 11.50 module headers and/or another data-module version."""
+    from layerscope.echem.biologic import _modules
+
+    out = bytearray(buf[:52])
+    pos = 52
+    for short, version, body in _modules(buf, Path("x")):
+        head = buf[pos:pos + 57]
+        if short == "VMP data" and data_version == 2:
+            body, version = body[:405] + body[406:], 2  # version 3 has one more byte before the data
+        length = len(body).to_bytes(4, "little")
+        ver = version.to_bytes(4, "little")
+        if new_header:
+            out += head[:41] + b"\xff\xff\xff\xff" + length + ver + b"\x0b\x00\x00\x00" + head[49:57]
+        else:
+            out += head[:41] + length + ver + head[49:57]
+        out += body
+        pos += 57 + len(buf[pos + 57:pos + 57 + int.from_bytes(head[41:45], "little")])
+    return bytes(out)
+
+
+@pytest.mark.parametrize("new_header, data_version", [(True, None), (False, 2), (True, 2)])
+def test_mpr_layout_variants_read_the_same(cycler_dir, tmp_path, new_header, data_version):
+    src = cycler_dir / "biologic_gcpl_5cycles.mpr"
+    p = tmp_path / "variant.mpr"
+    p.write_bytes(_rewrite_mpr(src.read_bytes(), new_header=new_header, data_version=data_version))
+    ref = cycle_summary(read_cycler(src))
+    s = cycle_summary(read_cycler(p))
+    np.testing.assert_array_equal(s.charge_mAh, ref.charge_mAh)
+    np.testing.assert_array_equal(s.discharge_mAh, ref.discharge_mAh)

@@ -10,11 +10,16 @@ checked against galvani in ``tests/test_echem_peer.py``:
 * Then modules, each with a 57-byte header: ``MODULE`` (6 bytes), short name
   (10 bytes, e.g. ``VMP data``), long name (25 bytes), data length (uint32 LE),
   module version (uint32 LE), date (8 ASCII bytes, ``mm/dd/yy``); then
-  ``length`` bytes of module data.
+  ``length`` bytes of module data. EC-Lab ≥ 11.50 writes a 65-byte header instead,
+  recognised by 0xFFFFFFFF where the length would be: that field ("max length"),
+  then the length, the version, 4 more bytes and the date.
 * The ``VMP data`` module data: number of points (uint32), number of columns
-  (uint8), the column ids (uint16 each), zero padding, then the records packed
-  row by row from offset ``0x196`` (module version ≥ 2) or ``0x195`` (version
-  0/1) of the module data. Ids 1, 2, 3, 21, 31, 65 are bit flags that EC-Lab
+  (uint8), the column ids, zero padding, then the records packed row by row.
+  Module version 2: uint16 ids, records from byte 405; version 3: uint16 ids,
+  records from byte 406; version 0: uint8 ids with records from byte 100, or (EC-Lab
+  ≥ 11.50) uint8 ids each followed by a zero byte with records from byte 1007.
+  (Layouts as galvani documents them; only version 3 is in the shared data, the
+  others are checked on rewritten copies of it.) Ids 1, 2, 3, 21, 31, 65 are bit flags that EC-Lab
   packs into a single leading byte (mode = bits 0–1: 1 galvanostatic,
   2 potentiostatic, 3 rest; ox/red = bit 2); other ids each take their own
   field of the size given in :data:`_COLUMNS`.
@@ -69,9 +74,14 @@ def _modules(buf: bytes, path: Path):
         if pos + _MODULE_HEADER > len(buf):
             raise ValueError(f"{path}: .mpr file is truncated inside a module header at byte {pos}")
         short = buf[pos + 6:pos + 16].decode("ascii", "replace").strip()
-        length = int.from_bytes(buf[pos + 41:pos + 45], "little")
-        version = int.from_bytes(buf[pos + 45:pos + 49], "little")
-        start = pos + _MODULE_HEADER
+        if buf[pos + 41:pos + 45] == b"\xff\xff\xff\xff":  # EC-Lab >= 11.50 module header
+            length = int.from_bytes(buf[pos + 45:pos + 49], "little")
+            version = int.from_bytes(buf[pos + 49:pos + 53], "little")
+            start = pos + _MODULE_HEADER + 8
+        else:
+            length = int.from_bytes(buf[pos + 41:pos + 45], "little")
+            version = int.from_bytes(buf[pos + 45:pos + 49], "little")
+            start = pos + _MODULE_HEADER
         if start + length > len(buf):
             raise ValueError(f"{path}: .mpr module {short!r} declares {length} bytes but the file "
                              f"ends {len(buf) - start} bytes after its header (truncated file?)")
@@ -107,8 +117,18 @@ def read_mpr_columns(path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: 'VMP data' module is too short ({len(body)} bytes)")
     n_points = int.from_bytes(body[0:4], "little")
     n_cols = body[4]
-    ids = np.frombuffer(body, "<u2", count=n_cols, offset=5).tolist()
-    offset = 0x196 if version >= 2 else 0x195
+    if version in (2, 3):
+        ids = np.frombuffer(body, "<u2", count=n_cols, offset=5).tolist()
+        offset = 405 if version == 2 else 406
+    elif version == 0 and len(body) > 5 and body[5]:
+        ids = np.frombuffer(body, "u1", count=n_cols, offset=5).tolist()
+        offset = 100
+    elif version == 0:
+        ids = np.frombuffer(body, "u1", count=2 * n_cols, offset=5)[1::2].tolist()
+        offset = 1007
+    else:
+        raise ValueError(f"{path}: 'VMP data' module version {version} is not known to "
+                         f"layerscope's reader (known: 0, 2, 3)")
     if n_points and (len(body) - offset) % n_points:
         raise ValueError(f"{path}: 'VMP data' holds {len(body) - offset} bytes of records, not a "
                          f"whole number of {n_points} records (truncated file or unsupported "
