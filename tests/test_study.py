@@ -122,7 +122,8 @@ def test_results_file_has_units_and_provenance(fast_run, sim_study):
     assert prov["parameters"]["mode"] == "atomic" and "numpy" in prov["packages"]
     cyc = xr.open_dataset(path, engine="h5netcdf", group="cycler/half-cell/cycles")
     assert cyc["charge_mAh"].attrs["units"] == "mAh"
-    np.testing.assert_allclose(cyc["charge_mAh"].values[:2], [2.9, 2.3], rtol=1e-6)
+    truth = json.loads((sim_study.parent / "cycler" / "half-cell_truth.json").read_text())
+    np.testing.assert_allclose(cyc["charge_mAh"].values[:2], truth["charge_mAh"][:2], rtol=5e-3)
 
 
 def test_report_sections_mirror_the_paper(fast_run):

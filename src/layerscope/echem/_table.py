@@ -85,11 +85,13 @@ def make_log(time_s, voltage_V, current_mA, capacity_mAh, cycle=None, step=None,
     current_mA = np.asarray(current_mA, dtype=float)
     if step is None:
         step = steps_from_current(current_mA)
+    meta = dict(meta or {})
     if cycle is None:
         cycle = assign_cycles(current_mA, np.asarray(step))
+        meta.setdefault("cycle_source", "assigned")
     return CyclerLog(time_s, np.asarray(voltage_V, float), current_mA,
                      np.asarray(capacity_mAh, float), np.asarray(cycle, dtype=np.int64),
-                     np.asarray(step, dtype=np.int64), source, dict(meta or {}))
+                     np.asarray(step, dtype=np.int64), source, meta)
 
 
 def _direction(current_mA: np.ndarray, tol_mA: float | None = None) -> np.ndarray:
@@ -110,19 +112,24 @@ def steps_from_current(current_mA) -> np.ndarray:
     return np.concatenate([[1], 1 + np.cumsum(d[1:] != d[:-1])]).astype(np.int64)
 
 
-def assign_cycles(current_mA, step) -> np.ndarray:
-    """Cycle numbers in the cathode convention: a cycle is a charge then a discharge.
+def assign_cycles(current_mA, step, *, first: str = "charge") -> np.ndarray:
+    """Cycle numbers: a cycle is a charge then a discharge (``first="charge"``, the
+    cathode and full-cell convention) or a discharge then a charge (``"discharge"``,
+    an anode half-cell).
 
-    The cycle number increases at the first charging step that follows a
-    discharge. A record that opens with a discharge puts it in cycle 0 (it has
-    no charge of its own); rests belong to the cycle they fall in.
+    The cycle number increases at the first step of the ``first`` kind that follows a
+    step of the other kind. A record that opens with the other kind puts it in cycle 0
+    (it has no ``first`` half of its own); rests belong to the cycle they fall in.
     """
+    if first not in ("charge", "discharge"):
+        raise ValueError(f"first must be 'charge' or 'discharge', got {first!r}")
+    lead = 1 if first == "charge" else -1
     d = _direction(current_mA)
     step = np.asarray(step)
     cycle = np.empty(len(d), dtype=np.int64)
     first_active = d[d != 0][:1]
-    current = 0 if (len(first_active) and first_active[0] < 0) else 1
-    seen_discharge = False
+    current = 0 if (len(first_active) and first_active[0] == -lead) else 1
+    seen_other = False
     prev_step = None
     step_dir = 0
     for i in range(len(d)):
@@ -131,16 +138,32 @@ def assign_cycles(current_mA, step) -> np.ndarray:
             step_dir = 0
         if d[i] != 0 and step_dir == 0:
             step_dir = d[i]
-            if step_dir > 0 and seen_discharge:
+            if step_dir == lead and seen_other:
                 current += 1
-                seen_discharge = False
-            elif step_dir < 0:
-                seen_discharge = True
+                seen_other = False
+            elif step_dir == -lead:
+                seen_other = True
         cycle[i] = current
     return cycle
 
 
-def net_capacity_from_counters(charge_mAh, discharge_mAh, block) -> np.ndarray:
+def with_convention(log: CyclerLog, convention: str) -> CyclerLog:
+    """The log with cycles re-assigned for ``convention`` where the reader assigned them.
+
+    Cycle numbers the file itself holds (Neware, Arbin, Maccor) are kept as they are;
+    cycles a reader assigned from the current (``meta['cycle_source'] == 'assigned'``)
+    are re-assigned discharge-first for an anode half-cell.
+    """
+    if convention != "anode" or log.meta.get("cycle_source") != "assigned":
+        return log
+    from dataclasses import replace
+
+    cycle = assign_cycles(log.current_mA, log.step, first="discharge")
+    return replace(log, cycle=cycle, meta={**log.meta, "cycle_convention": "discharge first"})
+
+
+def net_capacity_from_counters(charge_mAh, discharge_mAh, block, *,
+                               expected_mAh=None) -> np.ndarray:
     """Net charge passed since the first point from resetting cycler counters.
 
     Parameters
@@ -151,6 +174,14 @@ def net_capacity_from_counters(charge_mAh, discharge_mAh, block) -> np.ndarray:
         grows.
     block : array_like
         Label that changes where the counters may reset (step or cycle number).
+    expected_mAh : array_like, optional
+        Signed I·Δt of the interval ending at each row (mAh; its positive part is what
+        the charge counter should have grown by, its negative part the discharge
+        counter). Where given, a counter at a block start that did not drop is read as
+        a restart (increment = its value) or a continuation (increment = its
+        difference), whichever is closer to that: some
+        cyclers restart their counters every step, others every cycle, and an export
+        does not say which.
 
     Returns
     -------
@@ -161,13 +192,32 @@ def net_capacity_from_counters(charge_mAh, discharge_mAh, block) -> np.ndarray:
     """
     block = np.asarray(block)
     same = np.r_[False, block[1:] == block[:-1]]
+    exp = None if expected_mAh is None else np.asarray(expected_mAh, float)
 
-    def increments(q):
+    def increments(q, exp):
         q = np.asarray(q, float)
         dq = np.r_[q[0], np.diff(q)]
-        # At a block start, or where a counter drops inside a block, the
-        # counter restarted from zero: its value is the increment.
+        # Where a counter drops inside a block it restarted from zero: its value is the
+        # increment; at a block start it restarted unless the current says otherwise.
         restarted = ~same | (dq < 0)
+        if exp is not None:
+            cont = ~same & (dq >= 0) & (np.abs(dq - exp) < np.abs(q - exp))
+            cont[0] = False
+            restarted &= ~cont
         return np.where(restarted, q, dq)
 
-    return np.cumsum(increments(charge_mAh) - increments(discharge_mAh))
+    e_c = None if exp is None else np.maximum(exp, 0.0)
+    e_d = None if exp is None else np.maximum(-exp, 0.0)
+    return np.cumsum(increments(charge_mAh, e_c) - increments(discharge_mAh, e_d))
+
+
+def start_offset_notes(charge0_mAh: float, discharge0_mAh: float, cycle0: int):
+    """Notes and the partial cycle when a record's counters are not zero at its first row.
+
+    The charge they hold passed before the record began; the tidy table counts charge from
+    the first point, so that cycle's half is incomplete (its CE is then not determined)."""
+    off = max(float(charge0_mAh), float(discharge0_mAh))
+    if not off > 0:
+        return [], None
+    return [f"cycle {cycle0} began before the first record: {off:.6g} mAh had passed and is not "
+            f"counted; that cycle's CE is not determined"], int(cycle0)

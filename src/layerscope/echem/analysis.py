@@ -1,15 +1,24 @@
-"""Per-cycle analysis of a galvanostatic record in the cathode convention.
+"""Per-cycle analysis of a galvanostatic record, in the convention the user sets.
 
-Conventions (cathode / half-cell, as in the paper's Supp. Fig. 2):
+Conventions (``convention=``):
 
-* charge = current > 0 (delithiation), discharge = current < 0;
-* Coulombic efficiency ``CE = Q_discharge / Q_charge`` of the same cycle;
-  the initial CE (ICE) is that of the first cycle with both halves;
+* always: charge = current > 0 (the cell's voltage rises), discharge = current < 0;
+* ``"cathode"`` (default; a cathode half-cell vs Li, the paper's Supp. Fig. 2) and
+  ``"full"`` (a full cell): a cycle is a charge then a discharge; the reversible
+  capacity is the discharge; ``CE = Q_discharge / Q_charge`` of the same cycle;
+* ``"anode"`` (an anode half-cell vs Li, e.g. graphite or Si: lithiation of the working
+  electrode is the discharge and comes first): a cycle is a discharge then a charge;
+  the reversible capacity is the charge (delithiation); ``CE = Q_charge / Q_discharge``;
+* a cycle that lacks one of its halves gets NaN (not 0) for that half's capacity,
+  energy and average voltage, and for CE and retention, with a note saying what is
+  missing (``CycleSummary.notes``, the ``note`` column of ``cycles.csv``);
+* the initial CE (ICE) is that of the first cycle with both halves;
 * average voltage of a half cycle ``V̄ = ∫ V dQ / Q`` and its energy
   ``E = ∫ V dQ`` (mWh from V·mAh), integrated by the trapezoid rule over the
   logged points;
-* retention = discharge capacity / discharge capacity of a reference cycle;
-  voltage decay = ``V̄_dis − V̄_dis(ref)``; hysteresis = ``V̄_ch − V̄_dis``;
+* retention = reversible capacity / that of a reference cycle (default the first
+  cycle with both halves); voltage decay = ``V̄_dis − V̄_dis(ref)``;
+  hysteresis = ``V̄_ch − V̄_dis``;
 * C-rate = |I| / nominal capacity (1C discharges the nominal capacity in 1 h).
 
 The charge passed between two logged points is the increment of the tidy
@@ -42,6 +51,8 @@ class CycleSummary:
     charge_current_mA: np.ndarray
     discharge_current_mA: np.ndarray
     mass_mg: float | None = None
+    convention: str = "cathode"
+    notes: tuple = ()
 
     @property
     def hysteresis_V(self) -> np.ndarray:
@@ -69,6 +80,11 @@ class CycleSummary:
         return self.mass_mg * 1e-3
 
     @property
+    def reversible_mAh(self) -> np.ndarray:
+        """The capacity that counts for retention: discharge (cathode/full) or charge (anode)."""
+        return self.charge_mAh if self.convention == "anode" else self.discharge_mAh
+
+    @property
     def initial_ce(self) -> float:
         """CE of the first cycle that has both a charge and a discharge."""
         full = self.full_cycles()
@@ -76,11 +92,14 @@ class CycleSummary:
 
     def full_cycles(self) -> np.ndarray:
         """Boolean mask of cycles with both a charge and a discharge."""
-        return (self.charge_mAh > 0) & (self.discharge_mAh > 0)
+        with np.errstate(invalid="ignore"):
+            return (self.charge_mAh > 0) & (self.discharge_mAh > 0)
 
     def retention(self, ref_cycle: int | None = None) -> np.ndarray:
-        """Discharge capacity relative to ``ref_cycle`` (default: first full cycle)."""
-        return self.discharge_mAh / self.discharge_mAh[self._ref(ref_cycle)]
+        """Reversible capacity relative to ``ref_cycle`` (default: first full cycle).
+
+        NaN for a cycle that lacks its reversible half."""
+        return self.reversible_mAh / self.reversible_mAh[self._ref(ref_cycle)]
 
     def voltage_decay_V(self, ref_cycle: int | None = None) -> np.ndarray:
         """Average discharge voltage minus that of ``ref_cycle``."""
@@ -116,6 +135,16 @@ class CycleSummary:
             out["charge_mAh_g"] = self.charge_mAh_g
             out["discharge_mAh_g"] = self.discharge_mAh_g
             out["energy_Wh_kg"] = self.energy_Wh_kg
+        out["note"] = np.array([n for n in self.cycle_notes()], dtype=object)
+        return out
+
+    def cycle_notes(self) -> list[str]:
+        """Per cycle: what is missing ('' for a complete cycle)."""
+        out = []
+        for qc, qd in zip(self.charge_mAh, self.discharge_mAh):
+            miss = [k for k, q in (("charge", qc), ("discharge", qd)) if not (q > 0)]
+            out.append(f"no {' and no '.join(miss)} in this cycle: its values are NaN"
+                       if miss else "")
         return out
 
 
@@ -126,7 +155,11 @@ def _increments(log: CyclerLog):
     return dq, vmid, dt
 
 
-def cycle_summary(log: CyclerLog, *, mass_mg: float | None = None) -> CycleSummary:
+CONVENTIONS = ("cathode", "anode", "full")
+
+
+def cycle_summary(log: CyclerLog, *, mass_mg: float | None = None,
+                  convention: str = "cathode") -> CycleSummary:
     """Per-cycle capacities, CE, average voltages and energies of a record.
 
     Parameters
@@ -134,15 +167,21 @@ def cycle_summary(log: CyclerLog, *, mass_mg: float | None = None) -> CycleSumma
     log : CyclerLog
     mass_mg : float, optional
         Active-material mass (mg) for specific capacities (mAh/g) and energy.
+    convention : {"cathode", "anode", "full"}
+        Which half is reversible and how CE is defined (module docstring).
 
     Returns
     -------
     CycleSummary
         See the module docstring for the definitions; a half cycle that is
-        absent gives capacity 0 and NaN averages (and NaN CE without charge).
+        absent gives NaN capacity, energy, average voltage, CE and retention.
     """
+    from layerscope._errors import InputError
+
     if mass_mg is not None and not (np.isfinite(mass_mg) and mass_mg > 0):
-        raise ValueError(f"active mass must be a positive number of mg, got {mass_mg}")
+        raise InputError(f"active mass must be a positive number of mg, got {mass_mg}")
+    if convention not in CONVENTIONS:
+        raise InputError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     dq, vmid, dt = _increments(log)
     cycles = log.cycles
     idx = np.searchsorted(cycles, log.cycle)
@@ -155,7 +194,8 @@ def cycle_summary(log: CyclerLog, *, mass_mg: float | None = None) -> CycleSumma
     tc = np.bincount(idx, weights=np.where(pos, dt, 0.0), minlength=n)
     td = np.bincount(idx, weights=np.where(neg, dt, 0.0), minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ce = np.where(qc > 0, qd / np.where(qc > 0, qc, 1.0), np.nan)
+        num, den = (qc, qd) if convention == "anode" else (qd, qc)
+        ce = np.where((num > 0) & (den > 0), num / np.where(den > 0, den, 1.0), np.nan)
         vc = np.where(qc > 0, ec / np.where(qc > 0, qc, 1.0), np.nan)
         vd = np.where(qd > 0, ed / np.where(qd > 0, qd, 1.0), np.nan)
         ic = np.where(tc > 0, 3600.0 * qc / np.where(tc > 0, tc, 1.0), np.nan)
@@ -163,8 +203,35 @@ def cycle_summary(log: CyclerLog, *, mass_mg: float | None = None) -> CycleSumma
     keep = (qc > 0) | (qd > 0)  # cycles holding only rest points carry no information
     if not keep.any():
         raise ValueError(f"{log.source or 'cycler log'}: no charge or discharge in the record")
+    ed = np.where(qd > 0, ed, np.nan)
+    ec = np.where(qc > 0, ec, np.nan)
+    qc = np.where(qc > 0, qc, np.nan)
+    qd = np.where(qd > 0, qd, np.nan)
     cols = [a[keep] for a in (cycles, qc, qd, ce, vc, vd, ed, ec, ic, idis)]
-    return CycleSummary(*cols, mass_mg)
+    s = CycleSummary(*cols, mass_mg, convention)
+    notes = [f"cycle {c}: {n}" for c, n in zip(s.cycle, s.cycle_notes()) if n]
+    partial = log.meta.get("partial_start")
+    if partial is not None and np.any(cols[0] == partial):
+        j = int(np.flatnonzero(cols[0] == partial)[0])
+        cols[3] = cols[3].copy()
+        cols[3][j] = np.nan
+        notes.append(f"cycle {partial}: it began before the first record, so its CE is not "
+                     f"determined (NaN)")
+        s = CycleSummary(*cols, mass_mg, convention)
+    full = np.flatnonzero(s.full_cycles())
+    if len(full) and convention != "anode":
+        k = full[0]
+        # the first step of the cycle that carries > 1 % of its charge says which half opens it
+        rows = log.cycle == s.cycle[k]
+        _, blk = np.unique(log.step[rows], return_inverse=True)
+        per_step = np.bincount(blk, weights=dq[rows])
+        big = np.flatnonzero(np.abs(per_step) > 0.01 * np.sum(np.abs(dq[rows])))
+        opens_with_discharge = bool(len(big)) and per_step[big[0]] < 0
+        if s.ce[k] > 1.0 and opens_with_discharge and s.cycle[k] == s.cycle[0]:
+            notes.append(f"the first cycle opens with a discharge and its CE is {s.ce[k]:.4f} > 1 in "
+                         f"the {convention} convention: if this is an anode half-cell (lithiation "
+                         f"first), use the anode convention")
+    return CycleSummary(*cols, mass_mg, convention, tuple(notes))
 
 
 def c_rate(current_mA, nominal_mAh: float) -> np.ndarray:

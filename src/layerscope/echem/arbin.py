@@ -4,7 +4,10 @@ Read with the pure-Python ``access-parser`` package (Apache-2.0), so no system
 tool (``mdbtools``) is needed. The record table is ``Channel_Normal_Table``:
 ``Test_Time`` (s), ``Current`` (A), ``Voltage`` (V), ``Charge_Capacity`` and
 ``Discharge_Capacity`` (Ah, counters that reset at each new cycle),
-``Cycle_Index`` and ``Step_Index``; rows are ordered by ``Data_Point``.
+``Cycle_Index`` and ``Step_Index``; rows are ordered by ``Data_Point``. The units are
+fixed by Arbin's database schema (the columns carry no unit text); the per-step
+current × time check of :func:`layerscope.echem.io.read_cycler` confirms that the
+current and the capacity counters agree with them. Cycle numbers are Arbin's.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope.echem._table import CyclerLog, make_log, net_capacity_from_counters
+from layerscope._errors import InputError
+from layerscope.echem._checks import as_index
+from layerscope.echem._table import (CyclerLog, make_log, net_capacity_from_counters,
+                                     start_offset_notes)
 
 #: The Jet database signature at byte 4 of every Access .mdb/.res file.
 _JET_MAGIC = b"Standard Jet DB"
@@ -54,11 +60,23 @@ def read_arbin_res(path) -> CyclerLog:
         raise ValueError(f"{path}: {_TABLE} holds no data points")
     order = np.argsort(cols["Data_Point"], kind="stable")
     cols = {k: v[order] for k, v in cols.items()}
-    cycle = cols["Cycle_Index"].astype(np.int64)
-    step_raw = cols["Step_Index"].astype(np.int64) + 1000 * cycle
+    cycle = as_index(cols["Cycle_Index"], path=path, column="Cycle_Index")
+    file_step = as_index(cols["Step_Index"], path=path, column="Step_Index")
+    for name in ("Test_Time", "Current", "Voltage", "Charge_Capacity", "Discharge_Capacity"):
+        bad = ~np.isfinite(cols[name])
+        if bad.any():
+            raise InputError(f"{_TABLE}.{name} is missing or not a number", path=path,
+                             where=f"data point {cols['Data_Point'][np.flatnonzero(bad)[0]]:.0f}")
+    step_raw = file_step + 1000 * cycle
     step = np.r_[1, 1 + np.cumsum(step_raw[1:] != step_raw[:-1])]
     q_mAh = net_capacity_from_counters(1e3 * cols["Charge_Capacity"],
                                        1e3 * cols["Discharge_Capacity"], cycle)
+    notes, partial = start_offset_notes(1e3 * cols["Charge_Capacity"][0],
+                                        1e3 * cols["Discharge_Capacity"][0], int(cycle[0]))
+    q_mAh = q_mAh - q_mAh[0]
     t = cols["Test_Time"]
     return make_log(t - t[0], cols["Voltage"], 1e3 * cols["Current"], q_mAh, cycle, step,
-                    source=str(path), meta={"format": "Arbin .res"})
+                    source=str(path), meta={"format": "Arbin .res", "file_cycle": cycle,
+                                             "file_step": file_step, "cycle_source": "file",
+                                             "data_point": cols["Data_Point"].astype(np.int64),
+                                             "notes": notes, "partial_start": partial})

@@ -10,17 +10,24 @@ checked against galvani in ``tests/test_echem_peer.py``:
 * Then modules, each with a 57-byte header: ``MODULE`` (6 bytes), short name
   (10 bytes, e.g. ``VMP data``), long name (25 bytes), data length (uint32 LE),
   module version (uint32 LE), date (8 ASCII bytes, ``mm/dd/yy``); then
-  ``length`` bytes of module data.
+  ``length`` bytes of module data. EC-Lab ≥ 11.50 writes a 65-byte header instead,
+  recognised by 0xFFFFFFFF where the length would be: that field ("max length"),
+  then the length, the version, 4 more bytes and the date.
 * The ``VMP data`` module data: number of points (uint32), number of columns
-  (uint8), the column ids (uint16 each), zero padding, then the records packed
-  row by row from offset ``0x196`` (module version ≥ 2) or ``0x195`` (version
-  0/1) of the module data. Ids 1, 2, 3, 21, 31, 65 are bit flags that EC-Lab
+  (uint8), the column ids, zero padding, then the records packed row by row.
+  Module version 2: uint16 ids, records from byte 405; version 3: uint16 ids,
+  records from byte 406; version 0: uint8 ids with records from byte 100, or (EC-Lab
+  ≥ 11.50) uint8 ids each followed by a zero byte with records from byte 1007.
+  (Layouts as galvani documents them; only version 3 is in the shared data, the
+  others are checked on rewritten copies of it.) Ids 1, 2, 3, 21, 31, 65 are bit flags that EC-Lab
   packs into a single leading byte (mode = bits 0–1: 1 galvanostatic,
   2 potentiostatic, 3 rest; ox/red = bit 2); other ids each take their own
   field of the size given in :data:`_COLUMNS`.
 
-Only the column ids in :data:`_COLUMNS` are decoded; a file holding any other
-id raises a ``ValueError`` naming it (the record size would be unknown).
+Only the column ids in :data:`_COLUMNS` are decoded. Ids not in that table
+(newer EC-Lab versions, PEIS columns) are skipped and reported in
+``meta['notes']`` when they form one contiguous run, whose size is then the record
+size left over; unknown ids at several places cannot be told apart and raise.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope.echem._table import CyclerLog, assign_cycles, make_log
+from layerscope.echem._checks import as_index
+from layerscope.echem._table import CyclerLog, assign_cycles, make_log, steps_from_current
 
 _MAGIC = b"BIO-LOGIC MODULAR FILE\x1a"
 _FILE_HEADER = 52
@@ -66,9 +74,14 @@ def _modules(buf: bytes, path: Path):
         if pos + _MODULE_HEADER > len(buf):
             raise ValueError(f"{path}: .mpr file is truncated inside a module header at byte {pos}")
         short = buf[pos + 6:pos + 16].decode("ascii", "replace").strip()
-        length = int.from_bytes(buf[pos + 41:pos + 45], "little")
-        version = int.from_bytes(buf[pos + 45:pos + 49], "little")
-        start = pos + _MODULE_HEADER
+        if buf[pos + 41:pos + 45] == b"\xff\xff\xff\xff":  # EC-Lab >= 11.50 module header
+            length = int.from_bytes(buf[pos + 45:pos + 49], "little")
+            version = int.from_bytes(buf[pos + 49:pos + 53], "little")
+            start = pos + _MODULE_HEADER + 8
+        else:
+            length = int.from_bytes(buf[pos + 41:pos + 45], "little")
+            version = int.from_bytes(buf[pos + 45:pos + 49], "little")
+            start = pos + _MODULE_HEADER
         if start + length > len(buf):
             raise ValueError(f"{path}: .mpr module {short!r} declares {length} bytes but the file "
                              f"ends {len(buf) - start} bytes after its header (truncated file?)")
@@ -83,7 +96,8 @@ def read_mpr_columns(path) -> dict[str, np.ndarray]:
     -------
     dict
         EC-Lab column name -> array; the packed flags come back as ``mode``
-        (1 galvanostatic, 2 potentiostatic, 3 rest) and ``ox/red``.
+        (1 galvanostatic, 2 potentiostatic, 3 rest) and ``ox/red``; ``_skipped_ids``
+        lists the unknown column ids that were skipped.
     """
     path = Path(path)
     buf = path.read_bytes()
@@ -103,31 +117,60 @@ def read_mpr_columns(path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: 'VMP data' module is too short ({len(body)} bytes)")
     n_points = int.from_bytes(body[0:4], "little")
     n_cols = body[4]
-    ids = np.frombuffer(body, "<u2", count=n_cols, offset=5).tolist()
+    if version in (2, 3):
+        ids = np.frombuffer(body, "<u2", count=n_cols, offset=5).tolist()
+        offset = 405 if version == 2 else 406
+    elif version == 0 and len(body) > 5 and body[5]:
+        ids = np.frombuffer(body, "u1", count=n_cols, offset=5).tolist()
+        offset = 100
+    elif version == 0:
+        ids = np.frombuffer(body, "u1", count=2 * n_cols, offset=5)[1::2].tolist()
+        offset = 1007
+    else:
+        raise ValueError(f"{path}: 'VMP data' module version {version} is not known to "
+                         f"layerscope's reader (known: 0, 2, 3)")
+    if n_points and (len(body) - offset) % n_points:
+        raise ValueError(f"{path}: 'VMP data' holds {len(body) - offset} bytes of records, not a "
+                         f"whole number of {n_points} records (truncated file or unsupported "
+                         f".mpr version {version})")
+    record = (len(body) - offset) // n_points if n_points else 0
     fields = []
     if any(i in _FLAG_IDS for i in ids):
         fields.append(("flags", "u1"))
+    unknown_runs: list[list[int]] = []
+    prev_unknown = False
     for cid in ids:
         if cid in _FLAG_IDS:
             continue
         if cid not in _COLUMNS:
-            raise ValueError(f"{path}: .mpr column id {cid} is not supported by layerscope's reader "
-                             f"(known ids: {sorted(_COLUMNS)}); install the optional 'galvani' "
-                             f"package to inspect it")
+            if prev_unknown:
+                unknown_runs[-1].append(cid)
+            else:
+                unknown_runs.append([cid])
+                fields.append((f"_unknown{len(unknown_runs)}", None))
+            prev_unknown = True
+            continue
+        prev_unknown = False
         dtype, name = _COLUMNS[cid]
         fields.append((name, dtype))
+    known = sum(np.dtype(d).itemsize for _, d in fields if d is not None)
+    if len(unknown_runs) > 1 or (unknown_runs and record - known <= 0):
+        flat = [c for run in unknown_runs for c in run]
+        raise ValueError(f"{path}: .mpr column ids {flat} are not known to layerscope's reader "
+                         f"and their sizes cannot be told apart (known ids: {sorted(_COLUMNS)}); "
+                         f"install the optional 'galvani' package to inspect them")
+    if unknown_runs:
+        fields = [(n, d if d is not None else f"V{record - known}") for n, d in fields]
+    elif n_points and record != known:
+        raise ValueError(f"{path}: 'VMP data' record layout does not add up ({record} bytes per "
+                         f"record, the columns {ids} need {known}): unsupported .mpr version "
+                         f"{version}")
     dtype = np.dtype(fields)
-    offset = 0x196 if version >= 2 else 0x195
-    need = offset + n_points * dtype.itemsize
-    if need > len(body):
-        raise ValueError(f"{path}: 'VMP data' declares {n_points} points of {dtype.itemsize} bytes "
-                         f"but holds only {len(body) - offset} bytes of records (truncated file?)")
-    if need != len(body):
-        raise ValueError(f"{path}: 'VMP data' record layout does not add up ({len(body)} bytes, "
-                         f"expected {need} for {n_points} records of {dtype.itemsize} bytes): "
-                         f"unsupported .mpr version {version}")
+    unknown = [c for run in unknown_runs for c in run]
     rec = np.frombuffer(body, dtype, count=n_points, offset=offset)
-    out = {name: rec[name].copy() for name in rec.dtype.names if name != "flags"}
+    out = {name: rec[name].copy() for name in rec.dtype.names
+           if name != "flags" and not name.startswith("_unknown")}
+    out["_skipped_ids"] = unknown
     if "flags" in rec.dtype.names:
         out["mode"] = (rec["flags"] & 0x03).astype(np.int8)
         out["ox/red"] = ((rec["flags"] & 0x04) >> 2).astype(np.int8)
@@ -146,29 +189,42 @@ def read_mpr(path) -> CyclerLog:
     """
     path = Path(path)
     cols = read_mpr_columns(path)
+    skipped = cols.pop("_skipped_ids", [])
+    notes = [f"skipped .mpr column ids {skipped} (not known to layerscope's reader)"] if skipped else []
+    return columns_to_log(cols, path, {"format": "BioLogic .mpr", "notes": notes})
+
+
+def columns_to_log(cols: dict, path: Path, meta: dict) -> CyclerLog:
+    """EC-Lab columns (names as EC-Lab writes them, units already mA / mA.h / s / V) -> log."""
     for need in ("time/s", "Ewe/V"):
         if need not in cols:
-            raise ValueError(f"{path}: .mpr data has no {need!r} column; found {sorted(cols)}")
-    t = cols["time/s"].astype(float)
+            raise ValueError(f"{path}: EC-Lab data has no {need!r} column; found {sorted(cols)}")
+    t = np.asarray(cols["time/s"], float)
     if len(t) == 0:
-        raise ValueError(f"{path}: .mpr file holds no data points")
+        raise ValueError(f"{path}: EC-Lab file holds no data points")
     if "(Q-Qo)/mA.h" in cols:
-        q = cols["(Q-Qo)/mA.h"].astype(float)
+        q = np.asarray(cols["(Q-Qo)/mA.h"], float)
     elif "dq/mA.h" in cols:
-        q = np.cumsum(cols["dq/mA.h"].astype(float))
+        q = np.cumsum(np.asarray(cols["dq/mA.h"], float))
     else:
-        raise ValueError(f"{path}: .mpr data has neither '(Q-Qo)/mA.h' nor 'dq/mA.h'")
+        raise ValueError(f"{path}: EC-Lab data has neither '(Q-Qo)/mA.h' nor 'dq/mA.h'")
     if "I/mA" in cols:
-        i_mA = cols["I/mA"].astype(float)
+        i_mA = np.asarray(cols["I/mA"], float)
     else:
         dq = np.r_[0.0, np.diff(q)]
         dt = np.r_[0.0, np.diff(t)]
         i_mA = np.divide(3600.0 * dq, dt, out=np.zeros_like(dq), where=dt > 0)
+        meta.setdefault("notes", []).append(
+            "no current column: current is the mean over each logging interval from dq/dt "
+            "(the current x time check is then not independent)")
     key = np.zeros(len(t), dtype=np.int64)
     for name in ("Ns", "half cycle"):
         if name in cols:
-            key = key * 100003 + cols[name].astype(np.int64)
+            key = key * 100003 + as_index(cols[name], path=path, column=name)
+    if not any(name in cols for name in ("Ns", "half cycle")):
+        key = steps_from_current(i_mA)  # no sequence columns: steps from the current's sign
     step = np.r_[1, 1 + np.cumsum(key[1:] != key[:-1])]
     cycle = assign_cycles(i_mA, step)
-    return make_log(t - t[0], cols["Ewe/V"].astype(float), i_mA, q - q[0], cycle, step,
-                    source=str(path), meta={"format": "BioLogic .mpr"})
+    meta = {**meta, "cycle_source": "assigned"}
+    return make_log(t - t[0], np.asarray(cols["Ewe/V"], float), i_mA, q - q[0], cycle, step,
+                    source=str(path), meta=meta)

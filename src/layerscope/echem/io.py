@@ -1,44 +1,94 @@
-"""One entry point for every supported cycler file: :func:`read_cycler`."""
+"""One entry point for every supported cycler file: :func:`read_cycler`.
+
+The format is recognised from the file's first bytes where it has a signature
+(BioLogic ``.mpr`` / ``.mpt``, Neware ``.nda`` / ``.ndax``, Arbin ``.res``, Maccor text),
+otherwise from the extension (CSV/TSV/TXT/XLSX tables exported by Neware, Arbin,
+Landt/LANHE, Novonix or written by layerscope). After reading, every step's capacity is
+checked against the charge recomputed from current × time
+(:func:`layerscope.echem._checks.crosscheck_capacity`); the comparison is kept in
+``log.meta['step_check']``.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from layerscope._errors import InputError
 from layerscope.echem._table import CyclerLog
 
 _READERS = {
-    ".mpr": ("layerscope.echem.biologic", "read_mpr"),
-    ".nda": ("layerscope.echem.neware", "read_neware"),
-    ".ndax": ("layerscope.echem.neware", "read_neware"),
-    ".res": ("layerscope.echem.arbin", "read_arbin_res"),
-    ".csv": ("layerscope.echem.tabular", "read_table"),
-    ".tsv": ("layerscope.echem.tabular", "read_table"),
-    ".txt": ("layerscope.echem.tabular", "read_table"),
-    ".xlsx": ("layerscope.echem.tabular", "read_table"),
-    ".xls": ("layerscope.echem.tabular", "read_table"),
+    "mpr": ("layerscope.echem.biologic", "read_mpr"),
+    "mpt": ("layerscope.echem.biologic_text", "read_mpt"),
+    "neware": ("layerscope.echem.neware", "read_neware"),
+    "arbin": ("layerscope.echem.arbin", "read_arbin_res"),
+    "maccor": ("layerscope.echem.maccor", "read_maccor"),
+    "table": ("layerscope.echem.tabular", "read_table"),
 }
+_BY_SUFFIX = {".mpr": "mpr", ".mpt": "mpt", ".nda": "neware", ".ndax": "neware", ".res": "arbin",
+              ".csv": "table", ".tsv": "table", ".txt": "table", ".xlsx": "table", ".xls": "table"}
 
-SUPPORTED = tuple(sorted(_READERS))
+SUPPORTED = tuple(sorted(_BY_SUFFIX)) + (".001-.999 (Maccor)",)
+FORMATS = ("BioLogic EC-Lab .mpr and .mpt", "Neware .nda/.ndax and .csv/.xlsx exports",
+           "Arbin .res and .csv/.xlsx exports", "Maccor text exports and channel files (.txt, "
+           ".001-.999)", "Landt/LANHE and Novonix .csv/.xlsx exports", "layerscope cycler CSV")
 
 
-def read_cycler(path) -> CyclerLog:
+def detect_format(path: Path) -> str:
+    """The reader key for ``path`` (signature first, then extension) or InputError."""
+    suffix = path.suffix.lower()
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if head.startswith(b"BIO-LOGIC MODULAR FILE"):
+        return "mpr"
+    if head.startswith(b"EC-Lab ASCII FILE") or head.startswith(b"BT-Lab ASCII FILE"):
+        return "mpt"
+    if head.startswith(b"NEWARE"):
+        return "neware"
+    if head[4:19] == b"Standard Jet DB":
+        return "arbin"
+    if suffix in (".txt", ".csv", ".tsv") or re.fullmatch(r"\.\d{3}", suffix):
+        from layerscope.echem.maccor import is_maccor_text
+
+        if is_maccor_text(path):
+            return "maccor"
+        if re.fullmatch(r"\.\d{3}", suffix):
+            return "maccor"  # its reader explains what is wrong (binary raw, no Rec# line)
+    if suffix in _BY_SUFFIX:
+        return _BY_SUFFIX[suffix]
+    raise InputError(f"unsupported cycler file type {suffix!r}: not recognised from its "
+                     f"first bytes or extension (supported: {'; '.join(FORMATS)})", path=path)
+
+
+def read_cycler(path, *, check: bool = True) -> CyclerLog:
     """Read a cycler file into layerscope's tidy :class:`CyclerLog`.
 
-    The format is chosen by extension: BioLogic ``.mpr``, Neware ``.nda`` /
-    ``.ndax``, Arbin ``.res``, or a table (``.csv``, ``.tsv``, ``.txt``,
-    ``.xlsx``, ``.xls``) in layerscope's CSV form or as exported by Neware,
-    Landt/LANHE, Arbin or BioLogic software.
+    Parameters
+    ----------
+    path : str or Path
+    check : bool
+        Cross-check every step's capacity against ∫ I dt (see the module docstring);
+        a disagreement beyond 1 % plus the sampling allowance raises InputError.
     """
     import importlib
+
+    from layerscope.echem._checks import crosscheck_capacity
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such cycler file")
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder, expected a cycler file")
-    suffix = path.suffix.lower()
-    if suffix not in _READERS:
-        raise ValueError(f"{path}: unsupported cycler file type {suffix!r} "
-                         f"(supported: {', '.join(SUPPORTED)})")
-    module, func = _READERS[suffix]
-    return getattr(importlib.import_module(module), func)(path)
+        raise InputError("is a folder, expected a cycler file", path=path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty, expected a cycler file", path=path)
+    module, func = _READERS[detect_format(path)]
+    log = getattr(importlib.import_module(module), func)(path)
+    log.meta.setdefault("notes", [])
+    if check:
+        fc, fs = log.meta.get("file_cycle"), log.meta.get("file_step")
+        labels = None
+        if fc is not None and fs is not None:
+            def labels(row):
+                return int(fc[row]), int(fs[row])
+        log.meta["step_check"] = crosscheck_capacity(log, path=path, labels=labels)
+    return log

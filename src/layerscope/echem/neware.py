@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope.echem._table import CyclerLog, make_log, net_capacity_from_counters
+from layerscope.echem._checks import as_index
+from layerscope.echem._table import (CyclerLog, make_log, net_capacity_from_counters,
+                                     start_offset_notes)
 
 _NDA_MAGIC = b"NEWARE"
 
@@ -86,20 +88,31 @@ def read_neware(path) -> CyclerLog:
     except ImportError as exc:  # pragma: no cover - declared dependency
         raise ImportError("reading Neware files needs the 'NewareNDA' package "
                           "(pip install NewareNDA)") from exc
+    import warnings
+
     try:
-        df = NewareNDA.read(str(path))
+        with warnings.catch_warnings():
+            # NewareNDA's own pandas deprecations (inplace=...), not about the data.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            df = NewareNDA.read(str(path))
     except Exception as exc:  # NewareNDA raises bare errors on damaged files
         raise ValueError(f"{path}: NewareNDA could not read the file "
                          f"({type(exc).__name__}: {exc}); truncated or damaged?") from exc
     if len(df) == 0:
         raise ValueError(f"{path}: Neware file holds no data points")
-    step_raw = df["Step"].to_numpy(np.int64)
+    step_raw = as_index(df["Step"].to_numpy(), path=path, column="Step")
+    cycle = as_index(df["Cycle"].to_numpy(), path=path, column="Cycle")
     step = np.r_[1, 1 + np.cumsum(step_raw[1:] != step_raw[:-1])]
     stamps = df["Timestamp"]
     stamp_s = (stamps - stamps.iloc[0]).dt.total_seconds().to_numpy(float)
     time_s = _continuous_time_s(df["Time"].to_numpy(float), stamp_s, step)
-    q = net_capacity_from_counters(df["Charge_Capacity(mAh)"].to_numpy(float),
-                                   df["Discharge_Capacity(mAh)"].to_numpy(float), step)
+    qc, qd = df["Charge_Capacity(mAh)"].to_numpy(float), df["Discharge_Capacity(mAh)"].to_numpy(float)
+    q = net_capacity_from_counters(qc, qd, step)
+    notes, partial = start_offset_notes(qc[0], qd[0], int(cycle[0]))
+    q = q - q[0]
     return make_log(time_s, df["Voltage"].to_numpy(float), df["Current(mA)"].to_numpy(float), q,
-                    df["Cycle"].to_numpy(np.int64), step, source=str(path),
-                    meta={"format": "Neware " + path.suffix.lower()})
+                    cycle, step, source=str(path),
+                    meta={"format": "Neware " + path.suffix.lower(), "file_cycle": cycle,
+                          "file_step": step_raw, "cycle_source": "file", "n_rows": len(df),
+                          "notes": notes, "partial_start": partial})

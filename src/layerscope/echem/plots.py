@@ -114,3 +114,30 @@ def rate_figure(table: RateTable) -> Figure:
     ax.set_xticks(x, [f"{r:.2g}C" for r in table.c_rate])
     ax.set_ylabel("discharge capacity (mAh)")
     return fig
+
+
+def dvdq_figure(log: CyclerLog, summary: CycleSummary, cycles=None, **kwargs) -> Figure:
+    """dV/dQ of selected cycles against the charge passed in each half cycle."""
+    from layerscope.echem.dqdv import dvdq
+
+    fig = Figure(figsize=(5, 4), layout="constrained")
+    ax = fig.add_subplot()
+    cmap = colormaps["viridis"]
+    picked = _pick_cycles(summary, cycles)
+    for j, c in enumerate(picked):
+        col = cmap(j / max(len(picked) - 1, 1))
+        for kind, ls in (("charge", "-"), ("discharge", "--")):
+            q, v = half_cycle(log, c, kind)
+            if len(q) < 8:
+                continue
+            try:
+                d = dvdq(q, v, **kwargs)
+            except ValueError:
+                continue
+            ax.plot(d.capacity_mAh, d.dvdq_V_per_mAh, ls, color=col,
+                    label=f"cycle {c}" if kind == "charge" else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("capacity in the half cycle (mAh)")
+    ax.set_ylabel("|dV/dQ| (V mAh$^{-1}$)")
+    ax.legend(frameon=False, fontsize=8)
+    return fig

@@ -7,10 +7,18 @@ matched against the aliases below (case, blanks and punctuation ignored) and
 the unit read from the header (``(A)``/``/A`` vs ``(mA)``, ``Ah`` vs ``mAh``,
 ``h``/``min``/``s``; ``h:mm:ss`` time strings are accepted too).
 
-A capacity column that is never negative and restarts at zero every step is an
-unsigned per-step counter (Neware, Landt and Arbin exports write it so); it is
-turned into the net charge of the tidy table with the sign of each step's
-current. A signed column is taken as the net charge already.
+Units are never assumed: a current, capacity or voltage column without a unit in its
+header, or a numeric time column without one, is an error naming the column (a time
+written as ``h:mm:ss`` text needs none). Cycle and step columns must hold whole
+numbers.
+
+A capacity column that is never negative and restarts at zero every step or every
+cycle is an unsigned counter (Neware, Landt, Novonix and Arbin exports write it so);
+it is turned into the net charge of the tidy table with the sign of each step's
+current, and where a counter at a step start could be a restart or a continuation,
+the one that agrees with the current × time of that interval is taken. A signed
+column is taken as the net charge already. Novonix exports (a ``[Summary]`` block
+ending in ``[Data]``) are read from the line after ``[Data]``.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope._errors import InputError
 from layerscope._io import atomic_path
+from layerscope.echem._checks import as_index
 from layerscope.echem._table import (COLUMNS, CyclerLog, make_log,
                                      net_capacity_from_counters, steps_from_current)
 
@@ -37,10 +47,10 @@ _ALIASES = {
     "step": ("step", "stepindex", "stepid", "stepnumber"),
 }
 _UNIT_SCALE = {
-    "time": {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "": 1.0},
-    "voltage": {"v": 1.0, "mv": 1e-3, "": 1.0},
-    "current": {"ma": 1.0, "a": 1e3, "ua": 1e-3, "": 1.0},
-    "capacity": {"mah": 1.0, "ah": 1e3, "uah": 1e-3, "": 1.0},
+    "time": {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "": None},
+    "voltage": {"v": 1.0, "mv": 1e-3},
+    "current": {"ma": 1.0, "a": 1e3, "ua": 1e-3, "na": 1e-6},
+    "capacity": {"mah": 1.0, "ah": 1e3, "uah": 1e-3},
 }
 
 
@@ -71,17 +81,19 @@ def _match_columns(headers, path: Path) -> dict[str, tuple[str, float]]:
             if kind in _UNIT_SCALE:
                 unit = hit[2]
                 if unit not in _UNIT_SCALE[kind]:
-                    raise ValueError(f"{path}: column {hit[0]!r}: unit {unit!r} not understood "
-                                     f"for {kind} (expected one of {sorted(_UNIT_SCALE[kind])})")
+                    what = "has no unit" if not unit else f"unit {unit!r} not understood"
+                    raise InputError(f"column {hit[0]!r} {what} for {kind} (expected one of "
+                                     f"{sorted(u for u in _UNIT_SCALE[kind] if u)} in its "
+                                     f"header, e.g. '{hit[0]}(mA)')", path=path)
                 scale = _UNIT_SCALE[kind][unit]
             found[qty] = (hit[0], scale)
             break
     return found
 
 
-def _to_seconds(values, path: Path, column: str) -> np.ndarray:
+def _to_seconds(values, path: Path, column: str) -> tuple[np.ndarray, bool]:
     try:
-        return np.asarray(values, dtype=float)
+        return np.asarray(values, dtype=float), False
     except (TypeError, ValueError):
         pass
     out = np.empty(len(values))
@@ -96,7 +108,7 @@ def _to_seconds(values, path: Path, column: str) -> np.ndarray:
         for x in nums:
             s = 60.0 * s + x
         out[i] = s
-    return out
+    return out, True
 
 
 def table_to_log(columns: dict[str, np.ndarray], path) -> CyclerLog:
@@ -113,7 +125,11 @@ def table_to_log(columns: dict[str, np.ndarray], path) -> CyclerLog:
         name, scale = found[q]
         vals = columns[name]
         if q == "time":
-            return scale * _to_seconds(vals, path, name)
+            secs, was_text = _to_seconds(vals, path, name)
+            if scale is None and not was_text:
+                raise InputError(f"time column {name!r} has no unit (expected s, min or h in "
+                                 f"its header, or h:mm:ss text)", path=path)
+            return secs if scale is None else scale * secs
         try:
             arr = np.asarray(vals, dtype=float)
         except (TypeError, ValueError):
@@ -127,25 +143,54 @@ def table_to_log(columns: dict[str, np.ndarray], path) -> CyclerLog:
         if bad.any():
             raise ValueError(f"{path}: column {found[q][0]!r} has a missing/non-numeric value at "
                              f"data row {int(np.flatnonzero(bad)[0]) + 1}")
-    step = col("step").astype(np.int64) if "step" in found else steps_from_current(i_mA)
+    if n == 0:
+        raise InputError("table holds no data rows", path=path)
+    file_step = (as_index(columns[found["step"][0]], path=path, column=found["step"][0])
+                 if "step" in found else None)
+    file_cycle = (as_index(columns[found["cycle"][0]], path=path, column=found["cycle"][0])
+                  if "cycle" in found else None)
+    step = file_step if file_step is not None else steps_from_current(i_mA)
+    if file_cycle is not None:
+        step = step + 1_000_000 * file_cycle
     step = np.r_[1, 1 + np.cumsum(step[1:] != step[:-1])]
-    cycle = col("cycle").astype(np.int64) if "cycle" in found else None
+    cycle = file_cycle
+    # Signed I·Δt of the interval ending at each row: decides restart vs continuation.
+    expected = i_mA * np.r_[0.0, np.diff(t)] / 3600.0
     if "charge_capacity" in found and "discharge_capacity" in found:
-        q = net_capacity_from_counters(col("charge_capacity"), col("discharge_capacity"), step)
+        q = net_capacity_from_counters(col("charge_capacity"), col("discharge_capacity"), step,
+                                       expected_mAh=expected)
     elif "capacity" in found:
         cap = col("capacity")
         if found["capacity"][0] != "capacity_mAh" and _is_step_counter(cap, i_mA, step):
             sign = _step_sign(i_mA, step)
             q = net_capacity_from_counters(np.where(sign > 0, cap, 0.0),
-                                           np.where(sign < 0, cap, 0.0), step)
+                                           np.where(sign < 0, cap, 0.0), step,
+                                           expected_mAh=expected)
         else:
             q = cap - cap[0]
     else:
         q = np.r_[0.0, np.cumsum(0.5 * (i_mA[1:] + i_mA[:-1]) * np.diff(t))] / 3600.0
-    if n == 0:
-        raise ValueError(f"{path}: table holds no data rows")
-    return make_log(t - t[0], v, i_mA, q, cycle, step, source=str(path),
-                    meta={"format": "table", "columns": {k: c for k, (c, _) in found.items()}})
+    q = q - q[0]
+    meta = {"format": "table", "columns": {k: c for k, (c, _) in found.items()},
+            "units": {k: f"{c} x {sc} -> layerscope units" for k, (c, sc) in found.items()},
+            "notes": []}
+    if file_cycle is not None:
+        meta.update(file_cycle=file_cycle, cycle_source="file")
+    if file_step is not None:
+        meta["file_step"] = file_step
+    return make_log(t - t[0], v, i_mA, q, cycle, step, source=str(path), meta=meta)
+
+
+def _novonix_data_line(path: Path) -> int:
+    """Lines to skip in a Novonix export (its ``[Summary]`` block up to ``[Data]``), else 0."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536).decode("utf-8", "replace").splitlines()
+    if not head or not head[0].strip().startswith("[Summary]"):
+        return 0
+    for k, line in enumerate(head):
+        if line.strip().startswith("[Data]"):
+            return k + 1
+    raise InputError("Novonix export: a '[Summary]' block without a '[Data]' line", path=path)
 
 
 def _is_step_counter(cap: np.ndarray, current_mA: np.ndarray, step: np.ndarray) -> bool:
@@ -199,7 +244,9 @@ def read_table(path) -> CyclerLog:
                                  f"(sheets: {list(sheets)})")
             df = best
         else:
-            df = pd.read_csv(path, sep=None, engine="python", comment="#")
+            skip = _novonix_data_line(path)
+            df = pd.read_csv(path, sep=None, engine="python", comment=None if skip else "#",
+                             skiprows=skip)
     except ValueError:
         raise
     except Exception as exc:

@@ -177,17 +177,16 @@ def _xas(out: Path) -> dict:
     return {"spectra": files, "truth": str((d / "truth.json").relative_to(out))}
 
 
-def _cycler(out: Path, name: str, charge, discharge, current_mA) -> dict:
+def _cycler(out: Path, name: str, log) -> dict:
+    """Write a simulated cycler log (simulate.cycler.lrm_half_cell / lrm_pouch_cell) and its truth."""
     from layerscope.echem.tabular import write_csv
-    from layerscope.simulate.cycler import CellModel, galvanostatic_cycles
 
     d = out / "cycler"
     d.mkdir(parents=True, exist_ok=True)
-    log = galvanostatic_cycles(charge, discharge, current_mA=current_mA, dt_s=120.0,
-                               cell=CellModel(q_ref_mAh=4 * float(np.max(charge))))
     path = d / f"{name}.csv"
     write_csv(log, path)
-    truth = {k: [float(v) for v in log.meta["truth"][k]] for k in ("charge_mAh", "discharge_mAh")}
+    truth = {k: [float(v) for v in log.meta["truth"][k]]
+             for k in ("charge_mAh", "discharge_mAh", "ce", "avg_charge_V", "avg_discharge_V", "energy_mWh")}
     _json(d / f"{name}_truth.json", truth)
     return {"file": path.relative_to(out), "truth": (d / f"{name}_truth.json").relative_to(out)}
 
@@ -260,14 +259,15 @@ def simulate_study(out_dir, *, seed: int = 0, every: int = 2, quick: bool = Fals
     entries.append(("eels", {"name": "charged-4.5V", "state": "charged-4.5V",
                              **_eels(out, "charged-4.5V", [2.25, 2.35, 2.45, 2.6], seed + 42)}))
     entries.append(("xas", {"name": "o-k", "state": "all states", **_xas(out)}))
-    qc = np.array([2.9, 2.3, 2.25, 2.22, 2.2])
+    from layerscope.simulate.cycler import lrm_half_cell, lrm_pouch_cell
+
+    # coated-LRM half-cell 2.0-4.8 V (first charge through the 4.5 V plateau, ICE 91 %, rate steps)
     entries.append(("cycler", {"name": "half-cell", "state": "formation", "role": "half-cell", "mass_mg": 10.0,
-                               **_cycler(out, "half-cell", qc, qc * np.array([0.78, 0.97, 0.98, 0.985, 0.99]),
-                                         0.25)}))
+                               "nominal_mAh": 2.5, **_cycler(out, "half-cell", lrm_half_cell("coated", mass_mg=10.0))}))
+    # the 4 Ah graphite || LRM pouch cell, 1C (4 A) in 2.5-4.5 V: capacity fade and voltage decay
     n = 20 if quick else 100
-    q = 2.2 * (1 - 0.0025) ** np.arange(n)
-    entries.append(("cycler", {"name": "100-cycles", "state": "100-cycles", "role": "cycling",
-                               **_cycler(out, "100-cycles", q, 0.995 * q, 1.0)}))
+    entries.append(("cycler", {"name": "100-cycles", "state": "100-cycles", "role": "cycling", "nominal_mAh": 4000.0,
+                               **_cycler(out, "100-cycles", lrm_pouch_cell("cycling", n_cycles=n))}))
     entries.append(("kinematic", {"name": "zone-axes", "state": "simulation",
                                   "phases": ["lrm-pristine:O3p", "lrm-100-cycles:O3", "lrm-pristine:S"]}))
     head = {"title": "Simulated LRM study: pristine, first cycle, charged, discharged and 100 cycles",

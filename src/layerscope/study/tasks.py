@@ -582,13 +582,25 @@ def run_cycler(opts, out: Path) -> dict:
     rows = _rows(out / "cycles.csv")
     ch = np.array([float(r["charge_mAh"]) for r in rows])
     dis = np.array([float(r["discharge_mAh"]) for r in rows])
-    summary = {"cycles": len(rows), "first_charge_mAh": float(ch[0]), "first_discharge_mAh": float(dis[0]),
-               "initial_ce": float(dis[0] / ch[0]) if ch[0] else None,
-               "retention_last_over_first": float(dis[-1] / dis[0]) if dis[0] else None}
+    # a cycle without one of its halves has NaN there (echem's cycles.csv): use the full cycles
+    full = np.flatnonzero(np.isfinite(ch) & np.isfinite(dis) & (np.nan_to_num(ch) > 0) & (np.nan_to_num(dis) > 0))
+
+    def _num(x):
+        return float(x) if np.isfinite(x) else None
+
+    summary = {"cycles": len(rows), "first_charge_mAh": _num(ch[0]), "first_discharge_mAh": _num(dis[0]),
+               "initial_ce": float(dis[full[0]] / ch[full[0]]) if len(full) else None,
+               "retention_last_over_first": float(dis[full[-1]] / dis[full[0]]) if len(full) else None}
     validation = []
     truth = _truth(opts)
     if truth:
-        for key, v in (("charge_mAh", ch), ("discharge_mAh", dis)):
+        cols = {"charge_mAh": ch, "discharge_mAh": dis}
+        for key in ("ce", "avg_charge_V", "avg_discharge_V", "energy_mWh"):
+            if key in truth and key in rows[0]:
+                cols[key] = np.array([float(r[key]) for r in rows])
+        for key, v in cols.items():
+            if key not in truth:
+                continue
             t = np.asarray(truth[key])
             k = int(np.argmax(np.abs(v[:len(t)] - t)))
             validation.append(_check(f"{key} (worst of {len(t)} cycles)", v[k], t[k], 0.005, relative=True,
