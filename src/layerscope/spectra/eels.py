@@ -96,7 +96,7 @@ class WhiteLines:
 def white_line_ratio(energy_eV, signal, *, l3_range_eV=(635.0, 648.0),
                      l2_range_eV=(648.0, 660.0), post_edge_eV=(665.0, 685.0),
                      step_width_eV=1.0, half_window_l3_eV=4.0,
-                     half_window_l2_eV=4.0) -> WhiteLines:
+                     half_window_l2_eV=4.0, flat: bool = False) -> WhiteLines:
     """L3/L2 ratio of a background-subtracted L2,3 edge (defaults: Mn).
 
     Parameters
@@ -111,6 +111,9 @@ def white_line_ratio(energy_eV, signal, *, l3_range_eV=(635.0, 648.0),
         Arctangent broadening ``w`` of the steps.
     half_window_l3_eV, half_window_l2_eV : float
         Integration half-widths around the L3 and L2 maxima.
+    flat : bool
+        Continuum height constant beyond L2 (Pearson et al. 1993's horizontal line) instead of
+        the default straight line ``a + bE``.
     """
     e = np.asarray(energy_eV, float)
     y = np.asarray(signal, float)
@@ -126,8 +129,11 @@ def white_line_ratio(energy_eV, signal, *, l3_range_eV=(635.0, 648.0),
     # The arctangent steps are not yet saturated in the post-edge window, so the
     # continuum line h(E) = a + bE is fitted as y = h(E)·S(E) with the known shape S.
     shape = double_step(e, l3, l2, 1.0, width_eV=step_width_eV)
-    basis = np.column_stack([shape[mp], e[mp] * shape[mp]])
-    (intercept, slope), *_ = np.linalg.lstsq(basis, y[mp], rcond=None)
+    if flat:
+        intercept, slope = float(np.dot(shape[mp], y[mp]) / np.dot(shape[mp], shape[mp])), 0.0
+    else:
+        basis = np.column_stack([shape[mp], e[mp] * shape[mp]])
+        (intercept, slope), *_ = np.linalg.lstsq(basis, y[mp], rcond=None)
     step = (intercept + slope * e) * shape
     net = y - step
     w3 = _window(e, l3 - half_window_l3_eV, l3 + half_window_l3_eV, "L3 window")
