@@ -45,6 +45,8 @@ from layerscope.spectra.eels import double_step, fit_power_law, o_k_pre_edge, wh
 #: Where the Mn L3 maximum is looked for on the calibrated axis (eV): tabulated Mn L3 maxima of
 #: Mn oxides lie at ~640-644 eV; the range leaves room for a calibration off by ~10 eV.
 MN_SEARCH_EV = (626.0, 660.0)
+#: Accepted L2-L3 maximum separation (eV): the Mn 2p spin-orbit splitting is ~11 eV.
+MN_SPIN_ORBIT_EV = (9.0, 13.0)
 #: Windows relative to the L3 maximum (eV).
 MN_WINDOWS = {"background": (-42.0, -10.0), "l3_search": (-3.0, 3.0), "l2_search": (6.0, 16.0),
               "half_window_l3": 4.0, "half_window_l2": 4.0, "post_edge": (23.0, 43.0)}
@@ -132,6 +134,10 @@ def mn_edge(e, y, opts: EelsOptions) -> dict:
                           post_edge_eV=(m3 + w["post_edge"][0], m3 + w["post_edge"][1]),
                           step_width_eV=opts.step_width_eV, half_window_l3_eV=w["half_window_l3"],
                           half_window_l2_eV=w["half_window_l2"], flat=opts.step == "flat")
+    split = wl.l2_eV - wl.l3_eV
+    if not MN_SPIN_ORBIT_EV[0] <= split <= MN_SPIN_ORBIT_EV[1]:
+        raise ValueError(f"no Mn L2,3 white lines: maxima {split:.1f} eV apart (Mn 2p spin-orbit "
+                         f"splitting ~11 eV, accepted {MN_SPIN_ORBIT_EV[0]:g}-{MN_SPIN_ORBIT_EV[1]:g})")
     noise_win = ((e >= bgw[0]) & (e <= bgw[1])) if opts.background != "none" else \
         ((e >= m3 - 25) & (e <= m3 - 8))
     sigma = _noise(sig, noise_win)

@@ -10,12 +10,14 @@ Every function returns the **shift to add** to the stored energy axis of each sp
   same shift is applied to the core-loss spectrum of the same pixel, as in DualEELS alignment
   (Gubbens et al., Ultramicroscopy 110, 962, 2010).
 * :func:`edge_shifts` — a feature of a core-loss edge is moved to a reference energy:
-  ``"O-K"``: the O-K pre-edge peak maximum (O 2p–TM 3d states of layered and spinel oxides)
-  to 530.0 eV; ``"Mn-L3"``: the half-rise point of the Mn L3 white line (where the
+  ``"O-K"``: the O-K pre-edge peak maximum (O 2p–TM 3d states of layered and spinel oxides;
+  the first peak of the edge higher than 20 % of its maximum and more prominent than 5x the
+  channel noise) to 530.0 eV; ``"Mn-L3"``: the half-rise point of the Mn L3 white line (where the
   background-subtracted signal first reaches half of the L3 maximum) to 640.0 eV, the Mn L3 edge
   energy of the EELS Atlas (Ahn & Krivanek, 1983). Both targets are conventions that the user
-  can replace. Aligning on Mn-L3 removes the Mn chemical shift, so the ΔE(Mn L3 − O K) method
-  is meaningless after it (the analysis says so).
+  can replace. Aligning on Mn-L3 moves the absolute Mn L3 position to a fixed value, so the
+  absolute edge energy no longer carries the valence (MLLS against references on an absolute
+  scale is then biased); ΔE(Mn L3 − O K) is a difference within one spectrum and is unaffected.
 
 Written by hand: the peak location is a few lines of numpy and exSpy's ``align_zero_loss_peak``
 works only on its own signal objects (and is GPL).
@@ -142,10 +144,10 @@ def edge_feature(energy_eV, counts, edge: str, *, search_eV=None, background: bo
         if k == 0:
             return float(es[0])
         return float(np.interp(0.5 * top, [ys[k - 1], ys[k]], [es[k - 1], es[k]]))
-    # O-K: first local maximum after the half-rise point
-    j = k
-    while j + 1 < len(ys) and ys[j + 1] >= ys[j]:
-        j += 1
+    # O-K: the first peak that rises above 20 % of the edge maximum and stands out of the noise
+    from scipy.signal import find_peaks
+    peaks, _ = find_peaks(ys, height=0.2 * top, prominence=max(MIN_FEATURE_SNR * sigma, 0.03 * top))
+    j = int(peaks[0]) if len(peaks) else int(np.argmax(ys))
     if 0 < j < len(ys) - 1:
         y0, y1, y2 = ys[j - 1], ys[j], ys[j + 1]
         den = y0 - 2 * y1 + y2
