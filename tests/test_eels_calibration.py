@@ -174,3 +174,21 @@ def test_cli_writes_shift_flags_and_record(tmp_path):
     assert rec["methods"]["white_line_calibration"]["source"] == MN_L3L2_TAN2012.source
     assert rec["windows_example"]["mn"]["l3"][0] == pytest.approx(638.0, abs=0.5)
     assert (out / "eels.png").stat().st_size > 0
+
+
+def test_co_and_ni_l23_ratios_and_uncertain_ratio_flagged():
+    e = np.arange(560.0, 940.0, 0.25)
+    _, mn, _ = mn_l23_eels(e, l3_over_l2=2.3)
+    _, co, _ = mn_l23_eels(e, l3_over_l2=3.1, l3_eV=779.0, l2_eV=794.0, bg_a=0.0)
+    _, ni, _ = mn_l23_eels(e, l3_over_l2=3.4, l3_eV=855.0, l2_eV=872.3, bg_a=0.0)
+    res = analyse_eels(e, mn + co + ni, options=EelsOptions(other_elements=("Co", "Ni")))
+    assert res.l3_over_l2[0] == pytest.approx(2.3, rel=0.02)
+    assert res.other["Co"]["l3_over_l2"][0] == pytest.approx(3.1, rel=0.03)
+    assert res.other["Ni"]["l3_over_l2"][0] == pytest.approx(3.4, rel=0.03)
+    # a weak, noisy edge: detected, but its ratio too uncertain to report
+    _, weak, _ = mn_l23_eels(e, l3_over_l2=2.3, i_l2=1000.0, continuum=333.0,
+                             continuum_slope_per_eV=0, noise=True, seed=3, bg_a=4.0e12)
+    res = analyse_eels(e, weak)
+    assert res.snr[0] > 5                                   # detected ...
+    assert res.l3_over_l2_stat_err[0] > 0.1 * 2.3           # ... but too uncertain to report
+    assert np.isnan(res.valence[0]) and "too uncertain" in res.flags[0]

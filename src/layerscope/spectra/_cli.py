@@ -51,11 +51,11 @@ def run_eels(args) -> int:
         step_width_eV=float(g("step_width", 1.0)),
         mn_background_eV=tuple(g("mn_bg")) if g("mn_bg") else None,
         o_background_eV=tuple(g("o_bg")) if g("o_bg") else None,
-        snr_min=float(g("snr_min", 5.0)),
+        snr_min=float(g("snr_min", 5.0)), max_rel_err=float(g("max_rel_err", 0.10)),
         calibration=_table(g("calibration"), "L3/L2") if g("calibration") else MN_L3L2_TAN2012,
         shift_calibration=_table(g("shift_calibration"), "dE(Mn L3 - O K pre-edge) eV")
         if g("shift_calibration") else None,
-        references=refs)
+        references=refs, other_elements=tuple(g("elements") or ()))
     ll = read_spectrum(g("low_loss")) if g("low_loss") else None
     res, record = eels_pipeline(spec.energy_eV, spec.counts,
                                 low_loss=None if ll is None else ll.counts,
@@ -85,7 +85,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     c = p.add_argument_group("energy calibration (applied in this order)")
     c.add_argument("--low-loss", help="low-loss spectrum/SI of the same pixels: zero-loss peak to 0 eV")
-    c.add_argument("--align-edge", choices=["O-K", "Mn-L3"],
+    c.add_argument("--align-edge", choices=["O-K", "Mn-L3", "Co-L3", "Ni-L3"],
                    help="move the O-K pre-edge peak to 530 eV or the Mn L3 half-rise to 640 eV "
                         "(on the summed spectra)")
     c.add_argument("--align-energy", type=float, help="target energy (eV) for --align-edge")
@@ -104,12 +104,16 @@ def register(subparsers) -> None:
                    help="fixed background window below O K (eV; default: 40-8 eV below the pre-edge peak)")
     m.add_argument("--snr-min", type=float, default=5.0,
                    help="minimum signal-to-noise of the white lines; below: 'no edge', NaN")
+    m.add_argument("--max-rel-err", type=float, default=0.10,
+                   help="largest relative statistical error of an L3/L2 ratio that is reported")
     m.add_argument("--calibration", help="CSV valence,L3/L2 of your own references (replaces the "
                                          "built-in table)")
     m.add_argument("--shift-calibration", help="CSV valence,dE_eV: ΔE(Mn L3 − O-K pre-edge) per "
                                                "valence, enables valence_shift")
     m.add_argument("--reference", action="append", metavar="VALENCE=FILE",
                    help="reference spectrum of known Mn valence for MLLS (repeat)")
+    m.add_argument("--elements", nargs="+", choices=["Co", "Ni"], default=(),
+                   help="also give the L3/L2 ratio of these L2,3 edges (columns co_l3_over_l2, ...)")
     m.add_argument("--pca", type=int, default=None, metavar="K",
                    help="denoise a line scan/SI with K principal components first")
     p.set_defaults(func=run_eels)

@@ -31,9 +31,10 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 #: Reference energies (eV) for :func:`edge_shifts` (conventions, see module docs).
-EDGE_TARGETS_EV = {"O-K": 530.0, "Mn-L3": 640.0}
+EDGE_TARGETS_EV = {"O-K": 530.0, "Mn-L3": 640.0, "Co-L3": 779.0, "Ni-L3": 855.0}
 #: Where each feature is looked for on the (calibrated or stored) axis, eV.
-EDGE_SEARCH_EV = {"O-K": (512.0, 548.0), "Mn-L3": (626.0, 660.0)}
+EDGE_SEARCH_EV = {"O-K": (512.0, 548.0), "Mn-L3": (626.0, 660.0), "Co-L3": (765.0, 799.0),
+                  "Ni-L3": (841.0, 875.0)}
 #: An alignment feature must rise this many times the channel noise above the background.
 MIN_FEATURE_SNR = 5.0
 
@@ -139,7 +140,7 @@ def edge_feature(energy_eV, counts, edge: str, *, search_eV=None, background: bo
                          f"{MIN_FEATURE_SNR:g} x channel noise {sigma:.3g})")
     above = np.flatnonzero(ys >= 0.5 * top)
     k = above[0]
-    if edge == "Mn-L3":
+    if edge.endswith("-L3"):
         # half-rise point, interpolated between the channels around it
         if k == 0:
             return float(es[0])

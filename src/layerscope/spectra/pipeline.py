@@ -32,7 +32,7 @@ from layerscope.spectra.calibrate import edge_shifts, zlp_shifts
 MN_L3_EXPECTED_EV = (638.0, 646.0)
 
 COLUMNS = ["index", "position_nm", "l3_over_l2", "valence", "o_pre_edge_ratio", "shift_eV", "flag",
-           "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr"]
+           "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr", "l3_over_l2_stat_err"]
 
 
 def pca_denoise(spectra, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,28 +141,33 @@ def _summary(v) -> dict:
 
 
 def _mask_undetected(res: EelsResult, raw: EelsResult) -> EelsResult:
-    no_mn = np.array(["Mn L2,3" in f for f in raw.flags])
+    no_mn = np.array([("Mn L2,3" in f) or ("Mn L3/L2" in f and "too uncertain" in f) for f in raw.flags])
     no_o = ~np.isfinite(raw.o_pre_edge_ratio)
     arrays = {}
     for k in ("l3_over_l2", "valence", "delta_e_eV", "valence_shift", "valence_mlls", "l3_eV"):
         arrays[k] = np.where(no_mn, np.nan, getattr(res, k))
     for k in ("o_pre_edge_ratio", "o_pre_edge_eV"):
         arrays[k] = np.where(no_o, np.nan, getattr(res, k))
+    arrays["other"] = {el: {k: np.where(np.isfinite(raw.other[el]["l3_over_l2"]), v, np.nan)
+                            for k, v in d.items()} for el, d in res.other.items()}
     arrays["delta_e_eV"] = np.where(no_o, np.nan, arrays["delta_e_eV"])
     arrays["valence_shift"] = np.where(no_o, np.nan, arrays["valence_shift"])
-    flags = tuple("; ".join(x for x in ((r if (m or o) else ""), d) if x)
+    flags = tuple("; ".join(x for x in ((r if (m or o or r) else ""), d) if x)
                   for r, d, m, o in zip(raw.flags, res.flags, no_mn, no_o))
-    return replace(res, snr=raw.snr, flags=flags, **arrays)
+    return replace(res, snr=raw.snr, l3_over_l2_stat_err=raw.l3_over_l2_stat_err, flags=flags, **arrays)
 
 
 def result_rows(res: EelsResult, position_nm=None) -> list[dict]:
     n = len(res.flags)
     pos = np.full(n, np.nan) if position_nm is None else np.asarray(position_nm, float)
-    return [{"index": i, "position_nm": pos[i], "l3_over_l2": res.l3_over_l2[i],
+    extra = [{f"{el.lower()}_{k}": v[i] for el, d in res.other.items() for k, v in d.items()
+              if k != "snr"} for i in range(n)]
+    return [{**extra[i], "index": i, "position_nm": pos[i], "l3_over_l2": res.l3_over_l2[i],
              "valence": res.valence[i], "o_pre_edge_ratio": res.o_pre_edge_ratio[i],
              "shift_eV": res.shift_eV[i], "flag": res.flags[i], "valence_shift": res.valence_shift[i],
              "valence_mlls": res.valence_mlls[i], "delta_e_eV": res.delta_e_eV[i],
-             "l3_eV": res.l3_eV[i], "o_pre_edge_eV": res.o_pre_edge_eV[i], "snr": res.snr[i]}
+             "l3_eV": res.l3_eV[i], "o_pre_edge_eV": res.o_pre_edge_eV[i], "snr": res.snr[i],
+             "l3_over_l2_stat_err": res.l3_over_l2_stat_err[i]}
             for i in range(n)]
 
 
@@ -170,7 +175,8 @@ def write_eels_outputs(out, res: EelsResult, record: dict, *, position_nm=None, 
     """``eels.csv`` (one row per spectrum), ``record.json`` and ``eels.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "eels.csv", result_rows(res, position_nm), COLUMNS, fmt=".6g")
+    cols = COLUMNS + [f"{el.lower()}_{k}" for el in res.other for k in ("l3_over_l2", "l3_eV")]
+    write_csv(out / "eels.csv", result_rows(res, position_nm), cols, fmt=".6g")
     write_text(out / "record.json", json.dumps({**record, "nav_shape": list(nav_shape)}, indent=1,
                                                default=_json_default))
     from layerscope.spectra._figure import eels_figure
