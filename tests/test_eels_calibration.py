@@ -192,3 +192,26 @@ def test_co_and_ni_l23_ratios_and_uncertain_ratio_flagged():
     assert res.snr[0] > 5                                   # detected ...
     assert res.l3_over_l2_stat_err[0] > 0.1 * 2.3           # ... but too uncertain to report
     assert np.isnan(res.valence[0]) and "too uncertain" in res.flags[0]
+
+
+def test_hspy_line_scan_through_the_cli(tmp_path):
+    import rsciio.hspy
+
+    e, y, _ = mn_o_eels(offset_eV=-4.0, l3_over_l2=2.5)
+    sig = {"data": np.stack([y, 1.1 * y, 0.9 * y]),
+           "axes": [{"name": "x", "size": 3, "offset": 0.0, "scale": 1.5, "units": "nm", "navigate": True},
+                    {"name": "Energy loss", "size": len(e), "offset": float(e[0]), "scale": 0.25,
+                     "units": "eV", "navigate": False}],
+           "metadata": {"General": {"title": "t"}, "Signal": {"signal_type": "EELS"}},
+           "original_metadata": {}, "attributes": {"_lazy": False}, "tmp_parameters": {},
+           "learning_results": {}, "models": {}, "package_info": {"name": "test", "version": "0"}}
+    path = tmp_path / "scan.hspy"
+    rsciio.hspy.file_writer(str(path), sig)
+    out = tmp_path / "out"
+    assert main(["eels", str(path), "--shift-eV", "4", "--out", str(out)]) == 0
+    import csv
+    with open(out / "eels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    np.testing.assert_allclose([float(r["position_nm"]) for r in rows], [0.0, 1.5, 3.0])
+    np.testing.assert_allclose([float(r["l3_over_l2"]) for r in rows], 2.5, rtol=0.02)
+    np.testing.assert_allclose([float(r["l3_eV"]) for r in rows], 642.0, atol=0.3)

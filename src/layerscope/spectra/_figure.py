@@ -42,10 +42,10 @@ def eels_figure(res, position_nm=None):
                    (res.valence_mlls, "MLLS")):
         if np.isfinite(v).any():
             ax3.plot(x, v, "o-", ms=3, label=lab)
-    bad = np.array([bool(f) for f in res.flags])
+    bad = ~np.isfinite(res.valence)
     if bad.any():
         ax3.plot(x[bad], np.full(bad.sum(), np.nanmin(res.valence) if np.isfinite(res.valence).any()
-                                 else 0.0), "rx", label="flagged")
+                                 else 0.0), "rx", label="no L3/L2 valence (see flag)")
     ax3.set_xlabel("position (nm)" if position_nm is not None else "spectrum")
     ax3.set_ylabel("Mn valence")
     ax3.legend(fontsize=6)
