@@ -215,3 +215,17 @@ def test_hspy_line_scan_through_the_cli(tmp_path):
     np.testing.assert_allclose([float(r["position_nm"]) for r in rows], [0.0, 1.5, 3.0])
     np.testing.assert_allclose([float(r["l3_over_l2"]) for r in rows], 2.5, rtol=0.02)
     np.testing.assert_allclose([float(r["l3_eV"]) for r in rows], 642.0, atol=0.3)
+
+
+def test_sxas_state_shifts():
+    from layerscope.simulate.spectra import o_k_xas
+    from layerscope.spectra import xas
+
+    e, mu, _ = o_k_xas()
+    ref = xas.state_integrals({"a": (e, mu)}, pre_edge_eV=(510, 524), post_edge_eV=(550, 559))["a"]
+    # the same spectrum recorded 1.5 eV high and corrected by its shift gives the same integral
+    got = xas.state_integrals({"a": (e + 1.5, mu)}, shifts={"a": -1.5}, pre_edge_eV=(510, 524),
+                              post_edge_eV=(550, 559))["a"]
+    assert got == pytest.approx(ref, rel=1e-3)
+    with pytest.raises(ValueError, match="state 'a'"):
+        xas.state_integrals({"a": (e, mu)}, shifts={"a": 30.0})
