@@ -52,6 +52,17 @@ def test_zlp_calibration_recovers_ratio_within_2_percent(offset):
     assert rec["calibration"]["shift_eV_median"] == pytest.approx(-offset, abs=0.02)
 
 
+@pytest.mark.parametrize("offset", [-10.0, 10.0])
+def test_zlp_calibration_with_poisson_noise(offset):
+    for seed in range(3):
+        e, y, _ = mn_o_eels(offset_eV=offset, l3_over_l2=2.6, noise=True, seed=seed, scale=300)
+        el, yl, _ = zero_loss_peak(centre_eV=offset, noise=True, seed=seed)
+        res, _ = eels_pipeline(e, y, low_loss=yl, low_loss_energy_eV=el)
+        assert res.shift_eV[0] == pytest.approx(-offset, abs=0.02)
+        assert res.l3_over_l2[0] == pytest.approx(2.6, rel=0.02)
+        assert res.l3_over_l2_stat_err[0] < 0.01
+
+
 def test_zlp_position_sub_channel_and_no_peak():
     e = np.arange(-10, 30, 0.3)
     _, y, _ = zero_loss_peak(e, centre_eV=1.234)

@@ -119,6 +119,11 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
                    f"absolute energy scale is doubtful (L3/L2 and ΔE do not depend on it; MLLS does)")
             warnings.warn(msg, stacklevel=2)
             notes.append(msg)
+    if opts.shift_calibration is None:
+        notes.append("valence_shift is NaN: no ΔE(Mn L3 − O-K pre-edge) calibration given "
+                     "(--shift-calibration); delta_e_eV holds the measured ΔE")
+    if not opts.references:
+        notes.append("valence_mlls is NaN: no reference spectra given (--reference VALENCE=FILE)")
     if opts.calibration.status not in ("checked", "measured", "user-given"):
         notes.append(f"white-line calibration: {opts.calibration.status}")
     record = {"source": source, "n_spectra": n,
