@@ -4,9 +4,9 @@ Every function returns the **shift to add** to the stored energy axis of each sp
 (``E_true = E_stored + shift``), so one spectrum image may carry a different shift per pixel
 (energy drift during a scan).
 
-* :func:`zlp_shifts` — DualEELS / a low-loss acquisition: the zero-loss peak of each low-loss
-  spectrum is located to a fraction of a channel (a parabola through the logarithm of the
-  channels above half maximum, i.e. a Gaussian fitted to the peak top) and moved to 0 eV; the
+* :func:`zlp_shifts` — DualEELS / a low-loss acquisition: the maximum of the zero-loss peak of
+  each low-loss spectrum is located to a fraction of a channel (a parabola through the logarithm
+  of the three top channels, exact for a Gaussian top) and moved to 0 eV; the
   same shift is applied to the core-loss spectrum of the same pixel, as in DualEELS alignment
   (Gubbens et al., Ultramicroscopy 110, 962, 2010).
 * :func:`edge_shifts` — a feature of a core-loss edge is moved to a reference energy:
@@ -61,21 +61,17 @@ def zlp_position(energy_eV, counts) -> float:
         raise ValueError("no zero-loss peak (maximum at the end of the axis or not positive)")
     if y[k] < 5 * max(np.median(np.abs(y)), 1e-300):
         raise ValueError(f"no zero-loss peak: maximum {y[k]:.3g} is under 5x the median")
-    half = y >= 0.5 * y[k]
-    lo, hi = k, k
-    while lo > 0 and half[lo - 1]:
-        lo -= 1
-    while hi < len(y) - 1 and half[hi + 1]:
-        hi += 1
-    lo, hi = max(min(lo, k - 1), 0), min(max(hi, k + 1), len(y) - 1)
-    ee, yy = e[lo:hi + 1], y[lo:hi + 1]
-    if np.any(yy <= 0):
+    # the maximum to a fraction of a channel: a parabola through the logarithm of the top three
+    # channels (exact for a Gaussian top; a wide tail on one side does not pull it)
+    y0, y1, y2 = y[k - 1], y[k], y[k + 1]
+    if min(y0, y2) <= 0:
         return float(e[k])
-    c2, c1, _ = np.polyfit(ee - e[k], np.log(yy), 2)
-    if c2 >= 0:
+    l0, l1, l2 = np.log([y0, y1, y2])
+    den = l0 - 2 * l1 + l2
+    if den >= 0:
         return float(e[k])
-    x0 = -c1 / (2 * c2)
-    return float(e[k] + np.clip(x0, ee[0] - e[k], ee[-1] - e[k]))
+    x0 = 0.5 * (l0 - l2) / den
+    return float(e[k] + np.clip(x0, -0.5, 0.5) * (e[k + 1] - e[k]))
 
 
 def zlp_shifts(energy_eV, lowloss) -> Shifts:
