@@ -26,7 +26,7 @@ def test_nmc_spectrum_image_on_its_zero_loss(tmp_path):
     rows = _rows(out)
     assert len(rows) == 42                                 # 2 x 21 pixels, energy on the first axis
     shift = np.array([float(r["shift_eV"]) for r in rows])
-    assert np.all((shift > 2.7) & (shift < 3.3))           # ZLP at -3.3..-2.8 eV as stored
+    assert np.all((shift > 2.8) & (shift < 3.5))           # ZLP at -3.45..-2.85 eV as stored
     v = np.array([float(r["valence"]) for r in rows])
     edge = np.isfinite(v)
     # the two vacuum pixels have no edge: NaN with a flag naming them; all others 3.5-4.0
