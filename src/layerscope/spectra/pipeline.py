@@ -157,8 +157,12 @@ def _mask_undetected(res: EelsResult, raw: EelsResult) -> EelsResult:
                             for k, v in d.items()} for el, d in res.other.items()}
     arrays["delta_e_eV"] = np.where(no_o, np.nan, arrays["delta_e_eV"])
     arrays["valence_shift"] = np.where(no_o, np.nan, arrays["valence_shift"])
-    flags = tuple("; ".join(x for x in ((r if (m or o or r) else ""), d) if x)
-                  for r, d, m, o in zip(raw.flags, res.flags, no_mn, no_o))
+    # keep the raw spectra's detection flags (no edge, not analysed, too uncertain), not their
+    # out-of-range remarks: the values reported are the denoised ones, checked on their own
+    keep = ("no ", "not analysed", "too uncertain")
+    flags = tuple("; ".join([x for x in r.split("; ") if x and any(k in x for k in keep)]
+                            + [x for x in d.split("; ") if x])
+                  for r, d in zip(raw.flags, res.flags))
     return replace(res, snr=raw.snr, l3_over_l2_stat_err=raw.l3_over_l2_stat_err, flags=flags, **arrays)
 
 
