@@ -240,3 +240,18 @@ def test_sxas_state_shifts():
     assert got == pytest.approx(ref, rel=1e-3)
     with pytest.raises(ValueError, match="state 'a'"):
         xas.state_integrals({"a": (e, mu)}, shifts={"a": 30.0})
+
+
+def test_cli_bad_calibration_inputs_exit_2(tmp_path, capsys):
+    e, y, _ = mn_o_eels(l3_over_l2=2.5)
+    core = tmp_path / "core.csv"
+    np.savetxt(core, np.column_stack([e, y]), delimiter=",", header="energy_eV,a", comments="")
+    flat = tmp_path / "flat.csv"
+    np.savetxt(flat, np.column_stack([np.arange(-10, 30, 0.5), np.ones(80)]), delimiter=",")
+    assert main(["eels", str(core), "--low-loss", str(flat), "--out", str(tmp_path / "o")]) == 2
+    assert "flat.csv" in capsys.readouterr().err
+    short = tmp_path / "short.csv"
+    m = e > 600
+    np.savetxt(short, np.column_stack([e[m], y[m]]), delimiter=",")
+    assert main(["eels", str(short), "--align-edge", "O-K", "--out", str(tmp_path / "o")]) == 2
+    assert "short.csv" in capsys.readouterr().err

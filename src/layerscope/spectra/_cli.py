@@ -57,6 +57,22 @@ def run_eels(args) -> int:
         if g("shift_calibration") else None,
         references=refs, other_elements=tuple(g("elements") or ()))
     ll = read_spectrum(g("low_loss")) if g("low_loss") else None
+    if ll is not None:
+        from layerscope.spectra.calibrate import zlp_shifts
+        try:
+            zlp_shifts(ll.energy_eV, ll.counts)
+        except ValueError as exc:
+            raise InputError(f"expected a zero-loss peak in the low-loss data: {exc}",
+                             path=g("low_loss")) from None
+    if g("align_edge"):
+        from layerscope.spectra.calibrate import edge_shifts
+        try:
+            edge_shifts(spec.energy_eV, spec.counts, g("align_edge"), target_eV=g("align_energy"),
+                        background=g("background", "power-law") != "none")
+        except ValueError as exc:
+            if "does not cover" in str(exc) or "not found" in str(exc) or "no " in str(exc):
+                raise InputError(f"--align-edge {g('align_edge')}: {exc}", path=args.file) from None
+            raise
     res, record = eels_pipeline(spec.energy_eV, spec.counts,
                                 low_loss=None if ll is None else ll.counts,
                                 low_loss_energy_eV=None if ll is None else ll.energy_eV,

@@ -235,14 +235,14 @@ def analyse_eels(energy_eV, spectra, shift_eV=0.0, options: EelsOptions | None =
             out["snr"][i] = mn["snr"]
             out["err"][i] = mn["ratio_err"]
             if not mn["snr"] >= opts.snr_min:
-                f.append(f"spectrum {i}: no Mn L2,3 edge (SNR {mn['snr']:.1f} < {opts.snr_min:g})")
+                f.append(f"no Mn L2,3 edge (SNR {mn['snr']:.1f} < {opts.snr_min:g})")
                 mn = None
             elif not mn["ratio_err"] <= opts.max_rel_err * abs(mn["wl"].l3_over_l2):
-                f.append(f"spectrum {i}: Mn L3/L2 {mn['wl'].l3_over_l2:.3f} too uncertain (statistical "
+                f.append(f"Mn L3/L2 {mn['wl'].l3_over_l2:.3f} too uncertain (statistical "
                          f"error {mn['ratio_err']:.3f} > {100 * opts.max_rel_err:g} %)")
                 mn = None
         except Exception as exc:  # one spectrum never stops the others
-            f.append(f"spectrum {i}: Mn L2,3 not analysed ({exc})")
+            f.append(f"Mn L2,3 not analysed ({exc})")
         if mn is not None:
             wl = mn["wl"]
             out["r"][i], out["l3"][i] = wl.l3_over_l2, wl.l3_eV
@@ -286,7 +286,7 @@ def analyse_eels(energy_eV, spectra, shift_eV=0.0, options: EelsOptions | None =
         if mn is not None and mn["snr"] > best:
             best = mn["snr"]
             example = {"index": i, "energy_eV": e, "counts": y, **mn, "o": ok}
-        flags.append("; ".join(f))
+        flags.append(f"spectrum {i}: " + "; ".join(f) if f else "")
     return EelsResult(shift, out["r"], out["v"], out["de"], out["vs"], out["vm"], out["o"],
                       out["l3"], out["p"], out["snr"], out["err"], tuple(flags), example,
                       other)

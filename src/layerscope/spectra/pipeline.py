@@ -160,9 +160,12 @@ def _mask_undetected(res: EelsResult, raw: EelsResult) -> EelsResult:
     # keep the raw spectra's detection flags (no edge, not analysed, too uncertain), not their
     # out-of-range remarks: the values reported are the denoised ones, checked on their own
     keep = ("no ", "not analysed", "too uncertain")
-    flags = tuple("; ".join([x for x in r.split("; ") if x and any(k in x for k in keep)]
-                            + [x for x in d.split("; ") if x])
-                  for r, d in zip(raw.flags, res.flags))
+    def parts(text, i):
+        return [x for x in text.removeprefix(f"spectrum {i}: ").split("; ") if x]
+
+    merged = ([x for x in parts(r, i) if any(k in x for k in keep)] + parts(d, i)
+              for i, (r, d) in enumerate(zip(raw.flags, res.flags)))
+    flags = tuple(f"spectrum {i}: " + "; ".join(p) if p else "" for i, p in enumerate(merged))
     return replace(res, snr=raw.snr, l3_over_l2_stat_err=raw.l3_over_l2_stat_err, flags=flags, **arrays)
 
 
