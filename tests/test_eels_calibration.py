@@ -255,3 +255,28 @@ def test_cli_bad_calibration_inputs_exit_2(tmp_path, capsys):
     np.savetxt(short, np.column_stack([e[m], y[m]]), delimiter=",")
     assert main(["eels", str(short), "--align-edge", "O-K", "--out", str(tmp_path / "o")]) == 2
     assert "short.csv" in capsys.readouterr().err
+
+
+def test_cli_own_calibration_from_reference_spectra(tmp_path):
+    e = np.arange(470.0, 720.0, 0.25)
+    files = []
+    for v, r, l3 in ((3.0, 2.7, 641.5), (4.0, 2.0, 643.0)):
+        _, y, _ = mn_o_eels(e, l3_over_l2=r, l3_eV=l3, l2_eV=l3 + 11.0)
+        p = tmp_path / f"ref{v:g}.csv"
+        np.savetxt(p, np.column_stack([e, y]), delimiter=",")
+        files.append(f"{v:g}={p}")
+    _, mix, _ = mn_o_eels(e, l3_over_l2=2.35, l3_eV=642.25, l2_eV=653.25)
+    core = tmp_path / "x.csv"
+    np.savetxt(core, np.column_stack([e, mix]), delimiter=",")
+    out = tmp_path / "out"
+    assert main(["eels", str(core), "--reference", files[0], "--reference", files[1],
+                 "--calibration", "references", "--out", str(out)]) == 0
+    rec = json.loads((out / "record.json").read_text())
+    cal = rec["methods"]["white_line_calibration"]
+    assert cal["status"] == "measured" and cal["valences"] == [3.0, 4.0]
+    np.testing.assert_allclose(cal["values"], [2.7, 2.0], rtol=0.02)
+    import csv
+    with open(out / "eels.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert float(row["valence"]) == pytest.approx(3.5, abs=0.05)
+    assert float(row["valence_mlls"]) == pytest.approx(3.5, abs=0.1)

@@ -30,6 +30,28 @@ def _table(path, quantity):
         raise InputError(f"not a valence calibration: {exc}", path=path) from None
 
 
+def _own_calibration(refs: dict, g):
+    """L3/L2 of the --reference spectra, measured with the same settings, as the calibration."""
+    from layerscope.spectra.analysis import EelsOptions, analyse_eels
+    from layerscope.spectra.calibration import calibration_from_references
+    if len(refs) < 2:
+        raise InputError("--calibration references needs at least two --reference VALENCE=FILE")
+    opts = EelsOptions(background=g("background", "power-law"), step=g("step", "linear"),
+                       step_width_eV=float(g("step_width", 1.0)))
+    vals, ratios = [], []
+    for v, (e, y) in sorted(refs.items()):
+        r = analyse_eels(e, y, options=opts)
+        if not np.isfinite(r.l3_over_l2[0]):
+            raise InputError(f"reference of valence {v:g}: no L3/L2 ({r.flags[0]})")
+        vals.append(v)
+        ratios.append(float(r.l3_over_l2[0]))
+    try:
+        return calibration_from_references(vals, ratios, source="--reference spectra, measured "
+                                           "with the settings of this run")
+    except ValueError as exc:
+        raise InputError(f"--calibration references: L3/L2 {ratios} of valences {vals}: {exc}") from None
+
+
 def run_eels(args) -> int:
     from layerscope.spectra.analysis import EelsOptions
     from layerscope.spectra.calibration import MN_L3L2_TAN2012
@@ -52,7 +74,8 @@ def run_eels(args) -> int:
         mn_background_eV=tuple(g("mn_bg")) if g("mn_bg") else None,
         o_background_eV=tuple(g("o_bg")) if g("o_bg") else None,
         snr_min=float(g("snr_min", 5.0)), max_rel_err=float(g("max_rel_err", 0.10)),
-        calibration=_table(g("calibration"), "L3/L2") if g("calibration") else MN_L3L2_TAN2012,
+        calibration=(_own_calibration(refs, g) if g("calibration") == "references" else
+                     _table(g("calibration"), "L3/L2") if g("calibration") else MN_L3L2_TAN2012),
         shift_calibration=_table(g("shift_calibration"), "dE(Mn L3 - O K pre-edge) eV")
         if g("shift_calibration") else None,
         references=refs, other_elements=tuple(g("elements") or ()))
@@ -122,8 +145,9 @@ def register(subparsers) -> None:
                    help="minimum signal-to-noise of the white lines; below: 'no edge', NaN")
     m.add_argument("--max-rel-err", type=float, default=0.10,
                    help="largest relative statistical error of an L3/L2 ratio that is reported")
-    m.add_argument("--calibration", help="CSV valence,L3/L2 of your own references (replaces the "
-                                         "built-in table)")
+    m.add_argument("--calibration", help="CSV valence,L3/L2 of your own references, or 'references' to "
+                                         "measure the --reference spectra with this run's settings "
+                                         "(replaces the built-in table)")
     m.add_argument("--shift-calibration", help="CSV valence,dE_eV: ΔE(Mn L3 − O-K pre-edge) per "
                                                "valence, enables valence_shift")
     m.add_argument("--reference", action="append", metavar="VALENCE=FILE",
