@@ -23,6 +23,7 @@ def test_calibration_table_numbers_and_citation_pinned():
     assert cal.ratios == (3.95, 2.90, 2.60, 1.95)
     assert cal.compounds == ("MnO", "Mn3O4", "Mn2O3", "MnO2")
     assert "Ultramicroscopy 116, 24-33 (2012)" in cal.source and "Tan" in cal.source
+    assert "10.1016/j.ultramic.2012.03.002" in cal.source
     # the numbers are not yet compared with the publication's table: the status must say so
     assert "not checked" in cal.status
     assert cal.as_dict()["status"] == cal.status

@@ -122,7 +122,8 @@ MN_L3L2_TAN2012 = ValenceCalibration(
     ratios=(3.95, 2.90, 2.60, 1.95),
     compounds=("MnO", "Mn3O4", "Mn2O3", "MnO2"),
     source=("Tan, Verbeeck, Abakumov & Van Tendeloo, Ultramicroscopy 116, 24-33 (2012), "
-            "Mn L3/L2 of MnO, Mn3O4, Mn2O3, MnO2 (as used by the paper, its ref. 29)"),
+            "doi:10.1016/j.ultramic.2012.03.002; Mn L3/L2 of MnO, Mn3O4, Mn2O3, MnO2 (as used by the "
+            "paper, its ref. 29, Supp. Fig. 4d)"),
     status="not checked against the publication's table (numbers entered from the published "
            "trend; see layerscope.spectra.calibration)",
 )
