@@ -24,6 +24,7 @@ pure array functions (HyperSpy/exSpy do it through signal objects).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,7 +206,9 @@ def line_profile(energy_eV, spectra, position_nm=None, *, mn_background_eV=(600.
     """Mn L3/L2, valence and O-K pre-edge ratio for each spectrum of a line scan.
 
     ``spectra`` has shape (n_positions, n_channels); quantities whose edges
-    are outside the energy range come back as NaN.
+    are outside the energy range come back as NaN. Fixed windows, no energy calibration and no
+    edge detection: :func:`layerscope.spectra.analysis.analyse_eels` is the calibrated, flagged
+    analysis that ``layerscope eels`` runs.
     """
     e = np.asarray(energy_eV, float)
     s = np.atleast_2d(np.asarray(spectra, float))
@@ -218,11 +221,14 @@ def line_profile(energy_eV, spectra, position_nm=None, *, mn_background_eV=(600.
     v = np.full(len(s), np.nan)
     o = np.full(len(s), np.nan)
     for i, y in enumerate(s):
-        if has_mn:
-            sig, _ = subtract_background(e, y, mn_background_eV)
-            r[i] = white_line_ratio(e, sig, **white_line_kwargs).l3_over_l2
-            v[i] = calibration.valence(r[i])
-        if has_o:
-            sig, _ = subtract_background(e, y, o_background_eV)
-            o[i] = o_k_pre_edge(e, sig).ratio
+        try:   # one failing spectrum gives NaN (with a warning naming it), never stops the others
+            if has_mn:
+                sig, _ = subtract_background(e, y, mn_background_eV)
+                r[i] = white_line_ratio(e, sig, **white_line_kwargs).l3_over_l2
+                v[i] = calibration.valence(r[i])   # NaN outside the calibration range
+            if has_o:
+                sig, _ = subtract_background(e, y, o_background_eV)
+                o[i] = o_k_pre_edge(e, sig).ratio
+        except ValueError as exc:
+            warnings.warn(f"spectrum {i}: {exc}; NaN", stacklevel=2)
     return LineProfile(pos, r, v, o)
