@@ -98,3 +98,40 @@ def eds_spectrum(energy_keV=None, *, areas=None, fwhm_mnka_eV=130.0, kbeta_fract
     if noise:
         y = np.random.default_rng(seed).poisson(y).astype(float)
     return e, y, {"kalpha": dict(areas)}
+
+
+def zero_loss_peak(energy_eV=None, *, centre_eV=0.0, fwhm_eV=1.0, area=1.0e6, plasmon_eV=22.0,
+                   noise=False, seed=0):
+    """Low-loss spectrum: a Gaussian zero-loss peak at ``centre_eV`` plus a weak broad plasmon.
+
+    A stored axis whose zero-loss peak sits at ``centre_eV`` is off by ``centre_eV``: the
+    core-loss edges of the same acquisition appear ``centre_eV`` above their true energies.
+    """
+    e = np.arange(-20.0, 80.0, 0.1) if energy_eV is None else np.asarray(energy_eV, float)
+    sigma = fwhm_eV / (2 * np.sqrt(2 * np.log(2)))
+    y = _gauss(e, centre_eV, sigma, area) + _gauss(e, centre_eV + plasmon_eV, 5.0, 0.3 * area) + 1.0
+    if noise:
+        y = np.random.default_rng(seed).poisson(y).astype(float)
+    return e, y, {"zlp_eV": centre_eV}
+
+
+def mn_o_eels(energy_eV=None, *, offset_eV=0.0, l3_over_l2=2.5, mn=True, l3_eV=642.0,
+              l2_eV=653.0, noise=False, seed=0, scale=1.0):
+    """Core-loss spectrum with an O-K edge (pre-edge at 530 eV) and, if ``mn``, Mn L2,3.
+
+    All edges are placed ``offset_eV`` above their true energies (a miscalibrated axis).
+    """
+    e = np.arange(470.0, 720.0, 0.25) if energy_eV is None else np.asarray(energy_eV, float)
+    _, o, _ = o_k_eels(e - offset_eV, bg_a=2.0e12 * scale, pre_edge_area=400.0 * scale,
+                       main_area=3000.0 * scale, step=150.0 * scale)
+    y = o
+    truth = {"offset_eV": offset_eV, "l3_over_l2": l3_over_l2 if mn else None}
+    if mn:
+        _, m, t = mn_l23_eels(e - offset_eV, l3_over_l2=l3_over_l2, l3_eV=l3_eV, l2_eV=l2_eV,
+                              bg_a=0.0, i_l2=3000.0 * scale, continuum=800.0 * scale,
+                              continuum_slope_per_eV=-2.0 * scale)
+        y = y + m
+        truth.update(t)
+    if noise:
+        y = np.random.default_rng(seed).poisson(np.clip(y, 0, None)).astype(float)
+    return e, y, truth

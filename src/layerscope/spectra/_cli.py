@@ -1,67 +1,159 @@
-"""``layerscope eels FILE --out DIR``: Mn L3/L2, valence and O-K pre-edge of a spectrum or line scan.
+"""``layerscope eels FILE --out DIR``: Mn L3/L2, valence (three methods) and O-K of EELS spectra.
 
-Writes ``DIR/eels.csv`` (one row per spectrum: ``index``, ``position_nm``,
-``l3_over_l2``, ``valence``, ``o_pre_edge_ratio``; NaN where an edge is outside
-the recorded range) and ``DIR/eels.png``.
+Energy calibration: ``--low-loss FILE`` (zero-loss peak per pixel, DualEELS), ``--align-edge
+O-K|Mn-L3`` (with ``--align-energy`` for another target), ``--shift-eV X`` (added last). Writes
+``DIR/eels.csv`` (``index, position_nm, l3_over_l2, valence, o_pre_edge_ratio, shift_eV, flag,
+valence_shift, valence_mlls, delta_e_eV, l3_eV, o_pre_edge_eV, snr``; NaN with a flag where a value
+cannot be determined), ``DIR/record.json`` (calibration, windows, methods, warnings) and
+``DIR/eels.png`` (windows, background and continuum steps over the edges).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from layerscope._io import atomic_path
+from layerscope._errors import InputError
+
+
+def _table(path, quantity):
+    from layerscope.spectra.calibration import ValenceCalibration
+    try:
+        arr = np.loadtxt(path, delimiter=",", comments="#", ndmin=2,
+                         skiprows=1 if not open(path).read(1).strip().lstrip("-").replace(".", "")[:1].isdigit() else 0)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"expected CSV columns valence,{quantity} ({exc})", path=path) from None
+    try:
+        o = np.argsort(arr[:, 0])
+        return ValenceCalibration(tuple(arr[o, 0]), tuple(arr[o, 1]), source=str(path),
+                                  status="user-given", quantity=quantity)
+    except (ValueError, IndexError) as exc:
+        raise InputError(f"not a valence calibration: {exc}", path=path) from None
+
+
+def _own_calibration(refs: dict, g):
+    """L3/L2 of the --reference spectra, measured with the same settings, as the calibration."""
+    from layerscope.spectra.analysis import EelsOptions, analyse_eels
+    from layerscope.spectra.calibration import calibration_from_references
+    if len(refs) < 2:
+        raise InputError("--calibration references needs at least two --reference VALENCE=FILE")
+    opts = EelsOptions(background=g("background", "power-law"), step=g("step", "linear"),
+                       step_width_eV=float(g("step_width", 1.0)))
+    vals, ratios = [], []
+    for v, (e, y) in sorted(refs.items()):
+        r = analyse_eels(e, y, options=opts)
+        if not np.isfinite(r.l3_over_l2[0]):
+            raise InputError(f"reference of valence {v:g}: no L3/L2 ({r.flags[0]})")
+        vals.append(v)
+        ratios.append(float(r.l3_over_l2[0]))
+    try:
+        return calibration_from_references(vals, ratios, source="--reference spectra, measured "
+                                           "with the settings of this run")
+    except ValueError as exc:
+        raise InputError(f"--calibration references: L3/L2 {ratios} of valences {vals}: {exc}") from None
 
 
 def run_eels(args) -> int:
-    from matplotlib.figure import Figure
-
-    from layerscope.spectra.eels import line_profile
+    from layerscope.spectra.analysis import EelsOptions
+    from layerscope.spectra.calibration import MN_L3L2_TAN2012
     from layerscope.spectra.io import read_spectrum
+    from layerscope.spectra.pipeline import eels_pipeline, write_eels_outputs
 
+    g = lambda k, d=None: getattr(args, k, d)  # noqa: E731  (the study passes a partial Namespace)
     spec = read_spectrum(args.file)
-    counts = np.atleast_2d(spec.counts)
-    prof = line_profile(spec.energy_eV, counts, spec.position_nm,
-                        mn_background_eV=tuple(args.mn_bg), o_background_eV=tuple(args.o_bg),
-                        step_width_eV=args.step_width)
-    if np.all(np.isnan(prof.l3_over_l2)) and np.all(np.isnan(prof.o_pre_edge_ratio)):
-        raise ValueError(f"{args.file}: energy range {spec.energy_eV.min():.0f}–"
-                         f"{spec.energy_eV.max():.0f} eV covers neither the Mn L2,3 "
-                         f"({args.mn_bg[0]:.0f}–685 eV) nor the O K ({args.o_bg[0]:.0f}–545 eV) "
-                         f"analysis range")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = np.column_stack([np.arange(len(counts)), prof.position_nm, prof.l3_over_l2,
-                             prof.valence, prof.o_pre_edge_ratio])
-    with atomic_path(out / "eels.csv") as tmp:
-        np.savetxt(tmp, table, delimiter=",", comments="",
-                   header="index,position_nm,l3_over_l2,valence,o_pre_edge_ratio",
-                   fmt=["%d", "%.6g", "%.6g", "%.6g", "%.6g"])
-    fig = Figure(figsize=(6, 3.5), layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2)
-    ax1.plot(spec.energy_eV, counts.T, lw=0.8)
-    ax1.set_xlabel("energy loss (eV)")
-    ax1.set_ylabel("counts")
-    ax2.plot(prof.position_nm, prof.l3_over_l2, "o-", label="Mn L3/L2")
-    ax2.set_xlabel("position (nm)" if spec.position_nm is not None else "spectrum")
-    ax2.set_ylabel("L3/L2")
-    fig.savefig(out / "eels.png", dpi=120)
-    first = prof.l3_over_l2[0]
-    print(f"{args.file}: {len(counts)} spectra; L3/L2 = {first:.3f}, valence "
-          f"{prof.valence[0]:.2f} (first spectrum); wrote {out / 'eels.csv'}")
+    refs = {}
+    for item in g("reference") or []:
+        v, _, f = item.partition("=")
+        try:
+            rs = read_spectrum(f)
+            refs[float(v)] = (rs.energy_eV, np.atleast_2d(rs.counts).sum(axis=0))
+        except ValueError as exc:
+            raise InputError(f"--reference expects VALENCE=FILE, got {item!r} ({exc})") from None
+    opts = EelsOptions(
+        background=g("background", "power-law"), step=g("step", "linear"),
+        step_width_eV=float(g("step_width", 1.0)),
+        mn_background_eV=tuple(g("mn_bg")) if g("mn_bg") else None,
+        o_background_eV=tuple(g("o_bg")) if g("o_bg") else None,
+        snr_min=float(g("snr_min", 5.0)), max_rel_err=float(g("max_rel_err", 0.10)),
+        calibration=(_own_calibration(refs, g) if g("calibration") == "references" else
+                     _table(g("calibration"), "L3/L2") if g("calibration") else MN_L3L2_TAN2012),
+        shift_calibration=_table(g("shift_calibration"), "dE(Mn L3 - O K pre-edge) eV")
+        if g("shift_calibration") else None,
+        references=refs, other_elements=tuple(g("elements") or ()))
+    ll = read_spectrum(g("low_loss")) if g("low_loss") else None
+    if ll is not None:
+        from layerscope.spectra.calibrate import zlp_shifts
+        try:
+            zlp_shifts(ll.energy_eV, ll.counts)
+        except ValueError as exc:
+            raise InputError(f"expected a zero-loss peak in the low-loss data: {exc}",
+                             path=g("low_loss")) from None
+    if g("align_edge"):
+        from layerscope.spectra.calibrate import edge_shifts
+        try:
+            edge_shifts(spec.energy_eV, spec.counts, g("align_edge"), target_eV=g("align_energy"),
+                        background=g("background", "power-law") != "none")
+        except ValueError as exc:
+            if "does not cover" in str(exc) or "not found" in str(exc) or "no " in str(exc):
+                raise InputError(f"--align-edge {g('align_edge')}: {exc}", path=args.file) from None
+            raise
+    res, record = eels_pipeline(spec.energy_eV, spec.counts,
+                                low_loss=None if ll is None else ll.counts,
+                                low_loss_energy_eV=None if ll is None else ll.energy_eV,
+                                align_edge=g("align_edge"), align_energy_eV=g("align_energy"),
+                                shift_eV=float(g("shift_eV", 0.0) or 0.0), options=opts,
+                                pca=g("pca"), source=str(args.file))
+    if not np.isfinite(res.l3_over_l2).any() and not np.isfinite(res.o_pre_edge_ratio).any():
+        raise InputError(f"neither a Mn L2,3 nor an O-K edge analysed in any spectrum "
+                         f"({spec.energy_eV.min():.0f}-{spec.energy_eV.max():.0f} eV); first: "
+                         f"{res.flags[0]}", path=args.file)
+    write_eels_outputs(args.out, res, record, position_nm=spec.position_nm, nav_shape=spec.nav_shape)
+    v = res.valence[np.isfinite(res.valence)]
+    print(f"{args.file}: {len(res.flags)} spectra, shift {record['calibration']['shift_eV_median']:+.2f} eV "
+          f"(median); L3/L2 valence in {len(v)}"
+          + (f", {v.min():.2f}-{v.max():.2f} (median {np.median(v):.2f})" if len(v) else "")
+          + f"; {record['n_flagged']} flagged; wrote {args.out}/eels.csv, record.json")
+    for w in record["warnings"]:
+        print(f"  note: {w}")
     return 0
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("eels", help="Mn L3/L2 ratio, Mn valence and O-K pre-edge of EELS "
-                                           "spectra (.dm3/.dm4/.msa/.csv)")
-    p.add_argument("file", help="spectrum or line scan")
+    p = subparsers.add_parser("eels", help="Mn L3/L2, Mn valence (L3/L2, ΔE, MLLS) and O-K pre-edge of "
+                                           "EELS spectra (.dm3/.dm4/.msa/.hspy/.zspy/.emd/.csv)")
+    p.add_argument("file", help="spectrum, line scan or spectrum image (energy axis found by its unit)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--mn-bg", nargs=2, type=float, default=(600.0, 632.0), metavar=("LO", "HI"),
-                   help="power-law background window below Mn L3 (eV)")
-    p.add_argument("--o-bg", nargs=2, type=float, default=(490.0, 522.0), metavar=("LO", "HI"),
-                   help="power-law background window below O K (eV)")
-    p.add_argument("--step-width", type=float, default=1.0,
+    c = p.add_argument_group("energy calibration (applied in this order)")
+    c.add_argument("--low-loss", help="low-loss spectrum/SI of the same pixels: zero-loss peak to 0 eV")
+    c.add_argument("--align-edge", choices=["O-K", "Mn-L3", "Co-L3", "Ni-L3"],
+                   help="move the O-K pre-edge peak to 530 eV or the Mn L3 half-rise to 640 eV "
+                        "(on the summed spectra)")
+    c.add_argument("--align-energy", type=float, help="target energy (eV) for --align-edge")
+    c.add_argument("--shift-eV", type=float, default=0.0, help="shift added to the energy axis (eV)")
+    m = p.add_argument_group("methods")
+    m.add_argument("--background", choices=["power-law", "none"], default="power-law",
+                   help="'none' for spectra already background-subtracted")
+    m.add_argument("--step", choices=["linear", "flat"], default="linear",
+                   help="continuum height under the double-arctangent steps: straight line or "
+                        "constant (Pearson) fitted beyond L2")
+    m.add_argument("--step-width", type=float, default=1.0,
                    help="arctangent width of the continuum steps (eV)")
+    m.add_argument("--mn-bg", nargs=2, type=float, default=None, metavar=("LO", "HI"),
+                   help="fixed background window below Mn L3 (eV; default: 42-10 eV below the L3 maximum)")
+    m.add_argument("--o-bg", nargs=2, type=float, default=None, metavar=("LO", "HI"),
+                   help="fixed background window below O K (eV; default: 40-8 eV below the pre-edge peak)")
+    m.add_argument("--snr-min", type=float, default=5.0,
+                   help="minimum signal-to-noise of the white lines; below: 'no edge', NaN")
+    m.add_argument("--max-rel-err", type=float, default=0.10,
+                   help="largest relative statistical error of an L3/L2 ratio that is reported")
+    m.add_argument("--calibration", help="CSV valence,L3/L2 of your own references, or 'references' to "
+                                         "measure the --reference spectra with this run's settings "
+                                         "(replaces the built-in table)")
+    m.add_argument("--shift-calibration", help="CSV valence,dE_eV: ΔE(Mn L3 − O-K pre-edge) per "
+                                               "valence, enables valence_shift")
+    m.add_argument("--reference", action="append", metavar="VALENCE=FILE",
+                   help="reference spectrum of known Mn valence for MLLS (repeat)")
+    m.add_argument("--elements", nargs="+", choices=["Co", "Ni"], default=(),
+                   help="also give the L3/L2 ratio of these L2,3 edges (columns co_l3_over_l2, ...)")
+    m.add_argument("--pca", type=int, default=None, metavar="K",
+                   help="denoise a line scan/SI with K principal components first")
     p.set_defaults(func=run_eels)

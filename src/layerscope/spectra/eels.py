@@ -24,6 +24,7 @@ pure array functions (HyperSpy/exSpy do it through signal objects).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,7 +97,7 @@ class WhiteLines:
 def white_line_ratio(energy_eV, signal, *, l3_range_eV=(635.0, 648.0),
                      l2_range_eV=(648.0, 660.0), post_edge_eV=(665.0, 685.0),
                      step_width_eV=1.0, half_window_l3_eV=4.0,
-                     half_window_l2_eV=4.0) -> WhiteLines:
+                     half_window_l2_eV=4.0, flat: bool = False) -> WhiteLines:
     """L3/L2 ratio of a background-subtracted L2,3 edge (defaults: Mn).
 
     Parameters
@@ -111,6 +112,9 @@ def white_line_ratio(energy_eV, signal, *, l3_range_eV=(635.0, 648.0),
         Arctangent broadening ``w`` of the steps.
     half_window_l3_eV, half_window_l2_eV : float
         Integration half-widths around the L3 and L2 maxima.
+    flat : bool
+        Continuum height constant beyond L2 (Pearson et al. 1993's horizontal line) instead of
+        the default straight line ``a + bE``.
     """
     e = np.asarray(energy_eV, float)
     y = np.asarray(signal, float)
@@ -126,8 +130,11 @@ def white_line_ratio(energy_eV, signal, *, l3_range_eV=(635.0, 648.0),
     # The arctangent steps are not yet saturated in the post-edge window, so the
     # continuum line h(E) = a + bE is fitted as y = h(E)·S(E) with the known shape S.
     shape = double_step(e, l3, l2, 1.0, width_eV=step_width_eV)
-    basis = np.column_stack([shape[mp], e[mp] * shape[mp]])
-    (intercept, slope), *_ = np.linalg.lstsq(basis, y[mp], rcond=None)
+    if flat:
+        intercept, slope = float(np.dot(shape[mp], y[mp]) / np.dot(shape[mp], shape[mp])), 0.0
+    else:
+        basis = np.column_stack([shape[mp], e[mp] * shape[mp]])
+        (intercept, slope), *_ = np.linalg.lstsq(basis, y[mp], rcond=None)
     step = (intercept + slope * e) * shape
     net = y - step
     w3 = _window(e, l3 - half_window_l3_eV, l3 + half_window_l3_eV, "L3 window")
@@ -199,7 +206,9 @@ def line_profile(energy_eV, spectra, position_nm=None, *, mn_background_eV=(600.
     """Mn L3/L2, valence and O-K pre-edge ratio for each spectrum of a line scan.
 
     ``spectra`` has shape (n_positions, n_channels); quantities whose edges
-    are outside the energy range come back as NaN.
+    are outside the energy range come back as NaN. Fixed windows, no energy calibration and no
+    edge detection: :func:`layerscope.spectra.analysis.analyse_eels` is the calibrated, flagged
+    analysis that ``layerscope eels`` runs.
     """
     e = np.asarray(energy_eV, float)
     s = np.atleast_2d(np.asarray(spectra, float))
@@ -212,11 +221,14 @@ def line_profile(energy_eV, spectra, position_nm=None, *, mn_background_eV=(600.
     v = np.full(len(s), np.nan)
     o = np.full(len(s), np.nan)
     for i, y in enumerate(s):
-        if has_mn:
-            sig, _ = subtract_background(e, y, mn_background_eV)
-            r[i] = white_line_ratio(e, sig, **white_line_kwargs).l3_over_l2
-            v[i] = calibration.valence(r[i])
-        if has_o:
-            sig, _ = subtract_background(e, y, o_background_eV)
-            o[i] = o_k_pre_edge(e, sig).ratio
+        try:   # one failing spectrum gives NaN (with a warning naming it), never stops the others
+            if has_mn:
+                sig, _ = subtract_background(e, y, mn_background_eV)
+                r[i] = white_line_ratio(e, sig, **white_line_kwargs).l3_over_l2
+                v[i] = calibration.valence(r[i])   # NaN outside the calibration range
+            if has_o:
+                sig, _ = subtract_background(e, y, o_background_eV)
+                o[i] = o_k_pre_edge(e, sig).ratio
+        except ValueError as exc:
+            warnings.warn(f"spectrum {i}: {exc}; NaN", stacklevel=2)
     return LineProfile(pos, r, v, o)

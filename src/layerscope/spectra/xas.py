@@ -5,6 +5,11 @@ and the spectrum divided by its mean over a post-edge region, so that the
 pre-edge is 0 and the post-edge 1 (the usual edge-step normalisation; e.g.
 Stöhr, *NEXAFS Spectroscopy*, 1992, ch. 7). The O-K integral over 525–535 eV
 then measures the O 2p – TM 3d hole states.
+
+Energy calibration: beamline energy scales drift between runs; a shift per state (measured on a
+reference recorded with it, e.g. a foil or a standard's peak) is added with ``shifts`` in
+:func:`state_integrals` and written with the results. A state whose spectrum does not cover the
+windows after the shift raises a ValueError naming the state.
 """
 
 from __future__ import annotations
@@ -41,7 +46,20 @@ def integrated_intensity(energy_eV, mu_norm, window_eV=(525.0, 535.0)) -> float:
     return float(trapezoid(np.asarray(mu_norm, float)[m], e[m]))
 
 
-def state_integrals(spectra: dict, window_eV=(525.0, 535.0), **norm_kwargs) -> dict:
-    """``{state: (energy_eV, mu)}`` -> ``{state: integral of the normalised spectrum}``."""
-    return {state: integrated_intensity(e, normalize(e, mu, **norm_kwargs), window_eV)
-            for state, (e, mu) in spectra.items()}
+def state_integrals(spectra: dict, window_eV=(525.0, 535.0), *, shifts=None, **norm_kwargs) -> dict:
+    """``{state: (energy_eV, mu)}`` -> ``{state: integral of the normalised spectrum}``.
+
+    ``shifts`` maps a state to the energy shift (eV) added to its axis before normalising.
+    """
+    shifts = shifts or {}
+    unknown = set(shifts) - set(spectra)
+    if unknown:
+        raise ValueError(f"shifts given for unknown states {sorted(unknown)}")
+    out = {}
+    for state, (e, mu) in spectra.items():
+        e = np.asarray(e, float) + float(shifts.get(state, 0.0))
+        try:
+            out[state] = integrated_intensity(e, normalize(e, mu, **norm_kwargs), window_eV)
+        except ValueError as exc:
+            raise ValueError(f"state {state!r}: {exc}") from None
+    return out

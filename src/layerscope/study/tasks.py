@@ -526,8 +526,10 @@ def run_eels(opts, out: Path) -> dict:
     if truth:
         for i, t in enumerate(truth["l3_over_l2"]):
             validation.append(_check(f"L3/L2 spectrum {i}", l3l2[i], t, 0.02, relative=True, note="issue 7: 2 %"))
+    # the eels command's record.json (calibration, windows, methods) is replaced by the runner's: keep it inside
+    eels_record = json.loads((out / "record.json").read_text())
     return {"summary": summary, "tables": {"eels": "eels.csv"}, "figures": {"eels": "eels.png"},
-            "validation": validation}
+            "validation": validation, "eels_record": eels_record}
 
 
 def read_xas(path) -> tuple[np.ndarray, np.ndarray]:

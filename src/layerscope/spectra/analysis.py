@@ -1,0 +1,299 @@
+"""Mn L2,3 and O-K analysis of many spectra: windows placed on each edge, flags, several valences.
+
+One call, :func:`analyse_eels`, takes calibrated spectra (energy axis + shift per spectrum, see
+:mod:`layerscope.spectra.calibrate`) and returns an :class:`EelsResult` with, per spectrum:
+
+* ``l3_over_l2`` and ``valence`` — white-line ratio (:func:`layerscope.spectra.eels.white_line_ratio`:
+  power-law background, Pearson double-arctangent continuum step) mapped by a
+  :class:`~layerscope.spectra.calibration.ValenceCalibration`; NaN + flag outside its range;
+* ``delta_e_eV`` and ``valence_shift`` — the chemical shift ΔE = E(Mn L3 maximum) −
+  E(O-K pre-edge maximum) (Zhang et al., Am. Mineral. 95, 1741, 2010: ΔE falls as the Mn valence
+  rises); a difference between two edges of the same spectrum, so it does not depend on the
+  energy calibration. It becomes a valence only through a user-given ΔE calibration table;
+* ``valence_mlls`` — multiple linear least squares (non-negative) of the Mn L2,3 edge against
+  user-given reference spectra of known valence, ``v = Σ a_k v_k / Σ a_k`` (on the absolute,
+  calibrated energy axis: the references must be calibrated the same way);
+* ``o_pre_edge_ratio`` — O-K pre-edge / main-edge integral;
+* ``flag`` — why a value is NaN (or doubtful); an error in one spectrum is caught, named with its
+  index, and never stops the others.
+
+Windows (defaults, eV, relative to the L3 maximum ``m3`` found in :data:`MN_SEARCH_EV` on the
+calibrated axis, or to the O-K pre-edge peak ``p``): background ``m3−42…m3−10``, L3 search
+``m3±3``, L2 search ``m3+6…m3+16``, integration ±4 around each maximum, post-edge continuum
+``m3+23…m3+43``; O-K background ``p−40…p−8``, pre-edge ``p−3…p+3``, main edge ``p+3…p+15``. For
+``m3 = 642`` and ``p = 530`` these are the fixed windows used before (600–632, 665–685, 490–522,
+527–533, 533–545 eV). A fixed background window can be given instead.
+
+Detection: the edge counts, integrated over the L3 and L2 windows after background removal, must
+exceed ``snr_min`` (default 5, the Rose criterion) times their noise, estimated from the
+channel-to-channel scatter of the background window; otherwise the spectrum is "no edge": NaN and
+a flag. The L2 maximum must follow the L3 maximum by the 2p spin-orbit splitting (±2 eV). The
+statistical error of L3/L2 (from the same channel noise, propagated through both integrals;
+``l3_over_l2_stat_err``) must stay under ``max_rel_err`` (10 %) of the ratio, else NaN + flag. It
+leaves out the systematic error of the background extrapolation, which on the NMC spectrum image
+is several times larger (pixel-to-pixel scatter ~0.15 against a statistical ~0.03).
+
+Co and Ni L2,3 (``other_elements``) go through the same steps with their own edge energies
+(:data:`L23_EDGES_EV`) and give L3/L2 only (no valence table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.integrate import trapezoid
+from scipy.optimize import nnls
+
+from layerscope.spectra.calibrate import EDGE_SEARCH_EV, edge_feature
+from layerscope.spectra.calibration import MN_L3L2_TAN2012, ValenceCalibration
+from layerscope.spectra.eels import double_step, fit_power_law, o_k_pre_edge, white_line_ratio
+
+#: L2,3 edges (EELS Atlas edge energies, Ahn & Krivanek 1983, eV): L3, L2. The L3 maximum is looked
+#: for in L3-14 ... L3+20 eV of the calibrated axis (room for a calibration off by ~10 eV); the
+#: L2 maximum must follow it by the 2p spin-orbit splitting (L2-L3) within +-2 eV.
+L23_EDGES_EV = {"Mn": (640.0, 651.0), "Co": (779.0, 794.0), "Ni": (855.0, 872.0)}
+#: Where the Mn L3 maximum is looked for on the calibrated axis (eV).
+MN_SEARCH_EV = (626.0, 660.0)
+#: Windows relative to the L3 maximum (eV), for Mn; for Co and Ni the L2 search and post-edge
+#: windows move with the larger splitting (L2 search = split-5...split+5, post-edge = split+12...split+32).
+MN_WINDOWS = {"background": (-42.0, -10.0), "l3_search": (-3.0, 3.0), "l2_search": (6.0, 16.0),
+              "half_window_l3": 4.0, "half_window_l2": 4.0, "post_edge": (23.0, 43.0)}
+
+
+def _edge_setup(element: str) -> tuple:
+    if element not in L23_EDGES_EV:
+        raise ValueError(f"no L2,3 edge data for {element!r}; known: {sorted(L23_EDGES_EV)}")
+    l3, l2 = L23_EDGES_EV[element]
+    split = l2 - l3
+    w = dict(MN_WINDOWS, l2_search=(split - 5.0, split + 5.0), post_edge=(split + 12.0, split + 32.0))
+    return (l3 - 14.0, l3 + 20.0), (split - 2.0, split + 2.0), w
+#: Windows relative to the O-K pre-edge peak (eV).
+O_WINDOWS = {"background": (-40.0, -8.0), "pre_edge": (-3.0, 3.0), "main_edge": (3.0, 15.0)}
+
+
+@dataclass(frozen=True)
+class EelsOptions:
+    """Settings of :func:`analyse_eels` (all written to ``record.json``)."""
+
+    background: str = "power-law"          # or "none" (data already background-subtracted)
+    step: str = "linear"                   # continuum height: "linear" a+bE, or "flat" (Pearson)
+    step_width_eV: float = 1.0
+    mn_background_eV: tuple | None = None  # fixed background window instead of the relative one
+    o_background_eV: tuple | None = None
+    snr_min: float = 5.0
+    max_rel_err: float = 0.10              # statistical error of L3/L2 above this: NaN + flag
+    calibration: ValenceCalibration = MN_L3L2_TAN2012
+    shift_calibration: ValenceCalibration | None = None
+    references: dict = field(default_factory=dict)   # valence -> (energy_eV, counts)
+    other_elements: tuple = ()             # further L2,3 ratios (no valence): "Co", "Ni"
+
+    def as_dict(self) -> dict:
+        return {"background": self.background,
+                "continuum_step": {"model": "Pearson double arctangent, heights 2:1 (L3:L2)",
+                                   "height": self.step, "width_eV": self.step_width_eV},
+                "mn_windows_relative_to_L3_max_eV": MN_WINDOWS,
+                "mn_background_eV": list(self.mn_background_eV) if self.mn_background_eV else "relative",
+                "o_windows_relative_to_pre_edge_peak_eV": O_WINDOWS,
+                "o_background_eV": list(self.o_background_eV) if self.o_background_eV else "relative",
+                "mn_search_eV": list(MN_SEARCH_EV), "snr_min": self.snr_min,
+                "max_relative_statistical_error_of_L3_L2": self.max_rel_err,
+                "white_line_calibration": self.calibration.as_dict(),
+                "shift_calibration": self.shift_calibration.as_dict() if self.shift_calibration else None,
+                "mlls_references": sorted(float(v) for v in self.references),
+                "other_l23_elements": list(self.other_elements),
+                "l23_edges_eV": {k: L23_EDGES_EV[k] for k in ("Mn", *self.other_elements)}}
+
+
+@dataclass(frozen=True)
+class EelsResult:
+    """Per-spectrum results (arrays of length n_spectra) and the plot details of one spectrum."""
+
+    shift_eV: np.ndarray
+    l3_over_l2: np.ndarray
+    valence: np.ndarray
+    delta_e_eV: np.ndarray
+    valence_shift: np.ndarray
+    valence_mlls: np.ndarray
+    o_pre_edge_ratio: np.ndarray
+    l3_eV: np.ndarray
+    o_pre_edge_eV: np.ndarray
+    snr: np.ndarray
+    l3_over_l2_stat_err: np.ndarray
+    flags: tuple
+    example: dict
+    other: dict = field(default_factory=dict)   # element -> {"l3_over_l2", "l3_eV", "snr"} arrays
+
+
+def _noise(y, m) -> float:
+    """Channel noise from first differences inside mask ``m`` (robust to a slow misfit)."""
+    d = np.diff(y[m])
+    return float(np.std(d) / np.sqrt(2)) if len(d) > 2 else 0.0
+
+
+def _subtract(e, y, window, kind):
+    if kind == "none":
+        return y.copy(), np.zeros_like(y)
+    bg = fit_power_law(e, y, window)(e)
+    return y - bg, bg
+
+
+def mn_edge(e, y, opts: EelsOptions, element: str = "Mn") -> dict:
+    """White lines of one calibrated spectrum; raises ValueError with the reason if impossible."""
+    (lo, hi), split_ok, w = _edge_setup(element)
+    if e[0] > lo - (30 if opts.background != "none" else 0) or e[-1] < hi + 25:
+        raise ValueError(f"energy range {e[0]:.0f}-{e[-1]:.0f} eV does not cover {element} L2,3 "
+                         f"({lo - 30:.0f}-{hi + 25:.0f} eV needed)")
+    m3 = edge_feature(e, y, f"{element}-L3", search_eV=(lo, hi),
+                      background=opts.background != "none")
+    # edge_feature gives the half-rise point; the maximum follows within a few eV
+    fixed_bg = opts.mn_background_eV if element == "Mn" else None
+    bgw = fixed_bg or (m3 + w["background"][0] - 2, m3 + w["background"][1] - 2)
+    sig, bg = _subtract(e, y, bgw, opts.background)
+    mm = (e >= m3 - 1) & (e <= m3 + 8)
+    m3 = float(e[mm][np.argmax(sig[mm])])
+    if fixed_bg is None and opts.background != "none":
+        bgw = (m3 + w["background"][0], m3 + w["background"][1])
+        sig, bg = _subtract(e, y, bgw, opts.background)
+    wl = white_line_ratio(e, sig, l3_range_eV=(m3 + w["l3_search"][0], m3 + w["l3_search"][1]),
+                          l2_range_eV=(m3 + w["l2_search"][0], m3 + w["l2_search"][1]),
+                          post_edge_eV=(m3 + w["post_edge"][0], m3 + w["post_edge"][1]),
+                          step_width_eV=opts.step_width_eV, half_window_l3_eV=w["half_window_l3"],
+                          half_window_l2_eV=w["half_window_l2"], flat=opts.step == "flat")
+    split = wl.l2_eV - wl.l3_eV
+    if not split_ok[0] <= split <= split_ok[1]:
+        raise ValueError(f"no {element} L2,3 white lines: maxima {split:.1f} eV apart (2p spin-orbit "
+                         f"splitting accepted {split_ok[0]:g}-{split_ok[1]:g} eV)")
+    noise_win = ((e >= bgw[0]) & (e <= bgw[1])) if opts.background != "none" else \
+        ((e >= m3 - 25) & (e <= m3 - 8))
+    sigma = _noise(sig, noise_win)
+    win = ((e >= wl.l3_eV - 4) & (e <= wl.l3_eV + 4)) | ((e >= wl.l2_eV - 4) & (e <= wl.l2_eV + 4))
+    de = float(np.median(np.diff(e)))
+    total = float(trapezoid(np.where(win, sig, 0.0), e))
+    snr = total / (sigma * de * np.sqrt(win.sum())) if sigma > 0 else np.inf
+    # statistical error of the ratio from the channel noise of the two integration windows
+    n3 = int(((e >= wl.l3_eV - 4) & (e <= wl.l3_eV + 4)).sum())
+    n2 = int(((e >= wl.l2_eV - 4) & (e <= wl.l2_eV + 4)).sum())
+    s3, s2 = sigma * de * np.sqrt(n3), sigma * de * np.sqrt(n2)
+    r_err = abs(wl.l3_over_l2) * float(np.hypot(s3 / wl.i_l3, s2 / wl.i_l2)) if wl.i_l3 > 0 else np.inf
+    step = (wl.continuum_intercept + wl.continuum_slope * e) * double_step(
+        e, wl.l3_eV, wl.l2_eV, 1.0, width_eV=opts.step_width_eV)
+    return {"wl": wl, "snr": float(snr), "ratio_err": r_err, "signal": sig, "background": bg, "step": step,
+            "windows": {"background": list(bgw) if opts.background != "none" else None,
+                        "l3": [wl.l3_eV - 4, wl.l3_eV + 4], "l2": [wl.l2_eV - 4, wl.l2_eV + 4],
+                        "post_edge": [m3 + w["post_edge"][0], m3 + w["post_edge"][1]]}}
+
+
+def o_edge(e, y, opts: EelsOptions) -> dict:
+    p = edge_feature(e, y, "O-K", background=opts.background != "none")
+    w = O_WINDOWS
+    bgw = opts.o_background_eV or (p + w["background"][0], p + w["background"][1])
+    sig, bg = _subtract(e, y, bgw, opts.background)
+    pe = o_k_pre_edge(e, sig, pre_edge_eV=(p + w["pre_edge"][0], p + w["pre_edge"][1]),
+                      main_edge_eV=(p + w["main_edge"][0], p + w["main_edge"][1]))
+    return {"peak_eV": p, "ratio": pe.ratio, "background": bg,
+            "windows": {"background": list(bgw), "pre_edge": [p - 3, p + 3], "main": [p + 3, p + 15]}}
+
+
+def mlls_valence(e, sig, m3, references, opts: EelsOptions) -> tuple[float, str]:
+    """Non-negative least squares of the edge on reference edges; valence = weighted mean."""
+    fit = (e >= m3 - 10) & (e <= m3 + 25)
+    cols, vals = [], []
+    for v, (er, yr) in sorted(references.items()):
+        er = np.asarray(er, float)
+        yr = np.asarray(yr, float)
+        r3 = edge_feature(er, yr, "Mn-L3", search_eV=MN_SEARCH_EV, background=opts.background != "none")
+        rsig, _ = _subtract(er, yr, (r3 - 40, r3 - 10), opts.background)
+        if er[0] > e[fit][0] or er[-1] < e[fit][-1]:
+            raise ValueError(f"reference of valence {v:g} ({er[0]:.0f}-{er[-1]:.0f} eV) does not "
+                             f"cover the fit range {e[fit][0]:.0f}-{e[fit][-1]:.0f} eV")
+        cols.append(np.interp(e[fit], er, rsig))
+        vals.append(float(v))
+    a = np.column_stack(cols)
+    coef, _ = nnls(a, sig[fit])
+    if coef.sum() <= 0:
+        return np.nan, "MLLS: no reference weight"
+    model = a @ coef
+    r2 = 1 - np.sum((sig[fit] - model) ** 2) / np.sum((sig[fit] - sig[fit].mean()) ** 2)
+    flag = f"MLLS: poor fit R2={r2:.2f}" if r2 < 0.9 else ""
+    return float(np.dot(coef, vals) / coef.sum()), flag
+
+
+def analyse_eels(energy_eV, spectra, shift_eV=0.0, options: EelsOptions | None = None) -> EelsResult:
+    """Analyse every spectrum; failures become NaN with a flag naming the spectrum index."""
+    opts = options or EelsOptions()
+    e0 = np.asarray(energy_eV, float)
+    s = np.atleast_2d(np.asarray(spectra, float))
+    n = len(s)
+    if s.shape[1] != len(e0):
+        raise ValueError(f"spectra have {s.shape[1]} channels but the energy axis has {len(e0)}")
+    shift = np.broadcast_to(np.asarray(shift_eV, float), (n,)).astype(float)
+    out = {k: np.full(n, np.nan) for k in ("r", "v", "de", "vs", "vm", "o", "l3", "p", "snr", "err")}
+    flags = []
+    example, best = {}, -np.inf
+    other = {el: {k: np.full(n, np.nan) for k in ("l3_over_l2", "l3_eV", "snr")}
+             for el in opts.other_elements}
+    for i, y in enumerate(s):
+        e = e0 + shift[i]
+        f = []
+        mn = ok = None
+        try:
+            mn = mn_edge(e, y, opts)
+            out["snr"][i] = mn["snr"]
+            out["err"][i] = mn["ratio_err"]
+            if not mn["snr"] >= opts.snr_min:
+                f.append(f"no Mn L2,3 edge (SNR {mn['snr']:.1f} < {opts.snr_min:g})")
+                mn = None
+            elif not mn["ratio_err"] <= opts.max_rel_err * abs(mn["wl"].l3_over_l2):
+                f.append(f"Mn L3/L2 {mn['wl'].l3_over_l2:.3f} too uncertain (statistical "
+                         f"error {mn['ratio_err']:.3f} > {100 * opts.max_rel_err:g} %)")
+                mn = None
+        except Exception as exc:  # one spectrum never stops the others
+            f.append(f"Mn L2,3 not analysed ({exc})")
+        if mn is not None:
+            wl = mn["wl"]
+            out["r"][i], out["l3"][i] = wl.l3_over_l2, wl.l3_eV
+            out["v"][i] = opts.calibration.valence(wl.l3_over_l2)
+            if c := opts.calibration.check(wl.l3_over_l2):
+                f.append(c)
+            if opts.references:
+                try:
+                    out["vm"][i], c = mlls_valence(e, mn["signal"], wl.l3_eV, opts.references, opts)
+                    if c:
+                        f.append(c)
+                except Exception as exc:
+                    f.append(f"MLLS not done ({exc})")
+        o_lo, o_hi = EDGE_SEARCH_EV["O-K"]
+        if e[0] <= o_lo - (30 if opts.background != "none" else 0) and e[-1] >= o_hi:
+            try:   # (spectra that do not cover the O-K edge at all are not flagged for it)
+                ok = o_edge(e, y, opts)
+                out["o"][i], out["p"][i] = ok["ratio"], ok["peak_eV"]
+            except Exception as exc:
+                f.append(f"O-K not analysed ({exc})")
+        if mn is not None and ok is not None:
+            out["de"][i] = out["l3"][i] - out["p"][i]
+            if opts.shift_calibration is not None:
+                out["vs"][i] = opts.shift_calibration.valence(out["de"][i])
+                if c := opts.shift_calibration.check(out["de"][i]):
+                    f.append(c)
+        for el in opts.other_elements:
+            try:
+                r = mn_edge(e, y, opts, el)
+                other[el]["snr"][i] = r["snr"]
+                if r["snr"] < opts.snr_min:
+                    f.append(f"no {el} L2,3 edge (SNR {r['snr']:.1f} < {opts.snr_min:g})")
+                elif not r["ratio_err"] <= opts.max_rel_err * abs(r["wl"].l3_over_l2):
+                    f.append(f"{el} L3/L2 {r['wl'].l3_over_l2:.2f} too uncertain (statistical error "
+                             f"{r['ratio_err']:.2f})")
+                else:
+                    other[el]["l3_over_l2"][i] = r["wl"].l3_over_l2
+                    other[el]["l3_eV"][i] = r["wl"].l3_eV
+            except Exception as exc:
+                f.append(f"{el} L2,3 not analysed ({exc})")
+        if mn is not None and mn["snr"] > best:
+            best = mn["snr"]
+            example = {"index": i, "energy_eV": e, "counts": y, **mn, "o": ok}
+        flags.append(f"spectrum {i}: " + "; ".join(f) if f else "")
+    return EelsResult(shift, out["r"], out["v"], out["de"], out["vs"], out["vm"], out["o"],
+                      out["l3"], out["p"], out["snr"], out["err"], tuple(flags), example,
+                      other)

@@ -1,0 +1,224 @@
+"""EELS workflow: read -> calibrate the energy axis -> (optional PCA) -> analyse -> outputs.
+
+:func:`eels_pipeline` chains :mod:`~layerscope.spectra.calibrate` and
+:mod:`~layerscope.spectra.analysis` and returns the result with a ``record`` (calibration,
+windows, methods, warnings) that :func:`write_eels_outputs` writes as ``record.json`` next to
+``eels.csv`` and ``eels.png``. :func:`analyse_signal` does the same for a HyperSpy signal in
+memory and gives maps shaped like its navigation axes.
+
+PCA denoising (optional, ``pca=K``): the spectra, moved onto one common energy axis with their
+own shifts, are decomposed by a singular value decomposition after Poisson scaling (each channel
+and each spectrum divided by the square root of its mean; Keenan & Kotula, Surf. Interface Anal.
+36, 203, 2004) and rebuilt from the first K components. K is the user's choice: the singular
+values are written to ``record.json`` so that it can be judged (a scree plot).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from layerscope._errors import InputError
+from layerscope._io import write_csv, write_text
+from layerscope.spectra.analysis import MN_SEARCH_EV, EelsOptions, EelsResult, analyse_eels
+from layerscope.spectra.calibrate import edge_shifts, zlp_shifts
+
+#: Range (eV) in which the Mn L3 maximum of Mn oxides lies on a correct absolute scale
+#: (MnO ~640 eV to MnO2 ~644 eV); a calibrated maximum outside it is reported as a warning.
+MN_L3_EXPECTED_EV = (638.0, 646.0)
+
+COLUMNS = ["index", "position_nm", "l3_over_l2", "valence", "o_pre_edge_ratio", "shift_eV", "flag",
+           "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr", "l3_over_l2_stat_err"]
+
+
+def pca_denoise(spectra, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rebuild ``spectra`` (n, channels) from ``k`` Poisson-scaled principal components.
+
+    Returns the rebuilt spectra and the normalised singular values (first = 1).
+    """
+    x = np.asarray(spectra, float)
+    if not 1 <= k < min(x.shape):
+        raise ValueError(f"PCA needs 1 <= K < {min(x.shape)}, got {k}")
+    xc = np.clip(x, 0.0, None)
+    g = np.sqrt(xc.mean(axis=0))
+    h = np.sqrt(xc.mean(axis=1))[:, None]
+    g[g == 0] = 1.0
+    h[h == 0] = 1.0
+    u, sv, vt = np.linalg.svd(x / (g * h), full_matrices=False)
+    return (u[:, :k] * sv[:k]) @ vt[:k] * (g * h), sv / sv[0]
+
+
+def _common_axis(energy, spectra, shift):
+    ref = float(np.median(shift))
+    out = np.array([np.interp(energy + ref, energy + shift[i], y) for i, y in enumerate(spectra)])
+    return out, ref
+
+
+def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None, align_edge=None,
+                  align_energy_eV=None, shift_eV: float = 0.0, options: EelsOptions | None = None,
+                  pca: int | None = None, source: str = "") -> tuple[EelsResult, dict]:
+    """Calibrate and analyse; returns the per-spectrum result and the record for ``record.json``."""
+    opts = options or EelsOptions()
+    e = np.asarray(energy_eV, float)
+    s = np.atleast_2d(np.asarray(spectra, float))
+    n = len(s)
+    notes = []
+    calib = {"steps": [], "explicit_shift_eV": float(shift_eV)}
+    shift = np.zeros(n)
+    if low_loss is not None:
+        ll = np.atleast_2d(np.asarray(low_loss, float))
+        if len(ll) not in (1, n):
+            raise InputError(f"low-loss data hold {len(ll)} spectra, the core-loss data {n}: "
+                             f"expected the same number (DualEELS) or one")
+        z = zlp_shifts(low_loss_energy_eV, ll)
+        shift = shift + (np.repeat(z.shift_eV, n) if len(ll) == 1 else z.shift_eV)
+        calib["steps"].append({"method": "zero-loss peak to 0 eV", **z.detail,
+                               "flagged": [f for f in z.flags if f]})
+    if align_edge is not None:
+        a = edge_shifts(e, s, align_edge, target_eV=align_energy_eV, base_shift=shift,
+                        background=opts.background != "none")
+        calib["steps"].append({"method": a.method, **a.detail,
+                               "correction_eV": float(np.median(a.shift_eV - shift))})
+        shift = a.shift_eV
+    shift = shift + float(shift_eV)
+    if low_loss is None and align_edge is None and shift_eV == 0.0:
+        msg = ("energy axis used as stored (no --low-loss, --align-edge or --shift-eV): absolute "
+               "edge energies are as good as the spectrometer calibration")
+        warnings.warn(msg, stacklevel=2)
+        notes.append(msg)
+    data = s
+    pca_info = None
+    if pca:
+        data, ref = _common_axis(e, s, shift)
+        data, sv = pca_denoise(data, int(pca))
+        shift_for_analysis = np.full(n, ref)
+        pca_info = {"components": int(pca), "singular_values_normalised": [float(v) for v in sv[:20]],
+                    "scaling": "Poisson (Keenan & Kotula 2004)",
+                    "note": "spectra interpolated onto one axis with their own shifts first"}
+    else:
+        shift_for_analysis = shift
+    res = analyse_eels(e, data, shift_for_analysis, opts)
+    res = replace(res, shift_eV=shift)
+    if pca:
+        # a rebuilt spectrum always looks clean (vacuum pixels get the mean edge): detection and
+        # its flags come from the raw spectra, only the values from the denoised ones
+        raw = analyse_eels(e, s, shift, opts)
+        res = _mask_undetected(res, raw)
+        pca_info["raw_valence"] = _summary(raw.valence)
+        pca_info["denoised_valence"] = _summary(res.valence)
+    l3 = res.l3_eV[np.isfinite(res.l3_eV)]
+    if len(l3):
+        med = float(np.median(l3))
+        if not MN_L3_EXPECTED_EV[0] <= med <= MN_L3_EXPECTED_EV[1]:
+            msg = (f"after calibration the Mn L3 maximum lies at {med:.1f} eV (median), outside "
+                   f"{MN_L3_EXPECTED_EV[0]:g}-{MN_L3_EXPECTED_EV[1]:g} eV where Mn oxides have it: the "
+                   f"absolute energy scale is doubtful (L3/L2 and ΔE do not depend on it; MLLS does)")
+            warnings.warn(msg, stacklevel=2)
+            notes.append(msg)
+    if opts.shift_calibration is None:
+        notes.append("valence_shift is NaN: no ΔE(Mn L3 − O-K pre-edge) calibration given "
+                     "(--shift-calibration); delta_e_eV holds the measured ΔE")
+    if not opts.references:
+        notes.append("valence_mlls is NaN: no reference spectra given (--reference VALENCE=FILE)")
+    if opts.calibration.status not in ("checked", "measured", "user-given"):
+        notes.append(f"white-line calibration: {opts.calibration.status}")
+    record = {"source": source, "n_spectra": n,
+              "calibration": {**calib, "shift_eV_median": float(np.median(shift)),
+                              "shift_eV_min": float(shift.min()), "shift_eV_max": float(shift.max())},
+              "methods": opts.as_dict(), "pca": pca_info,
+              "windows_example": {"index": res.example.get("index"),
+                                  "mn": res.example.get("windows"),
+                                  "o": (res.example.get("o") or {}).get("windows")},
+              "mn_search_eV": list(MN_SEARCH_EV),
+              "n_flagged": int(sum(bool(f) for f in res.flags)),
+              "n_valence": int(np.isfinite(res.valence).sum()), "warnings": notes}
+    return res, record
+
+
+def _summary(v) -> dict:
+    f = v[np.isfinite(v)]
+    return {"n": int(len(f)), **({"min": float(f.min()), "median": float(np.median(f)),
+                                  "max": float(f.max())} if len(f) else {})}
+
+
+def _mask_undetected(res: EelsResult, raw: EelsResult) -> EelsResult:
+    no_mn = np.array([("Mn L2,3" in f) or ("Mn L3/L2" in f and "too uncertain" in f) for f in raw.flags])
+    no_o = ~np.isfinite(raw.o_pre_edge_ratio)
+    arrays = {}
+    for k in ("l3_over_l2", "valence", "delta_e_eV", "valence_shift", "valence_mlls", "l3_eV"):
+        arrays[k] = np.where(no_mn, np.nan, getattr(res, k))
+    for k in ("o_pre_edge_ratio", "o_pre_edge_eV"):
+        arrays[k] = np.where(no_o, np.nan, getattr(res, k))
+    arrays["other"] = {el: {k: np.where(np.isfinite(raw.other[el]["l3_over_l2"]), v, np.nan)
+                            for k, v in d.items()} for el, d in res.other.items()}
+    arrays["delta_e_eV"] = np.where(no_o, np.nan, arrays["delta_e_eV"])
+    arrays["valence_shift"] = np.where(no_o, np.nan, arrays["valence_shift"])
+    # keep the raw spectra's detection flags (no edge, not analysed, too uncertain), not their
+    # out-of-range remarks: the values reported are the denoised ones, checked on their own
+    keep = ("no ", "not analysed", "too uncertain")
+    def parts(text, i):
+        return [x for x in text.removeprefix(f"spectrum {i}: ").split("; ") if x]
+
+    merged = ([x for x in parts(r, i) if any(k in x for k in keep)] + parts(d, i)
+              for i, (r, d) in enumerate(zip(raw.flags, res.flags)))
+    flags = tuple(f"spectrum {i}: " + "; ".join(p) if p else "" for i, p in enumerate(merged))
+    return replace(res, snr=raw.snr, l3_over_l2_stat_err=raw.l3_over_l2_stat_err, flags=flags, **arrays)
+
+
+def result_rows(res: EelsResult, position_nm=None) -> list[dict]:
+    n = len(res.flags)
+    pos = np.full(n, np.nan) if position_nm is None else np.asarray(position_nm, float)
+    extra = [{f"{el.lower()}_{k}": v[i] for el, d in res.other.items() for k, v in d.items()
+              if k != "snr"} for i in range(n)]
+    return [{**extra[i], "index": i, "position_nm": pos[i], "l3_over_l2": res.l3_over_l2[i],
+             "valence": res.valence[i], "o_pre_edge_ratio": res.o_pre_edge_ratio[i],
+             "shift_eV": res.shift_eV[i], "flag": res.flags[i], "valence_shift": res.valence_shift[i],
+             "valence_mlls": res.valence_mlls[i], "delta_e_eV": res.delta_e_eV[i],
+             "l3_eV": res.l3_eV[i], "o_pre_edge_eV": res.o_pre_edge_eV[i], "snr": res.snr[i],
+             "l3_over_l2_stat_err": res.l3_over_l2_stat_err[i]}
+            for i in range(n)]
+
+
+def write_eels_outputs(out, res: EelsResult, record: dict, *, position_nm=None, nav_shape=()) -> None:
+    """``eels.csv`` (one row per spectrum), ``record.json`` and ``eels.png``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = COLUMNS + [f"{el.lower()}_{k}" for el in res.other for k in ("l3_over_l2", "l3_eV")]
+    write_csv(out / "eels.csv", result_rows(res, position_nm), cols, fmt=".6g")
+    write_text(out / "record.json", json.dumps({**record, "nav_shape": list(nav_shape)}, indent=1,
+                                               default=_json_default))
+    from layerscope.spectra._figure import eels_figure
+    eels_figure(res, position_nm).savefig(out / "eels.png", dpi=110)
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return str(o)
+
+
+def analyse_signal(signal, *, low_loss=None, **kwargs) -> dict:
+    """Analyse a HyperSpy ``Signal1D`` (and optional low-loss signal) in memory.
+
+    Returns a dict of arrays shaped like the navigation data shape (``signal.data.shape[:-1]``):
+    ``l3_over_l2``, ``valence``, ``valence_shift``, ``valence_mlls``, ``o_pre_edge_ratio``,
+    ``shift_eV``, ``flag`` and the ``record``; each map can be wrapped back into a HyperSpy signal
+    with ``signal._deepcopy_with_new_data(...)`` or ``hs.signals.Signal2D(map)``.
+    """
+    from layerscope.spectra.io import from_signal
+    spec = from_signal(signal)
+    ll = from_signal(low_loss) if low_loss is not None else None
+    res, record = eels_pipeline(spec.energy_eV, spec.counts, low_loss=None if ll is None else ll.counts,
+                                low_loss_energy_eV=None if ll is None else ll.energy_eV, **kwargs)
+    shape = spec.nav_shape or ()
+    maps = {k: np.asarray(getattr(res, k)).reshape(shape) for k in
+            ("l3_over_l2", "valence", "valence_shift", "valence_mlls", "o_pre_edge_ratio", "shift_eV")}
+    maps["flag"] = np.array(res.flags, dtype=object).reshape(shape)
+    maps["record"] = record
+    return maps

@@ -1,0 +1,69 @@
+"""EELS on measured spectra (shared/data/eels): NMC spectrum image + ZLP, exspy core-loss."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layerscope.cli import main
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eels"
+pytestmark = [pytest.mark.skipif(not DATA.is_dir(), reason="shared/data/eels absent"),
+              pytest.mark.filterwarnings("ignore::UserWarning")]
+
+
+def _rows(out):
+    import csv
+    with open(out / "eels.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_nmc_spectrum_image_on_its_zero_loss(tmp_path):
+    out = tmp_path / "nmc"
+    assert main(["eels", str(DATA / "TM+O_EELS_Spectrum_Image.dm3"), "--low-loss",
+                 str(DATA / "ZLP_EELS_Spectrum_Image.dm3"), "--pca", "3", "--out", str(out)]) == 0
+    rows = _rows(out)
+    assert len(rows) == 42                                 # 2 x 21 pixels, energy on the first axis
+    shift = np.array([float(r["shift_eV"]) for r in rows])
+    assert np.all((shift > 2.8) & (shift < 3.5))           # ZLP at -3.45..-2.85 eV as stored
+    v = np.array([float(r["valence"]) for r in rows])
+    edge = np.isfinite(v)
+    # the two vacuum pixels have no edge: NaN with a flag naming them; all others 3.5-4.0
+    assert set(np.flatnonzero(~edge)) == {0, 22}
+    assert "spectrum 0" in rows[0]["flag"] and "spectrum 22" in rows[22]["flag"]
+    assert np.all((v[edge] >= 3.5) & (v[edge] <= 4.0)), v
+    rec = json.loads((out / "record.json").read_text())
+    assert rec["nav_shape"] == [2, 21]
+    assert rec["pca"]["components"] == 3
+    assert any("Mn L3 maximum lies at" in w for w in rec["warnings"])   # scale still ~10 eV low
+
+
+def test_nmc_raw_pixels_flag_out_of_range(tmp_path):
+    out = tmp_path / "raw"
+    assert main(["eels", str(DATA / "TM+O_EELS_Spectrum_Image.dm3"), "--low-loss",
+                 str(DATA / "ZLP_EELS_Spectrum_Image.dm3"), "--out", str(out)]) == 0
+    rows = _rows(out)
+    for r in rows:
+        v = float(r["valence"])
+        assert np.isfinite(v) == (r["flag"] == ""), r       # every NaN says why, no silent value
+        if np.isfinite(v):
+            assert 2.0 <= v <= 4.0
+
+
+@pytest.mark.parametrize("how", [["--align-edge", "Mn-L3"], ["--low-loss", "LOW"], []])
+def test_exspy_core_loss_valence(tmp_path, how):
+    how = [str(DATA / "exspy_lowloss_spectrum.msa") if h == "LOW" else h for h in how]
+    out = tmp_path / "x"
+    assert main(["eels", str(DATA / "exspy_coreloss_spectrum.msa"), *how, "--out", str(out)]) == 0
+    (r,) = _rows(out)
+    assert 2.8 <= float(r["valence"]) <= 3.8
+    if how[:1] == ["--align-edge"]:
+        assert float(r["shift_eV"]) == pytest.approx(-6.4, abs=1.0)   # edges ~7 eV high (README)
+
+
+def test_presubtracted_mn_edge(tmp_path):
+    out = tmp_path / "m"
+    assert main(["eels", str(DATA / "Mn_edge.msa"), "--background", "none", "--out", str(out)]) == 0
+    (r,) = _rows(out)
+    assert 3.5 <= float(r["valence"]) <= 4.0
