@@ -25,7 +25,7 @@ from layerscope.diffraction.pattern import build_model, compute_pattern
 from layerscope.diffraction.readers import PowderData, write_gsas_fxye
 
 
-def _simulate(tmp_path, shared_data, convention, seed, *, counts=4000.0):
+def _simulate(tmp_path, shared_data, convention, seed, *, counts=60000.0):
     inst = read_instprm(shared_data / "powgen-nac" / "POWGEN_2665.instprm")
     tof = 15000.0 * np.exp(4e-4 * np.arange(4600))  # SLOG grid, 15 000 - 94 800 µs
     model = preset("lrm-pristine")

@@ -390,6 +390,24 @@ def read_gsas(
         meta["sigma_source"] = "sqrt(max(y, 1) / NCTR) (GSAS STD)"
 
     n = y.size
+    if n > rec.nchan and rec.dtype in ("STD", "ESD", "ALT"):
+        # fixed-width records fill the last line: GSAS writers pad it with zero records beyond
+        # the promised count (PBSO4.XRA). Padding is dropped; real surplus data stays an error.
+        extra = slice(rec.nchan, None)
+        pad = (line_nos[extra] == line_nos[rec.nchan - 1]) & (y[extra] == 0)
+        after = line_nos[extra] > line_nos[rec.nchan - 1]
+        if np.all(pad | after):
+            # zero padding of the last record line, and/or whole lines after the promised count
+            # (PBSO4.CWN repeats its last line): GSAS reads NCHAN points and stops; so do we, and say so
+            meta["padding_records_dropped"] = int(np.sum(pad))
+            if np.any(after):
+                meta["surplus_lines_ignored"] = sorted({int(v) for v in line_nos[extra][after]})
+            y, line_nos = y[: rec.nchan], line_nos[: rec.nchan]
+            x = None if x is None else x[: rec.nchan]
+            sigma = None if sigma is None else sigma[: rec.nchan]
+            if rec.dtype == "STD":
+                nctr = nctr[: rec.nchan]
+            n = rec.nchan
     last_line = int(line_nos[-1]) if n else rec.line_no
     if n < rec.nchan:
         raise ValueError(

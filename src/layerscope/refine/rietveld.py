@@ -210,7 +210,21 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
             for i in layout.match(k) or [layout.index(k)]:
                 full[i] = float(v)
         before = list(free)
-        free = [f for f in free + [f for f in st.free if f not in free] if f not in st.fix]
+        new = [f for f in st.free if f not in free]
+        if st.min_phase_fraction > 0 and len(phases) > 1:
+            wf = _current_weight_fractions(layout, full, phases)
+            minor = [p for p, w in wf.items() if w < st.min_phase_fraction]
+            kept = [f for f in new if not any(f.startswith(f"{p}.") for p in minor)]
+            if len(kept) < len(new):
+                say(f"stage {st.name!r}: {', '.join(minor)} below {100 * st.min_phase_fraction:g} wt% — "
+                    f"kept fixed: {', '.join(f for f in new if f not in kept)}")
+            new = kept
+        free = [f for f in free + new if f not in st.fix]
+        # broadening at exactly 0 has no Lorentzian to differentiate: start it just above 0
+        for f in new:
+            for i in layout.match(f) if ("mustrain" in f or "inv_size" in f) else []:
+                if full[i] == 0.0:
+                    full[i] = 10.0 if layout.names[i].endswith(".mustrain") else 1e-3
         fs = free_set(layout, full, free, constraints=strategy.constraints, bounds=bounds,
                       cell_jacobian=strategy.cell_jacobian)
         fr = least_squares(ev, fs, y, sigma, max_cycles=st.max_cycles or strategy.max_cycles, tol=strategy.tol,
@@ -264,6 +278,13 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
         bragg_r=br, tick_tof_us=ticks, model=model, scale_model=strategy.scale_model,
         conventions=dict(conventions or {"lorentz": strategy.lorentz_convention, "scattering": scattering}),
         alignment=tuple(alignment), reverted=tuple(reverted), flags=tuple(flags))
+
+
+def _current_weight_fractions(layout, full, phases) -> dict:
+    h = full[layout.index("hscale")]
+    s = np.array([h * full[layout.index(f"{p.name}.scale")] for p in phases])
+    wf = weight_fractions(np.clip(s, 0, None), list(phases))
+    return {p.name: float(w) for p, w in zip(phases, wf)}
 
 
 #: a refined parameter whose esd exceeds this factor × |value| is flagged as undetermined

@@ -20,6 +20,7 @@ A strategy file::
     name = "microstrain"
     free = ["NAC.mustrain"]
     start = { "NAC.mustrain" = 1000.0 }  # starting values set before the stage
+    min_phase_fraction = 0.02            # phases below 2 wt% keep these fixed in this stage
 
     [[constraint]]                       # Σ coeff·p = value (value omitted: keep the current sum)
     terms = { "O3p.occ[M2b:Li]" = 1.0, "O3p.occ[M2b:Mn]" = 1.0 }
@@ -63,6 +64,9 @@ class Stage:
     fix: tuple[str, ...] = ()
     start: dict = field(default_factory=dict)
     max_cycles: int | None = None
+    #: parameters of a phase whose weight fraction is below this at the start of the stage stay
+    #: fixed in it (a 3 % impurity does not determine its atoms; the log says so)
+    min_phase_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,11 @@ def parse_strategy(doc: dict, source: str = "strategy") -> Strategy:
         start = st.get("start", {})
         if not all(isinstance(v, (int, float)) for v in start.values()):
             raise ValueError(f"{source}: stage {i + 1}: 'start' values must be numbers")
+        mpf = st.get("min_phase_fraction", 0.0)
+        if not isinstance(mpf, (int, float)) or not 0 <= mpf < 1:
+            raise ValueError(f"{source}: stage {i + 1}: min_phase_fraction must be a number in [0, 1)")
         stages.append(Stage(str(st.get("name", f"stage {i + 1}")), tuple(st.get("free", [])),
-                            tuple(st.get("fix", [])), dict(start), st.get("max_cycles")))
+                            tuple(st.get("fix", [])), dict(start), st.get("max_cycles"), float(mpf)))
     cons = []
     for c in doc.get("constraint", []):
         terms = c.get("terms")
@@ -174,7 +181,8 @@ def default_strategy(phase_names, *, n_background: int = 6, calibrate=(), atoms:
     sample broadening (isotropic size and microstrain of every phase, from GSAS-II's defaults
     1 µm / 1000·10⁻⁶ that the model starts with) → atoms (coordinates and Uiso/B; occupancies only
     for the ``occupancies`` patterns given). Before least squares every cell is aligned on a grid
-    (``align_cells``), and a stage that makes the fit worse is undone (``revert_worse``).
+    (``align_cells``), and a stage that makes the fit worse is undone (``revert_worse``). Phases
+    below 2 % (broadening) and 10 % (atoms) by weight keep those parameters fixed.
     """
     scales = [f"{p}.scale" for p in phase_names]
     cells = [f"{p}.cell" for p in phase_names]
@@ -185,9 +193,11 @@ def default_strategy(phase_names, *, n_background: int = 6, calibrate=(), atoms:
             raise ValueError(f"calibrate: {c!r} is not an instrument calibration term (zero, difc, difa, difb)")
     if calibrate:
         stages.append(Stage("instrument calibration", tuple(f"inst.{c}" for c in calibrate)))
-    stages.append(Stage("sample broadening", tuple(f"{p}.{t}" for p in phase_names for t in ("mustrain", "inv_size"))))
+    stages.append(Stage("sample broadening", tuple(f"{p}.{t}" for p in phase_names for t in ("mustrain", "inv_size")),
+                        min_phase_fraction=0.02))
     if atoms:
-        stages.append(Stage("atoms", tuple(f"{p}.xyz" for p in phase_names) + tuple(f"{p}.biso" for p in phase_names)))
+        stages.append(Stage("atoms", tuple(f"{p}.xyz" for p in phase_names) + tuple(f"{p}.biso" for p in phase_names),
+                            min_phase_fraction=0.10))
     if occupancies:
         stages.append(Stage("occupancies", tuple(occupancies)))
     return Strategy(tuple(stages), bounds={"*.mustrain": (0.0, 1e5), "*.inv_size": (0.0, 1e3)},
