@@ -106,17 +106,27 @@ class FullProfBackground:
         return m, c0, notes
 
     def constraints(self, m: np.ndarray) -> tuple[Constraint, ...]:
-        """Linear constraints that keep the Chebyshev coefficients in c₀ + span(M[:, refined])."""
+        """Linear constraints that keep the Chebyshev coefficients in c₀ + span(M[:, refined]).
+
+        Written as c_d = Σ_i G_di c_i for every d ≥ r, with i < r (r = number of refined
+        coefficients): the first r Chebyshev coefficients carry the free directions and each
+        constraint eliminates its own c_d with coefficient 1, which keeps the elimination in
+        :func:`~layerscope.refine.parameters.free_set` (last-named column first) exact and stable.
+        """
         n = m.shape[0]
-        cols = m[:, list(self.refined)]
-        if cols.shape[1] == 0:
+        refined = list(self.refined)
+        r = len(refined)
+        if r == 0:
             return ()
-        u, s, _ = np.linalg.svd(cols, full_matrices=True)
-        rank = int(np.sum(s > s[0] * 1e-10))
+        lead = m[:r, refined]
+        if np.linalg.cond(lead) > 1e8:
+            raise ValueError(f"{self.kind} background: the refined terms {refined} are not determined by the "
+                             f"first {r} Chebyshev coefficients (condition number {np.linalg.cond(lead):.3g})")
+        g = np.linalg.solve(lead.T, m[r:, refined].T).T  # (n − r, r): c_D = G c_R'
         out = []
-        for k in range(rank, n):
-            v = u[:, k]
-            terms = {f"bkg.{i}": float(v[i]) for i in range(n) if abs(v[i]) > 1e-14}
+        for k in range(n - r):
+            terms = {f"bkg.{i}": -float(g[k, i]) for i in range(r) if g[k, i] != 0}
+            terms[f"bkg.{r + k}"] = 1.0
             out.append(Constraint(terms))
         return tuple(out)
 
