@@ -28,7 +28,8 @@ from layerscope.crystal import Phase, Site
 from layerscope.diffraction.background import chebyshev_basis
 from layerscope.diffraction.instrument import TOFInstrument
 from layerscope.diffraction.pattern import build_model, compute_pattern
-from layerscope.refine.pcr import read_pcr, read_sum_cells, refine_pcr_job
+from layerscope.refine.pcr import read_pcr
+from layerscope.refine.pcr_run import read_sum_cells, refine_pcr_job
 from layerscope.refine.pcr_background import FullProfBackground
 
 # a BaAl4-type phase (I4/mmm): Ba 2a, Al 4d, (Al,Ga) 4e (0,0,z). Occ written as FullProf users often
@@ -308,3 +309,21 @@ def test_read_sum_cells(tmp_path):
     (tmp_path / "y.sum").write_text("nothing here\n")
     with pytest.raises(InputError, match=re.escape("y.sum") + ".*no '=> Cell parameters'"):
         read_sum_cells(tmp_path / "y.sum")
+
+
+def test_origin_choice_2_as_fullprof(tmp_path):
+    # FullProf's Si example: Si at 1/8,1/8,1/8 in F d -3 m is 8a of origin choice 2 (-1 at the origin)
+    a = PCR.index("Ba1    BA")
+    b = PCR.index("!-------> Profile")
+    si = ("Si     SI      0.12500  0.12500  0.12500  0.52448   1.00000   0   0   0    0\n"
+          "                  0.00     0.00     0.00     0.00      0.00\n")
+    text = PCR[:a] + si + PCR[b:]
+    text = _edit(text, "   4   0   0 0.0 0.0 1.0", "   1   0   0 0.0 0.0 1.0")
+    text = _edit(text, "I 4/m m m      ", "F d -3 m       ")
+    text = _edit(text, "  101.00000  101.00000  131.00000", "  101.00000  101.00000  101.00000")
+    (tmp_path / "si.pcr").write_text(text)
+    job = read_pcr(tmp_path / "si.pcr")
+    (site,) = job.phases[0].sites
+    assert job.phases[0].spacegroup == "F d -3 m:2" and site.wyckoff == "8"
+    assert site.species == (("Si", pytest.approx(1.0)),)  # Occ 1 = 24 x (8/192): normalised
+    assert any("origin choice 2" in n for n in job.notes)

@@ -111,15 +111,26 @@ def _refine_pcr(args) -> int:
     FullProf's conventions (exact TOF Lorentzian, Sears 1992 lengths, no starting sample broadening)."""
     from dataclasses import replace
 
+    from layerscope._io import write_text
     from layerscope.refine.conventions import FULLPROF
     from layerscope.refine.output import write_outputs
-    from layerscope.refine.pcr import read_pcr, refine_pcr_job
+    from layerscope.refine.pcr import read_pcr
+    from layerscope.refine.pcr_run import refine_pcr_job
 
     job = read_pcr(args.pcr, data=args.data_file or args.data)
     conv = replace(FULLPROF, origin=f"FullProf .pcr {args.pcr}")
+    said = []
+
+    def log(msg):
+        print(("warning: " if msg.startswith("pcr translation:") else "") + msg)
+        said.append(msg)
+
     res = refine_pcr_job(job, tmin=args.tmin, tmax=args.tmax, cycles=args.cycles, conventions=conv,
-                         progress=_progress, log=print)
+                         progress=_progress, log=log)
     files = write_outputs(res, args.out, plot=not args.no_plot)
+    # the translation's assumptions (FullProf -> layerscope) are part of the result
+    write_text(Path(args.out) / "pcr-translation.txt",
+               f"FullProf job {args.pcr} ({job.title})\n" + "".join(f"{m}\n" for m in said))
     for w in res.warnings:
         print("warning:", w)
     st = res.final.stats

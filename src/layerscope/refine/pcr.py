@@ -1,23 +1,14 @@
 """FullProf ``.pcr`` input for TOF neutron patterns (Job = −1, Npr = 9).
 
-Reads the single-pattern ("COMM") layout of a FullProf control file — the lines are
-identified by their order, as FullProf itself reads them, with ``!`` comment lines skipped
-(FullProf manual, "Description of the input control file CODFIL.PCR"):
-
-* ``Job Npr Nph Nba Nex Nsc Nor ...`` — Job = −1 (TOF neutrons), Npr = 9 (back-to-back
-  exponentials ⊗ pseudo-Voigt), Nph phases, Nba background type (0: 6-term polynomial,
-  N ≥ 2: N points), Nex excluded regions;
-* ``Ipr Ppl ...`` (ignored), ``Bkpos Wdt Iabscor``, ``NCY Eps ... Thmin Step Thmax``;
-* background points (Nba ≥ 2), excluded regions, the number of refined parameters;
-* ``Zero Code Dtt1 Code Dtt2 Code Dtt_1overD Code 2ThetaBank``;
-* for Nba = 0 the six polynomial coefficients and their codes;
-* per phase: name; ``Nat ...``; the space-group symbol; two lines per atom
-  (``Atom Typ X Y Z Biso Occ In Fin N_t Spc`` and the codes of X Y Z Biso Occ); then, each
-  followed by a line of codes: ``Scale Extinc Bov Str1 Str2 Str3 Strain-Model``,
-  ``Sig-2 Sig-1 Sig-0 Sig-Q Iso-GStrain Iso-GSize Ani-LSize Size-Model``,
-  ``Gam-2 Gam-1 Gam-0 Iso-LorStrain Iso-LorSize``, ``a b c alpha beta gamma``,
-  ``Pref1 Pref2 alph0 beta0 alph1 beta1 alphQ betaQ`` and, when Iabscor ≠ 0,
-  ``ABS1 ABS2``.
+Reads the single-pattern ("COMM") layout of a FullProf control file — the lines are identified
+by their order, as FullProf itself reads them, with ``!`` comment lines skipped (FullProf manual,
+"Description of the input control file CODFIL.PCR"). Where FullProf writes a ``!`` header above a
+line, its names are used to read the values, so the older and newer layouts both read: the
+7- or 9-value calibration line (with or without ``Dtt_1overD``), the ``Sig-2 Sig-1 Sig-0 Xt Yt
+Z1 Z0`` or ``Sigma-2 … Sigma-Q Iso-GStrain Iso-GSize Ani-LSize`` line, the 6- or 8-value
+``Pref1 Pref2 alph0 beta0 alph1 beta1 [alphQ betaQ]`` line, the 10- or 15-value ``Nat …`` line
+with its optional ``More = 1`` line (``Jvi Jdi Hel Sol Mom Ter Brind …``), and the absorption
+parameters on one line (``ABS1 code ABS2 code``) or on a value line and a code line.
 
 Translation to layerscope (GSAS-II parameter meanings, :mod:`layerscope.diffraction.tof_profile`):
 
@@ -28,20 +19,31 @@ Translation to layerscope (GSAS-II parameter meanings, :mod:`layerscope.diffract
 * α = alph0 + alph1/d, β = beta0 + beta1/d⁴ + betaQ/d²: GSAS-II's alpha (= alph1), beta-0,
   beta-1, beta-q; a non-zero alph0 or alphQ has no counterpart and is refused;
 * FullProf's Occ is in units of the general multiplicity (a fully occupied site of
-  multiplicity m in a group of order M has Occ = m/M): chemical occupancy = Occ·M/m;
-  atoms at the same position form one mixed site;
+  multiplicity m in a group of order M has Occ = m/M): chemical occupancy = Occ·M/m. FullProf
+  accepts any common factor (its scale absorbs it; users often write Occ ∝ m); when a site would
+  be more than full, all occupancies are divided by the fullest site's value, with a note.
+  Atoms at the same position form one mixed site;
+* space groups with two origin choices are read in origin choice 2 (−1 at the origin), as
+  FullProf builds them, with a note;
 * scattering lengths: FullProf's b in 10⁻¹² cm gives |F|² 100× smaller than in fm², and its
   TOF intensity is S·m·|F|²·d⁴·sin θ, so our scale is S·sin θ·V²/100 (a starting value:
-  the CLI solves the scales and background linearly first);
-* the polynomial background Σ B_m (T/Bkpos − 1)^m (m = 0..5) is the same degree-5
-  polynomial as a 6-term Chebyshev series over the fitted range: converted exactly;
-* absorption: A(λ) = exp(−ABS1·λ) with λ = 2 d sin θ (ABS2 must be 0);
+  the scales are solved linearly before the refinement);
+* background (:mod:`layerscope.refine.pcr_background`): Nba = 0 and −3 polynomials and the
+  Nba = −4 cosine Fourier series exactly (Chebyshev series constrained to FullProf's free
+  directions), Nba ≥ 2 interpolated points approximately (with a note); others refused;
+* absorption: Iabscor = 3 with ABSCOR2 = 0 read as A(λ) = exp(−ABSCOR1·λ), λ = 2 d sin θ
+  (with a note); Iabscor = 1 (flat plate) or 2 (cylinder) with a non-zero ABSCOR is refused;
 * codes: 0 fixed; ±(10·p + m) refines parameter number p with multiplier ±m. Parameters
   that share p move together (δx_i / m_i equal) — linear ties; coordinates and cells are
   refined along their symmetry-allowed directions.
 
-The per-phase profile lines must agree between phases (the model has one instrument).
-Hand-written: no Python library reads FullProf control files.
+Refused with an :class:`~layerscope.InputError` naming the keyword, its value and its line (no
+exact counterpart here): Npr ≠ 9 (10: thermal/epithermal crossover, 13: Ikeda–Carpenter), Nba
+1/−1/−2/−5…, Nsc, Nor, Iwg, Res, Ste, Nre, Cry; per phase Dis, Ang, Jbt, Irf, Isy, Str, Furth,
+Nvk, a phase Npr ≠ 9, Jvi/Jdi/Hel/Sol/Mom/Ter/Brind, atoms with N_t ≠ 0, Extinc (TOF extinction),
+Bov, Str1–3, Strain-/Size-Model, Ani-LSize, Xt/Yt/Z1/Z0, Pref1/Pref2, alph0/alphQ; multi-pattern
+(NPATT) files. The per-phase profile lines must agree between phases (the model has one
+instrument). Hand-written: no Python library reads FullProf control files.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from layerscope.refine.parameters import Constraint
 from layerscope.refine.pcr_background import FullProfBackground
 from layerscope.refine.strategy import Stage, Strategy
 
-__all__ = ["PcrJob", "read_pcr", "pcr_code", "read_sum_cells"]
+__all__ = ["PcrJob", "read_pcr", "pcr_code"]
 
 
 @dataclass(frozen=True)
@@ -464,6 +466,18 @@ def _read_background(L: _Lines, nba: int, bkg_points, bkpos: float, tmax: float)
 
 
 def _phase(path, pname, sg, cell, atoms, coded, scale_fp, sin_t):
+    import gemmi
+
+    origin_note = None
+    if ":" not in sg:
+        try:
+            alt = gemmi.find_spacegroup_by_name(sg + ":2")
+        except Exception:  # noqa: BLE001 - gemmi raises on unknown symbols; reported below
+            alt = None
+        if alt is not None:
+            # FullProf builds a centrosymmetric group with the -1 at the origin (origin choice 2)
+            sg = sg + ":2"
+            origin_note = f"phase {pname}: space group {sg[:-2]!r} read in origin choice 2 (-1 at the origin), as FullProf does"
     try:
         rot, trans = symmetry_operations(sg)
     except Exception as exc:  # gemmi raises on unknown symbols
@@ -509,6 +523,7 @@ def _phase(path, pname, sg, cell, atoms, coded, scale_fp, sin_t):
             coded.append((f"{pname}.biso[{label}]", codes[3], 1.0))
         sites.append(Site(label, tuple(float(v) for v in xyz), tuple(species), float(biso), f"{mult}"))
     phase = Phase(pname, sg, tuple(cell), tuple(sites))
+    note = "; ".join(n for n in (origin_note, note) if n) or None
     return phase, float(scale_fp * sin_t * phase.volume**2 / 100.0 / k_occ**2), note
 
 
@@ -521,76 +536,3 @@ def _data_file(path: Path, comments, data) -> Path:
             return path.parent / m.group(1)
     return path.with_suffix(".dat")
 
-
-def read_sum_cells(path) -> dict[str, list[tuple[float, float]]]:
-    """Refined cells (value, esd) × 6 by phase name from a FullProf ``.sum`` (or ``.out``) file."""
-    path = Path(path)
-    lines = path.read_text(errors="replace").splitlines()
-    out, phase = {}, None
-    for i, s in enumerate(lines):
-        m = re.match(r"\s*=> Phase No\.\s+\d+\s+(\S+)", s)
-        if m:
-            phase = m.group(1)
-        if "=> Cell parameters" in s:
-            vals = []
-            for t in lines[i + 1:i + 7]:
-                toks = t.split()
-                try:
-                    vals.append((float(toks[0]), float(toks[1])))
-                except (IndexError, ValueError):
-                    raise InputError("expected 'value esd' under '=> Cell parameters'", path=path,
-                                     where=f"line {i + 2}") from None
-            out[phase or f"phase{len(out) + 1}"] = vals
-    if not out:
-        raise InputError("no '=> Cell parameters' block (not a FullProf .sum file?)", path=path)
-    return out
-
-
-def refine_pcr_job(job: PcrJob, *, data=None, tmin=None, tmax=None, cycles=None, conventions=None,
-                   progress=None, log=None):
-    """Refine a translated FullProf job on its pattern (``data``: a PowderData, default: read
-    ``job.data_file``) over its TOF range less its excluded regions, with FullProf's conventions.
-
-    The background starts from the pcr's own coefficients and moves only along the directions
-    FullProf refines; the phase scales start from a weighted linear solve with that background.
-    Returns the :class:`~layerscope.refine.rietveld.RietveldResult`.
-    """
-    from dataclasses import replace
-
-    from layerscope.diffraction.background import chebyshev_basis
-    from layerscope.diffraction.readers import read_powder
-    from layerscope.refine.conventions import FULLPROF
-    from layerscope.refine.rietveld import linear_start, refine_pattern
-
-    conv = conventions or FULLPROF
-    say = log or (lambda msg: None)
-    if data is None:
-        if not job.data_file.is_file():
-            raise FileNotFoundError(f"{job.data_file}: data file named by {job.source} not found (give it with --data)")
-        data = read_powder(job.data_file, kind="tof", zero_sigma="keep")
-    x, y, s = (np.asarray(v, dtype=float) for v in (data.x, data.y, data.sigma))
-    lo = job.tof_range_us[0] if tmin is None else tmin
-    hi = job.tof_range_us[1] if tmax is None else tmax
-    m = (x >= lo) & (x <= hi)
-    for a, b in job.excluded_us:
-        m &= ~((x >= a) & (x <= b))
-    m &= s > 0  # FullProf gives σ = 0 points no weight
-    if m.sum() < 20:
-        raise InputError(f"fewer than 20 points between {lo} and {hi} µs outside the excluded regions",
-                         path=job.data_file)
-    x, y, s = x[m], y[m], s[m]
-    t_range = (float(x[0]), float(x[-1]))
-    n_bkg, c0, bkg_cons, notes = job.background_model(t_range, t_eval=x)
-    for note in (*job.notes, *notes):
-        say(f"pcr translation: {note}")
-    strategy = replace(job.strategy, constraints=tuple(job.strategy.constraints) + tuple(bkg_cons))
-    if hasattr(strategy, "align_cells"):
-        strategy = replace(strategy, align_cells=False)  # FullProf starts from the pcr's cells
-    if cycles:
-        strategy = replace(strategy, max_cycles=cycles)
-    bkg_t = np.asarray(c0) @ chebyshev_basis(x, n_bkg, t_range)
-    scales, _ = linear_start(list(job.phases), x, y - bkg_t, s, job.instrument, job.scales, 1,
-                             scattering=conv.scattering, lorentz_convention=conv.lorentz)
-    return refine_pattern(x, y, s, list(job.phases), job.instrument, strategy, scales=scales,
-                          n_background=n_bkg, background=np.asarray(c0), absorption=job.absorption,
-                          progress=progress, scattering=conv.scattering, conventions=conv.as_dict(), log=say)
