@@ -327,3 +327,12 @@ def test_origin_choice_2_as_fullprof(tmp_path):
     assert job.phases[0].spacegroup == "F d -3 m:2" and site.wyckoff == "8"
     assert site.species == (("Si", pytest.approx(1.0)),)  # Occ 1 = 24 x (8/192): normalised
     assert any("origin choice 2" in n for n in job.notes)
+
+
+def test_multi_pattern_file_is_refused_naming_npatt(tmp_path):
+    # the multi-pattern layout (as in easydiffraction's NCAF FullProf verification job)
+    text = ("YAG highres\n! Current global Chi2 (Bragg contrib.) =      15.89\n"
+            "NPATT      1       1 <- Flags for patterns (1:refined, 0: excluded)\nW_PAT   1.000\n")
+    (tmp_path / "m.pcr").write_text(text)
+    with pytest.raises(InputError, match=r"m.pcr, line 3: NPATT: multi-pattern"):
+        read_pcr(tmp_path / "m.pcr")

@@ -223,8 +223,10 @@ def read_pcr(path, *, data=None) -> PcrJob:
     if not L.items:
         raise InputError("empty .pcr file", path=path)
     _, title = L.next("the title line")
-    if title.strip().upper().startswith(("NPATT", "W_PAT")):
-        raise L.error("multi-pattern .pcr (NPATT) is not supported; write a single-pattern job", L.items[0][0])
+    for no_m, s_m, _ in L.items[:3]:
+        if s_m.strip().upper().startswith(("NPATT", "W_PAT")):
+            raise L.error("NPATT: multi-pattern .pcr files are not supported; write a single-pattern (COMM) job",
+                          no_m)
     title = title[4:].strip() if title.startswith("COMM") else title.strip()
     jl, no = L.named("Job Npr Nph Nba Nex Nsc Nor ...", ("Job", "Npr", "Nph", "Nba", "Nex", "Nsc", "Nor"))
     jobt, npr, nph, nba, nex, nsc = (int(jl[k]) for k in ("Job", "Npr", "Nph", "Nba", "Nex", "Nsc"))
