@@ -151,8 +151,9 @@ def test_cosine_background_translation_is_exact_and_keeps_fixed_terms():
 
 
 def test_read_fullprof_layout(tmp_path):
-    pcr, _ = _write(tmp_path)
-    job = read_pcr(pcr)
+    (tmp_path / "tet.pcr").write_text(PCR)
+    job = read_pcr(tmp_path / "tet.pcr")
+    assert job.data_file == tmp_path / "tet.dat"
     assert job.bkg.kind == "cosine" and len(job.bkg.values) == 18 and job.bkg.refined == (0, 1, 2, 3, 4, 6)
     assert job.bkg.t_max == 19000.0
     inst = job.instrument
@@ -167,6 +168,11 @@ def test_read_fullprof_layout(tmp_path):
     assert any("not in FullProf's m/M units" in n for n in job.notes)
     assert set(job.free_names) == {"background", "TET.scale", "TET.cell", "TET.xyz[Al2]", "TET.occ[Al2:Al]",
                                    "TET.occ[Al2:Ga]"}
+    # March-Dollase (Nor = 1) with G1 = 1 is no preferred orientation: read
+    text = _edit(_edit(PCR, "  -1   9   1  -4   1   0   0", "  -1   9   1  -4   1   0   1"),
+                 "    0.000000    0.000000    0.000000    0.041817", "    1.000000    0.000000    0.000000    0.041817")
+    (tmp_path / "nor.pcr").write_text(text)
+    assert read_pcr(tmp_path / "nor.pcr").phases[0].cell == job.phases[0].cell
 
 
 @pytest.mark.slow
@@ -218,6 +224,9 @@ def _edit(text, old, new):
     ("0.38000  0.70000   1.60000   0   0   0", "0.38000  0.70000   1.60000   0   0   2",
      r"line 47: atom Al2: N_t = 2"),
     ("0.000000    0.041817", "0.100000    0.041817", r"line 65: .*alph0 = 0.1"),
+    ("    0.000000    0.000000    0.000000    0.041817", "    1.000000    0.000000    0.000000    0.041817",
+     r"line 65: Pref1 \(Nor = 0\) = 1 is not supported"),
+    ("  -1   9   1  -4   1   0   0", "  -1   9   1  -4   1   0   2", r"line 4: Nor = 2"),
     ("      0.000      0.000      0.000   0\n", "      0.000      0.500      0.000   0\n", r"line 56: Z1 = 0.5 is not"),
 ])
 def test_unsupported_keywords_are_named_with_their_line(tmp_path, old, new, expect):

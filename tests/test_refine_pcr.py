@@ -139,7 +139,8 @@ def test_pcr_code_convention():
 
 
 def test_read_pcr_translates_the_job(tmp_path):
-    job = read_pcr(_write_job(tmp_path))
+    (tmp_path / "nmo_al.pcr").write_text(PCR)
+    job = read_pcr(tmp_path / "nmo_al.pcr")
     assert job.data_file == tmp_path / "nmo_al.dat"
     assert [p.name for p in job.phases] == ["NMO", "Al"]
     nmo = job.phases[0]

@@ -238,7 +238,10 @@ def read_pcr(path, *, data=None) -> PcrJob:
                       "counterpart here)", no)
     if nph < 1:
         raise L.error(f"Nph = {nph}; at least one phase is needed", no)
-    _refuse(L, no, {"Nsc (additional scattering factors)": nsc, "Nor": jl.get("Nor"),
+    nor = int(jl.get("Nor", 0))
+    if nor not in (0, 1):
+        raise L.error(f"Nor = {nor} (preferred-orientation function) is not supported", no)
+    _refuse(L, no, {"Nsc (additional scattering factors)": nsc,
                     "Iwg (weighting scheme)": jl.get("Iwg"), "Res (resolution function file)": jl.get("Res"),
                     "Ste (data thinning)": jl.get("Ste"), "Nre (parameter limits)": jl.get("Nre"),
                     "Cry (integrated intensities)": jl.get("Cry")}, "FullProf TOF job options")
@@ -347,7 +350,9 @@ def read_pcr(path, *, data=None) -> PcrJob:
         abv = list(ab.values()) + [0.0] * (8 - len(ab))
         c_ab = L.numbers(f"the alpha/beta codes of phase {pname}", 6, at_most=8)
         c_ab = c_ab + [0.0] * (8 - len(c_ab))
-        _refuse(L, no, {"Pref1": abv[0], "Pref2": abv[1]}, f"phase {pname}: preferred orientation")
+        # no preferred orientation: G1 = 0 for Nor = 0 (Rietveld-Toraya), G1 = 1 for Nor = 1 (March)
+        _refuse(L, no, {f"Pref1 (Nor = {nor})": abv[0] - nor, "Pref2": abv[1], "Pref1 code": c_ab[0],
+                        "Pref2 code": c_ab[1]}, f"phase {pname}: preferred orientation")
         if abv[2] != 0 or abv[6] != 0 or c_ab[2] or c_ab[6]:
             raise L.error(f"phase {pname}: alph0 = {abv[2]:g}, alphQ = {abv[6]:g}; only α = alph1/d (GSAS-II's "
                           "alpha) is supported", no)
