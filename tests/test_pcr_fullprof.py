@@ -227,6 +227,9 @@ def _edit(text, old, new):
     ("    0.000000    0.000000    0.000000    0.041817", "    1.000000    0.000000    0.000000    0.041817",
      r"line 65: Pref1 \(Nor = 0\) = 1 is not supported"),
     ("  -1   9   1  -4   1   0   0", "  -1   9   1  -4   1   0   2", r"line 4: Nor = 2"),
+    # cryspy's TOF_irf_file.irf is a Res = 5 numerical table (d, σ², γ, α, β, shift)
+    ("  -1   9   1  -4   1   0   0   0   0   0   0   0", "  -1   9   1  -4   1   0   0   0   0   0   0   5",
+     r"line 4: Res \(instrumental resolution file .irf.*\) = 5 is not supported"),
     ("      0.000      0.000      0.000   0\n", "      0.000      0.500      0.000   0\n", r"line 56: Z1 = 0.5 is not"),
 ])
 def test_unsupported_keywords_are_named_with_their_line(tmp_path, old, new, expect):

@@ -242,7 +242,9 @@ def read_pcr(path, *, data=None) -> PcrJob:
     if nor not in (0, 1):
         raise L.error(f"Nor = {nor} (preferred-orientation function) is not supported", no)
     _refuse(L, no, {"Nsc (additional scattering factors)": nsc,
-                    "Iwg (weighting scheme)": jl.get("Iwg"), "Res (resolution function file)": jl.get("Res"),
+                    "Iwg (weighting scheme)": jl.get("Iwg"),
+                    "Res (instrumental resolution file .irf, e.g. Res = 5: a look-up table of σ², γ, α, β per d "
+                    "spacing; write its analytical parameters into the pcr instead)": jl.get("Res"),
                     "Ste (data thinning)": jl.get("Ste"), "Nre (parameter limits)": jl.get("Nre"),
                     "Cry (integrated intensities)": jl.get("Cry")}, "FullProf TOF job options")
     if not (nba in (0, -3, -4) or nba >= 2):
