@@ -79,6 +79,7 @@ def refine_pcr_job(job: PcrJob, *, data=None, tmin=None, tmax=None, cycles=None,
     for note in (*job.notes, *notes):
         say(f"pcr translation: {note}")
     strategy = replace(job.strategy, constraints=tuple(job.strategy.constraints) + tuple(bkg_cons))
+    strategy = replace(strategy, lorentz_convention=conv.lorentz)
     if hasattr(strategy, "align_cells"):
         strategy = replace(strategy, align_cells=False)  # FullProf starts from the pcr's cells
     if cycles:
