@@ -139,7 +139,8 @@ def test_pcr_code_convention():
 
 
 def test_read_pcr_translates_the_job(tmp_path):
-    job = read_pcr(_write_job(tmp_path))
+    (tmp_path / "nmo_al.pcr").write_text(PCR)
+    job = read_pcr(tmp_path / "nmo_al.pcr")
     assert job.data_file == tmp_path / "nmo_al.dat"
     assert [p.name for p in job.phases] == ["NMO", "Al"]
     nmo = job.phases[0]
@@ -177,6 +178,7 @@ def test_cli_refine_pcr_recovers_the_truth(tmp_path):
     # codes 51 / -51 keep the starting sum (0.01146 + 0.00937)·48 = 0.99984, as in FullProf
     assert ni["value"] + nmo["occupancies"]["Ni1:Mn"]["value"] == pytest.approx(0.99984, abs=1e-9)
     assert summ["chi2"] == pytest.approx(1.0, abs=0.15)
+    assert (tmp_path / "out" / "pcr-translation.txt").read_text().startswith("FullProf job")
 
 
 def test_bad_pcr_files(tmp_path):

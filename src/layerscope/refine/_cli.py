@@ -127,38 +127,30 @@ def _refine(args) -> int:
 
 
 def _refine_pcr(args) -> int:
-    """``layerscope refine --pcr FILE.pcr [--data FILE] --out DIR``: re-run a FullProf TOF job."""
-    import numpy as np
+    """``layerscope refine --pcr FILE.pcr [--data FILE] --out DIR``: re-run a FullProf TOF job with
+    FullProf's conventions (exact TOF Lorentzian, Sears 1992 lengths, no starting sample broadening)."""
+    from dataclasses import replace
 
-    from layerscope.diffraction.readers import read_powder
+    from layerscope._io import write_text
+    from layerscope.refine.conventions import FULLPROF
     from layerscope.refine.output import write_outputs
     from layerscope.refine.pcr import read_pcr
-    from layerscope.refine.rietveld import linear_start, refine_pattern
+    from layerscope.refine.pcr_run import refine_pcr_job
 
     job = read_pcr(args.pcr, data=args.data_file or args.data)
-    if not job.data_file.is_file():
-        raise FileNotFoundError(f"{job.data_file}: data file named by {args.pcr} not found (give it with --data)")
-    data = read_powder(job.data_file, kind="tof")
-    x, y, s = data.x, data.y, data.sigma
-    lo, hi = job.tof_range_us
-    lo = args.tmin if args.tmin is not None else lo
-    hi = args.tmax if args.tmax is not None else hi
-    m = (x >= lo) & (x <= hi)
-    for a, b in job.excluded_us:
-        m &= ~((x >= a) & (x <= b))
-    if m.sum() < 20:
-        raise ValueError(f"{job.data_file}: fewer than 20 points between {lo} and {hi} µs")
-    strategy = job.strategy
-    if args.cycles:
-        from dataclasses import replace
+    conv = replace(FULLPROF, origin=f"FullProf .pcr {args.pcr}")
+    said = []
 
-        strategy = replace(strategy, max_cycles=args.cycles)
-    scales, background = linear_start(list(job.phases), x[m], y[m], s[m], job.instrument, job.scales,
-                                      job.n_background)
-    res = refine_pattern(x[m], y[m], s[m], list(job.phases), job.instrument, strategy, scales=scales,
-                         n_background=job.n_background, background=np.asarray(background),
-                         absorption=job.absorption, progress=_progress)
+    def log(msg):
+        print(("warning: " if msg.startswith("pcr translation:") else "") + msg)
+        said.append(msg)
+
+    res = refine_pcr_job(job, tmin=args.tmin, tmax=args.tmax, cycles=args.cycles, conventions=conv,
+                         progress=_progress, log=log)
     files = write_outputs(res, args.out, plot=not args.no_plot)
+    # the translation's assumptions (FullProf -> layerscope) are part of the result
+    write_text(Path(args.out) / "pcr-translation.txt",
+               f"FullProf job {args.pcr} ({job.title})\n" + "".join(f"{m}\n" for m in said))
     for w in res.warnings:
         print("warning:", w)
     st = res.final.stats

@@ -1,0 +1,350 @@
+"""FullProf TOF jobs in the layout FullProf itself writes (as in cryspy's CeCuAl3 test job and
+FullProf's Si example: ``More = 1`` phase line, 7-value calibration line, ``Xt Yt Z1 Z0`` sigma
+header, 6-value alpha/beta line, one-line absorption, ``Nba = -4`` cosine background).
+
+* the cosine background is reproduced exactly by the Chebyshev translation and moves only along
+  the coefficients FullProf refines;
+* a job written here in that layout (own structure, own numbers) is refined on a pattern simulated
+  from its truth with FullProf's cosine background computed independently (cos(jπT/T_max)), with
+  Poisson noise: cells and z within 3 esd, χ²ν ≈ 1, fixed background coefficients kept;
+* unsupported options stop with an InputError naming the keyword, its value and its line;
+* real FullProf example jobs (a folder per job: .pcr, its data file, FullProf's .sum) found under
+  ``$LAYERSCOPE_FULLPROF_EXAMPLES`` or ``shared/data/fullprof-tof`` are refined and their cells
+  compared with the .sum within 3 esd (skipped when no such folder exists: the known jobs are GPL
+  or of unclear licence and are not copied into this repository).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layerscope._errors import InputError
+from layerscope.crystal import Phase, Site
+from layerscope.diffraction.background import chebyshev_basis
+from layerscope.diffraction.instrument import TOFInstrument
+from layerscope.diffraction.pattern import build_model, compute_pattern
+from layerscope.refine.pcr import read_pcr
+from layerscope.refine.pcr_run import read_sum_cells, refine_pcr_job
+from layerscope.refine.pcr_background import FullProfBackground
+
+# a BaAl4-type phase (I4/mmm): Ba 2a, Al 4d, (Al,Ga) 4e (0,0,z). Occ written as FullProf users often
+# do, proportional to the site multiplicity (2a full = 1, 4d/4e full = 2), not in m/M units.
+PCR = """COMM BaAl4-type test job, cosine background (layout of FullProf's TOF examples)
+! Files => DAT-file: tet.dat,  PCR-file: tet
+!Job Npr Nph Nba Nex Nsc Nor Dum Iwg Ilo Ias Res Ste Nre Cry Uni Cor Opt Aut
+  -1   9   1  -4   1   0   0   0   0   0   0   0   0   0   0   1   0   0   1
+!
+!Ipr Ppl Ioc Mat Pcr Ls1 Ls2 Ls3 NLI Prf Ins Rpa Sym Hkl Fou Sho Ana
+   0   0   1   0   1   0   4   0   0  -3  10  -1   1   0   0   0   0
+!
+!  Bkpos        Wdt    Iabscor for Pattern#  1
+    7000.000    3.20     2
+!NCY  Eps  R_at  R_an  R_pr  R_gl    TOF-min      <Step>       TOF-max
+ 10  0.10  1.00  1.00  1.00  1.00    3000.0000      8.0000  19000.0000
+!
+! Excluded regions (LowT  HighT) for Pattern#  1
+    18800.00    19000.00
+!
+      17    !Number of refined parameters
+!
+!    Zero    Code      Dtt1    Code      Dtt2    Code   2ThetaBank  -> Patt# 1
+     2.900    0.00  6167.247    0.00    -2.280    0.00   145.000
+!
+!   Background coefficients/codes  for Pattern#  1  (Fourier cosine series, up to 18 coefficients)
+    2483.285     613.924     806.347     312.505     256.696      31.108
+       31.00       41.00       51.00       61.00       71.00        0.00
+      83.735     -10.374      -1.181       0.000       0.000       0.000
+       81.00        0.00        0.00        0.00        0.00        0.00
+       0.000       0.000       0.000       0.000       0.000       0.000
+        0.00        0.00        0.00        0.00        0.00        0.00
+!-------------------------------------------------------------------------------
+!  Data for PHASE number:   1  ==> Current R_Bragg for Pattern#  1:   0.0000
+!-------------------------------------------------------------------------------
+TET
+!
+!Nat Dis Ang Pr1 Pr2 Pr3 Jbt Irf Isy Str Furth       ATZ    Nvk Npr More
+   4   0   0 0.0 0.0 1.0   0   0   0   0   0      1000.000   0   9   1
+!
+!Jvi Jdi Hel Sol Mom Ter  Brind   RMua    RMub    RMuc   Jtyp  Nsp_Ref Ph_Shift N_Domains
+   0   0   0   0   0   0  1.0000  0.0000  0.0000  0.0000   -1      0      0      0
+!
+!
+I 4/m m m                <--Space group symbol
+!Atom   Typ       X        Y        Z     Biso       Occ     In Fin N_t Spc /Codes
+Ba1    BA      0.00000  0.00000  0.00000  0.50000   1.00000   0   0   0    0  #color green
+                  0.00     0.00     0.00     0.00      0.00
+Al1    AL      0.00000  0.50000  0.25000  0.60000   2.00000   0   0   0    0
+                  0.00     0.00     0.00     0.00      0.00
+Al2    AL      0.00000  0.00000  0.38000  0.70000   1.60000   0   0   0    0
+                  0.00     0.00   111.00     0.00    121.00
+Ga2    GA      0.00000  0.00000  0.38000  0.70000   0.40000   0   0   0    0
+                  0.00     0.00   111.00     0.00   -121.00
+!-------> Profile Parameters for Pattern #   1  ----> Phase #   1
+!  Scale         Extinc      Bov     Str1     Str2     Str3    Strain-Model
+  100.0000       0.0000   0.0000   0.0000   0.0000   0.0000       0
+      91.00000     0.00     0.00     0.00     0.00     0.00
+!     Sig-2      Sig-1      Sig-0        Xt         Yt         Z1      Z0      Size-Model
+      0.000     61.676      6.196      0.000      0.000      0.000      0.000   0
+       0.00       0.00       0.00       0.00       0.00       0.00       0.00
+!    Gam-2     Gam-1     Gam-0     LStr       LSiz
+     0.000     0.604     0.000     0.000     0.000
+      0.00      0.00      0.00      0.00      0.00
+!     a          b         c        alpha      beta       gamma      #Cell Info
+   4.298000   4.298000  10.706000  90.000000  90.000000  90.000000
+  101.00000  101.00000  131.00000    0.00000    0.00000    0.00000
+!      Pref1      Pref2        alph0       beta0       alph1       beta1
+    0.000000    0.000000    0.000000    0.041817    0.297100    0.002242
+        0.00        0.00        0.00        0.00        0.00        0.00
+!Absorption correction parameters
+   0.00000    0.00   0.00000    0.00            ABS: ABSCOR1  ABSCOR2
+!  2Th1/TOF1    2Th2/TOF2  Pattern to plot
+    3000.000   19000.000       1
+"""
+TRUTH = {"a": 4.3000, "c": 10.7000, "z": 0.3850, "ga": 0.25, "zero": 2.9}
+BKG = FullProfBackground("cosine", (2483.285, 613.924, 806.347, 312.505, 256.696, 31.108, 83.735, -10.374, -1.181)
+                         + (0.0,) * 9, (31, 41, 51, 61, 71, 0, 81, 0, 0) + (0,) * 9, t_max=19000.0)
+
+
+def _truth_pattern(tof):
+    inst = TOFInstrument(difc=6167.247, difa=-2.28, difb=0.0, zero=TRUTH["zero"], alpha=0.2971, beta0=0.041817,
+                         beta1=0.002242, sig0=6.196, sig1=61.676, sig2=0.0, x=0.604, y=0.0, z=0.0, two_theta=145.0)
+    ph = Phase("TET", "I 4/m m m", (TRUTH["a"], TRUTH["a"], TRUTH["c"], 90.0, 90.0, 90.0),
+               (Site("Ba1", (0, 0, 0), (("Ba", 1.0),), 0.5, "2"), Site("Al1", (0, 0.5, 0.25), (("Al", 1.0),), 0.6, "4"),
+                Site("Al2", (0, 0, TRUTH["z"]), (("Al", 1 - TRUTH["ga"]), ("Ga", TRUTH["ga"])), 0.7, "4")))
+    model = build_model([ph], tof, inst, n_background=1)
+    pat = compute_pattern(model, scales={"TET": 1.0}, background=[0.0])
+    # FullProf's cosine background computed directly, not through the Chebyshev translation
+    bkg = sum(b * np.cos(j * np.pi * tof / 19000.0) for j, b in enumerate(BKG.values))
+    return 20000.0 * pat.total / pat.total.max(), bkg
+
+
+def _write(tmp_path, text=PCR, seed=1):
+    tof = np.arange(3000.0, 19000.0 + 1e-6, 8.0)
+    bragg, bkg = _truth_pattern(tof)
+    y = np.random.default_rng(seed).poisson(bragg + bkg).astype(float)
+    np.savetxt(tmp_path / "tet.dat", np.column_stack([tof, y, np.sqrt(np.maximum(y, 1))]),
+               header="XYDATA\nsimulated BaAl4-type test pattern", comments="", fmt="%.6f")
+    (tmp_path / "tet.pcr").write_text(text)
+    return tmp_path / "tet.pcr", bkg
+
+
+def test_cosine_background_translation_is_exact_and_keeps_fixed_terms():
+    t_range = (3000.0, 18800.0)
+    m, c0, notes = BKG.chebyshev(t_range)
+    t = np.linspace(*t_range, 5001)
+    direct = sum(b * np.cos(j * np.pi * t / 19000.0) for j, b in enumerate(BKG.values))
+    assert np.max(np.abs(c0 @ chebyshev_basis(t, m.shape[0], t_range) - direct)) < 1e-8 * np.max(np.abs(direct))
+    cons = BKG.constraints(m)
+    refined = list(BKG.refined)
+    assert len(cons) == m.shape[0] - len(refined)  # as many free directions as FullProf refines
+    v = np.array([[c.terms.get(f"bkg.{i}", 0.0) for i in range(m.shape[0])] for c in cons])
+    rng = np.random.default_rng(0)
+    # a move of the refined cosine coefficients satisfies every constraint ...
+    assert np.max(np.abs(v @ (m[:, refined] @ rng.normal(size=len(refined))))) < 1e-9
+    # ... and a move of a fixed one (j = 5, 31.108 fixed in the job) does not
+    assert np.max(np.abs(v @ m[:, 5])) > 1e-3
+
+
+def test_read_fullprof_layout(tmp_path):
+    (tmp_path / "tet.pcr").write_text(PCR)
+    job = read_pcr(tmp_path / "tet.pcr")
+    assert job.data_file == tmp_path / "tet.dat"
+    assert job.bkg.kind == "cosine" and len(job.bkg.values) == 18 and job.bkg.refined == (0, 1, 2, 3, 4, 6)
+    assert job.bkg.t_max == 19000.0
+    inst = job.instrument
+    assert (inst.difc, inst.difa, inst.difb, inst.zero, inst.two_theta) == (6167.247, -2.28, 0.0, 2.9, 145.0)
+    assert (inst.alpha, inst.beta0, inst.beta1, inst.sig1, inst.sig0, inst.x) == (0.2971, 0.041817, 0.002242,
+                                                                                   61.676, 6.196, 0.604)
+    (ph,) = job.phases
+    occ = {s.label: dict(s.species) for s in ph.sites}
+    # Occ proportional to multiplicity (fullest site 8x in m/M units): normalised, with a note
+    assert occ["Ba1"] == {"Ba": pytest.approx(1.0)} and occ["Al1"] == {"Al": pytest.approx(1.0)}
+    assert occ["Al2"] == {"Al": pytest.approx(0.8), "Ga": pytest.approx(0.2)}
+    assert any("not in FullProf's m/M units" in n for n in job.notes)
+    assert set(job.free_names) == {"background", "TET.scale", "TET.cell", "TET.xyz[Al2]", "TET.occ[Al2:Al]",
+                                   "TET.occ[Al2:Ga]"}
+    # March-Dollase (Nor = 1) with G1 = 1 is no preferred orientation: read
+    text = _edit(_edit(PCR, "  -1   9   1  -4   1   0   0", "  -1   9   1  -4   1   0   1"),
+                 "    0.000000    0.000000    0.000000    0.041817", "    1.000000    0.000000    0.000000    0.041817")
+    (tmp_path / "nor.pcr").write_text(text)
+    assert read_pcr(tmp_path / "nor.pcr").phases[0].cell == job.phases[0].cell
+
+
+@pytest.mark.slow
+def test_refine_cosine_background_job(tmp_path):
+    pcr, bkg_true = _write(tmp_path)
+    job = read_pcr(pcr)
+    res = refine_pcr_job(job)
+    assert res.converged
+    ph = res.phases[0]
+    a, c = ph.cell[0], ph.cell[2]
+    ea, ec = res.esd("TET.a"), res.esd("TET.c")
+    assert abs(a - TRUTH["a"]) < 3 * ea and abs(c - TRUTH["c"]) < 3 * ec, (a, ea, c, ec)
+    z, ez = res.value("TET.z[Al2]"), res.esd("TET.z[Al2]")
+    assert abs(z - TRUTH["z"]) < 3 * ez, (z, ez)
+    ga, ega = res.value("TET.occ[Al2:Ga]"), res.esd("TET.occ[Al2:Ga]")
+    assert abs(ga - TRUTH["ga"]) < 3 * ega, (ga, ega)
+    assert res.final.stats.chi2 == pytest.approx(1.0, abs=0.15)
+    # the refined background is a cosine series in which the fixed coefficients kept their values
+    t = res.tof_us
+    f = BKG.functions(t)
+    fixed = [j for j in range(18) if j not in BKG.refined]
+    rest = res.background - np.asarray(BKG.values)[fixed] @ f[fixed]
+    coef, *_ = np.linalg.lstsq(f[list(BKG.refined)].T, rest, rcond=None)
+    assert np.max(np.abs(coef @ f[list(BKG.refined)] - rest)) < 1e-6 * np.max(np.abs(res.background))
+    # and it is close to the truth (Poisson σ of the background ≈ 60 counts per point)
+    idx = np.searchsorted(np.arange(3000.0, 19000.0 + 1e-6, 8.0), t - 1e-6)
+    rms = float(np.sqrt(np.mean((res.background - bkg_true[idx]) ** 2)))
+    print(f"cells a {a:.5f}({ea:.5f}) c {c:.5f}({ec:.5f}) z {z:.5f}({ez:.5f}) Ga {ga:.3f}({ega:.3f}) "
+          f"chi2 {res.final.stats.chi2:.3f} background rms vs truth {rms:.2f}")
+    assert rms < 20.0
+
+
+def _edit(text, old, new):
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize("old,new,expect", [
+    ("  -1   9   1  -4   1", "  -1   9   1  -2   1", r"line 4: background type Nba = -2 is not supported"),
+    ("  -1   9   1  -4   1", "  -1   9   1   1   1", r"line 4: background type Nba = 1 is not supported"),
+    ("  -1   9   1  -4   1", "  -1  10   1  -4   1", r"line 4: Npr = 10 is not supported"),
+    ("  -1   9   1  -4   1", "  -1  13   1  -4   1", r"line 4: Npr = 13 is not supported"),
+    ("1000.000   0   9   1", "1000.000   0  10   1", r"line 35: phase TET: Npr = 10 is not supported"),
+    ("1.0   0   0   0   0   0      1000", "1.0   1   0   0   0   0      1000", r"line 35: Jbt .* = 1 is not"),
+    ("1.0   0   0   0   0   0      1000", "1.0   0   1   0   0   0      1000", r"line 35: Irf .* = 1 is not"),
+    ("   0   0   0   0   0   0  1.0000", "   1   0   0   0   0   0  1.0000", r"line 38: Jvi = 1 is not supported"),
+    ("  100.0000       0.0000", "  100.0000       0.5790", r"line 53: Extinc = 0.579 is not supported"),
+    ("   0.00000    0.00   0.00000", "   0.00950  261.00   0.00000", r"line 10: Iabscor = 2 with ABSCOR1 = 0.0095"),
+    ("0.38000  0.70000   1.60000   0   0   0", "0.38000  0.70000   1.60000   0   0   2",
+     r"line 47: atom Al2: N_t = 2"),
+    ("0.000000    0.041817", "0.100000    0.041817", r"line 65: .*alph0 = 0.1"),
+    ("    0.000000    0.000000    0.000000    0.041817", "    1.000000    0.000000    0.000000    0.041817",
+     r"line 65: Pref1 \(Nor = 0\) = 1 is not supported"),
+    ("  -1   9   1  -4   1   0   0", "  -1   9   1  -4   1   0   2", r"line 4: Nor = 2"),
+    # cryspy's TOF_irf_file.irf is a Res = 5 numerical table (d, σ², γ, α, β, shift)
+    ("  -1   9   1  -4   1   0   0   0   0   0   0   0", "  -1   9   1  -4   1   0   0   0   0   0   0   5",
+     r"line 4: Res \(instrumental resolution file .irf.*\) = 5 is not supported"),
+    ("      0.000      0.000      0.000   0\n", "      0.000      0.500      0.000   0\n", r"line 56: Z1 = 0.5 is not"),
+])
+def test_unsupported_keywords_are_named_with_their_line(tmp_path, old, new, expect):
+    pcr = tmp_path / "bad.pcr"
+    pcr.write_text(_edit(PCR, old, new))
+    with pytest.raises(InputError, match=expect):
+        read_pcr(pcr)
+
+
+def test_polynomial_and_point_backgrounds(tmp_path):
+    # Nba = -3: twelve polynomial coefficients (two lines + codes) -> a 12-term Chebyshev series, exact
+    bk = ("    2483.285     613.924     806.347     312.505     256.696      31.108\n"
+          "       31.00       41.00       51.00       61.00       71.00        0.00\n"
+          "      83.735     -10.374      -1.181       0.000       0.000       0.000\n"
+          "       81.00        0.00        0.00        0.00        0.00        0.00\n")
+    start = PCR.index("    2483.285")
+    end = PCR.index("!----", start)
+    text = _edit(PCR[:start] + bk + PCR[end:], "  -1   9   1  -4   1", "  -1   9   1  -3   1")
+    (tmp_path / "p.pcr").write_text(text)
+    job = read_pcr(tmp_path / "p.pcr")
+    assert job.bkg.kind == "polynomial" and len(job.bkg.values) == 12 and job.n_background == 12
+    n, c0, cons, notes = job.background_model((3000.0, 18800.0))
+    t = np.linspace(3000.0, 18800.0, 300)
+    assert np.allclose(c0 @ chebyshev_basis(t, n, (3000.0, 18800.0)), job.bkg(t), rtol=1e-10, atol=1e-6)
+    assert len(cons) == 12 - 6 and not notes
+    # Nba = 3 points: linear interpolation approximated, and said so
+    pts = "   3000.0  2000.0  11.0\n  10000.0  1500.0  21.0\n  19000.0  1000.0   0.0\n"
+    text = _edit(PCR, "  -1   9   1  -4   1", "  -1   9   1   3   1")
+    text = text[:text.index("!\n! Excluded")] + pts + text[text.index("!\n! Excluded"):]
+    start = text.index("!   Background coefficients")
+    end = text.index("!----", start)
+    (tmp_path / "q.pcr").write_text(text[:start] + text[end:])
+    job = read_pcr(tmp_path / "q.pcr")
+    assert job.bkg.kind == "points" and job.bkg.refined == (0, 1)
+    _, _, _, notes = job.background_model((3000.0, 18800.0))
+    assert notes and "approximated by a 48-term Chebyshev series" in notes[0]
+
+
+# ---------------------------------------------------------------- real FullProf example jobs
+
+def _example_dirs():
+    roots = [os.environ.get("LAYERSCOPE_FULLPROF_EXAMPLES"),
+             Path(__file__).resolve().parents[2] / "shared" / "data" / "fullprof-tof"]
+    out = []
+    for r in roots:
+        if r and Path(r).is_dir():
+            out += sorted(p for p in Path(r).iterdir() if p.is_dir() and list(p.glob("*.pcr")) and list(p.glob("*.sum")))
+    return out
+
+
+#: jobs known to use what layerscope does not reproduce: (file name, the keyword the reader must name)
+KNOWN_UNSUPPORTED = {"cecual.pcr": "Extinc"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", _example_dirs() or [pytest.param(None, marks=pytest.mark.skip(
+    reason="no FullProf example jobs: set LAYERSCOPE_FULLPROF_EXAMPLES or add shared/data/fullprof-tof"))])
+def test_fullprof_example_jobs_against_their_sum(folder):
+    (pcr,) = [p for p in folder.glob("*.pcr")][:1]
+    ref = read_sum_cells(next(folder.glob("*.sum")))
+    if pcr.name in KNOWN_UNSUPPORTED:
+        with pytest.raises(InputError, match=rf"line \d+: .*{KNOWN_UNSUPPORTED[pcr.name]}"):
+            read_pcr(pcr)
+        return
+    job = read_pcr(pcr)
+    res = refine_pcr_job(job)
+    for ph in res.phases:
+        fp = ref.get(ph.name) or next(iter(ref.values()))
+        for k, name in enumerate("abc"):
+            val, esd = ph.cell[k], res.esd(f"{ph.name}.{name}") if f"{ph.name}.{name}" in res.layout_names else 0.0
+            tol = 3 * max(fp[k][1], esd, 1e-12)
+            print(f"{folder.name} {ph.name}.{name}: FullProf {fp[k][0]:.5f}({fp[k][1]:.5f}) layerscope {val:.5f}"
+                  f"({esd:.5f})")
+            assert abs(val - fp[k][0]) <= tol or fp[k][1] == 0 and abs(val - fp[k][0]) < 1e-5
+
+
+def test_read_sum_cells(tmp_path):
+    # the block as FullProf writes it (numbers of the test job above, not from a real .sum)
+    text = ("------------------------------------------------------------------------------\n"
+            " => Phase No.  1 TET                                     I 4/m m m\n"
+            "------------------------------------------------------------------------------\n"
+            " => Cell parameters      :\n"
+            "                              4.29995   0.00006\n                              4.29995   0.00006\n"
+            "                             10.70012   0.00016\n                             90.00000   0.00000\n"
+            "                             90.00000   0.00000\n                             90.00000   0.00000\n")
+    (tmp_path / "x.sum").write_text(text)
+    cells = read_sum_cells(tmp_path / "x.sum")
+    assert cells["TET"][2] == (10.70012, 0.00016) and len(cells["TET"]) == 6
+    (tmp_path / "y.sum").write_text("nothing here\n")
+    with pytest.raises(InputError, match=re.escape("y.sum") + ".*no '=> Cell parameters'"):
+        read_sum_cells(tmp_path / "y.sum")
+
+
+def test_origin_choice_2_as_fullprof(tmp_path):
+    # FullProf's Si example: Si at 1/8,1/8,1/8 in F d -3 m is 8a of origin choice 2 (-1 at the origin)
+    a = PCR.index("Ba1    BA")
+    b = PCR.index("!-------> Profile")
+    si = ("Si     SI      0.12500  0.12500  0.12500  0.52448   1.00000   0   0   0    0\n"
+          "                  0.00     0.00     0.00     0.00      0.00\n")
+    text = PCR[:a] + si + PCR[b:]
+    text = _edit(text, "   4   0   0 0.0 0.0 1.0", "   1   0   0 0.0 0.0 1.0")
+    text = _edit(text, "I 4/m m m      ", "F d -3 m       ")
+    text = _edit(text, "  101.00000  101.00000  131.00000", "  101.00000  101.00000  101.00000")
+    (tmp_path / "si.pcr").write_text(text)
+    job = read_pcr(tmp_path / "si.pcr")
+    (site,) = job.phases[0].sites
+    assert job.phases[0].spacegroup == "F d -3 m:2" and site.wyckoff == "8"
+    assert site.species == (("Si", pytest.approx(1.0)),)  # Occ 1 = 24 x (8/192): normalised
+    assert any("origin choice 2" in n for n in job.notes)
+
+
+def test_multi_pattern_file_is_refused_naming_npatt(tmp_path):
+    # the multi-pattern layout (as in easydiffraction's NCAF FullProf verification job)
+    text = ("YAG highres\n! Current global Chi2 (Bragg contrib.) =      15.89\n"
+            "NPATT      1       1 <- Flags for patterns (1:refined, 0: excluded)\nW_PAT   1.000\n")
+    (tmp_path / "m.pcr").write_text(text)
+    with pytest.raises(InputError, match=r"m.pcr, line 3: NPATT: multi-pattern"):
+        read_pcr(tmp_path / "m.pcr")
