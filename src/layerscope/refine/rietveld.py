@@ -223,15 +223,16 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
         # broadening at exactly 0 has no Lorentzian to differentiate: start it just above 0
         for f in new:
             for i in layout.match(f) if ("mustrain" in f or "inv_size" in f) else []:
-                if full[i] == 0.0:
-                    full[i] = 10.0 if layout.names[i].endswith(".mustrain") else 1e-3
+                lo_i = bounds[0][i]
+                if full[i] <= max(lo_i, 0.0):
+                    full[i] = max(lo_i, 0.0) + (10.0 if layout.names[i].endswith(".mustrain") else 1e-3)
         fs = free_set(layout, full, free, constraints=strategy.constraints, bounds=bounds,
                       cell_jacobian=strategy.cell_jacobian)
         fr = least_squares(ev, fs, y, sigma, max_cycles=st.max_cycles or strategy.max_cycles, tol=strategy.tol,
                            schedule=strategy.schedule, ftol=strategy.ftol)
         if strategy.revert_worse and results:
             prev = results[-1][1]
-            worse = not np.isfinite(fr.stats.chi2) or fr.stats.chi2 > prev.stats.chi2 * (1 + 1e-9)
+            worse = not np.isfinite(fr.stats.chi2) or fr.stats.chi2 > prev.stats.chi2 * (1 + 1e-6)
             if worse or fr.diverged:
                 msg = (f"stage {st.name!r} made the fit worse (χ²ν {prev.stats.chi2:.6g} → {fr.stats.chi2:.6g}): "
                        f"undone, its parameters fixed again")

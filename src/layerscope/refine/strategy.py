@@ -182,7 +182,7 @@ def default_strategy(phase_names, *, n_background: int = 6, calibrate=(), atoms:
     1 µm / 1000·10⁻⁶ that the model starts with) → atoms (coordinates and Uiso/B; occupancies only
     for the ``occupancies`` patterns given). Before least squares every cell is aligned on a grid
     (``align_cells``), and a stage that makes the fit worse is undone (``revert_worse``). Phases
-    below 2 % (broadening) and 10 % (atoms) by weight keep those parameters fixed.
+    below 5 % (broadening) and 10 % (atoms) by weight keep those parameters fixed.
     """
     scales = [f"{p}.scale" for p in phase_names]
     cells = [f"{p}.cell" for p in phase_names]
@@ -194,13 +194,15 @@ def default_strategy(phase_names, *, n_background: int = 6, calibrate=(), atoms:
     if calibrate:
         stages.append(Stage("instrument calibration", tuple(f"inst.{c}" for c in calibrate)))
     stages.append(Stage("sample broadening", tuple(f"{p}.{t}" for p in phase_names for t in ("mustrain", "inv_size")),
-                        min_phase_fraction=0.02))
+                        min_phase_fraction=0.05))
     if atoms:
         stages.append(Stage("atoms", tuple(f"{p}.xyz" for p in phase_names) + tuple(f"{p}.biso" for p in phase_names),
                             min_phase_fraction=0.10))
     if occupancies:
         stages.append(Stage("occupancies", tuple(occupancies)))
-    return Strategy(tuple(stages), bounds={"*.mustrain": (0.0, 1e5), "*.inv_size": (0.0, 1e3)},
+    # broadening bounded just above 0 (1e-6 strain, 10 mm size: nothing a pattern can see), where the
+    # Lorentzian still has a derivative and the esd stays defined
+    return Strategy(tuple(stages), bounds={"*.mustrain": (1.0, 1e5), "*.inv_size": (1e-4, 1e3)},
                     revert_worse=True, align_cells=True)
 
 
