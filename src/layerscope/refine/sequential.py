@@ -109,6 +109,13 @@ class SeriesProtocol:
     #: re-refine stretches of held patterns with the held values interpolated in time between
     #: the refined patterns on either side (see the module docstring)
     bridge_holds: bool = False
+    #: a phase is not determined in a pattern when its fraction's esd exceeds this fraction of
+    #: the value, or its Bragg signal is below ``min_signal`` σ (layerscope.operando.determined)
+    max_relative_esd: float = 0.5
+    min_signal: float = 5.0
+    #: GSAS-II's convergence rule besides shift/esd: a stage also ends when χ² falls by less
+    #: than this (relative) over an undamped cycle (None: shift/esd only)
+    chi2_tol: float | None = 1e-4
 
     def cell_limit(self, dt_h: float | None) -> float:
         """Largest relative cell change allowed between patterns ``dt_h`` hours apart."""
@@ -141,7 +148,7 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     ser_doc = {k: v for k, v in doc["series"].items()
                if k not in ("min_fraction", "lrm_phases", "anode_phases", "fixed_scales", "conserve",
                            "keep_fraction", "max_cell_step", "cell_step_hours", "hold", "n_background",
-                           "window", "bridge_holds")}
+                           "window", "bridge_holds", "max_relative_esd", "min_signal", "chi2_tol")}
     ser = parse_strategy({**shared, **ser_doc}, f"{source} [series]")
     s = doc["series"]
     mf = float(s.get("min_fraction", 0.03))
@@ -184,11 +191,20 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     bridge = s.get("bridge_holds", False)
     if not isinstance(bridge, bool):
         raise ValueError(f"{source}: series.bridge_holds must be true or false, got {bridge!r}")
+    mre, msig = s.get("max_relative_esd", 0.5), s.get("min_signal", 5.0)
+    for key, v in (("max_relative_esd", mre), ("min_signal", msig)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{source}: series.{key} must be a positive number, got {v!r}")
+    ctol = s.get("chi2_tol", 1e-4)
+    if ctol is not None and (isinstance(ctol, bool) or not isinstance(ctol, (int, float))
+                             or not (np.isfinite(ctol) and 0 <= ctol < 1)):
+        raise ValueError(f"{source}: series.chi2_tol must be a number in [0, 1) (0: shift/esd only), got {ctol!r}")
     return SeriesProtocol(ref, ser, mf, tuple(s.get("lrm_phases", ("O3p", "O3", "S"))),
                           tuple(s.get("anode_phases", ("graphite", "LiC12", "LiC6"))),
                           tuple(s.get("fixed_scales", ())), keep_ratio, tuple(conserve), source,
                           hashlib.sha256(text.encode()).hexdigest()[:16],
-                          None if kf is None else float(kf), step, step_h, tuple(hold), nb, tuple(window), bridge)
+                          None if kf is None else float(kf), step, step_h, tuple(hold), nb, tuple(window), bridge,
+                          float(mre), float(msig), float(ctol) if ctol else None)
 
 
 def read_series_protocol(path) -> SeriesProtocol:
@@ -361,6 +377,23 @@ def _evaluate_observables(obs, full, cov):
     return out
 
 
+def _determined(ev, full, y, sigma, row, model, protocol):
+    """``signal_<p>``, ``determined_<p>`` and ``undetermined`` of every phase with a fraction
+    column (:mod:`layerscope.operando.determined`)."""
+    from layerscope.operando.determined import determination, phase_signals
+
+    present = {s.phase.name for s in model.phases}
+    names = [p for p in (*protocol.lrm_phases, *protocol.anode_phases) if p in present and f"frac_{p}" in row]
+    sig = phase_signals(ev, full, y, sigma, names)
+    return determination(row, sig, max_relative_esd=protocol.max_relative_esd, min_signal=protocol.min_signal)
+
+
+def stop_rules(log) -> str:
+    """Which rule ended each stage: ``"STAGE: RULE (N cycles); …"`` (shift/esd, chi2 change —
+    GSAS-II's —, no lower chi2, max cycles, diverged)."""
+    return "; ".join(f"{name}: {fr.stop_rule or '?'} ({fr.n_cycles} cycles)" for name, fr in log)
+
+
 # --- the sequential loop -----------------------------------------------------------------
 def _constraints_for(fs_names, strategy, layout):
     free_names = set(fs_names)
@@ -478,7 +511,8 @@ def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: 
                 if all(n in probe.names for n in terms):
                     cons.append(Constraint(terms, tot))
         fs = free_set(layout, full, use, constraints=cons, bounds=bounds)
-        fr = least_squares(ev, fs, y, sigma, max_cycles=st.max_cycles or strategy.max_cycles, tol=strategy.tol)
+        fr = least_squares(ev, fs, y, sigma, max_cycles=st.max_cycles or strategy.max_cycles, tol=strategy.tol,
+                           chi2_tol=protocol.chi2_tol)
         full = np.array(fr.full)
         log.append((st.name, fr))
     return full, fr, log
@@ -631,6 +665,8 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
         row = {"pattern": name, "rwp": fr.stats.rwp, "gof": fr.stats.gof,
                "converged": bool(fr.converged and not _flagged(flag)), "flag": flag, "held": held}
         row.update(_evaluate_observables(obs, full, fr.cov_full))
+        row.update(_determined(ev, full, y, s, row, model, protocol))
+        row["stages"] = stop_rules(log)
         if times is not None:
             row.update(times[i])
         prev_row = row
@@ -725,6 +761,8 @@ def _bridge_stretch(stretch, a, b, records, patterns, ev, layout, model, protoco
                         "held": f"{fwd.row['held']}; values interpolated in time between "
                                 f"{patterns[a][0]} and {patterns[b][0]}"})
             row.update(_evaluate_observables(obs, full, fr.cov_full))
+            row.update(_determined(ev, full, y, s, row, model, protocol))
+            row["stages"] = stop_rules(log)
             rec = SeriesRecord(key, [float(v) for v in full], row,
                                [f"[{sn}] {wn}" for sn, f in log for wn in f.warnings])
             records[i] = SeriesRecord(fwd.name, rec.full, row, rec.warnings)
