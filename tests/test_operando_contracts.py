@@ -172,3 +172,21 @@ def test_chi2_change_rule_stops_earlier_at_the_same_minimum():
     assert gsas.stats.chi2 == pytest.approx(strict.stats.chi2, rel=2e-4)
     for n in ("Al.a", "Cu.a", "Al.scale", "Cu.scale"):
         assert abs(gsas.value(n) - strict.value(n)) < 0.3 * strict.esd(n), n
+
+
+def test_protocol_determination_and_convergence_keys(tmp_path):
+    from layerscope.refine.sequential import default_series_protocol, read_series_protocol
+
+    proto = default_series_protocol()
+    assert (proto.max_relative_esd, proto.min_signal, proto.chi2_tol) == (0.5, 5.0, 1e-4)
+    base = "[[reference.stage]]\nfree=['background']\n[[series.stage]]\nfree=['background']\n[series]\n"
+    p = tmp_path / "s.toml"
+    p.write_text(base + "chi2_tol = 0\nmin_signal = 3\n")
+    got = read_series_protocol(p)
+    assert got.chi2_tol is None and got.min_signal == 3.0
+    for body, msg in (("chi2_tol = 1.5\n", "chi2_tol must be"), ("chi2_tol = 'off'\n", "chi2_tol must be"),
+                      ("min_signal = -1\n", "min_signal must be a positive"),
+                      ("max_relative_esd = true\n", "max_relative_esd must be a positive")):
+        p.write_text(base + body)
+        with pytest.raises(ValueError, match=msg):
+            read_series_protocol(p)
