@@ -67,7 +67,8 @@ def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=Non
     ts = write_timeseries(rows, out / "timeseries.csv")
     h5 = write_dataset(rows, patterns, out / "operando.h5",
                        provenance={"series": series_dir.resolve(), "cycler": Path(cycler).resolve(),
-                                   "model": smodel.source, "strategy": protocol.source, "strategy_sha256": protocol.digest,
+                                   "model": smodel.source, "strategy": protocol.source,
+                                   "strategy_sha256": protocol.digest,
                                    "instrument": Path(instprm).resolve(),
                                    "determined_if": f"fraction esd <= {protocol.max_relative_esd:g} of the value "
                                                     f"and Bragg signal >= {protocol.min_signal:g} sigma",
@@ -90,8 +91,9 @@ def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=Non
                             "drawn as open squares off the line, and shown in brackets below)")
     n_flag = sum(1 for r in rows if not r["converged"])
     n_undet = sum(1 for r in rows if r.get("undetermined"))
-    return {"n_undetermined": n_undet, "timeseries": ts, "dataset": h5, "figures": figs, "html": page, "n_flagged": n_flag, "rows": rows,
-            "records": records, "model": model_obj, "layout": layout, "patterns": patterns, "instrument": inst}
+    return {"timeseries": ts, "dataset": h5, "figures": figs, "html": page, "n_flagged": n_flag,
+            "n_undetermined": n_undet, "rows": rows, "records": records, "model": model_obj, "layout": layout,
+            "patterns": patterns, "instrument": inst}
 
 
 def _operando(args) -> int:

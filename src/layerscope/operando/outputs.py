@@ -18,7 +18,8 @@ TIMESERIES_BASE = ["pattern", "time_h", "voltage_V", "current_mA", "capacity_mAh
 
 _UNITS = {"time_h": "h", "voltage_V": "V", "current_mA": "mA", "capacity_mAh": "mAh", "rwp": "%",
           "gof": "1", "d_inter": "Å", "d_intra": "Å", "frac": "1 (weight fraction of LRM phases; anode: C-atom fraction)",
-          "DoO": "1 (fraction, eq. 1)", "signal": "sigma (sqrt of the chi2 rise without the phase)", "DoD": "1 (fraction, eq. 2)", "O_vacancy": "1 (eq. 3)"}
+          "DoO": "1 (fraction, eq. 1)", "DoD": "1 (fraction, eq. 2)", "O_vacancy": "1 (eq. 3)",
+          "signal": "sigma (sqrt of the chi2 rise without the phase, background refitted)"}
 
 
 def _columns(rows):
@@ -220,7 +221,8 @@ def write_html(out_dir, rows, figures: dict, *, title: str, notes: str = "") -> 
         body.append("<tr>" + "".join(cells) + "</tr>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}img{{max-width:100%}}
-table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}td.nd{{color:#999;font-style:italic}}</style></head>
+table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}
+td.nd{{color:#999;font-style:italic}}</style></head>
 <body><h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>{''.join(imgs)}
 <h2>Time series</h2><table><tr>{head}</tr>{''.join(body)}</table></body></html>"""
     p = out / "index.html"
