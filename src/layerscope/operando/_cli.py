@@ -12,10 +12,10 @@ def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=Non
                  reverse=False, truth=None, quiet=False, tof_range=None) -> dict:
     import numpy as np
 
-    from layerscope.crystal.presets import list_presets, preset
     from layerscope.diffraction.instrument import read_instprm
     from layerscope.echem.io import read_cycler
     from layerscope.operando.align import align_to_cycler
+    from layerscope.operando.model import load_series_model
     from layerscope.operando.outputs import plot_operando, write_dataset, write_html, write_timeseries
     from layerscope.operando.series import read_manifest, read_series_patterns
     from layerscope.refine.sequential import default_series_protocol, read_series_protocol, refine_series
@@ -29,18 +29,14 @@ def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=Non
             raise ValueError(f"{series_dir}: give --instprm (found {len(found)} .instprm files in the series folder)")
         instprm = found[0]
     inst = read_instprm(instprm)
-    if model not in list_presets():
-        from layerscope.crystal.load import load_phases
-
-        phases = [p for p, _ in load_phases(Path(model).read_text().split())] if Path(model).is_file() else None
-        if phases is None:
-            raise ValueError(f"--model {model!r}: not a preset ({', '.join(list_presets())}) or a file of phases")
-        fractions = {}
-    else:
-        m = preset(model)
-        phases, fractions = list(m.phases), m.fractions
+    smodel = load_series_model(model)
+    phases, fractions = list(smodel.phases), dict(smodel.fractions)
     log = read_cycler(cycler)
     times = align_to_cycler(entries, log)
+    if not quiet:
+        for e, tm in zip(entries, times):
+            if tm.get("note"):
+                print(f"note: {e.file.name}: {tm['note']}", file=sys.stderr)
     patterns = read_series_patterns(entries, tof_range)
     protocol = read_series_protocol(strategy) if strategy else default_series_protocol()
     t0 = time.perf_counter()
@@ -51,6 +47,9 @@ def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=Non
         r = rec.row
         bar = "#" * int(30 * (k + 1) / n)
         state = "ok" if r["converged"] else ("FLAGGED" if r.get("flag") else "not converged")
+        nd = [k.removeprefix("determined_") for k, v in r.items() if k.startswith("determined_") and not v]
+        if nd:
+            state += f"; not determined: {', '.join(nd)}"
         print(f"\r[{bar:<30}] {k + 1}/{n} {rec.name} t={r.get('time_h', float('nan')):.2f} h "
               f"Rwp {r['rwp']:.2f} % {state} ({time.perf_counter() - t0:.0f} s)", end="\n", file=sys.stderr)
 
@@ -68,8 +67,14 @@ def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=Non
     ts = write_timeseries(rows, out / "timeseries.csv")
     h5 = write_dataset(rows, patterns, out / "operando.h5",
                        provenance={"series": series_dir.resolve(), "cycler": Path(cycler).resolve(),
-                                   "model": model, "strategy": protocol.source, "strategy_sha256": protocol.digest,
-                                   "instrument": Path(instprm).resolve()})
+                                   "model": smodel.source, "strategy": protocol.source,
+                                   "strategy_sha256": protocol.digest,
+                                   "instrument": Path(instprm).resolve(),
+                                   "determined_if": f"fraction esd <= {protocol.max_relative_esd:g} of the value "
+                                                    f"and Bragg signal >= {protocol.min_signal:g} sigma",
+                                   "convergence": f"shift/esd < {protocol.series.tol:g}"
+                                                  + (f" or relative chi2 change < {protocol.chi2_tol:g}"
+                                                     if protocol.chi2_tol else "")})
     truth_cols = None
     if truth:
         import csv
@@ -79,10 +84,16 @@ def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=Non
         truth_cols = {k: np.array([float(r[k]) for r in trows]) for k in trows[0]}
     figs = plot_operando(rows, patterns, inst, out, truth=truth_cols)
     page = write_html(out, rows, figs, title="layerscope operando refinement",
-                      notes=f"{len(rows)} patterns from {series_dir}; strategy {protocol.source}")
+                      notes=f"{len(rows)} patterns from {series_dir}; model {smodel.source}; strategy "
+                            f"{protocol.source}; a phase is determined when its fraction's esd is at most "
+                            f"{protocol.max_relative_esd:g} of the value and its Bragg signal at least "
+                            f"{protocol.min_signal:g} sigma (values that depend on an undetermined phase are "
+                            "drawn as open squares off the line, and shown in brackets below)")
     n_flag = sum(1 for r in rows if not r["converged"])
-    return {"timeseries": ts, "dataset": h5, "figures": figs, "html": page, "n_flagged": n_flag, "rows": rows,
-            "records": records, "model": model_obj, "layout": layout, "patterns": patterns, "instrument": inst}
+    n_undet = sum(1 for r in rows if r.get("undetermined"))
+    return {"timeseries": ts, "dataset": h5, "figures": figs, "html": page, "n_flagged": n_flag,
+            "n_undetermined": n_undet, "rows": rows, "records": records, "model": model_obj, "layout": layout,
+            "patterns": patterns, "instrument": inst}
 
 
 def _operando(args) -> int:
@@ -90,7 +101,8 @@ def _operando(args) -> int:
         return _many(args)
     res = run_operando(args.series[0], args.cycler, args.out, model=args.model, strategy=args.strategy,
                        instprm=args.instprm, reverse=args.reverse, truth=args.truth)
-    print(f"wrote {res['timeseries']}, {res['dataset']}, {res['html']} ({res['n_flagged']} pattern(s) flagged)")
+    print(f"wrote {res['timeseries']}, {res['dataset']}, {res['html']} ({res['n_flagged']} pattern(s) flagged, "
+          f"{res['n_undetermined']} with a phase not determined)")
     return 0
 
 
@@ -130,7 +142,10 @@ def register(sub) -> None:
     p = sub.add_parser("operando", help="sequential Rietveld refinement of an operando TOF series")
     p.add_argument("series", nargs="+", help="series folder(s): pattern files + series.csv (file,start_s,end_s)")
     p.add_argument("--cycler", required=True, help="cycler log (layerscope CSV or any supported cycler file)")
-    p.add_argument("--model", default="lrm-pouch", help="preset model (default lrm-pouch)")
+    p.add_argument("--model", default="lrm-pouch",
+                   help="preset model (default lrm-pouch) or a TOML model file: a [phases] table of "
+                        "name = \"preset phase or CIF path\" (paths relative to the model file), optional "
+                        "[fractions] of starting weight fractions")
     p.add_argument("--strategy", help="series protocol TOML (default: the built-in operando_lrm.toml)")
     p.add_argument("--instprm", help="GSAS-II .instprm (default: the one in the series folder)")
     p.add_argument("--reverse", action="store_true", help="refine the series from the last pattern back")

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TIMESERIES_BASE", "write_timeseries", "write_dataset", "plot_operando", "write_html"]
+__all__ = ["TIMESERIES_BASE", "write_timeseries", "write_dataset", "plot_operando", "write_html",
+           "drawn_as_measurement"]
 
 TIMESERIES_BASE = ["pattern", "time_h", "voltage_V", "current_mA", "capacity_mAh", "rwp", "gof",
-                   "converged", "flag", "held"]
+                   "converged", "flag", "held", "note", "undetermined"]
 
 _UNITS = {"time_h": "h", "voltage_V": "V", "current_mA": "mA", "capacity_mAh": "mAh", "rwp": "%",
           "gof": "1", "d_inter": "Å", "d_intra": "Å", "frac": "1 (weight fraction of LRM phases; anode: C-atom fraction)",
-          "DoO": "1 (fraction, eq. 1)", "DoD": "1 (fraction, eq. 2)", "O_vacancy": "1 (eq. 3)"}
+          "DoO": "1 (fraction, eq. 1)", "DoD": "1 (fraction, eq. 2)", "O_vacancy": "1 (eq. 3)",
+          "signal": "sigma (sqrt of the chi2 rise without the phase, background refitted)"}
 
 
 def _columns(rows):
@@ -62,14 +64,17 @@ def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None =
     import xarray as xr
 
     path = Path(path)
-    cols = [c for c in _columns(rows) if c not in ("pattern", "flag", "converged", "held")]
+    cols = [c for c in _columns(rows) if c != "pattern"]
     data = {}
     for c in cols:
-        vals = np.array([float(r.get(c, np.nan)) for r in rows])
-        data[c] = (("pattern",), vals, {"units": _unit(c.removesuffix("_esd"))})
-    data["converged"] = (("pattern",), np.array([bool(r.get("converged", False)) for r in rows]))
-    data["flag"] = (("pattern",), np.array([str(r.get("flag", "")) for r in rows], dtype=object))
-    data["held"] = (("pattern",), np.array([str(r.get("held", "")) for r in rows], dtype=object))
+        raw = [r.get(c) for r in rows]
+        if any(isinstance(v, str) for v in raw):
+            data[c] = (("pattern",), np.array(["" if v is None else str(v) for v in raw], dtype=object))
+        elif raw and all(isinstance(v, (bool, np.bool_)) for v in raw if v is not None):
+            data[c] = (("pattern",), np.array([bool(v) for v in raw]))
+        else:
+            vals = np.array([np.nan if v is None else float(v) for v in raw])
+            data[c] = (("pattern",), vals, {"units": _unit(c.removesuffix("_esd"))})
     tof = patterns[0][1]
     data["y_obs"] = (("pattern", "tof"), np.stack([p[2] for p in patterns]), {"units": "counts/µs"})
     data["sigma_obs"] = (("pattern", "tof"), np.stack([p[3] for p in patterns]), {"units": "counts/µs"})
@@ -83,6 +88,18 @@ def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None =
     ds.to_netcdf(tmp, engine="h5netcdf")
     os.replace(tmp, path)
     return path
+
+
+def drawn_as_measurement(rows, key) -> np.ndarray:
+    """Which rows' ``key`` the figures draw as measurements (filled markers on the line): the
+    value was refined in that pattern (finite esd) and does not depend on a phase the pattern
+    did not determine (:func:`layerscope.operando.determined.undetermined_keys`)."""
+    from layerscope.operando.determined import undetermined_keys
+
+    e = np.array([r.get(f"{key}_esd", np.nan) for r in rows], dtype=float)
+    v = np.array([r.get(key, np.nan) for r in rows], dtype=float)
+    ok = np.isfinite(e) & np.isfinite(v)
+    return ok & np.array([key not in undetermined_keys(r) for r in rows], dtype=bool)
 
 
 def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[str, Path]:
@@ -107,14 +124,21 @@ def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[st
     def series(ax, key, label, color, scale=1.0):
         v = np.array([r.get(key, np.nan) for r in rows], dtype=float) * scale
         e = np.array([r.get(f"{key}_esd", np.nan) for r in rows], dtype=float) * scale
-        # a NaN esd marks a value this pattern did not refine (held, or fixed below min_fraction):
-        # drawn as open markers off the line, so a held value does not read as a measurement
-        refined = np.isfinite(e)
-        ax.errorbar(t, np.where(refined, v, np.nan), yerr=np.where(refined, e, 0.0), fmt="o-", ms=3, lw=1,
+        measured = drawn_as_measurement(rows, key)
+        # a value this pattern did not refine (held, or fixed below min_fraction: NaN esd) or
+        # did not determine (layerscope.operando.determined) is drawn as an open marker off the
+        # line, so that neither reads as a measurement nor enters the trend
+        ax.errorbar(t, np.where(measured, v, np.nan), yerr=np.where(measured, e, 0.0), fmt="o-", ms=3, lw=1,
                     color=color, label=label, capsize=2)
-        if np.any(~refined & np.isfinite(v)):
-            ax.plot(t[~refined], v[~refined], "o", ms=4, mfc="none", color=color, lw=0,
+        refined = np.isfinite(e)
+        held = ~measured & ~refined & np.isfinite(v)
+        undet = ~measured & refined & np.isfinite(v)
+        if np.any(held):
+            ax.plot(t[held], v[held], "o", ms=4, mfc="none", color=color, lw=0,
                     label=f"{label}: not refined (held/fixed)")
+        if np.any(undet):
+            ax.plot(t[undet], v[undet], "s", ms=4, mfc="none", color=color, lw=0,
+                    label=f"{label}: not determined")
         if truth is not None and key in truth:
             ax.plot(truth["time_h"], np.asarray(truth[key]) * scale, "--", color=color, lw=1, alpha=0.7,
                     label=f"{label} (truth)")
@@ -180,18 +204,25 @@ def write_html(out_dir, rows, figures: dict, *, title: str, notes: str = "") -> 
         imgs.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
                     f"<figcaption>{html.escape(name)}</figcaption></figure>")
     keys = ["time_h", "voltage_V", "rwp", "frac_O3p", "frac_O3", "frac_S", "d_inter_O3p", "d_intra_O3p", "DoO",
-            "DoD", "O_vacancy", "flag"]
+            "DoD", "O_vacancy", "flag", "undetermined", "note"]
     head = "".join(f"<th>{k}</th>" for k in keys)
     body = []
+    from layerscope.operando.determined import undetermined_keys
+
     for r in rows:
         cells = []
+        nd = undetermined_keys(r)
         for k in keys:
             v = r.get(k, "")
-            cells.append(f"<td>{v:.4g}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>")
+            if isinstance(v, float) and k in nd:
+                cells.append(f'<td class="nd" title="not determined in this pattern">({v:.4g})</td>')
+            else:
+                cells.append(f"<td>{v:.4g}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}img{{max-width:100%}}
-table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head>
+table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}
+td.nd{{color:#999;font-style:italic}}</style></head>
 <body><h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>{''.join(imgs)}
 <h2>Time series</h2><table><tr>{head}</tr>{''.join(body)}</table></body></html>"""
     p = out / "index.html"

@@ -320,6 +320,9 @@ class FitResult:
     bound_hits: tuple[str, ...]
     warnings: tuple[str, ...] = field(default_factory=tuple)
     history: tuple[float, ...] = field(default_factory=tuple)
+    #: which rule ended the run: "shift/esd", "chi2 change" (GSAS-II's), "no lower chi2",
+    #: "max cycles", "diverged", "stuck" (gsas2 schedule), "nothing free"
+    stop_rule: str = ""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -427,7 +430,8 @@ def _gauss_newton_shift(free: FreeSet, q, h, g, chi2, dof) -> float:
 
 def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 30, tol: float = 0.01,
                   lam0: float = 1e-3, cond_max: float = 1e12, correlation_warn: float = 0.95,
-                  schedule: str = "layerscope", ftol: float = 1e-3, lam_converge: float = 1e-2) -> FitResult:
+                  schedule: str = "layerscope", ftol: float = 1e-3, lam_converge: float = 1e-2,
+                  chi2_tol: float | None = None) -> FitResult:
     """Refine the free vector of ``free`` against observations ``y`` ± ``sigma``.
 
     ``max_cycles`` bounds the number of accepted Gauss–Newton cycles (GSAS-II's "cycles").
@@ -443,6 +447,11 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
     ("stuck"), ÷10 after a step; a step may raise χ² within the allowance; converged when χ²
     falls by less than ``ftol`` (relative) in a cycle. It is there to re-run a GSAS-II protocol
     cycle by cycle (a GSAS-II "cycles = 2" stage is often not converged).
+
+    ``chi2_tol`` (``layerscope`` schedule; None: off) adds GSAS-II's second rule: the run also
+    converges when an accepted step taken with λ ≤ ``lam_converge`` (nearly undamped, so not
+    short because of the damping) lowers χ² by less than ``chi2_tol`` relative to χ². The rule
+    that ended the run is ``FitResult.stop_rule``.
     """
     if schedule not in ("layerscope", "gsas2"):
         raise ValueError(f"schedule must be 'layerscope' or 'gsas2', got {schedule!r}")
@@ -465,13 +474,15 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
         yc = ev.calc(free.full(q))[0]
         st = fit_stats(y, yc, sigma, 0)
         return FitResult(free, q, free.full(q), np.zeros((0, 0)), np.zeros(0), np.zeros((0, 0)), st, yc,
-                         True, 0, False, False, (), ("nothing is free: pattern evaluated only",), (st.rwp,))
+                         True, 0, False, False, (), ("nothing is free: pattern evaluated only",), (st.rwp,),
+                         "nothing free")
     yc, jac = ev.calc_jac(free.full(q), free.jacobian_columns)
     r = (y - yc) * sw
     chi2 = float(r @ r)
     history = [chi2]
     lam = 0.0 if gsas2 else lam0
     converged = diverged = False
+    rule = "max cycles"
     singular_names: list[str] = []
     cycles = 0
     shift_esd = np.inf
@@ -509,9 +520,11 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
         if not accepted:
             if gsas2:
                 warnings.append("GSAS-II schedule stuck: χ² rose at every Marquardt λ up to 10")
+                rule = "stuck"
             else:
                 # no step lowers χ²: we are at the minimum to numerical precision
                 converged = True
+                rule = "no lower chi2"
             break
         cycles += 1
         hits |= bad
@@ -530,10 +543,12 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
         if gsas2:
             if drop < ftol:
                 converged = True
+                rule = "chi2 change"
                 break
         elif shift_esd < tol:
             if lam_step <= lam_converge:
                 converged = True
+                rule = "shift/esd"
                 break
             # a heavily damped step is short because of λ, not because the minimum is near:
             # judge convergence by the undamped (bounded Gauss–Newton) step from the new point
@@ -542,8 +557,13 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
             if gn_shift < tol:
                 shift_esd = gn_shift
                 converged = True
+                rule = "shift/esd"
                 break
             shift_esd = gn_shift
+        elif chi2_tol is not None and lam_step <= lam_converge and 0 <= drop < chi2_tol:
+            converged = True
+            rule = "chi2 change"
+            break
     # final normal matrix and esds
     jw = jac * sw[:, None]
     h = jw.T @ jw
@@ -594,6 +614,8 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
         warnings.append(f"{b} reached its bound and was held there")
     if not np.isfinite(chi2):
         diverged = True
+    if diverged:
+        rule = "diverged"
     if not converged and not diverged:
         crit = f"χ² still falling by ≥ {ftol:g} per cycle" if gsas2 else f"max shift/esd {shift_esd:.3g} > {tol}"
         warnings.append(f"not converged after {cycles} cycles ({crit})")
@@ -602,7 +624,7 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
     stats = fit_stats(y, yc, sigma, k)
     ok = converged and not singular and not diverged
     return FitResult(free, q, full, cov, esd, corr, stats, yc, ok, cycles, singular, diverged, bound_names,
-                     tuple(warnings), tuple(history))
+                     tuple(warnings), tuple(history), rule)
 
 
 def linear_scan(ev: Evaluator, x, direction, steps, y, sigma):

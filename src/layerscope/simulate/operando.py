@@ -330,7 +330,8 @@ REFERENCE_REXP_PERCENT = 0.36
 def simulate_operando(out_dir, *, seed: int = 0, proto: Protocol = Protocol(), n_points: int = 4000,
                       reference_rexp_percent: float | None = REFERENCE_REXP_PERCENT,
                       mean_counts_per_bin: float | None = None, background_level: float = 2.0,
-                      every: int = 1, experiment_start: str = EXPERIMENT_START) -> dict:
+                      every: int = 1, experiment_start: str = EXPERIMENT_START,
+                      cathode_signal=None) -> dict:
     """Write the simulated experiment to ``out_dir``.
 
     Files: ``series/PATTERN_nnn.gsa`` (FXYE, y in counts/µs with Poisson σ), ``series/series.csv``
@@ -348,6 +349,11 @@ def simulate_operando(out_dir, *, seed: int = 0, proto: Protocol = Protocol(), n
     n-th operando pattern (for quick demos). Each file's title line records its counting
     interval as ``start_time=… end_time=…`` (ISO date-times, t = 0 at ``experiment_start``),
     from which :func:`layerscope.operando.series.build_manifest` rebuilds ``series.csv``.
+    ``cathode_signal`` (one factor per written pattern, the reference first; default all 1)
+    multiplies the cathode (O3', O3, spinel) scales of each pattern: 0 leaves only the cell
+    components and the background, a cathode signal faded to noise (e.g. the beam off the
+    cathode stack). The truth is unchanged (the phases' state), ``truth.csv`` gains the factor
+    as ``cathode_signal``.
     Deterministic for a given seed.
     """
     from datetime import datetime, timedelta
@@ -371,12 +377,19 @@ def simulate_operando(out_dir, *, seed: int = 0, proto: Protocol = Protocol(), n
     rng = np.random.default_rng(seed)
     times = pattern_times(proto)
     times = [times[0]] + times[1:][::max(1, int(every))]
+    if cathode_signal is None:
+        cathode_signal = [1.0] * len(times)
+    cathode_signal = [float(v) for v in cathode_signal]
+    if len(cathode_signal) != len(times) or not all(np.isfinite(v) and v >= 0 for v in cathode_signal):
+        raise ValueError(f"cathode_signal: expected {len(times)} factors >= 0 (one per pattern), "
+                         f"got {len(cathode_signal)}")
     model = None
     rows = []
     manifest = []
     for i, (t0, t1) in enumerate(times):
         mid_h = 0.5 * (t0 + t1) / 3600.0
         phases, scales = all_phases_at(mid_h, proto)
+        scales = {k: v * (cathode_signal[i] if k in LRM_PHASES else 1.0) for k, v in scales.items()}
         if model is None:
             model = build_model(phases, tof, inst, n_background=0)
             fn = make_pattern_function(model)
@@ -406,11 +419,11 @@ def simulate_operando(out_dir, *, seed: int = 0, proto: Protocol = Protocol(), n
         iso0, iso1 = ((t_zero + timedelta(seconds=v)).isoformat(timespec="seconds") for v in (t0, t1))
         write_gsas_fxye(series / name, data, title=f"sim pouch {i:03d} start_time={iso0} end_time={iso1}")
         manifest.append({"file": name, "start_s": t0, "end_s": t1, "bank": 1})
-        rows.append(truth_row(mid_h, proto))
+        rows.append({**truth_row(mid_h, proto), "cathode_signal": cathode_signal[i]})
     _write_csv(series / "series.csv", manifest, ["file", "start_s", "end_s", "bank"])
     log = cycler_log(proto)
     _write_csv(out / "cycler.csv", [dict(zip(log, vals)) for vals in zip(*log.values())], list(log))
-    _write_csv(out / "truth.csv", rows, TRUTH_COLUMNS)
+    _write_csv(out / "truth.csv", rows, list(TRUTH_COLUMNS) + ["cathode_signal"])
     return {"series": series, "cycler": out / "cycler.csv", "truth": out / "truth.csv", "n_patterns": len(times)}
 
 
