@@ -40,7 +40,8 @@ def reader(func):
     """Decorate a reader ``func(path, ...)`` so that every bad-input failure is an :class:`InputError`.
 
     A ``ValueError`` (which includes ``UnicodeDecodeError``) raised inside becomes an InputError with
-    the same message, prefixed by the file when the message does not name it already. Anything else
+    the same message, prefixed by the file when the message does not name it already; an
+    ``OverflowError`` (a number beyond what a float holds) becomes one too. Anything else
     propagates unchanged: fuzzing (``tests/test_fuzz.py``) treats it as a bug of the reader.
     """
     import functools
@@ -51,6 +52,8 @@ def reader(func):
             return func(path, *args, **kwargs)
         except InputError:
             raise
+        except OverflowError as exc:
+            raise InputError(f"a number is too large to be used ({exc})", path=path) from None
         except ValueError as exc:
             msg = str(exc)
             name = Path(path).name if isinstance(path, (str, Path)) else None

@@ -76,6 +76,11 @@ def read_cif(path: str | os.PathLike, *, name: str | None = None, block: str | N
             "_symmetry_space_group_name_H-M, _space_group_IT_number or a _space_group_symop_operation_xyz loop")
     occ_col = list(b.find_values("_atom_site_occupancy")) or None
     cell = (st.cell.a, st.cell.b, st.cell.c, st.cell.alpha, st.cell.beta, st.cell.gamma)
+    if not (all(math.isfinite(v) and 0.5 <= v <= 1e4 for v in cell[:3])
+            and all(math.isfinite(v) and 0 < v < 180 for v in cell[3:])
+            and math.isfinite(st.cell.volume) and st.cell.volume > 0):
+        raise ValueError(f"{path}: block {b.name!r}: cell {cell} is not a unit cell (expected lengths of "
+                         "0.5-10 000 Å and angles between 0 and 180° that span a volume)")
     aniso = _read_aniso(b, cell, path)
     rows = []
     for i, s in enumerate(st.sites):

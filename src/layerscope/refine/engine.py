@@ -404,12 +404,16 @@ def _bounded_step(free: FreeSet, q, m, g, s, dead):
     new = full + a @ dq
     out = moved & ((new < lo - tol) | (new > hi + tol))
     if np.any(out):
-        # pins that cannot all hold at once (more than the free directions): shorten the step to
-        # the first bound it crosses so that the model never leaves its physical domain
+        # pins that cannot all hold at once (more than the free directions): shorten the step to the
+        # first bound it crosses so that the model never leaves its physical domain. Entries already
+        # on (or, by rounding, a hair past) the bound they move towards are left out: their "room"
+        # is ≤ 0 and would shorten the whole step to nothing (a fit then stopped at its start as
+        # "converged", with scales pinned at 0)
         step = a @ dq
+        inside = np.where(step < 0, full > lo + tol, full < hi - tol)
         with np.errstate(divide="ignore", invalid="ignore"):
             room = np.where(step < 0, (lo - full) / step, np.where(step > 0, (hi - full) / step, np.inf))
-        frac = float(np.clip(np.min(np.where(moved & (step != 0), room, np.inf)), 0.0, 1.0))
+        frac = float(np.clip(np.min(np.where(moved & (step != 0) & inside, room, np.inf)), 0.0, 1.0))
         dq = dq * frac
     return dq, pin_lo | pin_hi
 

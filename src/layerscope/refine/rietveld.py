@@ -232,7 +232,7 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
                            schedule=strategy.schedule, ftol=strategy.ftol)
         if strategy.revert_worse and results:
             prev = results[-1][1]
-            worse = not np.isfinite(fr.stats.chi2) or fr.stats.chi2 > prev.stats.chi2 * (1 + 1e-6)
+            worse = not np.isfinite(fr.stats.chi2) or fr.stats.chi2 > prev.stats.chi2 * (1 + 1e-4)
             if worse or fr.diverged:
                 msg = (f"stage {st.name!r} made the fit worse (χ²ν {prev.stats.chi2:.6g} → {fr.stats.chi2:.6g}): "
                        f"undone, its parameters fixed again")

@@ -97,6 +97,15 @@ class Strategy:
 
 def parse_strategy(doc: dict, source: str = "strategy") -> Strategy:
     """Strategy from a parsed TOML document; errors name the source and the item."""
+    try:
+        return _parse_strategy(doc, source)
+    except (TypeError, AttributeError, KeyError) as exc:
+        # a value of the wrong TOML type (a number where a list or table is expected, ...)
+        raise ValueError(f"{source}: malformed strategy: a value has the wrong type ({exc}); see the "
+                         "strategy file format in layerscope.refine.strategy") from None
+
+
+def _parse_strategy(doc: dict, source: str) -> Strategy:
     if not isinstance(doc, dict) or "stage" not in doc:
         raise ValueError(f"{source}: expected at least one [[stage]] table with a 'free' list")
     glob = doc.get("refine", {})
@@ -178,11 +187,11 @@ def default_strategy(phase_names, *, n_background: int = 6, calibrate=(), atoms:
 
     scales + background → cells → (instrument ``calibrate`` terms, only when asked: a sample
     measurement is not a calibration, so difC and Zero stay at the instrument file's values) →
-    sample broadening (isotropic size and microstrain of every phase, from GSAS-II's defaults
-    1 µm / 1000·10⁻⁶ that the model starts with) → atoms (coordinates and Uiso/B; occupancies only
+    sample broadening: isotropic microstrain, then crystallite size, of every phase, from GSAS-II's
+    defaults 1 µm / 1000·10⁻⁶ that the model starts with → atoms (coordinates and Uiso/B; occupancies only
     for the ``occupancies`` patterns given). Before least squares every cell is aligned on a grid
     (``align_cells``), and a stage that makes the fit worse is undone (``revert_worse``). Phases
-    below 5 % (broadening) and 10 % (atoms) by weight keep those parameters fixed.
+    below 2 % (microstrain) and 10 % (size, atoms) by weight keep those parameters fixed.
     """
     scales = [f"{p}.scale" for p in phase_names]
     cells = [f"{p}.cell" for p in phase_names]
@@ -193,8 +202,8 @@ def default_strategy(phase_names, *, n_background: int = 6, calibrate=(), atoms:
             raise ValueError(f"calibrate: {c!r} is not an instrument calibration term (zero, difc, difa, difb)")
     if calibrate:
         stages.append(Stage("instrument calibration", tuple(f"inst.{c}" for c in calibrate)))
-    stages.append(Stage("sample broadening", tuple(f"{p}.{t}" for p in phase_names for t in ("mustrain", "inv_size")),
-                        min_phase_fraction=0.05))
+    stages.append(Stage("microstrain", tuple(f"{p}.mustrain" for p in phase_names), min_phase_fraction=0.02))
+    stages.append(Stage("crystallite size", tuple(f"{p}.inv_size" for p in phase_names), min_phase_fraction=0.10))
     if atoms:
         stages.append(Stage("atoms", tuple(f"{p}.xyz" for p in phase_names) + tuple(f"{p}.biso" for p in phase_names),
                             min_phase_fraction=0.10))
