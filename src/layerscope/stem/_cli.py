@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import atomic_path, write_csv
+from layerscope._io import atomic_path, write_csv, write_text
 
 
 def register(subparsers) -> None:
@@ -22,9 +22,21 @@ def register(subparsers) -> None:
                    help="minimum column separation (default: from the image's FFT)")
     p.add_argument("--second-sublattice", action="store_true",
                    help="also fit a second sublattice at midpoints of the first (Atomap-style)")
-    p.add_argument("--zone", choices=["100", "210"], default="100",
-                   help="zone axis of the layered oxide: <100>_O3 (twin variants, m/n; default) or <210>_O3 "
-                        "(O3' domains A/B/C, Li/TM order)")
+    p.add_argument("--zone", choices=["100", "210"], default=None,
+                   help="the image is a layered oxide along <100>_O3 (twin variants, m/n, boundaries, pores) or "
+                        "<210>_O3 (O3' domains A/B/C, Li/TM order). Default: lattice-agnostic analysis of any "
+                        "crystal; the <100> layered analyses run only if the lattice is recognised as that "
+                        "projection (tolerances in layerscope.stem.analysis.LAYERED_TOLERANCE)")
+    p.add_argument("--contrast", choices=["auto", "bright-atoms", "dark-atoms"], default="auto",
+                   help="bright-atoms (HAADF/ADF) or dark-atoms (ABF/BF: the image is inverted so that columns "
+                        "land on atoms); auto: from the skewness of the band-passed image")
+    p.add_argument("--spacing-nm", type=float, default=None,
+                   help="calibrate from a known lattice: length of the shortest lattice vector of sublattice 0, nm")
+    p.add_argument("--cell", type=float, nargs="+", default=None, metavar="NM",
+                   help="calibrate from the known projected 2D cell: A B [GAMMA_DEG] (nm, nm, degrees)")
+    p.add_argument("--max-sublattices", type=int, default=4, help="most sublattices (sites of the cell) to fit")
+    p.add_argument("--intensity-classes", default=None, metavar="N|auto",
+                   help="Gaussian-mixture classes of column intensities per sublattice (StatSTEM-style)")
     p.add_argument("--lowmag", action="store_true",
                    help="low-magnification image: segment particles and count pore/trench defects per particle")
     p.add_argument("--shell", action="store_true",
@@ -60,15 +72,23 @@ def _run_haadf(args) -> int:
         return _run_lowmag(args)
     if args.shell:
         return _run_shell(args)
-    if args.zone == "210":
+    if getattr(args, "zone", None) == "210":
         return _run_zone210(args)
-    from layerscope.stem import denoise, find_columns, read_image, refine_columns, sublattice_between, unit_cells
+    from layerscope.stem._cli_crystal import load, run_crystal
+
+    img, notes = load(args)
+    if getattr(args, "zone", None) == "100":
+        return _run_layered100(args, img, notes)
+    return run_crystal(args, img, notes, layered=_run_layered100)
+
+
+def _run_layered100(args, img, notes) -> int:
+    from layerscope.stem import denoise, find_columns, refine_columns, sublattice_between, unit_cells
     from layerscope.stem.boundaries import BOUNDARY_KINDS, nearest_boundary, trace_boundaries
     from layerscope.stem.cells import VARIANTS
     from layerscope.stem.defects import find_pores
     from layerscope.stem.gpa import gpa
 
-    img = read_image(args.image, pixel_size_nm=args.pixel_size_nm)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     px = img.pixel_size_nm
@@ -82,7 +102,7 @@ def _run_haadf(args) -> int:
     fit = refine_columns(img.data, start)
     subl = np.zeros(len(fit.x_px), int)
     fits = [fit]
-    if args.second_sublattice:
+    if getattr(args, "second_sublattice", False):
         mids, _ = sublattice_between(smooth, fit.positions_px)
         if len(mids):
             fit2 = refine_columns(img.data, mids)
@@ -150,8 +170,9 @@ def _run_haadf(args) -> int:
         ),
         "frustrated_cells": int(bounds.frustrated.sum()) if bounds is not None else 0,
         "pores": int(len(pores)) if pores is not None else 0,
+        "zone": "<100>_O3", "notes": list(notes), "units": "nm" if px else "px",
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     if not args.no_figures:
         _figures(out, img.data, fit, cells, strain)
     print(f"{summary['columns']} columns, {summary['cells']} cells → {out}")
