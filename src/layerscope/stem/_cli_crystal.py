@@ -46,7 +46,10 @@ def load(args):
         _warn(notes, f"{img.source}: the calibration has no unit; nm assumed (HyperSpy's convention)")
     contrast = getattr(args, "contrast", "bright-atoms") or "bright-atoms"
     if contrast == "auto":
-        contrast, sk = detect_contrast(img.data)
+        from layerscope.stem.columns import fft_lattice
+
+        period = fft_lattice(img.data).spacing_px  # raises when there is no lattice to analyse
+        contrast, sk = detect_contrast(img.data, period_px=period)
         notes.append(f"contrast detected: {contrast} (band-passed skewness {sk:+.2f})")
     if contrast == "dark-atoms":
         img = STEMImage(img.data.max() - img.data, img.pixel_size_nm, img.source, img.units_assumed)

@@ -18,8 +18,10 @@ are dark dips on a bright background, negatively skewed. ``|skewness| <
 form layers with in-layer spacing d = a√3/2 and interlayer spacing
 h = c/3 (O3), the next layer shifted by ±d/3 (O3, twin variants) or 0 (O1).
 Recognised when ``h/d`` is within ``LAYERED_TOLERANCE["h_over_d"]``
-(Li and Na layered oxides: 1.97–2.2), the median lateral shift is within
-0.06 d of 1/3 or 0, and — with a calibration — d is 0.23–0.27 nm.
+(Li and Na layered oxides: 1.97–2.2), the next-layer shift of at least 75 %
+of the columns is within 0.12 d of 1/3 or 0 (integer peak positions), and — with a calibration — d
+is 0.23–0.27 nm. Without a calibration the check is on shape only (said so
+in the notes).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from layerscope.stem.sublattices import Motif, snap_site, translation_classes, u
 
 __all__ = ["CrystalAnalysis", "analyse_crystal", "detect_contrast", "recognise_layered", "LAYERED_TOLERANCE"]
 
-LAYERED_TOLERANCE = {"h_over_d": (1.75, 2.3), "lateral": 0.06, "d_nm": (0.23, 0.27)}
+LAYERED_TOLERANCE = {"h_over_d": (1.75, 2.3), "lateral": 0.12, "fraction": 0.75, "d_nm": (0.23, 0.27)}
 
 
 def detect_contrast(image: np.ndarray, *, period_px: float | None = None) -> tuple[str, float]:
@@ -78,11 +80,14 @@ def recognise_layered(positions_px: np.ndarray, pixel_size_nm: float | None = No
             v = v - np.rint(v)
             lat.append(v[np.argmin(np.abs(v))])
     lat = np.abs(np.array(lat))
-    med = float(np.median(lat)) if len(lat) else np.nan
-    lo, hi = LAYERED_TOLERANCE["h_over_d"]
     tol = LAYERED_TOLERANCE["lateral"]
-    shape_ok = lo <= h / d <= hi and (abs(med - 1 / 3) <= tol or med <= tol)
-    desc = f"interlayer/in-layer spacing {h / d:.2f} (layered {lo}-{hi}), lateral shift {med:.2f} d (1/3 or 0)"
+    on = np.minimum(np.abs(lat - 1 / 3), lat) <= tol if len(lat) else np.zeros(0, bool)
+    frac = float(np.mean(on)) if len(lat) else 0.0
+    lo, hi = LAYERED_TOLERANCE["h_over_d"]
+    shape_ok = lo <= h / d <= hi and frac >= LAYERED_TOLERANCE["fraction"]
+    desc = (f"interlayer/in-layer spacing {h / d:.2f} (layered {lo}-{hi}), next-layer shift 1/3 or 0 of the "
+            f"in-layer spacing (±{tol}) for {100 * frac:.0f} % of the columns (need "
+            f"{100 * LAYERED_TOLERANCE['fraction']:.0f} %)")
     if not shape_ok:
         return False, "lattice is not a layered-oxide <100> projection: " + desc
     if pixel_size_nm:
