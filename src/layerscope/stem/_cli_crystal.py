@@ -138,9 +138,10 @@ def run_crystal(args, img, notes: list, *, layered=None) -> int:
                                    "counts": [int(np.sum(lab == i)) for i in range(k)]}
     write_csv(out / "columns.csv",
               zip(fit.x_px, fit.y_px, fit.x_px * scale, fit.y_px * scale, fit.amplitude, fit.sigma_px,
-                  fit.position_esd_px, sub, inten, cls),
+                  fit.position_esd_px, sub, inten, cls, [("peak", "lattice")[k]
+                                                                                   for k in res.found_by]),
               ["x_px", "y_px", "x_nm", "y_nm", "amplitude", "sigma_px", "position_esd_px", "sublattice",
-               "intensity", "intensity_class"], fmt=None)
+               "intensity", "intensity_class", "found_by"], fmt=None)
     c = res.cells
     la, lb = np.hypot(*c.a_px.T), np.hypot(*c.b_px.T)
     write_csv(out / "lattice_cells.csv",
@@ -158,8 +159,8 @@ def run_crystal(args, img, notes: list, *, layered=None) -> int:
     write_csv(out / "displacements.csv", rows,
               ["sublattice", "i", "j", "ideal_x_px", "ideal_y_px", "dx_px", "dy_px", "dx_nm", "dy_nm",
                "magnitude_nm"], fmt=None)
-    v = res.vacancies_px
-    write_csv(out / "vacancies.csv", zip([0] * len(v), v[:, 0], v[:, 1], v[:, 0] * scale, v[:, 1] * scale),
+    v = res.vacancies
+    write_csv(out / "vacancies.csv", zip(v[:, 0].astype(int), v[:, 1], v[:, 2], v[:, 1] * scale, v[:, 2] * scale),
               ["sublattice", "x_px", "y_px", "x_nm", "y_nm"], fmt=None)
     strain = None
     try:
@@ -186,7 +187,8 @@ def run_crystal(args, img, notes: list, *, layered=None) -> int:
         "mean_displacement_px": {int(s): [float(np.mean(d["dx_px"])) if len(d["dx_px"]) else None,
                                           float(np.mean(d["dy_px"])) if len(d["dy_px"]) else None]
                                  for s, d in res.displacements.items()},
-        "vacancies": int(len(v)), "intensity_classes": classes,
+        "vacancies": {int(k): int(np.sum(v[:, 0] == k)) for k in np.unique(v[:, 0])},
+        "columns_predicted_by_lattice": int(np.sum(res.found_by)), "intensity_classes": classes,
         "median_position_esd_px": float(np.nanmedian(fit.position_esd_px)) if len(sub) else None,
         "notes": notes, "warnings": [n for n in notes if "no pixel calibration" in n or "no unit" in n],
     }

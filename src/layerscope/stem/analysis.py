@@ -11,8 +11,8 @@ sublattice displacements, vacancies (:mod:`layerscope.stem.metrics`).
 :func:`detect_contrast`: HAADF/ADF columns are sharp bright peaks on a dark
 background, so the band-passed image is positively skewed; ABF/BF columns
 are dark dips on a bright background, negatively skewed. ``|skewness| <
-0.15`` is undecided and raises (give ``--contrast``). Measured: STO ADF
-+1.39, STO ABF −0.66, NSMO HAADF +1.22, PTO/SRO HAADF +1.62.
+0.15`` is undecided and raises (give ``--contrast``). Measured (band-pass σ = spacing/12 to 2×spacing): STO ADF
++1.44, STO ABF −0.68, NSMO HAADF +1.27, PTO/SRO HAADF +1.65.
 
 :func:`recognise_layered`: the TM columns of a layered oxide along <100>_O3
 form layers with in-layer spacing d = a√3/2 and interlayer spacing
@@ -112,8 +112,9 @@ class CrystalAnalysis:
     agreement: dict
     cells: CellMetrics
     displacements: dict  # sublattice -> dict of arrays
-    vacancies_px: np.ndarray
+    vacancies: np.ndarray  # (V, 3): sublattice, x_px, y_px of sites the lattice predicts but the image lacks
     notes: list = field(default_factory=list)
+    found_by: np.ndarray | None = None  # per column: 0 peak search, 1 lattice prediction confirmed by the fit
 
     @property
     def positions0(self) -> np.ndarray:
@@ -157,14 +158,104 @@ def analyse_crystal(image: np.ndarray, *, raw: np.ndarray | None = None, max_sub
     # express the fitted lattice on the FFT's reduced basis choice for the metrics
     cells = cell_metrics(p0, smap, lat.basis_px)
     tol = 0.3 * motif.min_site_distance_px()
+    rawimg = raw if raw is not None else img
+    found_by = np.zeros(len(sub), int)  # 0: peak, 1: predicted by the lattice and confirmed by the fit
+    vacancies = []
+    if refine:
+        # Sublattice-0 sites the lattice predicts (all four neighbours found) are fitted: a column
+        # with a clear peak there was missed by the peak search; else the site is empty.
+        pred = lattice_vacancies(smap, p0)
+        fit, sub, found_by, empty = _test_sites(rawimg, fit, sub, found_by, pred, 0, tol)
+        vacancies += [(0, x, y) for x, y in empty]
+        pos = fit.positions_px
+        p0 = pos[sub == 0]
+        lat = index_columns(p0, fft.basis_px)
+        smap = lat.site_map()
+        cells = cell_metrics(p0, smap, lat.basis_px)
+        # Motif sites seen in the averaged cell but not among the peaks' sublattices: predicted in every cell.
+        have = [np.asarray(o) for o in off]
+        for f in motif.sites[1:]:
+            if len(off) >= max_sublattices:
+                break
+            dd = [np.abs((f - o) - np.rint(f - o)).max() for o in have]
+            if min(dd) < 0.1 or len(cells) == 0:
+                continue
+            sid = int(sub.max()) + 1
+            pred = _bilinear(cells, p0, snap_site(f))
+            fit, sub, found_by, empty = _test_sites(rawimg, fit, sub, found_by, pred, sid, tol, min_present=0.5)
+            if np.any(sub == sid):
+                off = np.vstack([off, f])
+                have.append(np.asarray(f))
+                notes.append(f"sublattice {sid} at {np.round(f, 3).tolist()} of the cell: seen in the averaged "
+                             f"cell, fitted where the lattice predicts it ({int(np.sum(sub == sid))} columns)")
+                vacancies += [(sid, x, y) for x, y in empty]
+        pos = fit.positions_px
+        # Empty sites of the other sublattices, cell by cell.
+        for s_ in range(1, int(sub.max()) + 1 if len(sub) else 1):
+            f = snap_site(off[s_])
+            d = sublattice_displacements(cells, p0, pos[sub == s_], f, tolerance_px=tol)
+            miss = np.setdiff1d(np.arange(len(cells)), d["cell"])
+            if len(miss):
+                pred = _bilinear(cells, p0, f)[miss]
+                fit, sub, found_by, empty = _test_sites(rawimg, fit, sub, found_by, pred, s_, tol)
+                vacancies += [(s_, x, y) for x, y in empty]
+                pos = fit.positions_px
     disp = {}
-    for s in range(1, int(sub.max()) + 1 if len(sub) else 1):
-        f = snap_site(off[s])
-        disp[s] = sublattice_displacements(cells, p0, pos[sub == s], f, tolerance_px=tol)
-    vac = lattice_vacancies(smap, p0)
-    if lat.duplicate.any():
-        notes.append(f"{int(lat.duplicate.sum())} sublattice-0 columns share a lattice site with another")
-    return CrystalAnalysis(fft, motif, fit, sub, off, lat, agree, cells, disp, vac, notes)
+    for s_ in range(1, int(sub.max()) + 1 if len(sub) else 1):
+        f = snap_site(off[s_])
+        disp[s_] = sublattice_displacements(cells, p0, pos[sub == s_], f, tolerance_px=tol)
+    vac = np.array(vacancies, float).reshape(-1, 3) if refine else np.column_stack(
+        [np.zeros(len(lattice_vacancies(smap, p0))), lattice_vacancies(smap, p0)])
+    agree = lattice_agreement(fft.basis_px, lat.basis_px)
+    return CrystalAnalysis(fft, motif, fit, sub, np.asarray(off), lat, agree, cells, disp, vac, notes, found_by)
+
+
+def _bilinear(cells: CellMetrics, p0: np.ndarray, f) -> np.ndarray:
+    u, v = float(f[0]), float(f[1])
+    c = cells.corners
+    return ((1 - u) * (1 - v) * p0[c[:, 0]] + u * (1 - v) * p0[c[:, 1]] + (1 - u) * v * p0[c[:, 2]]
+            + u * v * p0[c[:, 3]])
+
+
+_FIELDS = ("x_px", "y_px", "amplitude", "sigma_px", "background", "position_esd_px", "x_esd_px", "y_esd_px",
+           "converged")
+
+
+def _test_sites(raw, fit, sub, found_by, pred, sid, tol, *, min_amplitude=0.25, min_present=0.0):
+    """Fit a column at each predicted site (with its fitted neighbours); keep those that are clearly there.
+
+    Present: amplitude ≥ ``min_amplitude`` × the median of the reference sublattice (``sid`` if it
+    has columns, else sublattice 0), width within 0.4–2.5× its median, and still within ``tol`` of
+    the prediction. Returns the extended fit, sublattice and found_by arrays and the empty sites.
+    """
+    pred = np.asarray(pred, float).reshape(-1, 2)
+    if len(pred) == 0:
+        return fit, sub, found_by, pred
+    ny, nx = raw.shape
+    inside = (pred[:, 0] > 2) & (pred[:, 0] < nx - 3) & (pred[:, 1] > 2) & (pred[:, 1] < ny - 3)
+    pred = pred[inside]
+    if len(pred) == 0:
+        return fit, sub, found_by, pred
+    pos = fit.positions_px
+    from scipy.spatial import cKDTree
+
+    near = np.unique(np.concatenate([np.asarray(i, int) for i in
+                                     cKDTree(pos).query_ball_point(pred, 4 * tol / 0.3)] + [np.zeros(0, int)]))
+    trial = refine_columns(raw, np.vstack([pos[near], pred]))
+    k = slice(len(near), None)
+    ref = sub == sid if np.any(sub == sid) else sub == 0
+    amp0, sig0 = np.nanmedian(fit.amplitude[ref]), np.nanmedian(fit.sigma_px[ref])
+    x, y = trial.x_px[k], trial.y_px[k]
+    ok = ((trial.amplitude[k] >= min_amplitude * amp0) & (trial.sigma_px[k] > 0.4 * sig0)
+          & (trial.sigma_px[k] < 2.5 * sig0) & (np.hypot(x - pred[:, 0], y - pred[:, 1]) < tol))
+    if np.mean(ok) < min_present:
+        ok[:] = False
+    if not ok.any():
+        return fit, sub, found_by, pred
+    sel = np.flatnonzero(ok)
+    merged = ColumnFit(*[np.concatenate([getattr(fit, f), getattr(trial, f)[len(near):][sel]]) for f in _FIELDS])
+    return (merged, np.concatenate([sub, np.full(len(sel), sid)]), np.concatenate([found_by, np.ones(len(sel), int)]),
+            pred[~ok])
 
 
 def _unrefined(xy: np.ndarray) -> ColumnFit:
