@@ -122,7 +122,7 @@ class CrystalAnalysis:
 
 
 def analyse_crystal(image: np.ndarray, *, raw: np.ndarray | None = None, max_sublattices: int = 4,
-                    refine: bool = True) -> CrystalAnalysis:
+                    refine: bool = True, min_amplitude: float = 0.25) -> CrystalAnalysis:
     """Columns, sublattices, lattice and per-cell metrics of any crystal.
 
     Parameters
@@ -133,81 +133,111 @@ def analyse_crystal(image: np.ndarray, *, raw: np.ndarray | None = None, max_sub
         The image the columns are refined on (default ``image``).
     max_sublattices : int
         At most this many sublattices (sites of the averaged cell).
+    min_amplitude : float
+        A site the lattice predicts (empty-looking site of a found sublattice,
+        or a site of the averaged cell no peak was found on) holds a column
+        when its fitted amplitude is at least this fraction of its
+        sublattice's median (of sublattice 0 for a new one); else it is a
+        vacancy.
+
+    All columns — peaks and predicted sites — are refined together in one
+    batched fit.
     """
     img = np.asarray(image, float)
+    rawimg = np.asarray(raw, float) if raw is not None else img
     fft = image_lattice(img)
     motif = unit_cell_motif(img, fft.basis_px, max_sites=max_sublattices)
     a_len = float(np.linalg.norm(fft.basis_px[0]))
-    sep = max(0.53 * motif.min_site_distance_px(), 0.25 * a_len, 2.0)
+    dmin = motif.min_site_distance_px()
+    tol = 0.3 * dmin
+    # The peak window is a square of half-width ``sep``: along a diagonal it reaches 1.41 sep, and a
+    # column is only a local maximum if that corner stays outside its neighbour's bright core.
+    sep = max(0.4 * dmin, 2.0)
     peaks = find_columns(img, separation_px=sep, threshold_fraction=0.1)
     sm = ndimage.gaussian_filter(img, max(0.5, a_len / 12))
     inten = ndimage.map_coordinates(sm, [peaks[:, 1], peaks[:, 0]], order=1)
     site, off = translation_classes(peaks, fft.basis_px, intensity=inten)
     site[site >= max_sublattices] = -1
+    off = [np.asarray(o) for o in off[:max_sublattices]]
     keep = site >= 0
     notes = []
     if np.sum(~keep):
         notes.append(f"{int(np.sum(~keep))} peaks off the lattice's sites were dropped")
-    fit = refine_columns(raw if raw is not None else img, peaks[keep]) if refine else _unrefined(peaks[keep])
-    sub = site[keep]
+    pk, sub = peaks[keep], site[keep]
+    # Sites the lattice predicts, from the peaks' cells (integer positions are close enough to start from).
+    p0 = pk[sub == 0]
+    lat = index_columns(p0, fft.basis_px)
+    cells = cell_metrics(p0, lat.site_map(), lat.basis_px)
+    pred, pred_sub = [lattice_vacancies(lat.site_map(), p0)], [0]
+    new_sites = []
+    for f in motif.sites[1:]:
+        if len(off) + len(new_sites) >= max_sublattices or len(cells) == 0:
+            break
+        if min(np.abs((f - o) - np.rint(f - o)).max() for o in off) < 0.1:
+            continue
+        new_sites.append(np.asarray(f))
+        pred.append(_bilinear(cells, p0, snap_site(f)))
+        pred_sub.append(len(off) + len(new_sites) - 1)
+    for s_ in range(1, len(off)):
+        f = snap_site(off[s_])
+        d = sublattice_displacements(cells, p0, pk[sub == s_], f, tolerance_px=0.5 * dmin)
+        miss = np.setdiff1d(np.arange(len(cells)), d["cell"])
+        pred.append(_bilinear(cells, p0, f)[miss])
+        pred_sub.append(s_)
+    pred_sub = np.concatenate([np.full(len(p), s_) for p, s_ in zip(pred, pred_sub)]).astype(int)
+    pred = np.vstack(pred).reshape(-1, 2)
+    ny, nx = img.shape
+    inside = (pred[:, 0] > 2) & (pred[:, 0] < nx - 3) & (pred[:, 1] > 2) & (pred[:, 1] < ny - 3)
+    pred, pred_sub = pred[inside], pred_sub[inside]
+    allpos = np.vstack([pk, pred])
+    allsub = np.concatenate([sub, pred_sub])
+    found_by = np.concatenate([np.zeros(len(pk), int), np.ones(len(pred), int)])
+    fit = refine_columns(rawimg, allpos) if refine else _unrefined(allpos)
+    # keep the predicted sites that hold a clear column
+    ok = np.ones(len(allpos), bool)
+    vac = []
+    for s_ in np.unique(pred_sub):
+        m = found_by.astype(bool) & (allsub == s_)
+        ref = (allsub == s_) & ~found_by.astype(bool)
+        if not ref.any():
+            ref = (allsub == 0) & ~found_by.astype(bool)
+        amp0, sig0 = np.nanmedian(fit.amplitude[ref]), np.nanmedian(fit.sigma_px[ref])
+        moved = np.hypot(fit.x_px - allpos[:, 0], fit.y_px - allpos[:, 1])
+        good = ((fit.amplitude >= min_amplitude * amp0) & (fit.sigma_px > 0.4 * sig0) & (fit.sigma_px < 2.5 * sig0)
+                & (moved < tol)) if refine else np.zeros(len(allpos), bool)
+        present = m & good
+        if s_ >= len(off) and present.sum() < 0.5 * m.sum():
+            present[:] = False  # a new sublattice must be visible in most cells
+        ok[m & ~present] = False
+        vac += [(s_, x, y) for x, y in allpos[m & ~present]]
+        if s_ >= len(off) and present.any():
+            notes.append(f"sublattice {s_} at {np.round(new_sites[s_ - len(off)], 3).tolist()} of the cell: seen "
+                         f"in the averaged cell, fitted where the lattice predicts it ({int(present.sum())} columns)")
+    # a new sublattice that never showed is not a sublattice: its empty sites are not vacancies
+    real = set(np.unique(allsub[ok]))
+    vac = [v for v in vac if v[0] in real]
+    fit = ColumnFit(*[np.asarray(getattr(fit, f))[ok] for f in _FIELDS])
+    sub, found_by = allsub[ok], found_by[ok]
+    # renumber sublattices densely (a new site that never showed leaves a gap)
+    present_ids = sorted(real)
+    remap = {old: k for k, old in enumerate(present_ids)}
+    sub = np.array([remap[v] for v in sub], int)
+    vac = [(remap[s_], x, y) for s_, x, y in vac]
+    offs = off + new_sites
+    site_frac = np.array([offs[k] for k in present_ids]).reshape(-1, 2)
     pos = fit.positions_px
     p0 = pos[sub == 0]
     lat = index_columns(p0, fft.basis_px)
     agree = lattice_agreement(fft.basis_px, lat.basis_px)
     smap = lat.site_map()
-    # express the fitted lattice on the FFT's reduced basis choice for the metrics
     cells = cell_metrics(p0, smap, lat.basis_px)
-    tol = 0.3 * motif.min_site_distance_px()
-    rawimg = raw if raw is not None else img
-    found_by = np.zeros(len(sub), int)  # 0: peak, 1: predicted by the lattice and confirmed by the fit
-    vacancies = []
-    if refine:
-        # Sublattice-0 sites the lattice predicts (all four neighbours found) are fitted: a column
-        # with a clear peak there was missed by the peak search; else the site is empty.
-        pred = lattice_vacancies(smap, p0)
-        fit, sub, found_by, empty = _test_sites(rawimg, fit, sub, found_by, pred, 0, tol)
-        vacancies += [(0, x, y) for x, y in empty]
-        pos = fit.positions_px
-        p0 = pos[sub == 0]
-        lat = index_columns(p0, fft.basis_px)
-        smap = lat.site_map()
-        cells = cell_metrics(p0, smap, lat.basis_px)
-        # Motif sites seen in the averaged cell but not among the peaks' sublattices: predicted in every cell.
-        have = [np.asarray(o) for o in off]
-        for f in motif.sites[1:]:
-            if len(off) >= max_sublattices:
-                break
-            dd = [np.abs((f - o) - np.rint(f - o)).max() for o in have]
-            if min(dd) < 0.1 or len(cells) == 0:
-                continue
-            sid = int(sub.max()) + 1
-            pred = _bilinear(cells, p0, snap_site(f))
-            fit, sub, found_by, empty = _test_sites(rawimg, fit, sub, found_by, pred, sid, tol, min_present=0.5)
-            if np.any(sub == sid):
-                off = np.vstack([off, f])
-                have.append(np.asarray(f))
-                notes.append(f"sublattice {sid} at {np.round(f, 3).tolist()} of the cell: seen in the averaged "
-                             f"cell, fitted where the lattice predicts it ({int(np.sum(sub == sid))} columns)")
-                vacancies += [(sid, x, y) for x, y in empty]
-        pos = fit.positions_px
-        # Empty sites of the other sublattices, cell by cell.
-        for s_ in range(1, int(sub.max()) + 1 if len(sub) else 1):
-            f = snap_site(off[s_])
-            d = sublattice_displacements(cells, p0, pos[sub == s_], f, tolerance_px=tol)
-            miss = np.setdiff1d(np.arange(len(cells)), d["cell"])
-            if len(miss):
-                pred = _bilinear(cells, p0, f)[miss]
-                fit, sub, found_by, empty = _test_sites(rawimg, fit, sub, found_by, pred, s_, tol)
-                vacancies += [(s_, x, y) for x, y in empty]
-                pos = fit.positions_px
     disp = {}
-    for s_ in range(1, int(sub.max()) + 1 if len(sub) else 1):
-        f = snap_site(off[s_])
-        disp[s_] = sublattice_displacements(cells, p0, pos[sub == s_], f, tolerance_px=tol)
-    vac = np.array(vacancies, float).reshape(-1, 3) if refine else np.column_stack(
-        [np.zeros(len(lattice_vacancies(smap, p0))), lattice_vacancies(smap, p0)])
-    agree = lattice_agreement(fft.basis_px, lat.basis_px)
-    return CrystalAnalysis(fft, motif, fit, sub, np.asarray(off), lat, agree, cells, disp, vac, notes, found_by)
+    for s_ in range(1, len(site_frac)):
+        disp[s_] = sublattice_displacements(cells, p0, pos[sub == s_], snap_site(site_frac[s_]), tolerance_px=tol)
+    if lat.duplicate.any():
+        notes.append(f"{int(lat.duplicate.sum())} sublattice-0 columns share a lattice site with another")
+    vac = np.array(vac, float).reshape(-1, 3)
+    return CrystalAnalysis(fft, motif, fit, sub, site_frac, lat, agree, cells, disp, vac, notes, found_by)
 
 
 def _bilinear(cells: CellMetrics, p0: np.ndarray, f) -> np.ndarray:
@@ -219,43 +249,6 @@ def _bilinear(cells: CellMetrics, p0: np.ndarray, f) -> np.ndarray:
 
 _FIELDS = ("x_px", "y_px", "amplitude", "sigma_px", "background", "position_esd_px", "x_esd_px", "y_esd_px",
            "converged")
-
-
-def _test_sites(raw, fit, sub, found_by, pred, sid, tol, *, min_amplitude=0.25, min_present=0.0):
-    """Fit a column at each predicted site (with its fitted neighbours); keep those that are clearly there.
-
-    Present: amplitude ≥ ``min_amplitude`` × the median of the reference sublattice (``sid`` if it
-    has columns, else sublattice 0), width within 0.4–2.5× its median, and still within ``tol`` of
-    the prediction. Returns the extended fit, sublattice and found_by arrays and the empty sites.
-    """
-    pred = np.asarray(pred, float).reshape(-1, 2)
-    if len(pred) == 0:
-        return fit, sub, found_by, pred
-    ny, nx = raw.shape
-    inside = (pred[:, 0] > 2) & (pred[:, 0] < nx - 3) & (pred[:, 1] > 2) & (pred[:, 1] < ny - 3)
-    pred = pred[inside]
-    if len(pred) == 0:
-        return fit, sub, found_by, pred
-    pos = fit.positions_px
-    from scipy.spatial import cKDTree
-
-    near = np.unique(np.concatenate([np.asarray(i, int) for i in
-                                     cKDTree(pos).query_ball_point(pred, 4 * tol / 0.3)] + [np.zeros(0, int)]))
-    trial = refine_columns(raw, np.vstack([pos[near], pred]))
-    k = slice(len(near), None)
-    ref = sub == sid if np.any(sub == sid) else sub == 0
-    amp0, sig0 = np.nanmedian(fit.amplitude[ref]), np.nanmedian(fit.sigma_px[ref])
-    x, y = trial.x_px[k], trial.y_px[k]
-    ok = ((trial.amplitude[k] >= min_amplitude * amp0) & (trial.sigma_px[k] > 0.4 * sig0)
-          & (trial.sigma_px[k] < 2.5 * sig0) & (np.hypot(x - pred[:, 0], y - pred[:, 1]) < tol))
-    if np.mean(ok) < min_present:
-        ok[:] = False
-    if not ok.any():
-        return fit, sub, found_by, pred
-    sel = np.flatnonzero(ok)
-    merged = ColumnFit(*[np.concatenate([getattr(fit, f), getattr(trial, f)[len(near):][sel]]) for f in _FIELDS])
-    return (merged, np.concatenate([sub, np.full(len(sel), sid)]), np.concatenate([found_by, np.ones(len(sel), int)]),
-            pred[~ok])
 
 
 def _unrefined(xy: np.ndarray) -> ColumnFit:
