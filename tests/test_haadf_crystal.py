@@ -20,14 +20,14 @@ def _read(path):
 
 
 def perovskite(shape=(192, 200), a=(18.0, 0.6), b=(-0.4, 17.0), *, b_shift=(0.8, 0.0), vacancy=None, sigma=2.4,
-               amp_a=400.0, amp_b=180.0, background=40.0, seed=0, dark=False):
+               amp_a=400.0, amp_b=180.0, background=40.0, seed=0, dark=False, dim_a=None):
     """A (bright) at cell corners, B (dimmer) at (1/2, 1/2) shifted by ``b_shift`` px; Poisson noise."""
     ny, nx = shape
     A, B = np.array(a), np.array(b)
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:ny, 0:nx]
     img = np.full(shape, background, float)
-    cols_a, cols_b = [], []
+    cols_a, cols_b, dim_list = [], [], []
     origin = np.array([7.3, 5.9])
     for i in range(-3, int(nx / A[0]) + 4):
         for j in range(-3, int(ny / B[1]) + 4):
@@ -38,11 +38,15 @@ def perovskite(shape=(192, 200), a=(18.0, 0.6), b=(-0.4, 17.0), *, b_shift=(0.8,
                     continue
                 if lst is cols_a and vacancy is not None and (i, j) == vacancy:
                     continue
+                if lst is cols_a and dim_a is not None and rng.random() < 0.3:
+                    amp = dim_a  # a random 30 % of A columns are of a lighter type
+                    dim_list.append(p)
                 lst.append(p)
                 img += amp * np.exp(-((xx - p[0]) ** 2 + (yy - p[1]) ** 2) / (2 * sigma**2))
     if dark:
         img = img.max() + background - img
-    return rng.poisson(img).astype(float), np.array(cols_a), np.array(cols_b)
+    out = rng.poisson(img).astype(float), np.array(cols_a), np.array(cols_b)
+    return out if dim_a is None else (*out, np.array(dim_list).reshape(-1, 2))
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +159,25 @@ def test_intensity_classes_two_populations():
     lab, means, k = intensity_classes(v)
     assert k == 2 and means == pytest.approx([100, 130], abs=2)
     assert np.mean(lab[:150] == 0) > 0.98 and np.mean(lab[150:] == 1) > 0.98
+
+
+def test_intensity_classes_of_two_column_types_from_the_command_line(tmp_path):
+    from scipy.spatial import cKDTree
+
+    img, ta, _, dim = perovskite(a=(18.0, 0.0), b=(0.0, 17.0), seed=11, dim_a=250.0)
+    np.save(tmp_path / "img.npy", img)
+    with pytest.warns(UserWarning, match="no pixel calibration"):
+        assert main(["haadf", str(tmp_path / "img.npy"), "--out", str(tmp_path / "o"), "--no-figures",
+                     "--intensity-classes", "auto"]) == 0
+    rows = _read(tmp_path / "o" / "columns.csv")
+    p = np.array([[float(r["x_px"]), float(r["y_px"])] for r in rows])
+    cls = np.array([int(r["intensity_class"]) for r in rows])
+    sub = np.array([int(r["sublattice"]) for r in rows])
+    d, _ = cKDTree(dim).query(p[sub == 0])
+    expect = np.where(d < 1.5, 0, 1)  # the lighter type is the dimmer class
+    assert np.mean(cls[sub == 0] == expect) > 0.97
+    summ = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summ["intensity_classes"]["0"]["n_classes"] == 2
 
 
 def test_layered_recognition_only_for_layered_projection():
