@@ -19,9 +19,11 @@ def register(subparsers) -> None:
     p.add_argument("--pixel-size-nm", type=float, default=None, help="override the file's calibration")
     p.add_argument("--denoise", default="du", choices=["du", "wiener", "gaussian", "nlm", "none"])
     p.add_argument("--separation-nm", type=float, default=None,
-                   help="minimum column separation (default: from the image's FFT)")
+                   help="minimum column separation for the layered --zone 100 analysis (default: from the "
+                        "image's FFT; the any-crystal analysis takes it from the averaged unit cell)")
     p.add_argument("--second-sublattice", action="store_true",
-                   help="also fit a second sublattice at midpoints of the first (Atomap-style)")
+                   help="layered --zone 100 analysis: also fit a second sublattice at midpoints of the first "
+                        "(Atomap-style; the any-crystal analysis finds all sublattices itself)")
     p.add_argument("--zone", choices=["100", "210"], default=None,
                    help="the image is a layered oxide along <100>_O3 (twin variants, m/n, boundaries, pores) or "
                         "<210>_O3 (O3' domains A/B/C, Li/TM order). Default: lattice-agnostic analysis of any "
@@ -76,6 +78,10 @@ def _run_haadf(args) -> int:
         return _run_zone210(args)
     from layerscope.stem._cli_crystal import load, run_crystal
 
+    if getattr(args, "zone", None) and (getattr(args, "spacing_nm", None) is not None or getattr(args, "cell", None)):
+        from layerscope._errors import InputError
+
+        raise InputError("--spacing-nm/--cell calibrate the any-crystal analysis; with --zone give --pixel-size-nm")
     img, notes = load(args)
     if getattr(args, "zone", None) == "100":
         return _run_layered100(args, img, notes)
@@ -171,6 +177,7 @@ def _run_layered100(args, img, notes) -> int:
         "frustrated_cells": int(bounds.frustrated.sum()) if bounds is not None else 0,
         "pores": int(len(pores)) if pores is not None else 0,
         "zone": "<100>_O3", "notes": list(notes), "units": "nm" if px else "px",
+        "warnings": [n for n in notes if "no pixel calibration" in n or "no unit" in n],
     }
     write_text(out / "summary.json", json.dumps(summary, indent=2))
     if not args.no_figures:
@@ -340,8 +347,11 @@ def _run_shell(args) -> int:
 
 def _prepare(args):
     from layerscope.stem import read_image
+    from layerscope.stem.io import STEMImage
 
     img = read_image(args.image, pixel_size_nm=args.pixel_size_nm)
+    if getattr(args, "contrast", None) == "dark-atoms":  # ABF/BF: atoms as maxima (auto only for columns)
+        img = STEMImage(img.data.max() - img.data, img.pixel_size_nm, img.source, img.units_assumed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     return img, out, (img.pixel_size_nm if img.pixel_size_nm else np.nan)

@@ -44,6 +44,9 @@ def load(args):
     notes: list[str] = []
     if img.units_assumed:
         _warn(notes, f"{img.source}: the calibration has no unit; nm assumed (HyperSpy's convention)")
+    if not img.pixel_size_nm and getattr(args, "spacing_nm", None) is None and not getattr(args, "cell", None):
+        _warn(notes, f"{img.source}: no pixel calibration in the file; results are in pixels (_nm columns "
+                     "NaN). Give --pixel-size-nm, --spacing-nm or --cell")
     contrast = getattr(args, "contrast", "bright-atoms") or "bright-atoms"
     if contrast == "auto":
         from layerscope.stem.columns import fft_lattice
@@ -112,9 +115,6 @@ def run_crystal(args, img, notes: list, *, layered=None) -> int:
             msg += f" (the file said {img.pixel_size_nm:.5f} nm/px)"
         notes.append(msg)
         img = STEMImage(img.data, px, img.source)
-    if not px:
-        _warn(notes, f"{img.source}: no pixel calibration in the file; results are in pixels (_nm columns "
-                     "NaN). Give --pixel-size-nm, --spacing-nm or --cell")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scale = px if px else np.nan
