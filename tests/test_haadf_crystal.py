@@ -84,7 +84,8 @@ def test_sublattices_positions_displacement_and_vacancy(crystal):
     assert np.median(d["dx_px"]) == pytest.approx(0.8, abs=0.15)
     assert np.median(d["dy_px"]) == pytest.approx(0.0, abs=0.15)
     # the one removed A column, and only it, is a vacancy
-    va = res.vacancies[res.vacancies[:, 0] == 0, 1:]
+    va = res.vacancies[(res.vacancies[:, 0] == 0) & (res.vacancies[:, 3] == 1), 1:3]
+    assert np.sum(res.vacancies[:, 3] == 1) == 1
     expect = np.array([7.3, 5.9]) + 4 * np.array([18.0, 0.6]) + 5 * np.array([-0.4, 17.0])
     assert len(va) == 1 and np.hypot(*(va[0] - expect)) < 1.5
 

@@ -8,7 +8,7 @@ the image has no calibration and none was given):
 * ``lattice_cells.csv``: per cell of sublattice 0 — local a, b, angle, strain
   from positions (exx, eyy, exy, rotation),
 * ``displacements.csv``: each other sublattice's offset from its ideal site,
-* ``vacancies.csv``: empty sites the lattice predicts,
+* ``vacancies.csv``: sites the lattice predicts that hold no column (``status`` empty or unresolved),
 * ``strain.h5`` (GPA), ``summary.json`` (FFT vs positions lattice, notes),
   figures.
 """
@@ -160,8 +160,10 @@ def run_crystal(args, img, notes: list, *, layered=None) -> int:
               ["sublattice", "i", "j", "ideal_x_px", "ideal_y_px", "dx_px", "dy_px", "dx_nm", "dy_nm",
                "magnitude_nm"], fmt=None)
     v = res.vacancies
-    write_csv(out / "vacancies.csv", zip(v[:, 0].astype(int), v[:, 1], v[:, 2], v[:, 1] * scale, v[:, 2] * scale),
-              ["sublattice", "x_px", "y_px", "x_nm", "y_nm"], fmt=None)
+    write_csv(out / "vacancies.csv",
+              zip(v[:, 0].astype(int), v[:, 1], v[:, 2], v[:, 1] * scale, v[:, 2] * scale,
+                  np.where(v[:, 3] > 0, "empty", "unresolved")),
+              ["sublattice", "x_px", "y_px", "x_nm", "y_nm", "status"], fmt=None)
     strain = None
     try:
         strain = gpa(smooth, g_per_px=_gpa_g(res))
@@ -187,7 +189,11 @@ def run_crystal(args, img, notes: list, *, layered=None) -> int:
         "mean_displacement_px": {int(s): [float(np.mean(d["dx_px"])) if len(d["dx_px"]) else None,
                                           float(np.mean(d["dy_px"])) if len(d["dy_px"]) else None]
                                  for s, d in res.displacements.items()},
-        "vacancies": {int(k): int(np.sum(v[:, 0] == k)) for k in np.unique(v[:, 0])},
+        "vacancies": {int(k): int(np.sum((v[:, 0] == k) & (v[:, 3] > 0))) for k in np.unique(v[:, 0])},
+        "unresolved_sites": {int(k): int(np.sum((v[:, 0] == k) & (v[:, 3] == 0))) for k in np.unique(v[:, 0])},
+        "vacancies_note": "sites the lattice predicts: empty = a fit with a sensible width and position finds "
+                          "< 0.25x the local median amplitude; unresolved = the fit could not hold a column there "
+                          "(occupancy not determined)",
         "columns_predicted_by_lattice": int(np.sum(res.found_by)), "intensity_classes": classes,
         "median_position_esd_px": float(np.nanmedian(fit.position_esd_px)) if len(sub) else None,
         "notes": notes, "warnings": [n for n in notes if "no pixel calibration" in n or "no unit" in n],

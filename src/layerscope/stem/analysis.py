@@ -112,7 +112,8 @@ class CrystalAnalysis:
     agreement: dict
     cells: CellMetrics
     displacements: dict  # sublattice -> dict of arrays
-    vacancies: np.ndarray  # (V, 3): sublattice, x_px, y_px of sites the lattice predicts but the image lacks
+    vacancies: np.ndarray  # (V, 4): sublattice, x_px, y_px, empty (1) or unresolved (0), of predicted sites
+    # that hold no fitted column
     notes: list = field(default_factory=list)
     found_by: np.ndarray | None = None  # per column: 0 peak search, 1 lattice prediction confirmed by the fit
 
@@ -220,15 +221,35 @@ def analyse_crystal(image: np.ndarray, *, raw: np.ndarray | None = None, max_sub
         ref = (allsub == s_) & ~found_by.astype(bool)
         if not ref.any():
             ref = (allsub == 0) & ~found_by.astype(bool)
-        amp0, sig0 = np.nanmedian(fit.amplitude[ref]), np.nanmedian(fit.sigma_px[ref])
+        # amplitude reference: the sublattice's found columns within three cells (a sublattice
+        # runs through layers of different composition, e.g. Ti in PbTiO3 and Ru in SrRuO3)
+        amp0 = np.full(len(allpos), np.nanmedian(fit.amplitude[ref]))
+        iref = np.flatnonzero(ref)
+        if len(iref) >= 4:
+            from scipy.spatial import cKDTree
+
+            near = cKDTree(allpos[iref]).query_ball_point(allpos[m], 3 * max(np.linalg.norm(fft.basis_px[1]), a_len))
+            amp0[m] = [np.nanmedian(fit.amplitude[iref[nb]]) if len(nb) >= 3 else amp0[0] for nb in near]
+        sig0 = np.nanmedian(fit.sigma_px[ref])
         moved = np.hypot(fit.x_px - allpos[:, 0], fit.y_px - allpos[:, 1])
-        good = ((fit.amplitude >= min_amplitude * amp0) & (fit.sigma_px > 0.4 * sig0) & (fit.sigma_px < 2.5 * sig0)
-                & (moved < tol)) if refine else np.zeros(len(allpos), bool)
+        c_amp = fit.amplitude >= min_amplitude * amp0
+        c_sig = (fit.sigma_px > 0.4 * sig0) & (fit.sigma_px < 2.5 * sig0)
+        c_pos = moved < tol
+        good = (c_amp & c_sig & c_pos) if refine else np.zeros(len(allpos), bool)
         present = m & good
+        if refine and (m & ~good).any():
+            notes.append(f"sublattice {s_}: {int(np.sum(m & ~good))} of {int(m.sum())} sites the lattice predicts "
+                         f"hold no column (amplitude < {min_amplitude} x local median: {int(np.sum(m & ~c_amp))}, "
+                         f"width outside 0.4-2.5x: {int(np.sum(m & ~c_sig))}, fit moved > {tol:.1f} px: "
+                         f"{int(np.sum(m & ~c_pos))})")
         if s_ >= len(off) and present.sum() < 0.5 * m.sum():
             present[:] = False  # a new sublattice must be visible in most cells
         ok[m & ~present] = False
-        vac += [(s_, x, y) for x, y in allpos[m & ~present]]
+        # empty: a well-behaved fit (width and position held) finds too little intensity; unresolved:
+        # the fit could not hold a column there (e.g. a faint Ti column beside bright Pb), so the
+        # site's occupancy is not determined — not reported as a vacancy.
+        empty = m & ~present & c_sig & c_pos
+        vac += [(s_, x, y, 1 if e else 0) for (x, y), e in zip(allpos[m & ~present], empty[m & ~present])]
         if s_ >= len(off) and present.any():
             notes.append(f"sublattice {s_} at {np.round(new_sites[s_ - len(off)], 3).tolist()} of the cell: seen "
                          f"in the averaged cell, fitted where the lattice predicts it ({int(present.sum())} columns)")
@@ -241,7 +262,7 @@ def analyse_crystal(image: np.ndarray, *, raw: np.ndarray | None = None, max_sub
     present_ids = sorted(real)
     remap = {old: k for k, old in enumerate(present_ids)}
     sub = np.array([remap[v] for v in sub], int)
-    vac = [(remap[s_], x, y) for s_, x, y in vac]
+    vac = [(remap[s_], x, y, e) for s_, x, y, e in vac]
     offs = off + new_sites
     site_frac = np.array([offs[k] for k in present_ids]).reshape(-1, 2)
     pos = fit.positions_px
@@ -255,7 +276,7 @@ def analyse_crystal(image: np.ndarray, *, raw: np.ndarray | None = None, max_sub
         disp[s_] = sublattice_displacements(cells, p0, pos[sub == s_], snap_site(site_frac[s_]), tolerance_px=tol)
     if lat.duplicate.any():
         notes.append(f"{int(lat.duplicate.sum())} sublattice-0 columns share a lattice site with another")
-    vac = np.array(vac, float).reshape(-1, 3)
+    vac = np.array(vac, float).reshape(-1, 4)
     return CrystalAnalysis(fft, motif, fit, sub, site_frac, lat, agree, cells, disp, vac, notes, found_by)
 
 
