@@ -3,13 +3,16 @@
 Two independent measurements of the same translation lattice:
 
 * :func:`image_lattice` — the image's own power spectrum. The strongest spots
-  (:func:`layerscope.stem.fft_lattice`) may belong to a sublattice-sum (the
+  (:func:`layerscope.stem.fft_lattice`) may belong to a sublattice sum (the
   {110} spots of a perovskite A+B pattern are stronger than its {100}); the
-  primitive reciprocal basis is the shortest pair of *significant* spots
-  that indexes the others. Every spot ``h g1 + k g2`` inside the usable band
-  is then located to a fraction of an FFT bin (2× zero-padded spectrum,
-  parabolic interpolation of log-power along x and y) and ``g1, g2`` are the
-  least-squares fit to all of them, so higher orders set the precision.
+  primitive reciprocal basis is the finest lattice, spanned by two of the
+  strongest significant spots, that indexes the strong spots and has a spot
+  of at least 0.5 % of the strongest power on 60 % of its nodes (a charge-
+  order or domain superstructure, or noise, gives mostly empty nodes). Every
+  spot ``h g1 + k g2`` inside the usable band is then located to a fraction
+  of an FFT bin (Hann window, 4× zero-padded spectrum, parabola through
+  log-power along x and y) and ``g1, g2`` are the least-squares fit to all of
+  them, so higher orders set the precision.
 * :func:`index_columns` — the refined positions of one sublattice. Columns
   are indexed ``(i, j)`` by walking from neighbour to neighbour along ±a, ±b
   (robust to slow distortions and to the sample's drift, unlike rounding a

@@ -6,13 +6,11 @@ averaged per bin), which averages thousands of cells into one motif. Each
 local maximum of the motif at least ``min_height`` of the brightest one is a
 site; sites are ordered by brightness (site 0 = sublattice 0).
 
-Found columns are assigned to sites by their fractional coordinate. A global
-lattice drifts out of registry over a distorted image (domains, scan drift,
-bending); the local registry shift — the median offset of the columns within
-a few cells from their nearest sites — is removed before assignment, as
-geometric phase analysis removes a slowly varying displacement. So a column
-keeps its crystallographic identity where another sublattice is locally the
-brighter one (B over A in SrRuO3 layers of a PbTiO3 film).
+Found columns are grouped into sublattices by lattice translations
+(:func:`translation_classes`): columns one lattice step apart are the same
+site, so a column keeps its crystallographic identity where another
+sublattice is locally the brighter one (B over A in the SrRuO3 layers of a
+PbTiO3 film), and the grouping follows a slowly distorted lattice.
 
 Written here: Atomap assigns sublattices by peak separation and brightness
 only, which breaks where the brightest site changes.
@@ -26,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-__all__ = ["Motif", "unit_cell_motif", "assign_sites", "snap_site"]
+__all__ = ["Motif", "unit_cell_motif", "translation_classes", "snap_site"]
 
 
 @dataclass(frozen=True)
@@ -152,58 +150,6 @@ def snap_site(f: np.ndarray, tol: float = 0.06) -> np.ndarray:
                 out[k] = v % 1.0
                 break
     return out
-
-
-def assign_sites(positions_px: np.ndarray, motif: Motif, *, tolerance: float = 0.3, radius_cells: float = 2.5,
-                 n_iter: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Site (sublattice) of every column, with the local registry shift removed.
-
-    Parameters
-    ----------
-    positions_px : (N, 2) array
-    motif : Motif
-    tolerance : float
-        A column is assigned when it lies within ``tolerance ×`` the shortest
-        site-site distance of its (registry-corrected) site; else -1.
-    radius_cells : float
-        Neighbourhood (in cells) over which the registry shift is a median.
-
-    Returns
-    -------
-    site : (N,) int array (-1: no site)
-    distance_px : (N,) array
-        Distance from the registry-corrected site.
-    """
-    pos = np.asarray(positions_px, float)
-    B = motif.basis_px
-    inv = np.linalg.inv(B)
-    f = (pos - motif.origin_px) @ inv
-    S = motif.sites
-    tree = cKDTree(pos)
-    R = radius_cells * max(np.linalg.norm(B[0]), np.linalg.norm(B[1]))
-    nb = tree.query_ball_point(pos, R)
-    corr = np.zeros_like(f)
-    tol = tolerance * motif.min_site_distance_px()
-    for _ in range(n_iter):
-        d = (f - corr)[:, None, :] - S[None]
-        d -= np.rint(d)
-        dist = np.linalg.norm(d @ B, axis=2)
-        k = np.argmin(dist, axis=1)
-        off = d[np.arange(len(pos)), k]
-        good = dist[np.arange(len(pos)), k] < 2 * tol
-        new = np.zeros_like(corr)
-        for i, idx in enumerate(nb):
-            idx = np.asarray(idx)
-            idx = idx[good[idx]]
-            if len(idx):
-                new[i] = np.median(off[idx], axis=0)
-        corr = corr + new
-    d = (f - corr)[:, None, :] - S[None]
-    d -= np.rint(d)
-    dist = np.linalg.norm(d @ B, axis=2)
-    k = np.argmin(dist, axis=1)
-    dk = dist[np.arange(len(pos)), k]
-    return np.where(dk < tol, k, -1), dk
 
 
 def translation_classes(positions_px: np.ndarray, basis_px: np.ndarray, *, tolerance: float = 0.25,
