@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import atomic_path, write_csv
+from layerscope._io import atomic_path, write_csv, write_text
 
 
 def register(subparsers) -> None:
@@ -19,12 +19,26 @@ def register(subparsers) -> None:
     p.add_argument("--pixel-size-nm", type=float, default=None, help="override the file's calibration")
     p.add_argument("--denoise", default="du", choices=["du", "wiener", "gaussian", "nlm", "none"])
     p.add_argument("--separation-nm", type=float, default=None,
-                   help="minimum column separation (default: from the image's FFT)")
+                   help="minimum column separation for the layered --zone 100 analysis (default: from the "
+                        "image's FFT; the any-crystal analysis takes it from the averaged unit cell)")
     p.add_argument("--second-sublattice", action="store_true",
-                   help="also fit a second sublattice at midpoints of the first (Atomap-style)")
-    p.add_argument("--zone", choices=["100", "210"], default="100",
-                   help="zone axis of the layered oxide: <100>_O3 (twin variants, m/n; default) or <210>_O3 "
-                        "(O3' domains A/B/C, Li/TM order)")
+                   help="layered --zone 100 analysis: also fit a second sublattice at midpoints of the first "
+                        "(Atomap-style; the any-crystal analysis finds all sublattices itself)")
+    p.add_argument("--zone", choices=["100", "210"], default=None,
+                   help="the image is a layered oxide along <100>_O3 (twin variants, m/n, boundaries, pores) or "
+                        "<210>_O3 (O3' domains A/B/C, Li/TM order). Default: lattice-agnostic analysis of any "
+                        "crystal; the <100> layered analyses run only if the lattice is recognised as that "
+                        "projection (tolerances in layerscope.stem.analysis.LAYERED_TOLERANCE)")
+    p.add_argument("--contrast", choices=["auto", "bright-atoms", "dark-atoms"], default="auto",
+                   help="bright-atoms (HAADF/ADF) or dark-atoms (ABF/BF: the image is inverted so that columns "
+                        "land on atoms); auto: from the skewness of the band-passed image")
+    p.add_argument("--spacing-nm", type=float, default=None,
+                   help="calibrate from a known lattice: length of the shortest lattice vector of sublattice 0, nm")
+    p.add_argument("--cell", type=float, nargs="+", default=None, metavar="NM",
+                   help="calibrate from the known projected 2D cell: A B [GAMMA_DEG] (nm, nm, degrees)")
+    p.add_argument("--max-sublattices", type=int, default=4, help="most sublattices (sites of the cell) to fit")
+    p.add_argument("--intensity-classes", default=None, metavar="N|auto",
+                   help="Gaussian-mixture classes of column intensities per sublattice (StatSTEM-style)")
     p.add_argument("--lowmag", action="store_true",
                    help="low-magnification image: segment particles and count pore/trench defects per particle")
     p.add_argument("--shell", action="store_true",
@@ -60,15 +74,27 @@ def _run_haadf(args) -> int:
         return _run_lowmag(args)
     if args.shell:
         return _run_shell(args)
-    if args.zone == "210":
+    if getattr(args, "zone", None) == "210":
         return _run_zone210(args)
-    from layerscope.stem import denoise, find_columns, read_image, refine_columns, sublattice_between, unit_cells
+    from layerscope.stem._cli_crystal import load, run_crystal
+
+    if getattr(args, "zone", None) and (getattr(args, "spacing_nm", None) is not None or getattr(args, "cell", None)):
+        from layerscope._errors import InputError
+
+        raise InputError("--spacing-nm/--cell calibrate the any-crystal analysis; with --zone give --pixel-size-nm")
+    img, notes = load(args)
+    if getattr(args, "zone", None) == "100":
+        return _run_layered100(args, img, notes)
+    return run_crystal(args, img, notes, layered=_run_layered100)
+
+
+def _run_layered100(args, img, notes) -> int:
+    from layerscope.stem import denoise, find_columns, refine_columns, sublattice_between, unit_cells
     from layerscope.stem.boundaries import BOUNDARY_KINDS, nearest_boundary, trace_boundaries
     from layerscope.stem.cells import VARIANTS
     from layerscope.stem.defects import find_pores
     from layerscope.stem.gpa import gpa
 
-    img = read_image(args.image, pixel_size_nm=args.pixel_size_nm)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     px = img.pixel_size_nm
@@ -82,7 +108,7 @@ def _run_haadf(args) -> int:
     fit = refine_columns(img.data, start)
     subl = np.zeros(len(fit.x_px), int)
     fits = [fit]
-    if args.second_sublattice:
+    if getattr(args, "second_sublattice", False):
         mids, _ = sublattice_between(smooth, fit.positions_px)
         if len(mids):
             fit2 = refine_columns(img.data, mids)
@@ -150,8 +176,10 @@ def _run_haadf(args) -> int:
         ),
         "frustrated_cells": int(bounds.frustrated.sum()) if bounds is not None else 0,
         "pores": int(len(pores)) if pores is not None else 0,
+        "zone": "<100>_O3", "notes": list(notes), "units": "nm" if px else "px",
+        "warnings": [n for n in notes if "no pixel calibration" in n or "no unit" in n],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     if not args.no_figures:
         _figures(out, img.data, fit, cells, strain)
     print(f"{summary['columns']} columns, {summary['cells']} cells → {out}")
@@ -319,8 +347,11 @@ def _run_shell(args) -> int:
 
 def _prepare(args):
     from layerscope.stem import read_image
+    from layerscope.stem.io import STEMImage
 
     img = read_image(args.image, pixel_size_nm=args.pixel_size_nm)
+    if getattr(args, "contrast", None) == "dark-atoms":  # ABF/BF: atoms as maxima (auto only for columns)
+        img = STEMImage(img.data.max() - img.data, img.pixel_size_nm, img.source, img.units_assumed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     return img, out, (img.pixel_size_nm if img.pixel_size_nm else np.nan)

@@ -464,9 +464,13 @@ def refine_columns(
         float(radius_px), float(tol_px), int(n_iter), int(n_up), max(int(n_sweeps), 1), bool(weighted),
     )
     q, moved, ex, ey = (np.asarray(a)[:n] for a in (q, moved, ex, ey))
+    # A column fitted where the image has none (an empty site the lattice predicted) can run its
+    # width and esd to overflow: reported as inf, not a warning.
+    with np.errstate(over="ignore"):
+        sigma = np.exp(q[:, 3])
     return ColumnFit(
         x_px=q[:, 0], y_px=q[:, 1], amplitude=q[:, 2],
-        sigma_px=np.exp(q[:, 3]), background=q[:, 4],
-        position_esd_px=np.sqrt(0.5 * (ex**2 + ey**2)), x_esd_px=ex, y_esd_px=ey,
+        sigma_px=sigma, background=q[:, 4],
+        position_esd_px=np.hypot(ex, ey) / np.sqrt(2.0), x_esd_px=ex, y_esd_px=ey,
         converged=moved < tol_px,
     )
