@@ -1,0 +1,234 @@
+"""Constant-wavelength model, readers and instrument files checked against GSAS-II (commit 013259a).
+
+The fixtures (``shared/data/gsas2-reference/cw_pbso4_*``) are GSAS-II's reflection lists and
+calculated patterns for PbSO4 on the measured X-ray (Cu Kα1/Kα2, Bragg–Brentano) and D1A neutron
+grids; the model is fed only the CIF, the instrument file, the data file and the scale/background
+/f′/f″/b values GSAS-II used (``settings.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layerscope._errors import InputError
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REF = DATA / "gsas2-reference"
+PBSO4 = DATA / "gsas2-pbso4"
+pytestmark = pytest.mark.skipif(not (REF / "cw_pbso4_xray").is_dir(), reason="shared GSAS-II reference data absent")
+
+CASES = {
+    "xray": ("cw_pbso4_xray", "INST_XRY_as_read.instprm", "PBSO4.XRA"),
+    "neutron": ("cw_pbso4_neutron", "inst_d1a_as_read.instprm", "PBSO4.CWN"),
+}
+
+
+def _csv(path):
+    with open(path) as fh:
+        names = fh.readline().strip().split(",")
+    arr = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    return {n: arr[:, i] for i, n in enumerate(names)}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def case(request):
+    from layerscope.crystal.cif import read_cif
+    from layerscope.diffraction import cw_pattern as cw
+    from layerscope.diffraction.cw_instrument import read_cw_instprm
+    from layerscope.diffraction.cw_readers import read_cw_powder
+
+    folder, inst_file, data_file = CASES[request.param]
+    s = json.loads((REF / folder / "settings.json").read_text())
+    inst = read_cw_instprm(REF / "instrument" / inst_file)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = read_cw_powder(PBSO4 / data_file)
+    sc = s["scattering"]
+    anom = {e: (v["fprime"], v["fdoubleprime"]) for e, v in sc.items() if "fprime" in v}
+    lengths = {e: v["b_fm"] for e, v in sc.items() if "b_fm" in v}
+    bg = np.array(s["background"][3:], dtype=float)
+    model = cw.build_cw_model([read_cif(REF / "cif" / "PbSO4-Wyckoff.cif")], data.x, inst, limits=s["limits"],
+                              n_background=len(bg), anomalous=anom, scattering_lengths=lengths)
+    params = cw.cw_initial_params(model, scale=s["histogram_scale"], background=bg)
+    return {"name": request.param, "model": model, "params": params, "data": data,
+            "refl": _csv(REF / folder / "refl_PbSO4.csv"), "pattern": _csv(REF / folder / "pattern.csv"),
+            "table": next(iter(cw.cw_reflection_table(model, params).values())),
+            "calc": cw.cw_pattern(model, params)}
+
+
+def _matched(case):
+    tab, ref = case["table"], case["refl"]
+    ours = {(round(float(d), 6),) + tuple(np.abs(h)): i for i, (h, d) in enumerate(zip(tab["hkl"], tab["d"]))}
+    idx = [ours.get((round(float(d), 6), abs(int(h)), abs(int(k)), abs(int(l))), -1)
+           for h, k, l, d in zip(ref["h"], ref["k"], ref["l"], ref["d"])]
+    return np.asarray(idx)
+
+
+def test_reflection_list_matches_gsas2(case):
+    """Every reflection GSAS-II generated (d >= d_min) is ours, with its multiplicity."""
+    idx = _matched(case)
+    assert len(case["table"]["d"]) == len(case["refl"]["d"])
+    assert np.all(idx >= 0)
+    np.testing.assert_array_equal(case["table"]["mult"][idx], case["refl"]["mult"])
+
+
+@pytest.mark.parametrize("col", ["d", "pos", "sig", "gam", "Fcsq", "Icorr", "pos_Ka2", "f0_Pb", "f0_S", "f0_O"])
+def test_reflection_terms_match_gsas2(case, col):
+    """Measured: every term agrees to <= 5e-12 relative (1e-6 asserted)."""
+    if col not in case["refl"]:
+        pytest.skip(f"{col} not in the {case['name']} fixture")
+    ours = np.asarray(case["table"][col])[_matched(case)]
+    np.testing.assert_allclose(ours, case["refl"][col], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("col", ["total", "phase", "background"])
+def test_pattern_matches_gsas2(case, col):
+    """Measured: neutron 8.7e-6, X-ray 5.0e-5 of the maximum (background 4e-12)."""
+    ref = case["pattern"]
+    np.testing.assert_allclose(case["model"].x, ref["two_theta_deg"], rtol=0, atol=1e-9)
+    ours = np.asarray(case["calc"]["PbSO4-Wyckoff" if col == "phase" and "PbSO4-Wyckoff" in case["calc"]
+                                   else (case["model"].phase_names[0] if col == "phase" else col)])
+    ref_col = ref["PbSO4" if col == "phase" else col]
+    dev = np.max(np.abs(ours - ref_col)) / np.max(np.abs(ref["total"]))
+    assert dev < 1e-4, dev
+
+
+def test_peak_areas_follow_icorr_fcsq(case):
+    """Unit area in centidegrees: a lone strong peak's integral equals Icorr·Fcsq/100 (×1.5 with Kα2)."""
+    from layerscope.diffraction import cw_profile as cp
+    import jax.numpy as jnp
+
+    tab = case["table"]
+    i = int(np.argmax(tab["Icorr"] * tab["Fcsq"]))
+    pos, sig, gam = tab["pos"][i], tab["sig"][i], tab["gam"][i]
+    x = np.linspace(pos - 30, pos + 30, 240001)
+    xq, wq = cp.fcj_nodes(np.array([pos]), np.array([gam]), 0.002)
+    p = np.asarray(cp.fcj_profile(jnp.asarray(x - pos)[None], jnp.asarray([pos]), jnp.asarray([sig]),
+                                  jnp.asarray([gam]), jnp.asarray([0.002]), jnp.asarray(xq), jnp.asarray(wq),
+                                  convention="exact"))[0]
+    area = np.sum(p) * (x[1] - x[0])
+    # Lorentzian tails beyond ±30° hold 2/π·(gam/100)/(2·30)·η of the area
+    assert abs(area * 100 - 1) < 2e-3
+
+
+def test_readers_match_gsas2_observed(case):
+    """2θ, y and σ of the GSAS raw files equal GSAS-II's (PBSO4.XRA's zero padding not read)."""
+    d, ref = case["data"], case["pattern"]
+    i0 = int(np.searchsorted(d.x, ref["two_theta_deg"][0] - 1e-9))
+    n = len(ref["two_theta_deg"])
+    np.testing.assert_allclose(d.x[i0:i0 + n], ref["two_theta_deg"], atol=1e-9)
+    np.testing.assert_array_equal(d.y[i0:i0 + n], ref["yobs"])
+    np.testing.assert_allclose(d.sigma[i0:i0 + n], ref["sigma"], rtol=1e-8)
+    if case["name"] == "xray":
+        assert len(d) == 6001 and d.meta["padding_fields_ignored"] == 9
+    else:
+        assert len(d) == 2919 and "extra_records_ignored" in d.meta
+
+
+# ----------------------------------------------------------------------------- instrument files
+
+
+def test_prm_gsas2_reading_equals_gsas2_as_read():
+    from layerscope.diffraction.cw_instrument import read_cw_instprm, read_gsas_prm
+
+    for prm, asread in (("INST_XRY.PRM", "INST_XRY_as_read.instprm"), ("inst_d1a.prm", "inst_d1a_as_read.instprm")):
+        a = read_gsas_prm(REF / "instrument" / prm, reading="gsas2")
+        b = read_cw_instprm(REF / "instrument" / asread)
+        for k in ("radiation", "lam1", "lam2", "ratio", "zero", "polariz", "azimuth", "u", "v", "w", "x", "y", "z",
+                  "shl"):
+            assert getattr(a, k) == pytest.approx(getattr(b, k), abs=1e-12), (prm, k)
+        assert a.reading == "gsas2" and a.notes
+
+
+def test_prm_as_written_reading_keeps_file_profile_terms():
+    from layerscope.diffraction.cw_instrument import read_gsas_prm
+
+    with pytest.warns(UserWarning, match="GP = 0.1"):
+        a = read_gsas_prm(REF / "instrument" / "INST_XRY.PRM", reading="as_written")
+    assert a.shl == pytest.approx(0.03) and a.reading == "as_written"
+    assert (a.lam1, a.lam2, a.ratio, a.polariz) == (1.5405, 1.5443, 0.5, 0.7)
+
+
+def test_instprm_errors_name_file_and_line(tmp_path):
+    from layerscope.diffraction.cw_instrument import read_cw_instprm, read_gsas_prm
+
+    with pytest.raises(InputError, match=r"POWGEN_2665.instprm, line \d+: Type 'PNT' is a time-of-flight"):
+        read_cw_instprm(REF / "instrument" / "POWGEN_2665.instprm")
+    f = tmp_path / "bad.instprm"
+    f.write_text("Type:PXC\nLam:1.54\nZero:0\nPolariz.:0.9\nU:1\nV:x\nW:1\nX:0\nY:0\nSH/L:0.002\n")
+    with pytest.raises(InputError, match=r"bad.instprm, line 6: V must be a number"):
+        read_cw_instprm(f)
+    f.write_text("Type:PXC\nLam:1.54\nZero:0\nU:1\nV:1\nW:1\nX:0\nY:0\nSH/L:0.002\n")
+    with pytest.raises(InputError, match="missing Polariz"):
+        read_cw_instprm(f)
+    g = tmp_path / "tof.prm"
+    g.write_text("INS   BANK      1\nINS   HTYPE   PNTR\n")
+    with pytest.raises(InputError, match="tof.prm, line 2: HTYPE 'PNTR' is a time-of-flight"):
+        read_gsas_prm(g)
+
+
+# ----------------------------------------------------------------------------- data readers
+
+
+def test_gsas_std_short_bank_is_an_error(tmp_path):
+    from layerscope.diffraction.cw_readers import read_gsas_cw
+
+    f = tmp_path / "short.raw"
+    f.write_text("title\nBANK 1 25 3 CONST 1000 2.5 0 0 STD\n" + ("     100" * 10 + "\n") * 2 + "     100\n")
+    with pytest.raises(InputError, match=r"short.raw, line 5: bank 1 has 21 points, fewer than the 25"):
+        read_gsas_cw(f)
+    f.write_text("title\nBANK 1 21 3 CONST 1000 2.5 0 0 STD\n" + ("     100" * 10 + "\n") * 2 + "     100     7\n")
+    with pytest.raises(InputError, match=r"line 5: data beyond the 21 points"):
+        read_gsas_cw(f)
+
+
+def test_gsas_esd_and_counters(tmp_path):
+    from layerscope.diffraction.cw_readers import read_gsas_cw
+
+    f = tmp_path / "esd.gsa"
+    f.write_text("t\nBANK 1 5 1 CONST 500 10 0 0 ESD\n" + "".join(f"{100 + i:8.1f}{3 + i:8.2f}" for i in range(5))
+                 + "\n")
+    d = read_gsas_cw(f)
+    np.testing.assert_allclose(d.x, [5.0, 5.1, 5.2, 5.3, 5.4])
+    np.testing.assert_allclose(d.sigma, [3, 4, 5, 6, 7])
+    g = tmp_path / "std.gsa"
+    g.write_text("t\nBANK 1 2 1 CONST 500 10 0 0 STD\n 4   400     0\n")
+    d = read_gsas_cw(g)
+    np.testing.assert_allclose(d.sigma, [10.0, 1.0])
+    assert d.meta["nonpositive_points"] == [1]
+
+
+def test_xrdml_reader(tmp_path):
+    from layerscope.diffraction.cw_readers import read_xrdml
+
+    counts = np.array([10, 20, 400, 30, 0])
+    f = tmp_path / "s.xrdml"
+    f.write_text(f"""<?xml version="1.0" encoding="UTF-8"?>
+<xrdMeasurements xmlns="http://www.xrdml.com/XRDMeasurement/1.5">
+ <xrdMeasurement measurementType="Scan" status="Completed">
+  <usedWavelength intended="K-Alpha 1"><kAlpha1 unit="Angstrom">1.5405980</kAlpha1>
+   <kAlpha2 unit="Angstrom">1.5444260</kAlpha2><ratioKAlpha2KAlpha1>0.5</ratioKAlpha2KAlpha1></usedWavelength>
+  <scan appendNumber="0" mode="Continuous" scanAxis="Gonio" status="Completed">
+   <dataPoints>
+    <positions axis="2Theta" unit="deg"><startPosition>10.00</startPosition><endPosition>10.08</endPosition></positions>
+    <commonCountingTime unit="seconds">2.0</commonCountingTime>
+    <intensities unit="counts">{' '.join(str(c / 2) for c in counts)}</intensities>
+   </dataPoints>
+  </scan>
+ </xrdMeasurement>
+</xrdMeasurements>
+""")
+    d = read_xrdml(f)
+    np.testing.assert_allclose(d.x, [10.0, 10.02, 10.04, 10.06, 10.08])
+    np.testing.assert_allclose(d.y, counts)
+    np.testing.assert_allclose(d.sigma, np.sqrt(np.maximum(counts, 1)))
+    assert d.meta["kAlpha1"] == pytest.approx(1.540598) and d.meta["ratioKAlpha2KAlpha1"] == 0.5
+    bad = tmp_path / "b.xrdml"
+    bad.write_text("<xrdMeasurements><scan><dataPoints></dataPoints></scan></xrdMeasurements>")
+    with pytest.raises(InputError, match="b.xrdml: scan 0: no <positions"):
+        read_xrdml(bad)
