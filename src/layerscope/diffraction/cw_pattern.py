@@ -44,7 +44,7 @@ from layerscope.diffraction.reflections import reflections  # noqa: E402
 from layerscope.diffraction.structure_factors import SiteTables, site_tables  # noqa: E402
 
 __all__ = ["CWPhaseSetup", "CWModel", "build_cw_model", "cw_initial_params", "cw_pattern", "cw_reflection_table",
-           "computed_range", "chebyshev_cw"]
+           "computed_range", "chebyshev_cw", "make_cw_pattern_function"]
 
 _KEV_A = 12.398419843320026
 
@@ -190,7 +190,8 @@ def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, 
                     gonio_radius=gonio_radius, window=1, convention=convention, scattering=scat)
     params = start_params or cw_initial_params(model, size_um=size_um, mustrain=mustrain, mx=mx)
     new, kmax = [], 1
-    for s, tab in zip(model.phases, _peak_terms(model, params)):
+    terms = jax.jit(lambda p: _peak_terms(model, p))(params)
+    for s, tab in zip(model.phases, terms):
         pos = np.concatenate([np.asarray(tab["pos"]), np.asarray(tab["pos2"])])
         sig = np.concatenate([np.asarray(tab["sig"])] * 2)
         gam = np.concatenate([np.asarray(tab["gam"])] * 2)
@@ -262,12 +263,20 @@ def _peak_terms(model: CWModel, params: dict):
     return out
 
 
+def make_cw_pattern_function(model: CWModel):
+    """A jitted ``params -> cw_pattern(model, params)`` (compiled once per model)."""
+    return jax.jit(lambda p: _cw_pattern(model, p))
+
+
 def cw_pattern(model: CWModel, params: dict) -> dict:
     """Calculated pattern on ``model.x``: ``total``, ``background`` and one array per phase."""
+    return {k: np.asarray(v) for k, v in make_cw_pattern_function(model)(params).items()}
+
+
+def _cw_pattern(model: CWModel, params: dict) -> dict:
     x = jnp.asarray(model.x)
     inst, hp = model.instrument, params["hist"]
     n = x.shape[0]
-    k = jnp.arange(model.window)
     bg = chebyshev_cw(x, jnp.asarray(hp["background"]), model.x[0], model.x[-1])
     out = {"background": bg}
     total = bg
@@ -288,7 +297,6 @@ def cw_pattern(model: CWModel, params: dict) -> dict:
         y = jax.ops.segment_sum(vals.ravel(), idx_c.ravel(), num_segments=n)
         out[s.phase.name] = y
         total = total + y
-    del k
     out["total"] = total
     return out
 
@@ -296,7 +304,8 @@ def cw_pattern(model: CWModel, params: dict) -> dict:
 def cw_reflection_table(model: CWModel, params: dict) -> dict[str, dict[str, np.ndarray]]:
     """Per phase: hkl, mult, d, pos, sig, gam, Fcsq, Icorr, pos_Ka2 and (X-ray) f0 per species."""
     res = {}
-    for s, tab in zip(model.phases, _peak_terms(model, params)):
+    terms = jax.jit(lambda p: _peak_terms(model, p))(params)
+    for s, tab in zip(model.phases, terms):
         row = {"hkl": s.hkl, "mult": s.multiplicity, "d": np.asarray(tab["d"]), "pos": np.asarray(tab["pos"]),
                "sig": np.asarray(tab["sig"]), "gam": np.asarray(tab["gam"]), "Fcsq": np.asarray(tab["fcsq"]),
                "Icorr": np.asarray(tab["icorr"])}
