@@ -1,7 +1,8 @@
 """The constant-wavelength powder-pattern model (X-ray or neutron), in GSAS-II's terms.
 
 For every reflection h of phase p (GSAS-II ``getPowderProfile``; formulas of positions, widths
-and the profile P in :mod:`layerscope.diffraction.cw_profile`)::
+and the profile P in :mod:`layerscope.diffraction.cw_profile`; GSAS-II's hydrostatic strain
+``hstrain`` = (D11, D22, D33, D12, D13, D23) adds D11 h² + … + D23 kl to 1/d² of that histogram)::
 
     Icorr_h = S_p · S_hist · m_h · pol(2θ_h) / (V_p · 2 sin²θ_h cosθ_h)      (pol = 1 for neutrons)
     y(2θ)   = Σ_p Σ_h Icorr_h |F_h|² [P(2θ − pos_h) + I(L2)/I(L1)·P(2θ − pos₂_h)] + B(2θ)
@@ -222,7 +223,7 @@ def cw_initial_params(model: CWModel, *, scale=1.0, scales=None, background=None
         phases[name] = {"scale": (scales or {}).get(name, 1.0), "cell": np.asarray(s.phase.cell, float),
                         "xyz": np.asarray(t.xyz), "biso": np.asarray(t.biso), "occ": np.asarray(t.occ),
                         "size_um": (size_um or {}).get(name, 1.0), "mustrain": (mustrain or {}).get(name, 1000.0),
-                        "mx_size": mx, "mx_strain": mx}
+                        "mx_size": mx, "mx_strain": mx, "hstrain": np.zeros(6)}
     return {"hist": hist, "phases": phases}
 
 
@@ -248,7 +249,13 @@ def _peak_terms(model: CWModel, params: dict):
     out = []
     for s in model.phases:
         pp = params["phases"][s.phase.name]
-        inv_d2, vol = _cell_inv_d2(jnp.asarray(pp["cell"]), jnp.asarray(s.hkl, dtype=float))
+        hkl = jnp.asarray(s.hkl, dtype=float)
+        inv_d2, vol = _cell_inv_d2(jnp.asarray(pp["cell"]), hkl)
+        if "hstrain" in pp:  # GSAS-II HStrain: D11 h² + D22 k² + D33 l² + D12 hk + D13 hl + D23 kl added to 1/d²
+            h, k, l = hkl[:, 0], hkl[:, 1], hkl[:, 2]
+            dd = jnp.asarray(pp["hstrain"])
+            inv_d2 = inv_d2 + dd[0] * h * h + dd[1] * k * k + dd[2] * l * l + dd[3] * h * k + dd[4] * h * l \
+                + dd[5] * k * l
         d = 1.0 / jnp.sqrt(inv_d2)
         pos = cp.two_theta_position(d, inst.lam1, hp["zero"], geometry=model.geometry, shift=hp["shift"],
                                     transparency=hp["transparency"], displace_x=hp["displace_x"],
