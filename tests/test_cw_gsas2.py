@@ -238,35 +238,50 @@ def test_xrdml_reader(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["xray", "neutron"])
-def test_scale_background_stage_reproduces_gsas2_rwp(which):
-    """GSAS-II test_scriptref 'Fit scale & bkg': 45.811562 / 17.864834 %. Measured (GSAS-II's f', f'', b;
-    instrument read from the .PRM the GSAS-II way): 45.812949 / 17.864698 %; within 0.3 % absolute asserted."""
+def test_joint_staged_refinement_reproduces_gsas2_rwp():
+    """GSAS-II tests/test_scriptref.py, X-ray + neutron jointly, 3 cycles per stage (GSAS-II's HessianLSQ
+    schedule), from histogram scales 1 and a flat background. Measured (~2 min on 2 cores):
+
+    stage                                              layerscope X / N      GSAS-II X / N
+    scale + background                                 45.81295 / 17.86470   45.811562 / 17.864834
+    + cell, neutron hydrostatic strain                 32.48285 / 15.02423   32.475886 / 15.02412
+    + X-ray mustrain & Shift, neutron DisplaceX/Y,
+      all x and Uiso                                   13.40458 / 6.37695    13.40599 / 6.36131
+
+    The issue's bound is 0.3 % absolute; asserted 0.05 %.
+    """
     from layerscope.crystal.cif import read_cif
     from layerscope.diffraction import cw_pattern as cw
     from layerscope.diffraction.cw_instrument import read_gsas_prm
     from layerscope.diffraction.cw_readers import read_cw_powder
     from layerscope.refine.cw import refine_cw
 
-    folder, _, data_file = CASES[which]
-    prm, lim, nb, target = {"xray": ("INST_XRY.PRM", (16, 110), 6, 45.811562),
-                            "neutron": ("inst_d1a.prm", (19, 120), 3, 17.864834)}[which]
-    s = json.loads((REF / folder / "settings.json").read_text())
-    sc = s["scattering"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = read_cw_powder(PBSO4 / data_file)
-    model = cw.build_cw_model([read_cif(PBSO4 / "PbSO4-Wyckoff.cif")], data.x, read_gsas_prm(PBSO4 / prm),
-                              limits=lim, n_background=nb,
+    phase = read_cif(PBSO4 / "PbSO4-Wyckoff.cif")
+    models, params, ys, sigmas = [], [], [], []
+    for which, prm, lim, nb in (("xray", "INST_XRY.PRM", (16, 110), 6), ("neutron", "inst_d1a.prm", (19, 120), 3)):
+        folder, _, data_file = CASES[which]
+        sc = json.loads((REF / folder / "settings.json").read_text())["scattering"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = read_cw_powder(PBSO4 / data_file)
+        m = cw.build_cw_model([phase], data.x, read_gsas_prm(PBSO4 / prm), limits=lim, n_background=nb,
                               anomalous={e: (v["fprime"], v["fdoubleprime"]) for e, v in sc.items() if "fprime" in v},
                               scattering_lengths={e: v["b_fm"] for e, v in sc.items() if "b_fm" in v})
-    sl = cw.computed_range(data.x, lim)
-    y, sig = data.y[sl], data.sigma[sl]
-    bg = np.zeros(nb)
-    bg[0] = np.median(y)
-    params = cw.cw_initial_params(model, scale=1.0, background=bg)
-    res, new = refine_cw(model, params, y, sig, ["hist.scale", "hist.background"])
-    print(f"{which}: Rwp {res.stats.rwp:.6f} % (GSAS-II {target}), scale {new['hist']['scale']:.6f}")
-    assert res.converged
-    assert abs(res.stats.rwp - target) < 0.3, res.stats.rwp
-    assert new["hist"]["scale"] == pytest.approx(s["histogram_scale"], rel=2e-3)
+        sl = cw.computed_range(data.x, lim)
+        bg = np.zeros(nb)
+        bg[0] = np.median(data.y[sl])
+        models.append(m)
+        params.append(cw.cw_initial_params(m, background=bg))
+        ys.append(data.y[sl])
+        sigmas.append(data.sigma[sl])
+    p = phase.name
+    stages = [(["hist0.scale", "hist0.background", "hist1.scale", "hist1.background"], (45.811562, 17.864834)),
+              ([f"{p}.cell", f"{p}@hist1.hstrain"], (32.475886, 15.02412)),
+              ([f"{p}@hist0.mustrain", "hist0.shift", "hist1.displace", f"{p}.xyz", f"{p}.biso"], (13.40599, 6.36131))]
+    free, start = [], None
+    for add, target in stages:
+        free = free + add
+        res, hs, _ = refine_cw(models, params, ys, sigmas, free, start=start, schedule="gsas2", max_cycles=3)
+        start = res.full
+        print(f"{add[0]}...: Rwp {hs[0].rwp:.5f} / {hs[1].rwp:.5f} (GSAS-II {target[0]} / {target[1]})")
+        assert abs(hs[0].rwp - target[0]) < 0.05 and abs(hs[1].rwp - target[1]) < 0.05
