@@ -40,6 +40,7 @@ from layerscope._errors import InputError  # noqa: E402
 from layerscope.crystal.phase import Phase  # noqa: E402
 from layerscope.crystal.scattering import b_coh_fm, element_of  # noqa: E402
 from layerscope.diffraction import cw_profile as cp  # noqa: E402
+from layerscope.diffraction import cw_texture as tx  # noqa: E402
 from layerscope.diffraction.cw_instrument import CWInstrument  # noqa: E402
 from layerscope.diffraction.reflections import reflections  # noqa: E402
 from layerscope.diffraction.structure_factors import SiteTables, site_tables  # noqa: E402
@@ -67,6 +68,9 @@ class CWPhaseSetup:
     length: np.ndarray
     xq: np.ndarray
     wq: np.ndarray
+    #: spherical-harmonics texture (cylindrical sample symmetry): GSAS-II Laue class and C(L,N) terms
+    laue: str = ""
+    sh_terms: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -149,14 +153,16 @@ def _scattering_tables(phase: Phase, tables: SiteTables, inst: CWInstrument, ano
 def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, limits=None, n_background: int = 6,
                    geometry: str | None = None, gonio_radius: float = 200.0, size_um=None, mustrain=None,
                    mx: float = 1.0, anomalous=None, scattering_lengths=None, convention: str = "gsas2",
-                   start_params: dict | None = None) -> CWModel:
+                   start_params: dict | None = None, sh_order=None) -> CWModel:
     """Reflections, scattering factors, peak windows and FCJ nodes for phases on a 2θ grid.
 
     ``two_theta`` is the measured grid (degrees); with ``limits`` = (lo, hi) the model covers
     GSAS-II's computed range (:func:`computed_range`), and reflections are generated down to
     d_min = λ/(2 sin(hi/2)). ``geometry`` defaults to Bragg–Brentano for X-rays and
     Debye–Scherrer for neutrons (GSAS-II's defaults). Windows/nodes follow the starting
-    parameters (``start_params``, else :func:`cw_initial_params`).
+    parameters (``start_params``, else :func:`cw_initial_params`). ``sh_order`` (an even int, or a
+    dict by phase name) switches on spherical-harmonics preferred orientation of that order
+    (:mod:`layerscope.diffraction.cw_texture`; coefficients ``params["phases"][name]["sh"]``).
     """
     if convention not in ("gsas2", "exact"):
         raise ValueError(f"convention must be 'gsas2' or 'exact', got {convention!r}")
@@ -184,9 +190,12 @@ def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, 
         fa, fb, fc, fp, fpp, used = _scattering_tables(ph, t, inst, anomalous, scattering_lengths)
         scat[ph.name] = used
         n = len(r)
+        order = sh_order.get(ph.name, 0) if isinstance(sh_order, dict) else (sh_order or 0)
+        laue = tx.laue_class(ph.spacegroup)
+        terms = tuple(tx.sh_terms(laue, int(order))) if order else ()
         setups.append(CWPhaseSetup(phase=ph, hkl=r.hkl, multiplicity=r.multiplicity, tables=t, fa=fa, fb=fb, fc=fc,
                                    fprime=fp, fdprime=fpp, start=np.zeros(2 * n, int), length=np.zeros(2 * n, int),
-                                   xq=np.zeros((2 * n, 1)), wq=np.zeros((2 * n, 1))))
+                                   xq=np.zeros((2 * n, 1)), wq=np.zeros((2 * n, 1)), laue=laue, sh_terms=terms))
     model = CWModel(x=x, instrument=inst, phases=tuple(setups), n_background=n_background, geometry=geometry,
                     gonio_radius=gonio_radius, window=1, convention=convention, scattering=scat)
     params = start_params or cw_initial_params(model, size_um=size_um, mustrain=mustrain, mx=mx)
@@ -223,7 +232,7 @@ def cw_initial_params(model: CWModel, *, scale=1.0, scales=None, background=None
         phases[name] = {"scale": (scales or {}).get(name, 1.0), "cell": np.asarray(s.phase.cell, float),
                         "xyz": np.asarray(t.xyz), "biso": np.asarray(t.biso), "occ": np.asarray(t.occ),
                         "size_um": (size_um or {}).get(name, 1.0), "mustrain": (mustrain or {}).get(name, 1000.0),
-                        "mx_size": mx, "mx_strain": mx, "hstrain": np.zeros(6)}
+                        "mx_size": mx, "mx_strain": mx, "hstrain": np.zeros(6), "sh": np.zeros(len(s.sh_terms))}
     return {"hist": hist, "phases": phases}
 
 
@@ -265,8 +274,14 @@ def _peak_terms(model: CWModel, params: dict):
         fcsq, f0 = _structure_factor_sq(s, pp, inv_d2, inst.radiation)
         pol = cp.polarization(pos, inst.polariz, inst.azimuth) if inst.radiation == "xray" else 1.0
         icorr = pp["scale"] * hp["scale"] * s.multiplicity * pol * cp.lorentz_factor(pos) / vol
+        po = 1.0
+        if s.sh_terms:
+            po = tx.sh_po_correction(s.sh_terms, jnp.asarray(pp["sh"]), hkl, jnp.asarray(pp["cell"]), s.laue,
+                                     pos / 2.0, model.geometry)
+            icorr = icorr * po
         pos2 = cp.ka2_position(pos, inst.lam1, inst.lam2) if inst.lam2 is not None else pos
-        out.append({"d": d, "pos": pos, "pos2": pos2, "sig": sig, "gam": gam, "fcsq": fcsq, "icorr": icorr, "f0": f0})
+        out.append({"d": d, "pos": pos, "pos2": pos2, "sig": sig, "gam": gam, "fcsq": fcsq, "icorr": icorr, "f0": f0,
+                    "po": po * jnp.ones_like(pos)})
     return out
 
 
@@ -315,7 +330,7 @@ def cw_reflection_table(model: CWModel, params: dict) -> dict[str, dict[str, np.
     for s, tab in zip(model.phases, terms):
         row = {"hkl": s.hkl, "mult": s.multiplicity, "d": np.asarray(tab["d"]), "pos": np.asarray(tab["pos"]),
                "sig": np.asarray(tab["sig"]), "gam": np.asarray(tab["gam"]), "Fcsq": np.asarray(tab["fcsq"]),
-               "Icorr": np.asarray(tab["icorr"])}
+               "Icorr": np.asarray(tab["icorr"]), "POcorr": np.asarray(tab["po"])}
         if model.instrument.lam2 is not None:
             row["pos_Ka2"] = np.asarray(tab["pos2"])
         if tab["f0"] is not None:

@@ -12,7 +12,8 @@ Full parameter vector (names):
 :func:`cw_free_set` frees groups by key: ``hist{i}.scale``, ``hist{i}.background``,
 ``hist{i}.zero``, ``hist{i}.shift``, ``hist{i}.transparency``, ``hist{i}.displace`` (X and Y),
 ``p@hist{i}.scale``, ``p@hist{i}.mustrain``, ``p@hist{i}.size``, ``p@hist{i}.hstrain`` (the
-Laue-class combinations GSAS-II allows), ``p.cell`` (crystal-system columns), ``p.xyz`` (every
+Laue-class combinations GSAS-II allows), ``p@hist{i}.texture`` (the C(L,N) of a model built with
+``sh_order``), ``p.cell`` (crystal-system columns), ``p.xyz`` (every
 site along its Wyckoff position's allowed shifts), ``p.biso``. The Jacobian is exact:
 forward-mode autodiff of the jitted CW patterns along the free columns. The engine sees the
 concatenated histograms as one pattern (its ``model.tof_us`` is the concatenated grid, used only
@@ -98,6 +99,10 @@ class CWJointEvaluator:
                 for k, v in enumerate(np.asarray(pp.get("hstrain", np.zeros(6)), float)):
                     names.append(f"{ph}@hist{i}.hstrain[{k}]")
                     vals.append(v)
+                setup = m.phases[m.phase_names.index(ph)]
+                for (L, n), v in zip(setup.sh_terms, np.asarray(pp.get("sh", np.zeros(len(setup.sh_terms))), float)):
+                    names.append(f"{ph}@hist{i}.C({L},{n})")
+                    vals.append(v)
         p0 = self.base[0]["phases"]
         for s in self.models[0].phases:
             ph = s.phase.name
@@ -137,6 +142,9 @@ class CWJointEvaluator:
                 pp["mustrain"] = full[idx[f"{ph}@hist{i}.mustrain"]]
                 pp["size_um"] = full[idx[f"{ph}@hist{i}.size"]]
                 pp["hstrain"] = full[jnp.array([idx[f"{ph}@hist{i}.hstrain[{k}]"] for k in range(6)])]
+                terms = m.phases[m.phase_names.index(ph)].sh_terms
+                if terms:
+                    pp["sh"] = full[jnp.array([idx[f"{ph}@hist{i}.C({L},{n})"] for L, n in terms])]
                 phases[ph] = pp
             out.append({"hist": hist, "phases": phases})
         return out
@@ -182,6 +190,13 @@ def cw_free_set(ev: CWJointEvaluator, free: list[str], x0=None) -> FreeSet:
             base = [idx[f"{key}[{k}]"] for k in range(6)]
             for j, col in enumerate(_hstrain_columns(phases[ph].spacegroup).T):
                 add(base, f"{key}[{j}]", col)
+        elif key.endswith(".texture") and "@" in key:
+            sh = [nm for nm in names if nm.startswith(key[:-8] + ".C(")]
+            if not sh:
+                raise ValueError(f"{key!r}: that histogram's model has no spherical-harmonics terms (build it with "
+                                 "sh_order=)")
+            for nm in sh:
+                add(idx[nm], nm)
         elif key.endswith(".cell") and key[:-5] in phases:
             ph = key[:-5]
             base = [idx[f"{ph}.{c}"] for c in _CELL]
