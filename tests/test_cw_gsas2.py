@@ -289,7 +289,22 @@ def test_joint_staged_refinement_reproduces_gsas2_rwp():
         start = res.full
         print(f"{add[0]}...: Rwp {hs[0].rwp:.5f} / {hs[1].rwp:.5f} (GSAS-II {target[0]} / {target[1]})")
         assert abs(hs[0].rwp - target[0]) < 0.05 and abs(hs[1].rwp - target[1]) < 0.05
-    c = dict(zip(res.names, res.full[[list(res.free.full_names).index(n) for n in res.names]]))
+    full_names = list(res.free.full_names)
+    c = {n: res.full[full_names.index(n)] for n in (f"{p}@hist0.C(2,0)", f"{p}@hist0.C(2,2)")}
     print(f"C(2,0) {c[f'{p}@hist0.C(2,0)']:.6f}, C(2,2) {c[f'{p}@hist0.C(2,2)']:.6f} (GSAS-II 0.127404, 0.09406)")
     assert c[f"{p}@hist0.C(2,0)"] == pytest.approx(0.127404, rel=0.02)
     assert c[f"{p}@hist0.C(2,2)"] == pytest.approx(0.09406, rel=0.02)
+
+
+def test_cw_columns_reader(tmp_path):
+    from layerscope.diffraction.cw_readers import read_cw_powder
+
+    f = tmp_path / "p.xye"
+    f.write_text("# 2theta I esd\n10.0 100 10\n10.02 121 11\n10.04 144 12\n")
+    d = read_cw_powder(f)
+    assert d.kind == "cw"
+    np.testing.assert_allclose(d.sigma, [10, 11, 12])
+    g = tmp_path / "tof.xy"
+    g.write_text("5000 1\n5001 2\n5002 3\n")
+    with pytest.raises(InputError, match="expected 2θ in degrees"):
+        read_cw_powder(g)
