@@ -308,3 +308,16 @@ def test_cw_columns_reader(tmp_path):
     g.write_text("5000 1\n5001 2\n5002 3\n")
     with pytest.raises(InputError, match="expected 2θ in degrees"):
         read_cw_powder(g)
+
+
+def test_cw_data_with_tof_instrument_names_both_files():
+    from layerscope.diffraction.cw_readers import load_cw_histogram
+
+    with pytest.raises(InputError, match=r"POWGEN_2665.instprm.*data .*PBSO4.XRA with instrument .*time-of-flight"):
+        load_cw_histogram(PBSO4 / "PBSO4.XRA", REF / "instrument" / "POWGEN_2665.instprm")
+    tof = DATA / "powgen-nac" / "PG3_22048.gsa"
+    if tof.is_file():
+        with pytest.raises(InputError, match=r"PG3_22048.gsa.*constant-wavelength \(PXC\)"):
+            load_cw_histogram(tof, PBSO4 / "INST_XRY.PRM")
+    d, inst = load_cw_histogram(PBSO4 / "PBSO4.XRA", PBSO4 / "INST_XRY.PRM")
+    assert inst.reading == "gsas2" and len(d) == 6001

@@ -36,7 +36,7 @@ import numpy as np
 from layerscope._errors import InputError
 from layerscope.diffraction.readers import PowderData, read_gsas, read_xye
 
-__all__ = ["read_gsas_cw", "read_cw_columns", "read_xrdml", "read_cw_powder"]
+__all__ = ["read_gsas_cw", "read_cw_columns", "read_xrdml", "read_cw_powder", "load_cw_histogram"]
 
 
 def _lines(path) -> tuple[Path, list[str]]:
@@ -94,11 +94,16 @@ def read_gsas_cw(path, *, bank: int | None = None) -> PowderData:
         raise InputError(f"NCHAN/NREC must be integers: {rec.strip()!r}", path=p, where=where) from None
     bintyp = t[4].upper()
     dtype = t[-1].upper() if t[-1].upper() in ("STD", "ESD", "ALT", "FXYE", "FXY") else "STD"
-    if dtype in ("FXYE", "FXY"):
-        d = read_gsas(p, bank=bank, kind="cw")
-        return d
     if bintyp not in ("CONST", "CONS") and dtype != "ALT":
-        raise InputError(f"BINTYP {t[4]!r} is not a constant-wavelength 2θ scan (expected CONST)", path=p, where=where)
+        raise InputError(f"BINTYP {t[4]!r} is time-of-flight binning, not a constant-wavelength 2θ scan (expected "
+                         "CONST)", path=p, where=where)
+    if dtype in ("FXYE", "FXY"):
+        try:
+            return read_gsas(p, bank=bank, kind="cw")
+        except InputError:
+            raise
+        except ValueError as e:
+            raise InputError(str(e)) from None
     end = banks[k + 1][0] if k + 1 < len(banks) else len(lines)
     body = [(n + 1, lines[n]) for n in range(i0 + 1, end) if not lines[n].startswith("#")]
     meta: dict = {"format": f"GSAS {dtype}", "title": lines[0].strip(), "bank_record": rec.strip(),
@@ -316,3 +321,29 @@ def read_cw_powder(path, *, bank: int | None = None) -> PowderData:
     if bank is not None:
         raise InputError("bank= applies only to GSAS files", path=p)
     return read_cw_columns(p)
+
+
+def load_cw_histogram(data_path, instrument_path, *, bank: int | None = None, reading: str = "gsas2"):
+    """Read a CW pattern and its instrument file together; a TOF file on either side, or an
+    instrument whose wavelength contradicts the one the data file records (xrdml), stops with an
+    :class:`InputError` naming both files and the mismatch. Returns (PowderData, CWInstrument)."""
+    from layerscope.diffraction.cw_instrument import read_cw_instrument
+
+    both = f"data {data_path} with instrument {instrument_path}"
+    try:
+        inst = read_cw_instrument(instrument_path, reading=reading, bank=bank or 1)
+    except InputError as e:
+        if "time-of-flight" in str(e):
+            raise InputError(f"{both}: the instrument file is time-of-flight but the pattern is read as constant-"
+                             f"wavelength 2θ ({e.detail})", path=instrument_path, where=e.where) from None
+        raise
+    try:
+        data = read_cw_powder(data_path, bank=bank)
+    except InputError as e:
+        raise InputError(f"{both}: the instrument is constant-wavelength ({inst.type_code}) but the data file "
+                         f"cannot be read as a 2θ pattern ({e.detail})", path=data_path, where=e.where) from None
+    lam = data.meta.get("kAlpha1") if data.meta.get("format") == "xrdml" else None
+    if lam is not None and abs(lam - inst.lam1) > 2e-3:
+        raise InputError(f"{both}: the data file records Kα1 = {lam} Å, the instrument file λ1 = {inst.lam1} Å",
+                         path=data_path)
+    return data, inst
