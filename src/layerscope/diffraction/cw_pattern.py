@@ -71,6 +71,8 @@ class CWPhaseSetup:
     #: spherical-harmonics texture (cylindrical sample symmetry): GSAS-II Laue class and C(L,N) terms
     laue: str = ""
     sh_terms: tuple = ()
+    #: Stephens generalized microstrain coefficient names (empty: isotropic microstrain)
+    stephens: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def _scattering_tables(phase: Phase, tables: SiteTables, inst: CWInstrument, ano
 def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, limits=None, n_background: int = 6,
                    geometry: str | None = None, gonio_radius: float = 200.0, size_um=None, mustrain=None,
                    mx: float = 1.0, anomalous=None, scattering_lengths=None, convention: str = "gsas2",
-                   start_params: dict | None = None, sh_order=None) -> CWModel:
+                   start_params: dict | None = None, sh_order=None, stephens=None) -> CWModel:
     """Reflections, scattering factors, peak windows and FCJ nodes for phases on a 2θ grid.
 
     ``two_theta`` is the measured grid (degrees); with ``limits`` = (lo, hi) the model covers
@@ -163,6 +165,8 @@ def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, 
     parameters (``start_params``, else :func:`cw_initial_params`). ``sh_order`` (an even int, or a
     dict by phase name) switches on spherical-harmonics preferred orientation of that order
     (:mod:`layerscope.diffraction.cw_texture`; coefficients ``params["phases"][name]["sh"]``).
+    ``stephens`` (True, or a set/dict of phase names) replaces the isotropic microstrain by
+    Stephens's generalized model (coefficients ``params["phases"][name]["stephens"]``).
     """
     if convention not in ("gsas2", "exact"):
         raise ValueError(f"convention must be 'gsas2' or 'exact', got {convention!r}")
@@ -193,9 +197,12 @@ def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, 
         order = sh_order.get(ph.name, 0) if isinstance(sh_order, dict) else (sh_order or 0)
         laue = tx.laue_class(ph.spacegroup)
         terms = tuple(tx.sh_terms(laue, int(order))) if order else ()
+        use_st = (ph.name in stephens) if isinstance(stephens, (set, dict, list, tuple)) else bool(stephens)
+        st_names = tx.stephens_terms(laue) if use_st else ()
         setups.append(CWPhaseSetup(phase=ph, hkl=r.hkl, multiplicity=r.multiplicity, tables=t, fa=fa, fb=fb, fc=fc,
                                    fprime=fp, fdprime=fpp, start=np.zeros(2 * n, int), length=np.zeros(2 * n, int),
-                                   xq=np.zeros((2 * n, 1)), wq=np.zeros((2 * n, 1)), laue=laue, sh_terms=terms))
+                                   xq=np.zeros((2 * n, 1)), wq=np.zeros((2 * n, 1)), laue=laue, sh_terms=terms,
+                                   stephens=st_names))
     model = CWModel(x=x, instrument=inst, phases=tuple(setups), n_background=n_background, geometry=geometry,
                     gonio_radius=gonio_radius, window=1, convention=convention, scattering=scat)
     params = start_params or cw_initial_params(model, size_um=size_um, mustrain=mustrain, mx=mx)
@@ -232,8 +239,29 @@ def cw_initial_params(model: CWModel, *, scale=1.0, scales=None, background=None
         phases[name] = {"scale": (scales or {}).get(name, 1.0), "cell": np.asarray(s.phase.cell, float),
                         "xyz": np.asarray(t.xyz), "biso": np.asarray(t.biso), "occ": np.asarray(t.occ),
                         "size_um": (size_um or {}).get(name, 1.0), "mustrain": (mustrain or {}).get(name, 1000.0),
-                        "mx_size": mx, "mx_strain": mx, "hstrain": np.zeros(6), "sh": np.zeros(len(s.sh_terms))}
+                        "mx_size": mx, "mx_strain": mx, "hstrain": np.zeros(6), "sh": np.zeros(len(s.sh_terms)),
+                        "stephens": _stephens_start(s, (mustrain or {}).get(name, 1000.0))}
     return {"hist": hist, "phases": phases}
+
+
+def _stephens_start(s: CWPhaseSetup, mustrain: float) -> np.ndarray:
+    """Stephens coefficients equal to an isotropic microstrain where the Laue class allows it
+    (Σ S_i m_i(h) = μ²/d⁴ for the metric's own quartic form), else GSAS-II's default 0.01 each."""
+    if not s.stephens:
+        return np.zeros(0)
+    g = np.linalg.inv(np.asarray(s.phase.metric_tensor))  # G*
+    quartic = {"S400": g[0, 0] ** 2, "S040": g[1, 1] ** 2, "S004": g[2, 2] ** 2,
+               "S220": (2 * g[0, 0] * g[1, 1] + 4 * g[0, 1] ** 2) / 3.0,
+               "S202": (2 * g[0, 0] * g[2, 2] + 4 * g[0, 2] ** 2) / 3.0,
+               "S022": (2 * g[1, 1] * g[2, 2] + 4 * g[1, 2] ** 2) / 3.0}
+    if s.laue in ("mmm",) or (s.laue == "-1" and np.allclose(g[np.triu_indices(3, 1)], 0)):
+        return np.array([quartic.get(n, 0.0) for n in s.stephens]) * mustrain**2
+    if s.laue in ("m3", "m3m"):
+        return np.array([g[0, 0] ** 2, 2.0 * g[0, 0] ** 2 / 3.0]) * mustrain**2
+    if s.laue in ("4/m", "4/mmm"):
+        return np.array([g[0, 0] ** 2, g[2, 2] ** 2, 2.0 * g[0, 0] ** 2 / 3.0,
+                         2.0 * g[0, 0] * g[2, 2] / 3.0]) * mustrain**2
+    return np.full(len(s.stephens), 0.01)
 
 
 def _structure_factor_sq(s: CWPhaseSetup, pp, inv_d2, radiation):
@@ -269,8 +297,12 @@ def _peak_terms(model: CWModel, params: dict):
         pos = cp.two_theta_position(d, inst.lam1, hp["zero"], geometry=model.geometry, shift=hp["shift"],
                                     transparency=hp["transparency"], displace_x=hp["displace_x"],
                                     displace_y=hp["displace_y"], gonio_radius=model.gonio_radius)
+        mustrain = pp["mustrain"]
+        if s.stephens:
+            ssum = jnp.asarray(tx.stephens_monomials(s.hkl, s.laue)) @ jnp.asarray(pp["stephens"])
+            mustrain = d**2 * jnp.sqrt(jnp.where(ssum > 0, ssum, 1.0)) * (ssum > 0)
         sig, gam = cp.cw_sig_gam(pos, inst.lam1, hp["u"], hp["v"], hp["w"], hp["x"], hp["y"], hp["z"],
-                                 pp["size_um"], pp["mustrain"], pp["mx_size"], pp["mx_strain"])
+                                 pp["size_um"], mustrain, pp["mx_size"], pp["mx_strain"])
         fcsq, f0 = _structure_factor_sq(s, pp, inv_d2, inst.radiation)
         pol = cp.polarization(pos, inst.polariz, inst.azimuth) if inst.radiation == "xray" else 1.0
         icorr = pp["scale"] * hp["scale"] * s.multiplicity * pol * cp.lorentz_factor(pos) / vol

@@ -1,5 +1,10 @@
 """Spherical-harmonics preferred orientation with cylindrical sample symmetry (GSAS-II "SH" in a
-histogram's phase terms), for the CW model.
+histogram's phase terms) and Stephens's generalized microstrain, for the CW model.
+
+Stephens (J. Appl. Cryst. 32, 281 (1999)) as GSAS-II writes it: the microstrain of h is
+μ_h = d_h² √(Σ_i S_i m_i(h)) with the Laue-class monomials m_i of GSAS-II ``MustrainCoeff``
+(:func:`stephens_monomials`); it replaces the isotropic microstrain in the Lorentzian/Gaussian
+strain width M_g = 0.018 μ_h tanθ/π.
 
     POcorr(h) = 1 + Σ_{L even ≤ order} Σ_N C(L,N) · (4π/(2L+1)) · K_L^N(φ_h, β_h) · k_L(ψ)
 
@@ -32,7 +37,7 @@ import numpy as np  # noqa: E402
 from layerscope.crystal.phase import space_group  # noqa: E402
 
 __all__ = ["laue_class", "sh_terms", "plmpsi", "plm_cos", "crystal_angles", "crystal_direction", "sample_psi",
-           "sh_po_correction"]
+           "sh_po_correction", "stephens_terms", "stephens_monomials"]
 
 _RPD = math.pi / 180.0
 
@@ -267,3 +272,55 @@ def sh_po_correction(terms, coeffs, hkl, cell, laue: str, theta_deg, geometry: s
         ksl = plm_cos(L, 0, cpsi, xp) / math.sqrt(2.0 * math.pi)
         out = out + coeffs[k] * (4.0 * math.pi / (2.0 * L + 1.0)) * kcl * ksl
     return out
+
+
+# --------------------------------------------------------------------------- Stephens microstrain
+
+def stephens_terms(laue: str, unique_axis: str = "b") -> tuple[str, ...]:
+    """Names of the generalized-microstrain coefficients S_HKL for a Laue class (GSAS-II order)."""
+    if laue in ("m3", "m3m"):
+        return ("S400", "S220")
+    if laue in ("6/m", "6/mmm", "3m1"):
+        return ("S400", "S004", "S202")
+    if laue in ("31m", "3"):
+        return ("S400", "S004", "S202", "S211")
+    if laue in ("3R", "3mR"):
+        return ("S400", "S220", "S310", "S211")
+    if laue in ("4/m", "4/mmm"):
+        return ("S400", "S004", "S220", "S202")
+    base = ("S400", "S040", "S004", "S220", "S202", "S022")
+    if laue == "mmm":
+        return base
+    if laue == "2/m":
+        return base + {"a": ("S013", "S031", "S211"), "b": ("S301", "S103", "S121"),
+                       "c": ("S130", "S310", "S112")}[unique_axis]
+    return base + ("S310", "S103", "S031", "S130", "S301", "S013", "S211", "S121", "S112")
+
+
+def stephens_monomials(hkl, laue: str, unique_axis: str = "b", xp=np):
+    """(n_refl, n_terms) hkl monomials of Stephens's model as GSAS-II ``MustrainCoeff`` writes them."""
+    h = xp.asarray(hkl, dtype=float)
+    H, K, L = h[:, 0], h[:, 1], h[:, 2]
+    if laue in ("m3", "m3m"):
+        t = [H**4 + K**4 + L**4, 3.0 * ((H * K) ** 2 + (H * L) ** 2 + (K * L) ** 2)]
+    elif laue in ("6/m", "6/mmm", "3m1", "31m", "3"):
+        t = [H**4 + K**4 + 2.0 * K * H**3 + 2.0 * H * K**3 + 3.0 * (H * K) ** 2, L**4,
+             3.0 * ((H * L) ** 2 + (K * L) ** 2 + H * K * L**2)]
+        if laue in ("31m", "3"):
+            t.append(4.0 * H * K * L * (H + K))
+    elif laue in ("3R", "3mR"):
+        t = [H**4 + K**4 + L**4, 3.0 * ((H * K) ** 2 + (H * L) ** 2 + (K * L) ** 2),
+             2.0 * (H * L**3 + L * K**3 + K * H**3) + 2.0 * (L * H**3 + K * L**3 + L * K**3),
+             4.0 * (K * L * H**2 + H * L * K**2 + H * K * L**2)]
+    elif laue in ("4/m", "4/mmm"):
+        t = [H**4 + K**4, L**4, 3.0 * (H * K) ** 2, 3.0 * ((H * L) ** 2 + (K * L) ** 2)]
+    else:
+        t = [H**4, K**4, L**4, 3.0 * (H * K) ** 2, 3.0 * (H * L) ** 2, 3.0 * (K * L) ** 2]
+        if laue == "2/m":
+            t += {"a": [2.0 * K * L**3, 2.0 * L * K**3, 4.0 * K * L * H**2],
+                  "b": [2.0 * L * H**3, 2.0 * H * L**3, 4.0 * H * L * K**2],
+                  "c": [2.0 * H * K**3, 2.0 * K * H**3, 4.0 * H * K * L**2]}[unique_axis]
+        elif laue not in ("mmm",):
+            t += [2.0 * K * H**3, 2.0 * H * L**3, 2.0 * L * K**3, 2.0 * H * K**3, 2.0 * L * H**3, 2.0 * K * L**3,
+                  4.0 * K * L * H**2, 4.0 * H * L * K**2, 4.0 * K * H * L**2]
+    return xp.stack(t, axis=1)

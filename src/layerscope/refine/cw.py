@@ -12,7 +12,8 @@ Full parameter vector (names):
 :func:`cw_free_set` frees groups by key: ``hist{i}.scale``, ``hist{i}.background``,
 ``hist{i}.zero``, ``hist{i}.shift``, ``hist{i}.transparency``, ``hist{i}.displace`` (X and Y),
 ``p@hist{i}.scale``, ``p@hist{i}.mustrain``, ``p@hist{i}.size``, ``p@hist{i}.hstrain`` (the
-Laue-class combinations GSAS-II allows), ``p@hist{i}.texture`` (the C(L,N) of a model built with
+Laue-class combinations GSAS-II allows), ``p@hist{i}.stephens`` (Stephens S_HKL of a model built
+with ``stephens=``), ``p@hist{i}.texture`` (the C(L,N) of a model built with
 ``sh_order``), ``p.cell`` (crystal-system columns), ``p.xyz`` (every
 site along its Wyckoff position's allowed shifts), ``p.biso``. The Jacobian is exact:
 forward-mode autodiff of the jitted CW patterns along the free columns. The engine sees the
@@ -100,6 +101,9 @@ class CWJointEvaluator:
                     names.append(f"{ph}@hist{i}.hstrain[{k}]")
                     vals.append(v)
                 setup = m.phases[m.phase_names.index(ph)]
+                for nm, v in zip(setup.stephens, np.asarray(pp.get("stephens", np.zeros(0)), float)):
+                    names.append(f"{ph}@hist{i}.{nm}")
+                    vals.append(v)
                 for (L, n), v in zip(setup.sh_terms, np.asarray(pp.get("sh", np.zeros(len(setup.sh_terms))), float)):
                     names.append(f"{ph}@hist{i}.C({L},{n})")
                     vals.append(v)
@@ -142,6 +146,9 @@ class CWJointEvaluator:
                 pp["mustrain"] = full[idx[f"{ph}@hist{i}.mustrain"]]
                 pp["size_um"] = full[idx[f"{ph}@hist{i}.size"]]
                 pp["hstrain"] = full[jnp.array([idx[f"{ph}@hist{i}.hstrain[{k}]"] for k in range(6)])]
+                st = m.phases[m.phase_names.index(ph)].stephens
+                if st:
+                    pp["stephens"] = full[jnp.array([idx[f"{ph}@hist{i}.{nm}"] for nm in st])]
                 terms = m.phases[m.phase_names.index(ph)].sh_terms
                 if terms:
                     pp["sh"] = full[jnp.array([idx[f"{ph}@hist{i}.C({L},{n})"] for L, n in terms])]
@@ -190,6 +197,13 @@ def cw_free_set(ev: CWJointEvaluator, free: list[str], x0=None) -> FreeSet:
             base = [idx[f"{key}[{k}]"] for k in range(6)]
             for j, col in enumerate(_hstrain_columns(phases[ph].spacegroup).T):
                 add(base, f"{key}[{j}]", col)
+        elif key.endswith(".stephens") and "@" in key:
+            ph, hist = key[:-9].split("@")
+            st = ev.models[int(hist[4:])].phases[ev.phase_names.index(ph)].stephens
+            if not st:
+                raise ValueError(f"{key!r}: that histogram's model has isotropic microstrain (build it with stephens=)")
+            for nm in st:
+                add(idx[f"{key[:-9]}.{nm}"], f"{key[:-9]}.{nm}")
         elif key.endswith(".texture") and "@" in key:
             sh = [nm for nm in names if nm.startswith(key[:-8] + ".C(")]
             if not sh:
