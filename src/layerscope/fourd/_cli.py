@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,46 @@ def _zone_axis(args) -> int:
     return 0
 
 
+def _calibration_for(args, scan, shape):
+    """The calibration used for indexing: --calibration file, --pixel-size, the scan file's, or an
+    assumed one (warned loudly and recorded)."""
+    from layerscope.fourd import calibrate as cb
+    from layerscope.fourd.detector import paper_detector
+
+    if getattr(args, "calibration", None):
+        cal = cb.Calibration.from_json(args.calibration)
+        if cal.pixel_inv_angstrom is None:
+            raise cb.InputError("a pixel_inv_angstrom (this calibration has none: calibrate with --standard)",
+                                path=args.calibration)
+        if args.pixel_size:
+            cal.pixel_inv_angstrom = float(args.pixel_size)
+            cal.notes.append("pixel size overridden by --pixel-size")
+        cal.source = f"{args.calibration} ({cal.source})"
+        return cal
+    pix, why = args.pixel_size, "--pixel-size"
+    if not pix and scan.pixel_inv_angstrom:
+        pix, why = scan.pixel_inv_angstrom, "the scan file"
+    if pix:
+        # centre from the direct beam of the mean pattern (up to 256 positions)
+        ny, nx = scan.data.shape[:2]
+        step = max(1, int(np.sqrt(ny * nx / 256)))
+        mean = np.asarray(scan.data[::step, ::step].mean(axis=(0, 1)).compute(), dtype=float)
+        c = cb._initial_centre(mean)
+        return cb.Calibration(float(pix), (float(c[0]), float(c[1])), source=why,
+                              notes=[f"pixel size from {why}; centre from the mean pattern's direct beam; "
+                                     "no ellipticity correction"])
+    import warnings
+
+    paper = paper_detector(kv=args.kv, convergence_mrad=args.convergence, pixels=shape[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cb.AssumedCalibrationWarning)  # printed below instead
+        cal = cb.assumed(paper.pixel_inv_angstrom, shape,
+                         why=f"no --calibration, --pixel-size or calibration in {args.scan}; the paper's "
+                             f"detector (124.5 mrad over {shape[0]} px at {args.kv:g} kV) is assumed")
+    print("WARNING: " + cal.notes[0], file=sys.stderr)
+    return cal
+
+
 def _fourd(args) -> int:
     import matplotlib
 
@@ -70,22 +111,35 @@ def _fourd(args) -> int:
         build_library, disc_mask, index_scan, ipf_colours, paper_detector, prepare_matcher, read_scan,
         virtual_image, write_maps,
     )
+    from layerscope.fourd.calibrate import recentre
     from layerscope.fourd.detector import DetectorGeometry
     from layerscope.fourd.maps import twin_map
 
     scan = read_scan(args.scan, chunk_positions=args.chunk,
                      scan_shape=tuple(args.scan_shape) if args.scan_shape else None)
     ky, kx = scan.data.shape[2:]
+    if min(ky, kx) < 32:
+        from layerscope._errors import InputError
+
+        raise InputError(f"diffraction patterns of at least 32×32 pixels to index; these are {ky}×{kx} (the "
+                         "scan can still be read with layerscope.fourd.read_scan, e.g. for virtual images)",
+                         path=args.scan)
+    cal = _calibration_for(args, scan, (ky, kx))
     paper = paper_detector(kv=args.kv, convergence_mrad=args.convergence, pixels=ky)
-    pix = args.pixel_size or scan.pixel_inv_angstrom or paper.pixel_inv_angstrom
-    geo = DetectorGeometry((ky, kx), pix, (ky / 2.0, kx / 2.0), paper.disc_radius_px * paper.pixel_inv_angstrom / pix)
+    pix = cal.pixel_inv_angstrom
+    geo = DetectorGeometry((ky, kx), pix, tuple(cal.center_px), paper.disc_radius_px * paper.pixel_inv_angstrom / pix,
+                           cal.ellipticity, cal.ellipse_angle_deg % 180)
+    data = scan.data
+    if cal.origin_px is not None:
+        data = recentre(data, np.asarray(cal.origin_px, float), cal.center_px, path=args.calibration)
     phases = [_phase(p) for p in args.phase]
     lib = build_library(phases, geo, spacing_deg=args.spacing, kv=args.kv, precession_deg=args.precession)
-    matcher = prepare_matcher(lib)
-    maps = index_scan(scan.data, matcher, scheduler=args.scheduler)
+    matcher = prepare_matcher(lib, min_correlation=getattr(args, "min_correlation", 0.25),
+                              min_signal_counts=getattr(args, "min_signal", 20.0))
+    maps = index_scan(data, matcher, scheduler=args.scheduler)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    vbf = virtual_image(scan.data, disc_mask((ky, kx), geo.centre_px, 2 * geo.disc_radius_px)).compute()
+    vbf = virtual_image(data, disc_mask((ky, kx), geo.centre_px, 2 * geo.disc_radius_px)).compute()
     extra = {"vbf": vbf}
     for code, ph in enumerate(phases, start=2):
         if ph.space_group.number in (12, 166):
@@ -93,14 +147,24 @@ def _fourd(args) -> int:
                 extra[f"twin_{ph.name}_{name.strip('(){}')}"] = twin_map(maps, code, law, lib.symmetry[code - 2])
     write_maps(out / "maps.h5", maps, extra=extra,
                attrs={"source": str(args.scan), "library_spacing_deg": args.spacing, "kv": args.kv,
-                      "pixel_inv_angstrom": pix})
+                      "pixel_inv_angstrom": pix, "calibration_assumed": bool(cal.assumed),
+                      "calibration_source": str(cal.source), "ellipticity": cal.ellipticity,
+                      "ellipse_angle_deg": cal.ellipse_angle_deg, "center_px": list(cal.center_px),
+                      "min_correlation": matcher.min_correlation, "min_signal_counts": matcher.min_signal_counts})
+    cal.to_json(out / "calibration.json")
     plt.imsave(out / "vbf.png", vbf, cmap="gray")
     cmap = plt.get_cmap("tab10")
     colours = np.array([[0, 0, 0]] + [cmap(i)[:3] for i in range(9)])
-    plt.imsave(out / "phase_map.png", colours[np.clip(maps.phase, 0, 9)])
+    code = np.where(maps.phase == matcher.not_indexed_code, -1, np.clip(maps.phase, 0, 9))
+    rgb = colours[np.clip(code, 0, 9)]
+    rgb[code < 0] = 0.5                       # "not indexed": grey
+    plt.imsave(out / "phase_map.png", rgb)
     plt.imsave(out / "orientation_map.png", ipf_colours(maps, {c: s for c, s in enumerate(lib.symmetry, start=2)}))
     counts = {n: int((maps.phase == i).sum()) for i, n in enumerate(maps.phase_names)}
-    print(f"indexed {maps.phase.size} patterns against {len(lib)} templates: {counts}; wrote {out}")
+    print(f"indexed {maps.phase.size} patterns against {len(lib)} templates: {counts} "
+          f"(not indexed: correlation < {matcher.min_correlation:g} or signal < {matcher.min_signal_counts:g} "
+          f"counts); calibration {pix:.5g} 1/Å/px from {cal.source}{' (ASSUMED)' if cal.assumed else ''}; "
+          f"wrote {out}")
     return 0
 
 
@@ -116,6 +180,84 @@ def _simulate(args) -> int:
                extra={"truth_phase": sim.phase, "truth_rotation": sim.rotation, "truth_twin": sim.twin,
                       "truth_domain": sim.domain})
     print(f"wrote {out / 'scan.h5'}: {sim.data.shape} patterns; truth phases {sim.phase_names}")
+    return 0
+
+
+def _read_pattern_or_scan(path, scan_shape=None):
+    """A 2-D pattern (ky, kx) or a 4-D scan (ny, nx, ky, kx) as a NumPy array."""
+    from layerscope.fourd import read_scan
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such pattern or scan")
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff", ".dm3", ".dm4", ".ser"):
+        from layerscope.stem.io import read_image
+
+        return read_image(path).data
+    if suffix == ".npy":
+        arr = np.load(path, mmap_mode="r")
+        if arr.ndim == 2:
+            return np.asarray(arr, dtype=float)
+    data = np.asarray(read_scan(path, scan_shape=scan_shape).data.compute())
+    return data[0, 0] if data.shape[:2] == (1, 1) else data
+
+
+def _calibrate(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from layerscope._errors import InputError
+    from layerscope.fourd import calibrate as cb
+
+    standard = None
+    if args.standard:
+        standard = cb.gold() if args.standard.lower() == "au" else _phase(args.standard)
+    data = _read_pattern_or_scan(args.input, tuple(args.scan_shape) if args.scan_shape else None)
+    try:
+        if data.ndim == 2:
+            if standard is None:
+                raise InputError("--standard (Au or a CIF) to calibrate a single pattern", path=args.input)
+            cal = cb.calibrate_pattern(data, standard, kv=args.kv, source=str(args.input),
+                                       centre=tuple(args.center) if args.center else None)
+            mean = data
+        else:
+            cal = cb.calibrate_scan(data, standard, kv=args.kv, source=str(args.input))
+            mean = data.reshape(-1, *data.shape[2:])[:: max(1, data.shape[0] * data.shape[1] // 256)].mean(0)
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"a calibration pattern ({exc})", path=args.input) from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cal.to_json(out / "calibration.json")
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    ax.imshow(np.log1p(np.clip(mean, 0, None)), cmap="gray")
+    if cal.ring_radii_px:
+        t = np.linspace(0, 2 * np.pi, 361)
+        minv = np.linalg.inv(cal.distortion())
+        for r, hkl in zip(cal.ring_radii_px, cal.ring_hkl):
+            d = minv @ np.stack([r * np.cos(t), r * np.sin(t)])
+            ax.plot(cal.center_px[1] + d[0], cal.center_px[0] + d[1], lw=0.6, color="orange")
+            ax.annotate("".join(str(v) for v in hkl), (cal.center_px[1] + d[0, 0], cal.center_px[0] + d[1, 0]),
+                        color="cyan", fontsize=7)
+    ax.set_title(f"{cal.pixel_inv_angstrom or float('nan'):.5g} 1/Å/px, ellipticity {cal.ellipticity:.4f} at "
+                 f"{cal.ellipse_angle_deg:.1f}°", fontsize=9)
+    fig.savefig(out / "calibration.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    parts = [f"centre (y, x) {cal.center_px[0]:.2f}, {cal.center_px[1]:.2f} px"]
+    if cal.pixel_inv_angstrom:
+        parts.append(f"pixel {cal.pixel_inv_angstrom:.6g} 1/Å" + (f" ({cal.pixel_mrad:.4g} mrad)" if cal.pixel_mrad
+                                                                     else ""))
+        parts.append(f"ellipticity {cal.ellipticity:.4f} at {cal.ellipse_angle_deg:.1f}°")
+    if cal.scan_rotation_deg is not None:
+        parts.append(f"scan rotation {cal.scan_rotation_deg:.2f}°{' (flipped)' if cal.scan_flip else ''}"
+                     f"{' ±180° ambiguous' if cal.scan_rotation_ambiguous_180 else ''}")
+    if cal.origin_residual_rms_px is not None:
+        parts.append(f"descan plane rms residual {cal.origin_residual_rms_px:.2f} px")
+    print("; ".join(parts) + f"; wrote {out / 'calibration.json'}")
     return 0
 
 
@@ -142,10 +284,28 @@ def register(sub) -> None:
     f.add_argument("--convergence", type=float, default=1.5, help="convergence semi-angle (mrad)")
     f.add_argument("--precession", type=float, default=0.8, help="precession angle (deg)")
     f.add_argument("--pixel-size", type=float, help="detector calibration (1/Å per pixel)")
+    f.add_argument("--calibration", help="calibration.json from 'layerscope fourd-calibrate' (pixel size, "
+                   "centre, ellipse, per-position origins)")
+    f.add_argument("--min-correlation", type=float, default=0.25,
+                   help="positions whose best correlation is lower are 'not indexed' (default 0.25)")
+    f.add_argument("--min-signal", type=float, default=20.0,
+                   help="positions with fewer scattered counts (inside the matching annulus) are 'not indexed' "
+                        "(default 20)")
     f.add_argument("--scan-shape", type=int, nargs=2, help="scan (y, x) for 3-D frame stacks")
     f.add_argument("--chunk", type=int, default=32, help="probe positions per chunk side")
     f.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
     f.set_defaults(func=_fourd)
+
+    c = sub.add_parser("fourd-calibrate", help="4D-STEM detector calibration: pixel size and ellipse from a ring "
+                       "pattern; descan origins and scan rotation from a scan")
+    c.add_argument("input", help="a ring pattern (.npy/.tif/.dm3/.dm4, or a 1×1 scan) or a scan (any 'fourd' format)")
+    c.add_argument("--standard", help="polycrystalline standard: 'Au' or a CIF/preset phase (needed for the pixel "
+                   "size and ellipse)")
+    c.add_argument("--kv", type=float, default=200.0, help="accelerating voltage (kV), for the mrad calibration")
+    c.add_argument("--out", required=True, help="output folder (calibration.json, calibration.png)")
+    c.add_argument("--center", type=float, nargs=2, help="pattern centre (y x px) if the direct beam is blocked")
+    c.add_argument("--scan-shape", type=int, nargs=2, help="scan (y, x) for 3-D frame stacks")
+    c.set_defaults(func=_calibrate)
 
 
 def register_simulate(sim_sub) -> None:

@@ -457,4 +457,34 @@ def assumed(pixel_inv_angstrom: float, shape, *, why: str) -> Calibration:
            f"no ellipticity ({why}); measure it with 'layerscope fourd-calibrate' or give --calibration / "
            "--pixel-size")
     warnings.warn(msg, AssumedCalibrationWarning, stacklevel=2)
-    return Calibration(float(pixel_inv_angstrom), (shape[0] / 2.0, shape[1] / 2.0), assumed=True, notes=[msg])
+    return Calibration(float(pixel_inv_angstrom), (shape[0] / 2.0, shape[1] / 2.0), assumed=True, notes=[msg],
+                       source="ASSUMED")
+
+
+def recentre(data, origins: np.ndarray, centre, *, path=None, min_spread_px: float = 0.1):
+    """Shift every pattern of a (dask) scan so that its origin lands on ``centre`` (descan correction).
+
+    Returns ``data`` unchanged when the origins spread by less than ``min_spread_px``.
+    """
+    import dask.array as da
+
+    origins = np.asarray(origins, float)
+    if origins.shape != (*data.shape[:2], 2):
+        raise InputError(f"per-position origins for a {data.shape[0]}×{data.shape[1]} scan, got shape "
+                         f"{origins.shape[:2]} (calibrated on another scan?)", path=path)
+    if np.ptp(origins[..., 0]) < min_spread_px and np.ptp(origins[..., 1]) < min_spread_px:
+        return data
+    arr = data if isinstance(data, da.Array) else da.from_array(data, chunks=(16, 16, -1, -1))
+    arr = arr.rechunk((arr.chunksize[0], arr.chunksize[1], -1, -1))
+
+    def shift_block(block, block_info=None):
+        (y0, _), (x0, _) = block_info[0]["array-location"][:2]
+        out = np.empty(block.shape, np.float32)
+        for i in range(block.shape[0]):
+            for j in range(block.shape[1]):
+                o = origins[y0 + i, x0 + j]
+                out[i, j] = ndimage.shift(np.asarray(block[i, j], np.float32),
+                                          (centre[0] - o[0], centre[1] - o[1]), order=1, mode="constant")
+        return out
+
+    return arr.map_blocks(shift_block, dtype=np.float32)

@@ -147,8 +147,10 @@ def _polar_matrix(geometry, r_px, n_phi) -> sparse.csr_matrix:
     ky, kx = geometry.shape
     phi = 2 * np.pi * np.arange(n_phi) / n_phi
     rr, pp = np.meshgrid(r_px, phi, indexing="ij")
-    x = geometry.centre_px[1] + rr * np.cos(pp)
-    y = geometry.centre_px[0] + rr * np.sin(pp)
+    m = geometry.undistort_inverse()     # circularised (r, φ) → detector offsets (identity if no ellipse)
+    u, v = rr * np.cos(pp), rr * np.sin(pp)
+    x = geometry.centre_px[1] + m[0, 0] * u + m[0, 1] * v
+    y = geometry.centre_px[0] + m[1, 0] * u + m[1, 1] * v
     x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
     fx, fy = x - x0, y - y0
     rows, cols, vals = [], [], []
@@ -223,7 +225,7 @@ def prepare_matcher(library: TemplateLibrary, *, n_phi: int = 360, harmonics: in
     geo = library.geometry
     r_min = max(2.5 * geo.disc_radius_px, 3.0)
     r_max = min(geo.centre_px[0], geo.centre_px[1], geo.shape[0] - 1 - geo.centre_px[0],
-                geo.shape[1] - 1 - geo.centre_px[1]) - 1
+                geo.shape[1] - 1 - geo.centre_px[1]) / np.sqrt(geo.ellipticity) - 1
     r_px = np.arange(r_min, r_max, 1.0)
     sigma_r = float(0.6 * geo.disc_radius_px + 0.3)
     n_k = min(n_phi // 2 + 1, int(np.ceil(2.5 * r_max / sigma_r)))
