@@ -115,6 +115,10 @@ def _fourd(args) -> int:
     from layerscope.fourd.detector import DetectorGeometry
     from layerscope.fourd.maps import twin_map
 
+    from layerscope.fourd.peaks import is_bragg_peak_file
+
+    if Path(args.scan).suffix.lower() in (".h5", ".hdf5", ".emd") and is_bragg_peak_file(args.scan):
+        return _fourd_peaks(args)
     scan = read_scan(args.scan, chunk_positions=args.chunk,
                      scan_shape=tuple(args.scan_shape) if args.scan_shape else None)
     ky, kx = scan.data.shape[2:]
@@ -165,6 +169,52 @@ def _fourd(args) -> int:
           f"(not indexed: correlation < {matcher.min_correlation:g} or signal < {matcher.min_signal_counts:g} "
           f"counts); calibration {pix:.5g} 1/Å/px from {cal.source}{' (ASSUMED)' if cal.assumed else ''}; "
           f"wrote {out}")
+    return 0
+
+
+def _fourd_peaks(args) -> int:
+    """Phase/orientation maps of a Bragg-peak list (py4DSTEM PointListArray)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from layerscope._io import write_csv
+    from layerscope.fourd import build_library, ipf_colours, prepare_matcher, write_maps
+    from layerscope.fourd.peaks import index_peaks, peak_geometry, read_bragg_peaks
+
+    bp = read_bragg_peaks(args.scan, pixel_inv_angstrom=args.pixel_size)
+    geo = peak_geometry(args.k_max)
+    phases = [_phase(p) for p in args.phase]
+    lib = build_library(phases, geo, spacing_deg=args.spacing, kv=args.kv, precession_deg=args.precession)
+    matcher = prepare_matcher(lib, min_correlation=args.min_correlation, min_signal_counts=0.0)
+    maps, npk = index_peaks(bp, matcher, min_peaks=args.min_peaks)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_maps(out / "maps.h5", maps, extra={"peak_count": npk},
+               attrs={"source": bp.source, "library_spacing_deg": args.spacing, "kv": args.kv,
+                      "k_max_inv_angstrom": args.k_max, "min_peaks": args.min_peaks,
+                      "min_correlation": matcher.min_correlation,
+                      "calibration_source": "peak list (qx, qy in 1/Å)" if bp.calibrated else "--pixel-size"})
+    rows = []
+    for i, n in enumerate(maps.phase_names):
+        sel = maps.phase == i
+        rel = maps.phase_reliability[sel]
+        rows.append({"phase": n, "fraction": float(sel.mean()), "positions": int(sel.sum()),
+                     "median_phase_reliability_percent": float(np.median(rel)) if sel.any() and n != "not indexed"
+                     else float("nan"),
+                     "median_correlation": float(np.median(maps.correlation[sel])) if sel.any() else float("nan")})
+    write_csv(out / "phase_fractions.csv", rows)
+    cmap = plt.get_cmap("tab10")
+    colours = np.array([[0, 0, 0]] + [cmap(i)[:3] for i in range(9)])
+    code = np.where(maps.phase == matcher.not_indexed_code, -1, np.clip(maps.phase, 0, 9))
+    rgb = colours[np.clip(code, 0, 9)]
+    rgb[code < 0] = 0.5
+    plt.imsave(out / "phase_map.png", rgb)
+    plt.imsave(out / "orientation_map.png", ipf_colours(maps, {c: s for c, s in enumerate(lib.symmetry, start=2)}))
+    print("; ".join(f"{r['phase']} {100 * r['fraction']:.1f} %" for r in rows)
+          + f" of {maps.phase.size} positions (not indexed: < {args.min_peaks} Bragg peaks or correlation < "
+            f"{matcher.min_correlation:g}); wrote {out}")
     return 0
 
 
@@ -276,7 +326,8 @@ def register(sub) -> None:
     z.set_defaults(func=_zone_axis)
 
     f = sub.add_parser("fourd", help="4D-STEM phase / orientation / twin maps by template matching")
-    f.add_argument("scan", help=".npy, .h5/.hdf5/.emd (Dectris/Arina), .hspy, .zspy, .mib or .blo")
+    f.add_argument("scan", help=".npy, .h5/.hdf5/.emd (Dectris/Arina), .hspy, .zspy, .mib, .zip (Merlin), .blo, "
+                   ".raw (EMPAD), or a py4DSTEM Bragg-peak list (.h5)")
     f.add_argument("--phase", nargs="+", required=True, help="phases to match (preset names or CIF files)")
     f.add_argument("--out", required=True, help="output folder")
     f.add_argument("--spacing", type=float, default=1.0, help="template library spacing (deg)")
@@ -288,6 +339,9 @@ def register(sub) -> None:
                    "centre, ellipse, per-position origins)")
     f.add_argument("--min-correlation", type=float, default=0.25,
                    help="positions whose best correlation is lower are 'not indexed' (default 0.25)")
+    f.add_argument("--min-peaks", type=int, default=5,
+                   help="Bragg-peak lists: positions with fewer peaks (direct beam excluded) are 'not indexed'")
+    f.add_argument("--k-max", type=float, default=1.7, help="Bragg-peak lists: largest |q| used (1/Å)")
     f.add_argument("--min-signal", type=float, default=20.0,
                    help="positions with fewer scattered counts (inside the matching annulus) are 'not indexed' "
                         "(default 20)")
