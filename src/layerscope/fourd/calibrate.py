@@ -173,7 +173,10 @@ def _initial_centre(img: np.ndarray) -> np.ndarray:
         yy, xx = np.indices(sm.shape)
         w = np.where((yy - peak[0]) ** 2 + (xx - peak[1]) ** 2 < 36, sm, 0)
         return np.array([(w * yy).sum(), (w * xx).sum()]) / w.sum()
-    return np.array(ndimage.center_of_mass(np.clip(sm - np.median(sm), 0, None)))
+    w = np.clip(sm - np.median(sm), 0, None)
+    if w.sum() <= 0:  # featureless: the geometric centre
+        return (np.array(img.shape, float) - 1) / 2
+    return np.array(ndimage.center_of_mass(w))
 
 
 def _rays(img, centre, m_inv, radii, phis):
@@ -232,6 +235,10 @@ def fit_rings(img, *, centre=None, n_rings: int = 6, r_min: float | None = None,
     for _ in range(iterations):
         m = circularise_matrix(ell, ang)
         pts, phis = _ring_points(img, c, np.linalg.inv(m), ring_r, half)
+        good = np.isfinite(pts).sum(1) >= 20           # rings found along at least 20 of 180 rays
+        if good.sum() < 1:
+            raise ValueError("no ring could be followed around the pattern")
+        pts, ring_r, half = pts[good], np.asarray(ring_r)[good], np.asarray(half)[good]
         # detector offsets of the ring points
         u = np.stack([np.cos(phis)[None] * pts, np.sin(phis)[None] * pts])
         d = np.einsum("ij,j...->i...", np.linalg.inv(m), u)

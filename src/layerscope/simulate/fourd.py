@@ -232,3 +232,53 @@ def simulate_calibration_scan(*, scan_shape=(16, 16), shape=(128, 128), pixel_in
              "pixel_inv_angstrom": pixel_inv_angstrom, "ellipticity": ellipticity,
              "ellipse_angle_deg": ellipse_angle_deg, "scan_rotation_deg": scan_rotation_deg}
     return data, truth
+
+
+def simulate_strain_scan(*, scan_shape=(10, 12), shape=(96, 96), g0_px=((19.0, -4.0), (5.0, 17.0)),
+                         disc_radius_px: float = 3.0, amplitude: float = 0.01, counts: float = 4e5,
+                         seed: int = 0):
+    """Nanobeam patterns of a 2-D lattice under a known smooth strain field.
+
+    The real-space deformation at probe (iy, ix) is F = I + ε + ω (ε symmetric, ω
+    antisymmetric, ``amplitude`` ~ 1 %), zero in the reference rows iy < 2; the
+    reciprocal lattice is G = F⁻ᵀ G0 (columns g1, g2 in detector x, y px). Disks are
+    anti-aliased discs with Poisson noise. Returns (data, truth dict with exx, eyy, exy,
+    rotation_deg, reference mask).
+    """
+    from scipy import ndimage
+
+    from layerscope.fourd.detector import _disc_kernel
+
+    rng = np.random.default_rng(seed)
+    ny, nx = scan_shape
+    iy, ix = np.indices(scan_shape, dtype=float)
+    s = np.clip((iy - 1.5) / (ny - 2), 0, None)                   # 0 in the reference rows
+    exx = amplitude * s * np.sin(2 * np.pi * ix / nx)
+    eyy = -0.6 * amplitude * s * np.cos(np.pi * ix / nx)
+    exy = 0.4 * amplitude * s ** 2
+    w = 0.3 * amplitude * s * (ix / nx - 0.5)                      # rotation (rad)
+    g0 = np.array(g0_px, float).T                                  # columns g1, g2
+    hk = np.array([(h, k) for h in range(-4, 5) for k in range(-4, 5) if (h, k) != (0, 0)], float)
+    intens = rng.uniform(0.3, 1.0, len(hk)) * np.exp(-0.02 * np.sum((hk @ g0.T) ** 2, 1) ** 0.5)
+    kern = _disc_kernel(disc_radius_px)
+    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    data = np.empty((ny, nx, *shape), np.float32)
+    for a in range(ny):
+        for b in range(nx):
+            f = np.eye(2) + np.array([[exx[a, b], exy[a, b] - w[a, b]], [exy[a, b] + w[a, b], eyy[a, b]]])
+            g = np.linalg.inv(f).T @ g0
+            q = np.concatenate([[[0.0, 0.0]], hk @ g.T])
+            inten = np.concatenate([[3.0], intens])
+            img = np.zeros(shape)
+            x, y = cx + q[:, 0], cy + q[:, 1]
+            x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+            fx, fy = x - x0, y - y0
+            for dy, dx, ww in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)),
+                               (1, 1, fy * fx)):
+                yy, xx = y0 + dy, x0 + dx
+                ok = (yy >= 0) & (yy < shape[0]) & (xx >= 0) & (xx < shape[1])
+                np.add.at(img, (yy[ok], xx[ok]), (inten * ww)[ok])
+            img = ndimage.convolve(img, kern, mode="constant")
+            data[a, b] = rng.poisson(img / img.sum() * counts + 0.5)
+    truth = {"exx": exx, "eyy": eyy, "exy": exy, "rotation_deg": np.degrees(w), "reference": iy < 2}
+    return data, truth
