@@ -79,16 +79,19 @@ def reference_lattice(disks: np.ndarray, origin, *, min_len: float = 3.0) -> np.
     q, n = q[n > min_len], n[n > min_len]
     if len(q) < 2:
         raise ValueError("fewer than two Bragg disks besides the direct beam: no lattice")
+    def cross(a, b):
+        return a[0] * b[1] - a[1] * b[0]
+
     order = np.argsort(n)
     g1 = q[order[0]]
     for j in order[1:]:
-        c = abs(np.cross(g1, q[j])) / (np.linalg.norm(g1) * n[j])
+        c = abs(cross(g1, q[j])) / (np.linalg.norm(g1) * n[j])
         if c > 0.3:  # more than ~17° from collinear
             g2 = q[j]
             break
     else:
         raise ValueError("all Bragg disks are collinear: no 2-D lattice")
-    if np.cross(g1, g2) < 0:
+    if cross(g1, g2) < 0:
         g2 = -g2
     return np.stack([g1, g2], 1)
 
