@@ -207,3 +207,16 @@ def test_lco_lmo_peak_list_phase_map(tmp_path, capsys):
     rows = {r["phase"]: float(r["fraction"]) for r in csv.DictReader(open(tmp_path / "phase_fractions.csv"))}
     assert rows["LCO"] > 0.4 and rows["LiMn2O4"] > 0.05 and 0.2 < rows["not indexed"] < 0.4
     assert rows["vacuum"] == 0 and rows["aC"] == 0
+
+
+def test_recentre_moves_every_beam_to_the_centre():
+    """Descan correction: patterns shifted by their measured origins have the beam at the calibrated centre."""
+    import dask.array as da
+
+    data, truth = simulate_calibration_scan(scan_shape=(6, 6), shape=(96, 96), centre=(47.3, 48.6), seed=4)
+    origins = cb.beam_origins(data)
+    shifted = cb.recentre(da.from_array(data, chunks=(4, 4, -1, -1)), origins, (48.0, 48.0)).compute()
+    after = cb.beam_origins(shifted)
+    assert np.abs(after - 48.0).max() < 0.1
+    with pytest.raises(InputError, match="per-position origins"):
+        cb.recentre(data, origins[:3], (48.0, 48.0))
