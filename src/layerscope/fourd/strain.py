@@ -36,7 +36,7 @@ def disc_template(radius_px: float, *, oversample: int = 4) -> np.ndarray:
     return _disc_kernel(radius_px, oversample)
 
 
-def find_disks(pattern, template, *, threshold: float = 0.05, min_distance: int | None = None,
+def find_disks(pattern, template, *, threshold: float = 0.1, min_distance: int | None = None,
                radius_px: float | None = None, edge_px: int | None = None) -> np.ndarray:
     """Disks of one pattern: (n, 3) rows of (x, y, intensity), strongest first, sub-pixel positions."""
     from skimage.feature import peak_local_max
@@ -96,17 +96,27 @@ def reference_lattice(disks: np.ndarray, origin, *, min_len: float = 3.0) -> np.
     return np.stack([g1, g2], 1)
 
 
-def fit_lattice(disks: np.ndarray, origin, g0: np.ndarray, *, tol: float = 0.2, min_disks: int = 4):
-    """Least-squares lattice G (2×2) through the disks indexed on ``g0``; (G, number indexed) or (NaN, n)."""
+def fit_lattice(disks: np.ndarray, origin, g0: np.ndarray, *, tol: float = 0.2, min_disks: int = 4,
+                max_residual_px: float = 1.0):
+    """Least-squares lattice G (2×2) through the disks indexed on ``g0``; (G, number indexed) or (NaN, n).
+
+    Disks within ``tol`` (fraction of the lattice) of a lattice point are indexed; after a first
+    intensity-weighted fit, disks further than ``max_residual_px`` from their fitted lattice
+    point (noise peaks, other grains) are dropped and G is fitted again.
+    """
     q = disks[:, :2] - np.asarray(origin, float)[::-1]
     hk = np.linalg.solve(g0, q.T).T
     r = np.rint(hk)
     ok = np.all(np.abs(hk - r) < tol, axis=1) & np.any(r != 0, axis=1)
-    if ok.sum() < min_disks or np.linalg.matrix_rank(r[ok]) < 2:
-        return np.full((2, 2), np.nan), int(ok.sum())
-    w = np.sqrt(np.clip(disks[ok, 2], 1e-12, None))
-    sol = np.linalg.lstsq(r[ok] * w[:, None], q[ok] * w[:, None], rcond=None)[0]   # q = hk @ Gᵀ
-    return sol.T, int(ok.sum())
+    w = np.sqrt(np.clip(disks[:, 2], 1e-12, None))
+    g = np.full((2, 2), np.nan)
+    for _ in range(2):
+        if ok.sum() < min_disks or np.linalg.matrix_rank(r[ok]) < 2:
+            return np.full((2, 2), np.nan), int(ok.sum())
+        g = np.linalg.lstsq(r[ok] * w[ok, None], q[ok] * w[ok, None], rcond=None)[0].T     # q = hk @ Gᵀ
+        res = np.hypot(*(q - r @ g.T).T)
+        ok &= res <= max_residual_px
+    return g, int(ok.sum())
 
 
 @dataclass(frozen=True)
@@ -123,7 +133,7 @@ class StrainMaps:
     frame: str
 
 
-def strain_map(data, *, reference, probe_radius_px: float, origins=None, threshold: float = 0.05,
+def strain_map(data, *, reference, probe_radius_px: float, origins=None, threshold: float = 0.1,
                min_disks: int = 4, scan_rotation_deg: float | None = None) -> StrainMaps:
     """Strain of a (ny, nx, ky, kx) scan relative to the ``reference`` region (boolean (ny, nx) mask).
 
