@@ -240,3 +240,19 @@ def test_disks_and_strain_on_a_real_spot_pattern():
     assert np.allclose(g, [19.4, 31.2], rtol=0.06)
     for e in (sm.exx, sm.eyy, sm.exy):
         assert np.all(np.abs(e) < 3e-3)
+
+
+def test_strain_cli(tmp_path, capsys):
+    import h5py
+
+    from layerscope.cli import main
+
+    data, truth = simulate_strain_scan(seed=2, scan_shape=(6, 6))
+    np.save(tmp_path / "s.npy", data)
+    assert main(["fourd-strain", str(tmp_path / "s.npy"), "--reference", "0", "2", "0", "6", "--probe-radius", "3",
+                 "--out", str(tmp_path / "o")]) == 0
+    with h5py.File(tmp_path / "o" / "strain.h5") as f:
+        assert np.sqrt(np.mean((f["exx"][()] - truth["exx"]) ** 2)) < 1e-3 and f.attrs["frame"] == "detector"
+    assert (tmp_path / "o" / "strain.png").stat().st_size > 1000
+    assert main(["fourd-strain", str(tmp_path / "s.npy"), "--reference", "0", "9", "0", "6", "--probe-radius", "3",
+                 "--out", str(tmp_path / "o")]) == 2
