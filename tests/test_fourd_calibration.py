@@ -207,6 +207,18 @@ def test_lco_lmo_peak_list_phase_map(tmp_path, capsys):
     rows = {r["phase"]: float(r["fraction"]) for r in csv.DictReader(open(tmp_path / "phase_fractions.csv"))}
     assert rows["LCO"] > 0.4 and rows["LiMn2O4"] > 0.05 and 0.2 < rows["not indexed"] < 0.4
     assert rows["vacuum"] == 0 and rows["aC"] == 0
+    # independent evidence: spinel 220 (d = 2.915 Å, |q| = 0.343 1/Å) has no LCO counterpart (nearest LCO
+    # reflections 0.21 and 0.40 1/Å); it shows up far more often where the map says LiMn2O4
+    import h5py
+
+    from layerscope.fourd.peaks import read_bragg_peaks
+    with h5py.File(tmp_path / "maps.h5") as f:
+        phase = f["phase"][()]
+        names = f["phase"].attrs["names"].split(",")
+    bp = read_bragg_peaks(d / "braggdisks_cali.h5")
+    s220 = np.vectorize(lambda p: bool(np.any(np.abs(np.hypot(p[:, 0], p[:, 1]) - 0.343) < 0.008)))(bp.peaks)
+    lco, lmo = phase == names.index("LCO"), phase == names.index("LiMn2O4")
+    assert s220[lmo].mean() > 2 * s220[lco].mean()
 
 
 def test_recentre_moves_every_beam_to_the_centre():
