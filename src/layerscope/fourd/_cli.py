@@ -183,17 +183,19 @@ def _fourd_peaks(args) -> int:
     from layerscope.fourd import build_library, ipf_colours, prepare_matcher, write_maps
     from layerscope.fourd.peaks import index_peaks, peak_geometry, read_bragg_peaks
 
+    k_max = getattr(args, "k_max", 1.7)
+    min_peaks = getattr(args, "min_peaks", 5)
     bp = read_bragg_peaks(args.scan, pixel_inv_angstrom=args.pixel_size)
-    geo = peak_geometry(args.k_max)
+    geo = peak_geometry(k_max)
     phases = [_phase(p) for p in args.phase]
     lib = build_library(phases, geo, spacing_deg=args.spacing, kv=args.kv, precession_deg=args.precession)
-    matcher = prepare_matcher(lib, min_correlation=args.min_correlation, min_signal_counts=0.0)
-    maps, npk = index_peaks(bp, matcher, min_peaks=args.min_peaks)
+    matcher = prepare_matcher(lib, min_correlation=getattr(args, "min_correlation", 0.25), min_signal_counts=0.0)
+    maps, npk = index_peaks(bp, matcher, min_peaks=min_peaks)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_maps(out / "maps.h5", maps, extra={"peak_count": npk},
                attrs={"source": bp.source, "library_spacing_deg": args.spacing, "kv": args.kv,
-                      "k_max_inv_angstrom": args.k_max, "min_peaks": args.min_peaks,
+                      "k_max_inv_angstrom": k_max, "min_peaks": min_peaks,
                       "min_correlation": matcher.min_correlation,
                       "calibration_source": "peak list (qx, qy in 1/Å)" if bp.calibrated else "--pixel-size"})
     rows = []
@@ -213,7 +215,7 @@ def _fourd_peaks(args) -> int:
     plt.imsave(out / "phase_map.png", rgb)
     plt.imsave(out / "orientation_map.png", ipf_colours(maps, {c: s for c, s in enumerate(lib.symmetry, start=2)}))
     print("; ".join(f"{r['phase']} {100 * r['fraction']:.1f} %" for r in rows)
-          + f" of {maps.phase.size} positions (not indexed: < {args.min_peaks} Bragg peaks or correlation < "
+          + f" of {maps.phase.size} positions (not indexed: < {min_peaks} Bragg peaks or correlation < "
             f"{matcher.min_correlation:g}); wrote {out}")
     return 0
 

@@ -370,6 +370,10 @@ def _curl_energy(d, theta, flip):
     c, s = np.cos(theta), np.sin(theta)
     sx, sy = c * dx + s * dy, -s * dx + c * dy             # R(−θ)
     curl = (np.gradient(sx, axis=0) - np.gradient(sy, axis=1))[1:-1, 1:-1]
+    # low-pass the curl (not the field: smoothing a field at the scan edges would add curl): the
+    # deflection is smooth, the measurement noise is not; the curl of the right rotation is zero
+    # everywhere, smoothed or not
+    curl = ndimage.gaussian_filter(curl, 1.0, mode="nearest") if min(curl.shape) >= 6 else curl
     return float(np.var(curl))  # a linear (descan) field has uniform curl: its variance ignores it
 
 
