@@ -196,7 +196,10 @@ def test_bragg_peak_list_reads():
 @pytest.mark.slow
 def test_lco_lmo_peak_list_phase_map(tmp_path, capsys):
     """py4DSTEM's LiCoO2 + LiMn2O4 Bragg-peak scan: two phases + "not indexed" (< 5 peaks) at 300 kV,
-    k_max 1.7 1/Å. Measured: LCO 55.7 %, LiMn2O4 13.9 %, not indexed 30.3 % (2° library)."""
+    k_max 1.7 1/Å. Measured: LCO 55.7 %, LiMn2O4 13.9 %, not indexed 30.3 % (2° library, full orientation
+    space). py4DSTEM 0.14.18 with its test's fibre-restricted plans (run by hand, numpy<2 venv) puts 67 % in
+    LiMn2O4 and 2.5 % in LCO (30.4 % without a match: the same positions as our "not indexed", 88 %); the
+    spot checks below side with our split."""
     from layerscope.cli import main
 
     d = DATA / "py4dstem-lco-lmo"
@@ -219,6 +222,21 @@ def test_lco_lmo_peak_list_phase_map(tmp_path, capsys):
     s220 = np.vectorize(lambda p: bool(np.any(np.abs(np.hypot(p[:, 0], p[:, 1]) - 0.343) < 0.008)))(bp.peaks)
     lco, lmo = phase == names.index("LCO"), phase == names.index("LiMn2O4")
     assert s220[lmo].mean() > 2 * s220[lco].mean()
+    # the commonest pattern, two 0.404 1/Å spots summing to a 0.686 one at ~63°, is LCO (101)/(01-1)/(110) or
+    # spinel [112] (3-1-1)/(1-31)/(4-40); spinel [112] also has (11-1) at 0.21 1/Å perpendicular to (4-40),
+    # its strongest reflection (|F|² 1.7x that of 311). Where we say LiMn2O4 that spot is there far more often.
+    sig = np.zeros(phase.shape, int)
+    for idx in np.ndindex(phase.shape):
+        q = bp.peaks[idx][:, :2]
+        n = np.hypot(*q.T)
+        big, mid = q[np.abs(n - 0.686) < 0.015], q[np.abs(n - 0.404) < 0.015]
+        if len(big) and any(np.linalg.norm(a + b - big[0]) < 0.03 for a in mid for b in mid):
+            u = big[0] / np.linalg.norm(big[0])
+            small = q[np.abs(n - 0.21) < 0.012]
+            sig[idx] = 2 if any(abs(s @ [-u[1], u[0]]) / np.linalg.norm(s) > 0.95 for s in small) else 1
+    f111 = [np.mean(sig[m & (sig > 0)] == 2) for m in (lco, lmo)]
+    assert (sig[lco] > 0).sum() > 100 and (sig[lmo] > 0).sum() > 50
+    assert f111[1] > 2.5 * f111[0], f111     # measured: 68/651 = 10 % (LCO) vs 68/165 = 41 % (LiMn2O4)
 
 
 def test_recentre_moves_every_beam_to_the_centre():
