@@ -181,6 +181,17 @@ def test_cli_zone_axis_and_fourd(tmp_path, capsys):
         assert f["euler_bunge_deg"].shape == (12, 12, 3) and f["quaternion_xyzw"].shape == (12, 12, 4)
     for name in ("vbf.png", "phase_map.png", "orientation_map.png"):
         assert (tmp_path / "out" / name).stat().st_size > 100
+    # the calibration used is recorded; a calibration.json (with per-position origins) is used as given
+    import json
+    used = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    assert used["assumed"] is False and used["source"] == "the scan file"
+    used.update(origin_px=np.full((12, 12, 2), 64.0).tolist(), source="test")
+    (tmp_path / "cal.json").write_text(json.dumps(used))
+    assert main(["fourd", str(tmp_path / "sim" / "scan.h5"), "--phase", "lrm-pristine:O3p", "lrm-pristine:S",
+                 "--spacing", "8", "--calibration", str(tmp_path / "cal.json"), "--out", str(tmp_path / "out2")]) == 0
+    with h5py.File(tmp_path / "out2" / "maps.h5") as f, h5py.File(tmp_path / "sim" / "scan.h5") as t:
+        assert np.mean(f["phase"][()] == t["truth_phase"][()]) > 0.9
+        assert f.attrs["calibration_assumed"] == 0 and "cal.json" in f.attrs["calibration_source"]
     assert main(["fourd", str(tmp_path / "nope.h5"), "--phase", "lrm-pristine:S", "--out", str(tmp_path)]) == 2
     assert "nope.h5" in capsys.readouterr().err
 

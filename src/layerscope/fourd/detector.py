@@ -21,23 +21,36 @@ __all__ = ["DetectorGeometry", "paper_detector", "render_spots", "render_rings"]
 @dataclass(frozen=True)
 class DetectorGeometry:
     """Pattern shape (ky, kx), calibration (Å⁻¹ per pixel), direct-beam centre (px, (y, x))
-    and CBED disc radius (px)."""
+    and CBED disc radius (px); optionally the elliptical distortion of the detector
+    (``ellipticity`` = major/minor axis, ``ellipse_angle_deg`` of the major axis from +x
+    towards +y; see :mod:`layerscope.fourd.calibrate`), which the matcher undoes when it
+    resamples patterns to polar coordinates."""
 
     shape: tuple[int, int]
     pixel_inv_angstrom: float
     centre_px: tuple[float, float]
     disc_radius_px: float
+    ellipticity: float = 1.0
+    ellipse_angle_deg: float = 0.0
 
     def __post_init__(self):
         if self.pixel_inv_angstrom <= 0 or not np.isfinite(self.pixel_inv_angstrom):
             raise ValueError(f"detector calibration must be a positive Å⁻¹/pixel, got {self.pixel_inv_angstrom}")
+        if not (1.0 <= self.ellipticity < 1.5):
+            raise ValueError(f"ellipticity (major/minor axis) must lie in [1, 1.5), got {self.ellipticity}")
+
+    def undistort_inverse(self) -> np.ndarray:
+        """2×2 (x, y) matrix taking circularised offsets back to detector offsets."""
+        from layerscope.fourd.calibrate import circularise_matrix
+
+        return np.linalg.inv(circularise_matrix(self.ellipticity, self.ellipse_angle_deg))
 
     @property
     def g_max_inv_angstrom(self) -> float:
         """Largest |g| fully inside the detector (Å⁻¹)."""
         cy, cx = self.centre_px
         r = min(cy, cx, self.shape[0] - 1 - cy, self.shape[1] - 1 - cx)
-        return r * self.pixel_inv_angstrom
+        return r * self.pixel_inv_angstrom / np.sqrt(self.ellipticity)
 
 
 def paper_detector(*, kv: float = 200.0, convergence_mrad: float = 1.5, diffraction_mrad: float = 124.5,

@@ -42,6 +42,17 @@ Vacuum (scattered fraction below ``vacuum_fraction``; its correlation is reporte
 as 0) and amorphous carbon (its ring template correlates better than any crystal)
 are phases of their own.
 
+"Not indexed" is a class of its own too (the last phase code), never a crystal
+phase: a position whose best correlation (crystal or amorphous) is below
+``min_correlation`` (default 0.25), or whose scattered signal (counts inside the
+matching annulus) is below ``min_signal_counts`` (default 20 counts), gets it, with
+its correlation kept and its reliabilities NaN. The defaults were set from data:
+near-empty frames of a real Merlin detector (hot pixels and single counts, no
+diffraction) correlate at 0.07–0.10 with Al templates, the simulated crystalline
+patterns at 0.93, amorphous carbon at 1.0; well-indexed experimental patterns
+typically correlate at 0.3–0.8. Data not in detector counts (normalised
+patterns) need ``min_signal_counts`` set accordingly.
+
 Written by hand: pyxem and py4DSTEM implement template matching, but neither
 exposes the two-stage bound/refine kernel as a pure array function.
 """
@@ -63,6 +74,12 @@ __all__ = ["Matcher", "prepare_matcher", "index_patterns", "FIELDS", "misorienta
 #: columns of the per-pattern result vector
 FIELDS = ("phase", "template", "alpha_rad", "flip", "correlation", "phase_reliability",
           "orientation_reliability", "scattered_fraction")
+
+#: name of the class of positions that cannot be indexed (last phase code)
+NOT_INDEXED = "not indexed"
+#: default thresholds below which a position is "not indexed" (see the module docstring)
+MIN_CORRELATION = 0.25
+MIN_SIGNAL_COUNTS = 20.0
 
 #: patterns per candidate group of the refinement stage
 _GROUP = 32
@@ -93,11 +110,19 @@ class Matcher:
     vacuum_fraction: float
     distinct_deg: float
     gamma: float
+    min_correlation: float = MIN_CORRELATION
+    min_signal_counts: float = MIN_SIGNAL_COUNTS
 
     @property
     def phase_names(self) -> tuple[str, ...]:
-        """Names of the phase codes: 0 vacuum, 1 amorphous carbon, then the library's phases."""
-        return ("vacuum", "aC", *self.library.phase_names)
+        """Names of the phase codes: 0 vacuum, 1 amorphous carbon, then the library's phases,
+        then "not indexed"."""
+        return ("vacuum", "aC", *self.library.phase_names, NOT_INDEXED)
+
+    @property
+    def not_indexed_code(self) -> int:
+        """Phase code of positions below the correlation or signal thresholds."""
+        return len(self.library.phase_names) + 2
 
     @cached_property
     def _device(self) -> dict:
@@ -122,8 +147,10 @@ def _polar_matrix(geometry, r_px, n_phi) -> sparse.csr_matrix:
     ky, kx = geometry.shape
     phi = 2 * np.pi * np.arange(n_phi) / n_phi
     rr, pp = np.meshgrid(r_px, phi, indexing="ij")
-    x = geometry.centre_px[1] + rr * np.cos(pp)
-    y = geometry.centre_px[0] + rr * np.sin(pp)
+    m = geometry.undistort_inverse()     # circularised (r, φ) → detector offsets (identity if no ellipse)
+    u, v = rr * np.cos(pp), rr * np.sin(pp)
+    x = geometry.centre_px[1] + m[0, 0] * u + m[0, 1] * v
+    y = geometry.centre_px[0] + m[1, 0] * u + m[1, 1] * v
     x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
     fx, fy = x - x0, y - y0
     rows, cols, vals = [], [], []
@@ -184,15 +211,21 @@ def _template_stats(r_s, phi_s, w_s, r_px, trig, *, n_phi, harmonics, sigma_r):
 
 def prepare_matcher(library: TemplateLibrary, *, n_phi: int = 360, harmonics: int = 12, top_n: int = 6,
                     include_amorphous: bool = True, vacuum_fraction: float = 0.01, distinct_deg: float = 5.0,
-                    gamma: float = 0.5, batch: int = 512) -> Matcher:
+                    gamma: float = 0.5, batch: int = 512, min_correlation: float = MIN_CORRELATION,
+                    min_signal_counts: float = MIN_SIGNAL_COUNTS) -> Matcher:
     """Precompute the polar transform and the screening descriptors of a library.
 
     ``gamma`` compresses pattern intensities (P^γ) as the templates use √I weights.
+    ``min_correlation`` and ``min_signal_counts`` are the "not indexed" thresholds
+    (module docstring).
     """
+    if not (0 <= min_correlation < 1) or not (min_signal_counts >= 0):
+        raise ValueError(f"need 0 <= min_correlation < 1 and min_signal_counts >= 0, got {min_correlation}, "
+                         f"{min_signal_counts}")
     geo = library.geometry
     r_min = max(2.5 * geo.disc_radius_px, 3.0)
     r_max = min(geo.centre_px[0], geo.centre_px[1], geo.shape[0] - 1 - geo.centre_px[0],
-                geo.shape[1] - 1 - geo.centre_px[1]) - 1
+                geo.shape[1] - 1 - geo.centre_px[1]) / np.sqrt(geo.ellipticity) - 1
     r_px = np.arange(r_min, r_max, 1.0)
     sigma_r = float(0.6 * geo.disc_radius_px + 0.3)
     n_k = min(n_phi // 2 + 1, int(np.ceil(2.5 * r_max / sigma_r)))
@@ -221,7 +254,8 @@ def prepare_matcher(library: TemplateLibrary, *, n_phi: int = 360, harmonics: in
     polar = _polar_matrix(geo, r_px, n_phi)
     ring = (polar.T @ np.repeat(2 * np.pi * r_px / n_phi, n_phi)).astype(np.float32)
     return Matcher(library, polar, ring, r_px, n_phi, harmonics, n_k, desc[order], order,
-                   slices, norms, top_n, sigma_r, prof, vacuum_fraction, distinct_deg, gamma)
+                   slices, norms, top_n, sigma_r, prof, vacuum_fraction, distinct_deg, gamma,
+                   float(min_correlation), float(min_signal_counts))
 
 
 def _rot_z(alpha):
@@ -396,7 +430,8 @@ def _index_batch(pats: np.ndarray, m: Matcher) -> np.ndarray:
     n = len(pats)
     flat = pats.reshape(n, -1)
     total = flat.sum(1)
-    scattered = (flat @ m.ring_weights).astype(float) / np.maximum(total, 1e-30)
+    signal = (flat @ m.ring_weights).astype(float)
+    scattered = signal / np.maximum(total, 1e-30)
     out = np.zeros((n, len(FIELDS)))
     out[:, 1] = -1
     out[:, 5] = 100.0
@@ -440,5 +475,10 @@ def _index_batch(pats: np.ndarray, m: Matcher) -> np.ndarray:
     res[is_am, 1] = -1
     res[is_am, 2:4] = 0.0
     res[is_am, 6] = 0.0
+    weak = (corr < m.min_correlation) | (signal[live] < m.min_signal_counts)
+    res[weak, 0] = m.not_indexed_code
+    res[weak, 1] = -1
+    res[weak, 2:4] = 0.0
+    res[weak, 5:7] = np.nan
     out[live] = res
     return out

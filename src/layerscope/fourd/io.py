@@ -1,11 +1,23 @@
 """Reading 4D-STEM scans lazily (dask) so that scans larger than memory work.
 
 * ``.npy`` — memory-mapped with NumPy, wrapped in a dask array;
-* ``.h5`` / ``.hdf5`` / ``.emd`` / Dectris or Arina master files — h5py: the first
-  4-D dataset (scan y, scan x, ky, kx), or a 3-D stack of frames (Dectris
-  ``entry/data/data_*``) reshaped with ``scan_shape``; layerscope's own files carry
+* ``.h5`` / ``.hdf5`` / ``.emd`` / Dectris or Arina master files — h5py (with the
+  bitshuffle/LZ4 filters of hdf5plugin): the first 4-D dataset (scan y, scan x, ky,
+  kx), or a 3-D stack of frames reshaped with ``scan_shape``. Dectris master files
+  link their frames (``entry/data/data_000001``, …) to data files: the links are
+  followed and concatenated, the detector's ``pixel_mask`` pixels are zeroed; the
+  scan shape of an Arina ``*_master.h5`` comes from its sibling ``*.h5`` "STEM
+  Metadata" (NumPixelsY/X) when present. layerscope's own files carry
   ``pixel_inv_angstrom`` and ``step_nm`` attributes;
-* ``.hspy``, ``.zspy``, ``.mib``, ``.blo`` — rosettasciio's readers with ``lazy=True``.
+* ``.hspy``, ``.zspy``, ``.mib``, ``.blo`` — rosettasciio's readers with ``lazy=True``;
+  a ``.mib`` is first checked against its header: the frame count its ``.hdr``
+  promises (or a partial last frame) must match the file size, else it is truncated;
+  RAW (``R64``) frames are refused with a message (:mod:`layerscope.fourd.mib`);
+* ``.zip`` — a Merlin bundle (``.mib`` + ``.hdr``): the first (or ``dataset``-named)
+  ``.mib`` is extracted to a temporary folder and read as above;
+* EMPAD ``.raw`` — (ky, kx + 2) float32 frames, the two trailing rows of each frame
+  being metadata (128 × 130 for the EMPAD 1); the scan shape comes from the sibling
+  ``.xml`` when present, else ``scan_shape`` or a square scan.
 """
 
 from __future__ import annotations
@@ -51,10 +63,19 @@ def read_scan(path, *, scan_shape=None, chunk_positions: int = 32, dataset: str 
         return Scan4D(_as_4d(da.from_array(arr, chunks=chunks), path, scan_shape, chunk_positions), str(path))
     if suffix in (".h5", ".hdf5", ".emd", ".nxs"):
         return _read_h5(path, scan_shape, chunk_positions, dataset)
-    if suffix in (".hspy", ".zspy", ".mib", ".blo"):
+    if suffix == ".mib":
+        from layerscope.fourd.mib import check_mib
+
+        check_mib(path)
         return _read_rsciio(path, suffix, scan_shape, chunk_positions)
+    if suffix in (".hspy", ".zspy", ".blo"):
+        return _read_rsciio(path, suffix, scan_shape, chunk_positions)
+    if suffix == ".zip":
+        return _read_zip(path, scan_shape, chunk_positions, dataset)
+    if suffix == ".raw":
+        return _read_empad(path, scan_shape, chunk_positions)
     raise ValueError(f"{path}: unknown 4D-STEM format {suffix!r} (expected .npy, .h5, .hdf5, .emd, .hspy, "
-                     ".zspy, .mib or .blo)")
+                     ".zspy, .mib, .zip, .blo or .raw)")
 
 
 def _as_4d(arr: da.Array, path, scan_shape, chunk_positions) -> da.Array:
@@ -78,6 +99,10 @@ def _read_h5(path, scan_shape, chunk_positions, dataset) -> Scan4D:
     import h5py
 
     try:
+        import hdf5plugin  # noqa: F401  (registers bitshuffle/LZ4 and other filters with h5py)
+    except ImportError:
+        pass
+    try:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
@@ -87,6 +112,8 @@ def _read_h5(path, scan_shape, chunk_positions, dataset) -> Scan4D:
         if isinstance(obj, h5py.Dataset) and obj.ndim in (3, 4) and obj.size > 0:
             found.append(name)
 
+    if dataset is None and "entry/data" in f and any(k.startswith("data_") for k in f["entry/data"]):
+        return _read_dectris(f, path, scan_shape, chunk_positions)
     if dataset is None:
         f.visititems(visit)
         four = [n for n in found if f[n].ndim == 4]
@@ -96,11 +123,116 @@ def _read_h5(path, scan_shape, chunk_positions, dataset) -> Scan4D:
     elif dataset not in f:
         raise ValueError(f"{path}: dataset {dataset!r} not found")
     ds = f[dataset]
+    _check_filters(ds, path, dataset)
     arr = _as_4d(da.from_array(ds, chunks=ds.chunks or -1), path, scan_shape, chunk_positions)
     pix = ds.attrs.get("pixel_inv_angstrom", f.attrs.get("pixel_inv_angstrom"))
     step = ds.attrs.get("step_nm", f.attrs.get("step_nm"))
     return Scan4D(arr, f"{path}:{dataset}", float(pix) if pix is not None else None,
                   float(step) if step is not None else None)
+
+
+def _check_filters(ds, path, name) -> None:
+    """Read one element: a missing HDF5 filter plugin (bitshuffle/LZ4) surfaces here with a clear message."""
+    from layerscope._errors import InputError
+
+    try:
+        ds[(0,) * ds.ndim]
+    except OSError as exc:
+        filters = ", ".join(f"{k}" for k in getattr(ds, "_filters", {})) or "unknown"
+        raise InputError(f"a dataset this HDF5 installation can decode; its compression filter(s) {filters} "
+                         f"(32008 = bitshuffle/LZ4 of Dectris detectors) are not available ({exc}). "
+                         "Install hdf5plugin (pip install hdf5plugin)", path=path, where=f"dataset {name}") from None
+
+
+def _read_dectris(f, path, scan_shape, chunk_positions) -> Scan4D:
+    """Dectris/Arina master file: frames linked from data files, concatenated; masked pixels zeroed."""
+    from layerscope._errors import InputError
+
+    names = sorted(k for k in f["entry/data"] if k.startswith("data_"))
+    parts = []
+    for n in names:
+        try:
+            ds = f["entry/data"][n]
+        except KeyError:
+            raise InputError(f"the data file that link entry/data/{n} points to "
+                             f"({f['entry/data'].get(n, getlink=True)})", path=path) from None
+        _check_filters(ds, path, f"entry/data/{n}")
+        parts.append(da.from_array(ds, chunks=ds.chunks or -1))
+    arr = da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+    mask_name = "entry/instrument/detector/detectorSpecific/pixel_mask"
+    if mask_name in f and f[mask_name].shape == arr.shape[1:]:
+        arr = arr * (f[mask_name][()] == 0)
+    if scan_shape is None and arr.ndim == 3:
+        meta = Path(str(path).replace("_master.h5", ".h5"))
+        if meta != path and meta.exists():
+            import h5py
+
+            with h5py.File(meta, "r") as m:
+                a = m["STEM Metadata"].attrs if "STEM Metadata" in m else {}
+                if "NumPixelsY" in a and "NumPixelsX" in a:
+                    scan_shape = (int(np.ravel(a["NumPixelsY"])[0]), int(np.ravel(a["NumPixelsX"])[0]))
+    return Scan4D(_as_4d(arr, path, scan_shape, chunk_positions), f"{path}:entry/data")
+
+
+def _read_zip(path, scan_shape, chunk_positions, dataset) -> Scan4D:
+    """A Merlin bundle: extract the first (or the named) .mib with its .hdr to a temporary folder."""
+    import atexit
+    import shutil
+    import tempfile
+    import zipfile
+
+    from layerscope._errors import InputError
+
+    try:
+        z = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"a zip archive ({exc})", path=path) from None
+    with z:
+        mibs = sorted(n for n in z.namelist() if n.lower().endswith(".mib"))
+        if dataset is not None:
+            mibs = [n for n in mibs if n == dataset or Path(n).name == dataset]
+        if not mibs:
+            raise InputError("a Merlin .mib file inside the zip" + (f" named {dataset!r}" if dataset else ""),
+                             path=path)
+        tmp = Path(tempfile.mkdtemp(prefix="layerscope-mib-"))
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        name = mibs[0]
+        hdr = name[:-4] + ".hdr"
+        for n in [name] + ([hdr] if hdr in z.namelist() else []):
+            target = tmp / Path(n).name
+            with z.open(n) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    scan = read_scan(tmp / Path(name).name, scan_shape=scan_shape, chunk_positions=chunk_positions)
+    # the lazy array reads from the extracted copy, which lives until the interpreter exits
+    return Scan4D(scan.data, f"{path}:{name}", scan.pixel_inv_angstrom, scan.step_nm)
+
+
+def _read_empad(path, scan_shape, chunk_positions) -> Scan4D:
+    """EMPAD .raw: float32 frames of (ky, kx + 2) rows, the last two rows metadata."""
+    import re
+
+    from layerscope._errors import InputError
+
+    size = path.stat().st_size
+    ky = kx = 128
+    xml = path.with_suffix(".xml")
+    if scan_shape is None and xml.exists():
+        text = xml.read_text(errors="replace")
+        sx = re.search(r"<scan_parameters[^>]*>.*?<scan_resolution_x>(\d+)<", text, re.S)
+        sy = re.search(r"<scan_resolution_y>(\d+)<", text)
+        if sx and sy:
+            scan_shape = (int(sy.group(1)), int(sx.group(1)))
+    frame = ky * (kx + 2) * 4
+    if size == 0 or size % frame:
+        raise InputError(f"an EMPAD .raw file: a whole number of {kx}×{ky + 2} float32 frames ({frame} bytes "
+                         f"each), got {size} bytes", path=path)
+    n = size // frame
+    if scan_shape is not None and int(np.prod(scan_shape)) != n:
+        raise InputError(f"{int(np.prod(scan_shape))} frames for the scan {tuple(scan_shape)}, the file holds {n} "
+                         "(truncated?)", path=path)
+    mm = np.memmap(path, dtype="<f4", mode="r", shape=(n, ky + 2, kx))
+    arr = da.from_array(mm, chunks=(max(1, chunk_positions ** 2), -1, -1))[:, :ky, :]
+    return Scan4D(_as_4d(arr, path, scan_shape, chunk_positions), str(path))
 
 
 def _read_rsciio(path, suffix, scan_shape, chunk_positions) -> Scan4D:

@@ -162,3 +162,123 @@ def simulate_fourd(*, scan_shape=(40, 40), step_nm: float = 2.0, core: str = "O3
             data[iy, ix] = rng.poisson(mean)
     names = ("vacuum", "aC", core, "S")
     return FourDSimulation(data, phase, names, rotation, twin, domain, geo, step_nm, kv, (core_phase, spinel))
+
+
+def simulate_ring_pattern(*, shape=(256, 256), pixel_inv_angstrom: float = 0.012, ellipticity: float = 1.04,
+                          ellipse_angle_deg: float = 25.0, centre=(131.3, 124.6), ring_width_inv_angstrom=0.006,
+                          counts: float = 2e7, standard=None, beam_radius_px: float = 4.0,
+                          seed: int | None = 0, rings=None) -> np.ndarray:
+    """Diffraction pattern of a polycrystalline film (default Au) with a known elliptical distortion.
+
+    A detector offset d (x, y) is circularised by the area-preserving map of
+    :func:`layerscope.fourd.calibrate.circularise_matrix`; a ring of |g| lies at
+    |M d|·pixel = |g| with intensity ∝ Σ m|F|²/|g|² (kinematic powder), Gaussian in
+    |g|, over a smooth diffuse background and a direct-beam disc; Poisson noise when
+    ``seed`` is not None.
+    """
+    from layerscope.fourd.calibrate import circularise_matrix, gold, ring_standard
+
+    g, w, _ = rings or ring_standard(standard or gold(), g_max=3.0)
+    yy, xx = np.indices(shape, dtype=float)
+    m = circularise_matrix(ellipticity, ellipse_angle_deg)
+    dx, dy = xx - centre[1], yy - centre[0]
+    q = np.hypot(m[0, 0] * dx + m[0, 1] * dy, m[1, 0] * dx + m[1, 1] * dy) * pixel_inv_angstrom
+    img = sum(wk / gk ** 2 * np.exp(-0.5 * ((q - gk) / ring_width_inv_angstrom) ** 2) for gk, wk in zip(g, w))
+    img = img / img.max() + 0.3 / (1 + (q / 0.3) ** 2)
+    beam = np.clip(beam_radius_px + 0.5 - np.hypot(dx, dy), 0, 1)  # anti-aliased disc
+    img = img / img.sum() * 0.6 * counts + beam * 0.4 * counts / beam.sum()
+    return np.random.default_rng(seed).poisson(img).astype(np.float32) if seed is not None else img
+
+
+def simulate_calibration_scan(*, scan_shape=(16, 16), shape=(128, 128), pixel_inv_angstrom: float = 0.024,
+                              ellipticity: float = 1.035, ellipse_angle_deg: float = -30.0,
+                              scan_rotation_deg: float = 17.0, descan_px_per_step=(0.12, -0.08),
+                              centre=(63.2, 65.7), deflection_px: float = 1.5, counts: float = 2e6,
+                              seed: int = 0):
+    """A scan of an Au film with descan, elliptical distortion and a rotated DPC deflection field.
+
+    The beam (and the whole pattern) at probe (iy, ix) is centred at ``centre`` + descan
+    plane + R(θ)·D, with D = deflection_px·∇φ/max|∇φ| in the scan frame and φ a few
+    Gaussian bumps of projected potential; the dark-field counts scale with φ.
+    Returns (data (ny, nx, ky, kx) float32, truth dict).
+    """
+    from layerscope.fourd.calibrate import gold, ring_standard
+
+    rings = ring_standard(gold(), g_max=3.0)
+    rng = np.random.default_rng(seed)
+    ny, nx = scan_shape
+    iy, ix = np.indices(scan_shape, dtype=float)
+    phi = np.zeros(scan_shape)
+    for _ in range(5):
+        y0, x0, s = rng.uniform(0, ny), rng.uniform(0, nx), rng.uniform(2.0, 4.0)
+        phi += np.exp(-((iy - y0) ** 2 + (ix - x0) ** 2) / (2 * s * s))
+    gy, gx = np.gradient(phi)
+    norm = deflection_px / np.hypot(gy, gx).max()
+    t = np.radians(scan_rotation_deg)
+    ddx = (np.cos(t) * gx - np.sin(t) * gy) * norm          # R(θ) (scan → detector), (x, y)
+    ddy = (np.sin(t) * gx + np.cos(t) * gy) * norm
+    oy = centre[0] + descan_px_per_step[0] * (iy - ny / 2) + 0.03 * (ix - nx / 2)
+    ox = centre[1] + descan_px_per_step[1] * (ix - nx / 2) - 0.02 * (iy - ny / 2)
+    data = np.empty((ny, nx, *shape), np.float32)
+    for a in range(ny):
+        for b in range(nx):
+            img = simulate_ring_pattern(shape=shape, pixel_inv_angstrom=pixel_inv_angstrom,
+                                        ellipticity=ellipticity, ellipse_angle_deg=ellipse_angle_deg,
+                                        centre=(oy[a, b] + ddy[a, b], ox[a, b] + ddx[a, b]),
+                                        counts=counts * (1 + 0.5 * phi[a, b]), beam_radius_px=3.0, seed=None,
+                                        rings=rings)
+            data[a, b] = rng.poisson(img)
+    truth = {"origin_px": np.stack([oy, ox], -1), "deflection_px": np.stack([ddy, ddx], -1), "potential": phi,
+             "pixel_inv_angstrom": pixel_inv_angstrom, "ellipticity": ellipticity,
+             "ellipse_angle_deg": ellipse_angle_deg, "scan_rotation_deg": scan_rotation_deg}
+    return data, truth
+
+
+def simulate_strain_scan(*, scan_shape=(10, 12), shape=(96, 96), g0_px=((19.0, -4.0), (5.0, 17.0)),
+                         disc_radius_px: float = 3.0, amplitude: float = 0.01, counts: float = 4e5,
+                         seed: int = 0):
+    """Nanobeam patterns of a 2-D lattice under a known smooth strain field.
+
+    The real-space deformation at probe (iy, ix) is F = I + ε + ω (ε symmetric, ω
+    antisymmetric, ``amplitude`` ~ 1 %), zero in the reference rows iy < 2; the
+    reciprocal lattice is G = F⁻ᵀ G0 (columns g1, g2 in detector x, y px). Disks are
+    anti-aliased discs with Poisson noise. Returns (data, truth dict with exx, eyy, exy,
+    rotation_deg, reference mask).
+    """
+    from scipy import ndimage
+
+    from layerscope.fourd.detector import _disc_kernel
+
+    rng = np.random.default_rng(seed)
+    ny, nx = scan_shape
+    iy, ix = np.indices(scan_shape, dtype=float)
+    s = np.clip((iy - 1.5) / (ny - 2), 0, None)                   # 0 in the reference rows
+    exx = amplitude * s * np.sin(2 * np.pi * ix / nx)
+    eyy = -0.6 * amplitude * s * np.cos(np.pi * ix / nx)
+    exy = 0.4 * amplitude * s ** 2
+    w = 0.3 * amplitude * s * (ix / nx - 0.5)                      # rotation (rad)
+    g0 = np.array(g0_px, float).T                                  # columns g1, g2
+    hk = np.array([(h, k) for h in range(-4, 5) for k in range(-4, 5) if (h, k) != (0, 0)], float)
+    intens = rng.uniform(0.3, 1.0, len(hk)) * np.exp(-0.02 * np.sum((hk @ g0.T) ** 2, 1) ** 0.5)
+    kern = _disc_kernel(disc_radius_px)
+    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    data = np.empty((ny, nx, *shape), np.float32)
+    for a in range(ny):
+        for b in range(nx):
+            f = np.eye(2) + np.array([[exx[a, b], exy[a, b] - w[a, b]], [exy[a, b] + w[a, b], eyy[a, b]]])
+            g = np.linalg.inv(f).T @ g0
+            q = np.concatenate([[[0.0, 0.0]], hk @ g.T])
+            inten = np.concatenate([[3.0], intens])
+            img = np.zeros(shape)
+            x, y = cx + q[:, 0], cy + q[:, 1]
+            x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+            fx, fy = x - x0, y - y0
+            for dy, dx, ww in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)),
+                               (1, 1, fy * fx)):
+                yy, xx = y0 + dy, x0 + dx
+                ok = (yy >= 0) & (yy < shape[0]) & (xx >= 0) & (xx < shape[1])
+                np.add.at(img, (yy[ok], xx[ok]), (inten * ww)[ok])
+            img = ndimage.convolve(img, kern, mode="constant")
+            data[a, b] = rng.poisson(img / img.sum() * counts + 0.5)
+    truth = {"exx": exx, "eyy": eyy, "exy": exy, "rotation_deg": np.degrees(w), "reference": iy < 2}
+    return data, truth
