@@ -52,7 +52,8 @@ def _simulate(tmp_path, shared_data, convention, seed, *, counts=60000.0):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("convention", ["exact", "gsas2"])
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.extended),
+                                  pytest.param(2, marks=pytest.mark.extended)])
 def test_default_refinement_recovers_cells_from_half_percent_off(tmp_path, shared_data, convention, seed):
     data, inst, cifs, truth = _simulate(tmp_path, shared_data, convention, seed)
     out = tmp_path / "out"
@@ -77,7 +78,7 @@ def test_nac_with_nothing_but_the_files_reaches_gsas2(tmp_path, nac_dir):
                "--no-plot"])
     assert rc == 0
     summ = json.loads((out / "summary.json").read_text())
-    # measured (2 cores): Rwp 14.16 %, NAC a 10.246725(64) Å, size 0.17 µm, microstrain -> 0. GSAS-II's own
+    # measured (2 cores): Rwp 14.17 %, NAC a 10.246718(64) Å, size 0.17 µm, microstrain -> its bound (flagged). GSAS-II's own
     # NAC a on this file ranges over 10.2480-10.2512 Å with its protocol (2-cycle microstrain stage:
     # 10.247985 at 17.20 %, not converged; + difC, Zero, atoms: 10.251023); with the exact TOF Lorentzian
     # the same default reaches 10.247744 Å (2.4e-4 from 10.247985) at 14.34 %: GSAS-II's Lorentzian
