@@ -281,3 +281,42 @@ def test_cli_own_calibration_from_reference_spectra(tmp_path):
         (row,) = list(csv.DictReader(fh))
     assert float(row["valence"]) == pytest.approx(3.5, abs=0.05)
     assert float(row["valence_mlls"]) == pytest.approx(3.5, abs=0.1)
+
+
+def test_every_calibration_number_carries_its_citation():
+    """Each L3/L2 point names publication and place, and says it was NOT compared with it."""
+    from layerscope.spectra.calibration import (LITERATURE_CHECK, MN_DE_CALIBRATION, MN_DE_STATUS,
+                                                CalibrationPoint)
+    cal = MN_L3L2_TAN2012
+    expected = [("MnO", 2.0, 3.95), ("Mn3O4", 8.0 / 3.0, 2.90), ("Mn2O3", 3.0, 2.60),
+                ("MnO2", 4.0, 1.95)]
+    assert [(p.compound, p.valence, p.value) for p in cal.points] == expected
+    for p in cal.points:
+        assert "Ultramicroscopy 116, 24-33 (2012)" in p.publication and "Tan" in p.publication
+        assert "not identified" in p.location        # no table/figure number was read
+        assert p.checked is False                     # no number verified against the paper
+    d = cal.as_dict()["points"]
+    assert [q["value"] for q in d] == [3.95, 2.90, 2.60, 1.95]
+    assert all(q["checked"] is False for q in d)
+    # points that do not repeat the table are refused
+    with pytest.raises(ValueError, match="repeat"):
+        ValenceCalibration((3.0, 4.0), (2.6, 1.95), ("Mn2O3", "MnO2"),
+                           points=(CalibrationPoint("Mn2O3", 3.0, 2.7, "x", "Table 1"),
+                                   CalibrationPoint("MnO2", 4.0, 1.95, "x", "Table 1")))
+    # no ΔE table could be read from Zhang et al. 2010: no built-in one, and the record says why
+    assert MN_DE_CALIBRATION is None
+    assert "Zhang" in MN_DE_STATUS and "1741-1746 (2010)" in MN_DE_STATUS
+    assert all(not c["numbers_verified"] for c in LITERATURE_CHECK)
+    assert any("Zhang" in c["publication"] for c in LITERATURE_CHECK)
+
+
+def test_valence_shift_nan_without_table_and_record_says_why():
+    from layerscope.spectra.calibration import MN_DE_STATUS
+    e = np.arange(470.0, 720.0, 0.25)
+    _, y, _ = mn_o_eels(e, l3_over_l2=2.6, l3_eV=641.5, l2_eV=652.5)
+    with pytest.warns(UserWarning):
+        res, rec = eels_pipeline(e, y[None, :], shift_eV=0.0)
+    assert np.isfinite(res.delta_e_eV[0])             # ΔE is measured ...
+    assert np.isnan(res.valence_shift[0])             # ... but not turned into a valence
+    assert rec["methods"]["shift_calibration"] == {"status": MN_DE_STATUS}
+    assert any(MN_DE_STATUS in w for w in rec["warnings"])

@@ -149,7 +149,9 @@ def register(subparsers) -> None:
                                          "measure the --reference spectra with this run's settings "
                                          "(replaces the built-in table)")
     m.add_argument("--shift-calibration", help="CSV valence,dE_eV: ΔE(Mn L3 − O-K pre-edge) per "
-                                               "valence, enables valence_shift")
+                                               "valence, enables valence_shift (there is no built-in "
+                                               "table: Zhang et al. 2010's values could not be "
+                                               "verified)")
     m.add_argument("--reference", action="append", metavar="VALENCE=FILE",
                    help="reference spectrum of known Mn valence for MLLS (repeat)")
     m.add_argument("--elements", nargs="+", choices=["Co", "Ni"], default=(),

@@ -7,9 +7,11 @@ One call, :func:`analyse_eels`, takes calibrated spectra (energy axis + shift pe
   power-law background, Pearson double-arctangent continuum step) mapped by a
   :class:`~layerscope.spectra.calibration.ValenceCalibration`; NaN + flag outside its range;
 * ``delta_e_eV`` and ``valence_shift`` — the chemical shift ΔE = E(Mn L3 maximum) −
-  E(O-K pre-edge maximum) (Zhang et al., Am. Mineral. 95, 1741, 2010: ΔE falls as the Mn valence
-  rises); a difference between two edges of the same spectrum, so it does not depend on the
-  energy calibration. It becomes a valence only through a user-given ΔE calibration table;
+  E(O-K pre-edge maximum) (Zhang et al., Am. Mineral. 95, 1741, 2010, whose abstract calls ΔE vs.
+  valence the most valence-sensitive calibration method for Mn3+-Mn4+); a difference between two edges of the same spectrum, so it does not depend on the
+  energy calibration. It becomes a valence only through a user-given ΔE calibration table (no
+  published table could be verified, so there is no default:
+  :data:`~layerscope.spectra.calibration.MN_DE_STATUS`);
 * ``valence_mlls`` — multiple linear least squares (non-negative) of the Mn L2,3 edge against
   user-given reference spectra of known valence, ``v = Σ a_k v_k / Σ a_k`` (on the absolute,
   calibrated energy axis: the references must be calibrated the same way);
@@ -46,7 +48,7 @@ from scipy.integrate import trapezoid
 from scipy.optimize import nnls
 
 from layerscope.spectra.calibrate import EDGE_SEARCH_EV, edge_feature
-from layerscope.spectra.calibration import MN_L3L2_TAN2012, ValenceCalibration
+from layerscope.spectra.calibration import MN_DE_STATUS, MN_L3L2_TAN2012, ValenceCalibration
 from layerscope.spectra.eels import double_step, fit_power_law, o_k_pre_edge, white_line_ratio
 
 #: L2,3 edges (EELS Atlas edge energies, Ahn & Krivanek 1983, eV): L3, L2. The L3 maximum is looked
@@ -99,7 +101,8 @@ class EelsOptions:
                 "mn_search_eV": list(MN_SEARCH_EV), "snr_min": self.snr_min,
                 "max_relative_statistical_error_of_L3_L2": self.max_rel_err,
                 "white_line_calibration": self.calibration.as_dict(),
-                "shift_calibration": self.shift_calibration.as_dict() if self.shift_calibration else None,
+                "shift_calibration": (self.shift_calibration.as_dict() if self.shift_calibration
+                                      else {"status": MN_DE_STATUS}),
                 "mlls_references": sorted(float(v) for v in self.references),
                 "other_l23_elements": list(self.other_elements),
                 "l23_edges_eV": {k: L23_EDGES_EV[k] for k in ("Mn", *self.other_elements)}}

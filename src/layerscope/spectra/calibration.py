@@ -16,11 +16,31 @@ Provenance of :data:`MN_L3L2_TAN2012`
 -------------------------------------
 The four points (MnO 2+, Mn3O4 8/3+, Mn2O3 3+, MnO2 4+) were entered for the calibration the
 paper uses (its ref. 29, Tan, Verbeeck, Abakumov & Van Tendeloo, Ultramicroscopy 116, 24–33,
-2012; Supp. Fig. 4d of the paper). The published table could not be opened while this module was
-written (only the abstract was reachable), so ``status`` says ``"not checked against the
-publication's table"``; each point carries that status in the outputs (``record.json``) and the
+2012; Supp. Fig. 4d of the paper). Each point is a :class:`CalibrationPoint` naming the
+publication, the place in it and whether the number was compared with that place: **none was**
+(``checked=False``; the table/figure holding them is not identified), so ``status`` says
+``"not checked against the publication's table"``, the outputs (``record.json``) carry it and the
 command line prints it. Replace the numbers by the table of the publication you use, with its
-table/figure number in ``source``, or calibrate on your own references.
+table/figure number, or calibrate on your own references.
+
+Literature check (3 Dec 2026, :data:`LITERATURE_CHECK`)
+--------------------------------------------------------
+The stored public copies of the publications were searched for the numbers. Only the title page
+(title, authors, abstract, first line of the introduction) of each could be read; no table and
+no figure value was reachable:
+
+* Zhang, Livi, Gaillot, Stone & Veblen, Am. Mineral. 95, 1741–1746 (2010) (studylib.net copy):
+  the abstract says ΔE(Mn L3 − O K) vs. valence is "the most valence-sensitive method in the range
+  of Mn3+ and Mn4+"; its reference compounds' ΔE and L3/L2 values were not readable.
+* Tan et al., Ultramicroscopy 116, 24–33 (2012) (pure.skoltech.ru record): abstract only.
+* Wang, Bentley & Evans, Micron 31, 355–362 (2000) (studylib.net copy): abstract and the start of
+  the introduction only.
+* Varela et al., PRB 79, 085117 (2009) and Riedl et al., PRB (2006): not found in the store.
+
+Hence there is **no built-in ΔE(Mn L3 − O K) calibration** (:data:`MN_DE_CALIBRATION` is
+``None``): ``valence_shift`` is NaN unless a table is given (``--shift-calibration`` or
+``EelsOptions(shift_calibration=...)``), and ``delta_e_eV`` holds the measured ΔE. No number
+from memory was entered for either method.
 """
 
 from __future__ import annotations
@@ -28,6 +48,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """One number of a calibration table and where it comes from.
+
+    ``location`` is the table or figure of ``publication`` holding the number (or why it is not
+    known); ``checked`` is True only when the number was compared with that table/figure.
+    """
+
+    compound: str
+    valence: float
+    value: float
+    publication: str
+    location: str
+    checked: bool = False
+
+    def as_dict(self) -> dict:
+        return {"compound": self.compound, "valence": self.valence, "value": self.value,
+                "publication": self.publication, "location": self.location,
+                "checked": self.checked}
 
 
 @dataclass(frozen=True)
@@ -48,6 +89,9 @@ class ValenceCalibration:
         ``"checked"`` when every number was compared with the cited table, else what is missing.
     quantity : str
         What ``ratios`` holds (``"L3/L2"``, ``"dE(Mn L3 - O K pre-edge) eV"``).
+    points : tuple of CalibrationPoint
+        The citation of each number (empty for a user-given or measured table); when given they
+        must repeat ``valences``/``ratios``/``compounds`` exactly.
     """
 
     valences: tuple
@@ -56,6 +100,7 @@ class ValenceCalibration:
     source: str = ""
     status: str = "user-given"
     quantity: str = "L3/L2"
+    points: tuple = ()
 
     def __post_init__(self):
         v = np.asarray(self.valences, float)
@@ -64,6 +109,11 @@ class ValenceCalibration:
             raise ValueError("a calibration needs at least two (valence, ratio) points")
         if not (np.all(np.diff(v) > 0) and (np.all(np.diff(r) < 0) or np.all(np.diff(r) > 0))):
             raise ValueError("calibration valences must increase and ratios be strictly monotonic")
+        if self.points and ([(p.valence, p.value) for p in self.points] != list(zip(v, r))
+                            or (self.compounds and tuple(p.compound for p in self.points)
+                                != tuple(self.compounds))):
+            raise ValueError("calibration points must repeat the table's valences, values and "
+                             "compounds")
 
     @property
     def range(self) -> tuple:
@@ -97,7 +147,8 @@ class ValenceCalibration:
     def as_dict(self) -> dict:
         return {"quantity": self.quantity, "valences": list(self.valences),
                 "values": list(self.ratios), "compounds": list(self.compounds),
-                "source": self.source, "status": self.status}
+                "source": self.source, "status": self.status,
+                "points": [p.as_dict() for p in self.points]}
 
 
 def calibration_from_references(valences, measured, *, compounds=(), source="",
@@ -116,14 +167,53 @@ def calibration_from_references(valences, measured, *, compounds=(), source="",
                               source or "own reference spectra", "measured", quantity)
 
 
+_TAN2012 = ("Tan, Verbeeck, Abakumov & Van Tendeloo, Ultramicroscopy 116, 24-33 (2012), "
+            "doi:10.1016/j.ultramic.2012.03.002")
+_TAN2012_WHERE = ("table/figure not identified: only the abstract of the publication was readable "
+                  "(3 Dec 2026); number not compared with the publication")
+
 #: Mn L3/L2 against valence — see the module's "Provenance" section before quoting valences.
 MN_L3L2_TAN2012 = ValenceCalibration(
     valences=(2.0, 8.0 / 3.0, 3.0, 4.0),
     ratios=(3.95, 2.90, 2.60, 1.95),
     compounds=("MnO", "Mn3O4", "Mn2O3", "MnO2"),
-    source=("Tan, Verbeeck, Abakumov & Van Tendeloo, Ultramicroscopy 116, 24-33 (2012), "
-            "doi:10.1016/j.ultramic.2012.03.002; Mn L3/L2 of MnO, Mn3O4, Mn2O3, MnO2 (as used by the "
-            "paper, its ref. 29, Supp. Fig. 4d)"),
+    source=(_TAN2012 + "; Mn L3/L2 of MnO, Mn3O4, Mn2O3, MnO2 (as used by the paper, its ref. 29, "
+            "Supp. Fig. 4d)"),
     status="not checked against the publication's table (numbers entered from the published "
            "trend; see layerscope.spectra.calibration)",
+    points=tuple(CalibrationPoint(c, v, r, _TAN2012, _TAN2012_WHERE, False) for c, v, r in
+                 zip(("MnO", "Mn3O4", "Mn2O3", "MnO2"), (2.0, 8.0 / 3.0, 3.0, 4.0),
+                     (3.95, 2.90, 2.60, 1.95))),
+)
+
+#: Built-in ΔE(Mn L3 − O-K pre-edge) calibration: none, because no published table could be read
+#: (see :data:`LITERATURE_CHECK`); ``valence_shift`` needs a user-given table.
+MN_DE_CALIBRATION = None
+
+#: Why :data:`MN_DE_CALIBRATION` is None (written into record.json and printed).
+MN_DE_STATUS = ("no built-in ΔE(Mn L3 − O-K pre-edge) calibration: the reference values of Zhang "
+                "et al., Am. Mineral. 95, 1741-1746 (2010) could not be read from a stored copy "
+                "(abstract only); give one with --shift-calibration")
+
+#: What was searched for the calibration numbers and what could be read (no number was verified).
+LITERATURE_CHECK = (
+    {"publication": "Zhang, Livi, Gaillot, Stone & Veblen, Am. Mineral. 95, 1741-1746 (2010)",
+     "copy": "https://studylib.net/doc/8345851/determination-of-manganese-valence-states-in--mn3---mn4-",
+     "readable": "title, authors, abstract, first line of the introduction",
+     "found": "dE(L3 - O K) vs. valence is the most valence-sensitive calibration-curve method for "
+              "Mn3+-Mn4+ (abstract, qualitative)",
+     "numbers_verified": ()},
+    {"publication": _TAN2012,
+     "copy": "https://pure.skoltech.ru/en/publications/oxidation-state-and-chemical-shift-"
+             "investigation-in-transition-me-4",
+     "readable": "abstract", "found": "white-line ratio and chemical-shift methods compared "
+                                      "(abstract, qualitative)", "numbers_verified": ()},
+    {"publication": "Wang, Bentley & Evans, Micron 31, 355-362 (2000)",
+     "copy": "https://studylib.net/doc/8345853/valence-state-mapping-of-cobalt-and-manganese",
+     "readable": "abstract, start of the introduction", "found": "no L3/L2 values",
+     "numbers_verified": ()},
+    {"publication": "Varela et al., Phys. Rev. B 79, 085117 (2009)", "copy": None,
+     "readable": "not found in the store", "found": "", "numbers_verified": ()},
+    {"publication": "Riedl et al., Phys. Rev. B (2006)", "copy": None,
+     "readable": "not found in the store", "found": "", "numbers_verified": ()},
 )

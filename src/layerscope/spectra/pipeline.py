@@ -26,6 +26,7 @@ from layerscope._errors import InputError
 from layerscope._io import write_csv, write_text
 from layerscope.spectra.analysis import MN_SEARCH_EV, EelsOptions, EelsResult, analyse_eels
 from layerscope.spectra.calibrate import edge_shifts, zlp_shifts
+from layerscope.spectra.calibration import MN_DE_STATUS
 
 #: Range (eV) in which the Mn L3 maximum of Mn oxides lies on a correct absolute scale
 #: (MnO ~640 eV to MnO2 ~644 eV); a calibrated maximum outside it is reported as a warning.
@@ -120,8 +121,7 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
             warnings.warn(msg, stacklevel=2)
             notes.append(msg)
     if opts.shift_calibration is None:
-        notes.append("valence_shift is NaN: no ΔE(Mn L3 − O-K pre-edge) calibration given "
-                     "(--shift-calibration); delta_e_eV holds the measured ΔE")
+        notes.append(f"valence_shift is NaN: {MN_DE_STATUS}; delta_e_eV holds the measured ΔE")
     if not opts.references:
         notes.append("valence_mlls is NaN: no reference spectra given (--reference VALENCE=FILE)")
     if opts.calibration.status not in ("checked", "measured", "user-given"):
