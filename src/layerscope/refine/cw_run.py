@@ -51,10 +51,34 @@ _HAP_KEYS = ("scale", "mustrain", "size", "hstrain", "stephens", "texture")
 _PHASE_KEYS = ("cell", "xyz", "biso")
 
 
+def _declared_kind(path):
+    """"cw"/"tof" from the ``Type:`` (``.instprm``) or ``INS HTYPE`` (``.prm``) record, None if absent."""
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for ln in lines:
+        t = None
+        if ln.startswith("Type:"):
+            t = ln.split(":", 1)[1].strip().split()[0] if ln.split(":", 1)[1].strip() else ""
+        elif ln.startswith("INS") and "HTYPE" in ln:
+            t = ln.split("HTYPE", 1)[1].strip()[:4]
+        if t:
+            t = t.upper()
+            if len(t) >= 3 and t[0] == "P" and t[2] == "T":
+                return "tof"
+            if len(t) >= 3 and t[0] == "P" and t[2] == "C":
+                return "cw"
+    return None
+
+
 def instrument_kind(path) -> str:
     """"cw" or "tof" from an instrument file's content (GSAS-II ``.instprm`` Type, GSAS-I ``.prm`` HTYPE)."""
     from layerscope.diffraction.cw_instrument import read_cw_instrument
 
+    kind = _declared_kind(path)
+    if kind:
+        return kind
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -315,7 +339,12 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
     for i, (d, ip) in enumerate(zip(data_paths, inst_paths)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            data, inst = load_cw_histogram(d, ip, reading=prm_reading)
+            try:
+                data, inst = load_cw_histogram(d, ip, reading=prm_reading)
+            except InputError as e:
+                if str(d) in str(e) and str(ip) in str(e):
+                    raise
+                raise InputError(f"data {d} with instrument {ip}: {e.detail}", path=e.path, where=e.where) from None
         for w in caught:
             notes.append(f"hist{i}: {w.message}")
         for nt in inst.notes:
