@@ -130,9 +130,15 @@ GSAS2_ANOMALOUS = ["Pb=-4.078031696124835,8.501347904309329", "S=0.3330762156635
 def test_cli_joint_pbso4_reproduces_gsas2_staged_rwp(tmp_path, capsys):
     """The command line on PBSO4.XRA + PBSO4.CWN with GSAS-II's protocol as a strategy file (3 cycles per stage,
     GSAS-II's cycle rules, its f′/f″ given with --anomalous, its scattering-length table and its .prm reading,
-    both the defaults for .prm files). Measured (~3 min on 2 shared cores): see the module docstring of
-    refine.cw_run's report; asserted: every stage within 0.3 % absolute (the issue's bound), C(2,0), C(2,2)
-    within 5 %."""
+    both the defaults for .prm files). Measured (~3 min on 2 shared cores), X-ray / neutron Rwp %:
+
+    stage                                        layerscope CLI        GSAS-II
+    scale + background                           45.81295 / 17.86470   45.811562 / 17.864834
+    + cell, neutron hydrostatic strain           32.48285 / 15.02423   32.475886 / 15.02412
+    + mustrain, shift, DisplaceX/Y, x, Uiso      13.40458 / 6.37695    13.40599 / 6.36131
+    + texture (order 2, X-ray)                   13.16439 / 6.38237    13.16483 / 6.38230
+
+    Asserted: every stage within 0.05 % absolute (the issue's bound is 0.3 %), C(2,0), C(2,2) within 5 %."""
     f = tmp_path / "gsas2.toml"
     f.write_text(GSAS2_PROTOCOL)
     out = tmp_path / "out"
@@ -154,13 +160,51 @@ def test_cli_joint_pbso4_reproduces_gsas2_staged_rwp(tmp_path, capsys):
     for st, (gx, gn) in zip(s["stages"], GSAS2_RWP):
         rx, rn = (h["rwp"] for h in st["histograms"])
         print(f"{st['name']}: {rx:.5f} / {rn:.5f} (GSAS-II {gx} / {gn})")
-        assert abs(rx - gx) < 0.3 and abs(rn - gn) < 0.3
+        assert abs(rx - gx) < 0.05 and abs(rn - gn) < 0.05
     for h, st in zip(s["histograms"], s["stages"][-1]["histograms"]):
         assert h["rwp"] == pytest.approx(st["rwp"]) and h["rexp"] > 0 and h["chi2"] > 0
     tex = s["histograms"][0]["refined"]
+    print("C(2,0), C(2,2):", tex["PbSO4@hist0.C(2,0)"], tex["PbSO4@hist0.C(2,2)"], "(GSAS-II 0.127404, 0.09406)")
     assert tex["PbSO4@hist0.C(2,0)"]["value"] == pytest.approx(0.127404, rel=0.05)
     assert tex["PbSO4@hist0.C(2,2)"]["value"] == pytest.approx(0.09406, rel=0.05)
     cell = s["phases"]["PbSO4"]["cell"]
     assert all(cell[c]["esd"] and cell[c]["esd"] > 0 for c in "abc")
     assert (out / "PbSO4.cif").is_file() and (out / "fit.png").stat().st_size > 10000
     assert "hist1" in (out / "report.txt").read_text()
+
+
+def test_cli_cw_synthetic_al_recovers_cell_and_writes_outputs(tmp_path, capsys):
+    """Al (preset) simulated on a Cu Kα1/Kα2 Bragg–Brentano grid (GSAS-II .instprm written here, a = 4.0520 Å,
+    scale 5, Poisson noise), refined by the default CW strategy from the preset's 4.0495 Å: the cell lands
+    within 3 esd of the truth, χ²ν near 1, and every output is written."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from layerscope.crystal.presets import preset_phase
+    from layerscope.diffraction import cw_pattern as cw
+    from layerscope.diffraction.cw_instrument import read_cw_instprm
+
+    inst_file = tmp_path / "cu.instprm"
+    inst_file.write_text("#GSAS-II instrument parameter file\nType:PXC\nLam1:1.5405\nLam2:1.5443\nI(L2)/I(L1):0.5\n"
+                         "Zero:0.0\nPolariz.:0.7\nAzimuth:0.0\nU:2.0\nV:-2.0\nW:5.0\nX:0.0\nY:0.0\nZ:0.0\nSH/L:0.002\n")
+    al = preset_phase("Al")
+    true_phase = replace(al, cell=(4.052, 4.052, 4.052, 90.0, 90.0, 90.0))
+    x = np.arange(30.0, 100.0, 0.02)
+    m = cw.build_cw_model([true_phase], x, read_cw_instprm(inst_file), n_background=2)
+    p = cw.cw_initial_params(m, scale=5.0, background=np.array([50.0, -5.0]))
+    y_true = cw.cw_pattern(m, p)["total"]
+    rng = np.random.default_rng(3)
+    y = rng.poisson(y_true).astype(float)
+    data = tmp_path / "al.xye"
+    np.savetxt(data, np.column_stack([x, y, np.sqrt(np.maximum(y, 1.0))]), header="2theta I esd")
+    out = tmp_path / "out"
+    rc, log = _cli([data, "--instprm", inst_file, "--phase", "Al", "--nbkg", 2, "--out", out], capsys)
+    assert rc == 0, log
+    s = json.loads((out / "summary.json").read_text())
+    a = s["phases"]["Al"]["cell"]["a"]
+    assert abs(a["value"] - 4.052) < 3 * a["esd"], a
+    assert s["chi2"] == pytest.approx(1.0, abs=0.15)
+    assert s["histograms"][0]["radiation"] == "xray" and s["histograms"][0]["rwp"] == pytest.approx(s["rwp"])
+    for f in ("Al.cif", "report.txt", "fit.png", "fit_hist0.csv"):
+        assert (out / f).is_file(), f
