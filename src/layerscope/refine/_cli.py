@@ -157,13 +157,24 @@ def _refine_cw(args) -> int:
                 from None
         anomalous[el.strip()] = (f1, f2)
 
+    scattering = args.scattering
+    if args.conventions and not scattering:
+        from layerscope.refine.conventions import PRESETS
+
+        scattering = PRESETS[args.conventions].scattering
+    tof_only = [o for o, v in (("--lorentz", args.lorentz), ("--reflections", args.reflections),
+                               ("--zero-counts", args.zero_counts), ("--start-broadening", args.start_broadening),
+                               ("--calibrate", args.calibrate), ("--no-align", args.no_align)) if v]
+    if tof_only:
+        print(f"note: {', '.join(tof_only)} apply to TOF refinements only; not used for these CW histograms")
+
     def progress(name, fr, hs):
         print(f"stage {name!r}: Rwp {fr.stats.rwp:.3f} % (" + " / ".join(f"{s.rwp:.3f}" for s in hs)
               + f")  chi2 {fr.stats.chi2:.3f}  cycles {fr.n_cycles}  {'converged' if fr.converged else 'NOT converged'}")
 
     run = refine_cw_files(args.data, args.instprm, args.phase, strategy=args.strategy, limits=limits,
                           n_background=args.nbkg, cycles=args.cycles, texture=args.texture, anomalous=anomalous,
-                          scattering=args.scattering, prm_reading=args.prm_reading, progress=progress)
+                          scattering=scattering, prm_reading=args.prm_reading, progress=progress)
     files = write_cw_outputs(run, args.out, plot=not args.no_plot)
     for w in run.warnings:
         print("warning:", w)

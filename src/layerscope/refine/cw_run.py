@@ -323,6 +323,8 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
     nbk = nbk * n if len(nbk) == 1 else nbk
     if len(nbk) != n or any(int(b) < 1 for b in nbk):
         raise InputError(f"--nbkg: one positive number of background terms, or one per histogram ({n})")
+    if texture is not None and (int(texture) < 2 or int(texture) % 2):
+        raise InputError(f"--texture {texture}: the spherical-harmonics order must be an even integer >= 2")
     loaded = load_phases(phase_specs)
     phases = [p for p, _ in loaded]
     names = [p.name for p in phases]
