@@ -107,6 +107,17 @@ def _refine(args) -> int:
         return _refine_pcr(args)
     if not args.data or not args.instprm or not args.phase:
         raise ValueError("refine needs DATA, --instprm FILE and at least one --phase (or --pcr FILE.pcr)")
+    from layerscope.refine.cw_run import route
+
+    if route(args.data, args.instprm) == "cw":
+        return _refine_cw(args)
+    if args.limits or args.texture or args.anomalous:
+        raise ValueError("--limits, --texture and --anomalous apply to constant-wavelength data only "
+                         "(a TOF range is --tmin/--tmax)")
+    args.data, args.instprm = args.data[0], args.instprm[0]
+    if len(args.nbkg) != 1:
+        raise ValueError("--nbkg: one number for a TOF pattern")
+    args.nbkg = args.nbkg[0]
 
     def progress(name, fr):
         print(f"stage {name!r}: Rwp {fr.stats.rwp:.2f} %  chi2 {fr.stats.chi2:.3f}  cycles {fr.n_cycles}"
@@ -126,6 +137,53 @@ def _refine(args) -> int:
     return 0 if res.converged else 3
 
 
+def _refine_cw(args) -> int:
+    """Constant-wavelength histograms, one instrument file each, refined jointly (``refine.cw_run``)."""
+    from layerscope.refine.cw_output import write_cw_outputs
+    from layerscope.refine.cw_run import refine_cw_files
+
+    limits = args.limits
+    if not limits and (args.tmin is not None or args.tmax is not None):
+        limits = [(args.tmin if args.tmin is not None else -1e9, args.tmax if args.tmax is not None else 1e9)]
+        print(f"--tmin/--tmax read as the 2θ range {args.tmin}-{args.tmax}° of every histogram")
+        limits = [(max(lo, 0.0), min(hi, 180.0)) for lo, hi in limits]
+    anomalous = {}
+    for spec in args.anomalous or ():
+        try:
+            el, vals = spec.split("=")
+            f1, f2 = (float(v) for v in vals.split(","))
+        except ValueError:
+            raise ValueError(f"--anomalous {spec!r}: expected ELEMENT=FPRIME,FDOUBLEPRIME (e.g. Pb=-4.078,8.501)") \
+                from None
+        anomalous[el.strip()] = (f1, f2)
+
+    scattering = args.scattering
+    if args.conventions and not scattering:
+        from layerscope.refine.conventions import PRESETS
+
+        scattering = PRESETS[args.conventions].scattering
+    tof_only = [o for o, v in (("--lorentz", args.lorentz), ("--reflections", args.reflections),
+                               ("--zero-counts", args.zero_counts), ("--start-broadening", args.start_broadening),
+                               ("--calibrate", args.calibrate), ("--no-align", args.no_align)) if v]
+    if tof_only:
+        print(f"note: {', '.join(tof_only)} apply to TOF refinements only; not used for these CW histograms")
+
+    def progress(name, fr, hs):
+        print(f"stage {name!r}: Rwp {fr.stats.rwp:.3f} % (" + " / ".join(f"{s.rwp:.3f}" for s in hs)
+              + f")  chi2 {fr.stats.chi2:.3f}  cycles {fr.n_cycles}  {'converged' if fr.converged else 'NOT converged'}")
+
+    run = refine_cw_files(args.data, args.instprm, args.phase, strategy=args.strategy, limits=limits,
+                          n_background=args.nbkg, cycles=args.cycles, texture=args.texture, anomalous=anomalous,
+                          scattering=scattering, prm_reading=args.prm_reading, progress=progress)
+    files = write_cw_outputs(run, args.out, plot=not args.no_plot)
+    for w in run.warnings:
+        print("warning:", w)
+    st = run.final.stats
+    per = "  ".join(f"hist{i} {s.rwp:.3f} %" for i, s in enumerate(run.final_hist_stats))
+    print(f"Rwp {st.rwp:.3f} % ({per})  Rexp {st.rexp:.3f} %  chi2 {st.chi2:.3f}  -> {files['summary']}")
+    return 0 if run.converged else 3
+
+
 def _refine_pcr(args) -> int:
     """``layerscope refine --pcr FILE.pcr [--data FILE] --out DIR``: re-run a FullProf TOF job with
     FullProf's conventions (exact TOF Lorentzian, Sears 1992 lengths, no starting sample broadening)."""
@@ -137,7 +195,7 @@ def _refine_pcr(args) -> int:
     from layerscope.refine.pcr import read_pcr
     from layerscope.refine.pcr_run import refine_pcr_job
 
-    job = read_pcr(args.pcr, data=args.data_file or args.data)
+    job = read_pcr(args.pcr, data=args.data_file or (args.data[0] if args.data else None))
     conv = replace(FULLPROF, origin=f"FullProf .pcr {args.pcr}")
     said = []
 
@@ -165,9 +223,12 @@ def _progress(name, fr):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("refine", help="Rietveld refinement of a TOF powder pattern")
-    p.add_argument("data", nargs="?", help="powder pattern (.gsa/.fxye, FullProf .dat, .xye)")
-    p.add_argument("--instprm", help="GSAS-II .instprm instrument file")
+    p = sub.add_parser("refine", help="Rietveld refinement of a TOF pattern, or of constant-wavelength "
+                       "histograms (X-ray, neutron) refined jointly")
+    p.add_argument("data", nargs="*", help="powder pattern(s): TOF (.gsa/.fxye, FullProf .dat, .xye), or CW in 2θ "
+                   "(GSAS STD/ESD/ALT raw, .xye/.xy/.csv, .xrdml); several CW patterns are refined jointly")
+    p.add_argument("--instprm", nargs="+", help="instrument file per pattern, same order: GSAS-II .instprm "
+                   "(TOF PNT, CW PXC/PNC) or GSAS-I .prm (CW)")
     p.add_argument("--phase", action="append", help="phase: preset, CIF, NAME=SOURCE:SCALE (repeat)")
     p.add_argument("--strategy", help="TOML file with [[stage]] tables (default: scales+bkg, cells, sample "
                    "broadening, atoms xyz+Uiso; see the README's 'Strategy files')")
@@ -176,7 +237,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder (summary.json, PHASE.cif, fit.png)")
     p.add_argument("--tmin", type=float, help="lowest TOF (µs) to fit")
     p.add_argument("--tmax", type=float, help="highest TOF (µs) to fit")
-    p.add_argument("--nbkg", type=int, default=6, help="number of Chebyshev background terms (default 6)")
+    p.add_argument("--nbkg", type=int, nargs="+", default=[6],
+                   help="number of Chebyshev background terms (default 6; CW: one per histogram allowed)")
     p.add_argument("--cycles", type=int, help="maximum cycles per stage (overrides the strategy)")
     p.add_argument("--no-plot", action="store_true", help="do not write fit.png")
     g = p.add_argument_group("conventions (default: those of the instrument file's code; GSAS-II for .instprm)")
@@ -193,4 +255,15 @@ def register(sub) -> None:
                    "'zero,difc' (default: none: difC and Zero stay at the instrument file's values)")
     p.add_argument("--no-align", action="store_true",
                    help="do not align the cells on a grid before least squares")
+    c = p.add_argument_group("constant-wavelength data")
+    c.add_argument("--limits", nargs=2, type=float, action="append", metavar=("LOW", "HIGH"),
+                   help="2θ range (degrees) of a histogram; once per histogram in order, or once for all "
+                   "(default: the whole pattern; --tmin/--tmax are read as 2θ here)")
+    c.add_argument("--texture", type=int, metavar="ORDER",
+                   help="add a spherical-harmonics preferred-orientation stage of this even order on every "
+                   "Bragg-Brentano (X-ray) histogram (default: none)")
+    c.add_argument("--anomalous", action="append", metavar="EL=F1,F2",
+                   help="X-ray f' and f'' of an element (repeat; default gemmi's Cromer-Liberman at Kα1)")
+    c.add_argument("--prm-reading", choices=("gsas2", "as_written"), default="gsas2",
+                   help="read GSAS-I .prm files as GSAS-II does (default) or as written")
     p.set_defaults(func=_refine)
