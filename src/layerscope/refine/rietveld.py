@@ -97,6 +97,14 @@ class RietveldResult:
     def esd(self, name: str) -> float:
         return float(self.esd_full[self.layout_names.index(name)])
 
+    def __repr__(self) -> str:  # Rwp, cells with esds, flags (refine.api.result_lines)
+        from layerscope.refine.api import result_lines
+        return "\n".join(result_lines(self))
+
+    def _repr_html_(self) -> str:
+        from layerscope.refine.api import result_html
+        return result_html(self)
+
 
 def refined_phases(model, layout, full) -> tuple[Phase, ...]:
     """Phases with the refined cell, coordinates, occupancies and Biso of a full vector."""
