@@ -75,8 +75,9 @@ def refine(data, *, instrument, phases, strategy=None, conventions=None, tmin=No
         The TOF pattern (µs). Points with σ = 0 get weight 0 (said through ``log``).
     instrument : path (GSAS-II ``.instprm``) or :class:`~layerscope.diffraction.instrument.TOFInstrument`
     phases : preset name / CIF path / Phase / (Phase, scale), or a list of them
-    strategy : path of a strategy TOML, a :class:`~layerscope.refine.strategy.Strategy`, or None
-        (the default staged strategy for these phases)
+    strategy : path of a strategy TOML, the same as a dict (``{"stage": [{"name": ..., "free": [...]}],
+        "refine": {...}}``), a :class:`~layerscope.refine.strategy.Strategy`, or None (the default staged
+        strategy for these phases)
     conventions : None, a preset name ("gsas2", "fullprof", "layerscope") or a dict of options
     tmin, tmax : fitted TOF range (µs); default: the whole pattern
     n_background : Chebyshev background terms
@@ -99,7 +100,7 @@ def refine(data, *, instrument, phases, strategy=None, conventions=None, tmin=No
     from layerscope.diffraction.instrument import TOFInstrument, read_instprm
     from layerscope.diffraction.readers import PowderData, read_powder
     from layerscope.refine.rietveld import linear_start, refine_pattern
-    from layerscope.refine.strategy import Strategy, default_strategy, read_strategy
+    from layerscope.refine.strategy import Strategy, default_strategy, parse_strategy, read_strategy
 
     say = log or (lambda msg: None)
     pd = data if isinstance(data, PowderData) else read_powder(data, zero_sigma="keep")
@@ -123,11 +124,13 @@ def refine(data, *, instrument, phases, strategy=None, conventions=None, tmin=No
     scales = {p.name: s for p, s in loaded}
     if isinstance(strategy, Strategy):
         strat = strategy
+    elif isinstance(strategy, dict):
+        strat = parse_strategy(strategy, "strategy given as a dict")
     elif strategy:
         strat = read_strategy(strategy)
     else:
         strat = default_strategy([p.name for p in phase_list], calibrate=calibrate)
-    origin = f"strategy file {strategy}" if _is_path(strategy) and strategy else "strategy"
+    origin = f"strategy file {strategy}" if _is_path(strategy) else "strategy"
     conv = _conventions(inst_source, strat, origin, conventions)
     strat = replace(strat, lorentz_convention=conv.lorentz)
     if cycles:
