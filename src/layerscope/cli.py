@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "layerscope.operando._cli",
     "layerscope.descriptors_cli",
     "layerscope.echem._cli",
+    "layerscope.simulate._cli",
     "layerscope.spectra._cli",
     "layerscope.stem._cli",
     "layerscope.fourd._cli",
