@@ -106,7 +106,9 @@ def refine(data, *, instrument, phases, strategy=None, conventions=None, tmin=No
     pd = data if isinstance(data, PowderData) else read_powder(data, zero_sigma="keep")
     where = pd.source or "the pattern"
     if pd.kind != "tof":
-        raise InputError(f"the pattern is {pd.kind!r} (2θ) data but the instrument is a time-of-flight one; "
+        inst_name = os.fspath(instrument) if _is_path(instrument) else (getattr(instrument, "source", "") or
+                                                                       "the instrument")
+        raise InputError(f"the pattern is {pd.kind!r} (2θ) data but {inst_name} is a time-of-flight instrument; "
                          "give a TOF pattern, or a constant-wavelength instrument for this one", path=pd.source)
     if isinstance(instrument, TOFInstrument):
         inst, inst_source = instrument, instrument.source
