@@ -37,6 +37,7 @@ def test_import_is_light_and_lists_the_api():
                  "read_fourd", "refine", "descriptors", "cycle_summary", "analyze_eels", "run_study", "simulate"):
         assert name in ls.__all__ and name in dir(ls)
         assert getattr(ls, name) is not None
+    assert "spectra" in dir(ls.simulate)
     with pytest.raises(AttributeError, match="no attribute 'refine_sereis'"):
         ls.refine_sereis
 
@@ -69,6 +70,15 @@ def test_cycle_summary_one_row_per_cycle():
     n = ls.cycle_summary(ls.read_cycler(d / "neware_TestFile.nda"))
     assert np.isnan(n.charge_mAh[0]) and np.isnan(n.ce[0])       # no charge in cycle 1: NaN, not 0
     assert n.charge_mAh[1] == pytest.approx(5655.088 + 155.93712, rel=1e-5)
+
+
+def test_simulated_spectrum_gives_back_its_ratio():
+    """A simulated Mn L2,3 edge with L3/L2 = 2.6 (its truth) analysed through the API: within 2 %, as
+    test_spectra.py's CLI test (and the valence of Tan 2012's calibration within 0.05)."""
+    e, counts, truth = ls.simulate.spectra.mn_l23_eels(l3_over_l2=2.6)
+    r = ls.analyze_eels((e, counts))
+    assert r.l3_over_l2[0] == pytest.approx(truth["l3_over_l2"], rel=0.02)
+    assert r.valence[0] == pytest.approx(r.options.calibration.valence(2.6), abs=0.05)
 
 
 def test_eels_ratio_and_valence():

@@ -85,7 +85,14 @@ def _read(x, what):
         return x
     if isinstance(x, (str, os.PathLike)):
         return read_spectrum(x)
-    raise TypeError(f"{what}: expected a path or a Spectrum (layerscope.read_spectrum), got {type(x).__name__}")
+    if isinstance(x, tuple) and len(x) == 2:
+        e, c = (np.asarray(v, float) for v in x)
+        if e.ndim != 1 or c.shape[-1] != len(e):
+            raise InputError(f"{what}: (energy_eV, counts) needs counts with the energy axis last "
+                             f"({len(e)} channels), got {c.shape}")
+        return Spectrum(e, c, source="<arrays>")
+    raise TypeError(f"{what}: expected a path, a Spectrum (layerscope.read_spectrum) or (energy_eV, counts), "
+                    f"got {type(x).__name__}")
 
 
 def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, align_energy_eV: float | None = None,
@@ -95,7 +102,8 @@ def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, alig
 
     Parameters
     ----------
-    spectrum : path or :class:`~layerscope.spectra.io.Spectrum` (single, line scan or spectrum image)
+    spectrum : path, :class:`~layerscope.spectra.io.Spectrum` (single, line scan or spectrum image), or
+        a tuple (energy_eV, counts) with the energy axis last
     low_loss : path or Spectrum of the same pixels: each zero-loss peak is moved to 0 eV
     align_edge : "O-K", "Mn-L3", "Co-L3" or "Ni-L3": move that edge to its reference energy
         (``align_energy_eV`` for another target), on the summed spectra
