@@ -142,3 +142,10 @@ def test_nac_refinement_reaches_gsas2_first_two_stages():
     assert "Rwp 23.2" in text and "NAC (I 21 3)" in text and "wt fraction 0.9" in text
     assert "not converged after 2 cycles" in text                 # GSAS-II's 2 cycles: flagged, not hidden
     assert "<b>RietveldResult" in res._repr_html_()
+    ds = res.to_xarray()
+    assert ds["y_calc"].sizes["tof_us"] == res.final.stats.n_points and ds.attrs["rwp_percent"] == res.final.stats.rwp
+    assert bool(ds["refined"].sel(parameter="NAC.scale")) and not bool(ds["refined"].sel(parameter="NAC.a"))
+    assert float(ds["value"].sel(parameter="NAC.a")) == pytest.approx(10.2512, abs=1e-3)   # the CIF's, not refined
+    w = 1 / ds["sigma"].values ** 2                                 # Rwp again from the tabulated pattern
+    rwp = 100 * np.sqrt(np.sum(w * (ds["y_obs"] - ds["y_calc"]).values ** 2) / np.sum(w * ds["y_obs"].values ** 2))
+    assert rwp == pytest.approx(res.final.stats.rwp, rel=1e-9)

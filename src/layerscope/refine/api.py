@@ -214,3 +214,32 @@ def result_html(res) -> str:
     lines = result_lines(res)
     body = "".join(f"<li>{html.escape(x.strip())}</li>" for x in lines[1:])
     return f"<div><b>{html.escape(lines[0])}</b><ul>{body}</ul></div>"
+
+
+def result_dataset(res):
+    """A :class:`RietveldResult` as an ``xarray.Dataset``: the pattern over ``tof_us`` (observed,
+    calculated, σ, background, each phase), every parameter with its esd over ``parameter``, and
+    the agreement factors, conventions and flags in ``attrs``."""
+    import json
+
+    import xarray as xr
+
+    t = np.asarray(res.tof_us)
+    data = {"y_obs": ("tof_us", res.y_obs, {"units": "counts/µs"}),
+            "y_calc": ("tof_us", np.asarray(res.y_calc), {"units": "counts/µs"}),
+            "sigma": ("tof_us", res.sigma, {"units": "counts/µs"}),
+            "background": ("tof_us", np.asarray(res.background), {"units": "counts/µs"})}
+    for name, y in res.phase_patterns.items():
+        data[f"phase_{name}"] = ("tof_us", np.asarray(y), {"units": "counts/µs", "phase": name})
+    free = set(res.final.names)
+    data["value"] = ("parameter", np.asarray(res.full, float))
+    data["esd"] = ("parameter", np.asarray(res.esd_full, float))
+    data["refined"] = ("parameter", np.array([n in free for n in res.layout_names]))
+    st = res.final.stats
+    attrs = {"rwp_percent": st.rwp, "rp_percent": st.rp, "rexp_percent": st.rexp, "chi2": st.chi2,
+             "converged": int(res.converged), "scale_model": res.scale_model,
+             "weight_fraction": json.dumps(res.weight_fraction), "weight_fraction_esd": json.dumps(res.weight_fraction_esd),
+             "bragg_r_percent": json.dumps(res.bragg_r), "conventions": json.dumps(res.conventions, default=str),
+             "flags": "\n".join(res.warnings)}
+    return xr.Dataset(data, coords={"tof_us": ("tof_us", t, {"units": "µs"}),
+                                    "parameter": list(res.layout_names)}, attrs=attrs)

@@ -105,6 +105,10 @@ class RietveldResult:
         from layerscope.refine.api import result_html
         return result_html(self)
 
+    def to_xarray(self):  # the pattern over tof_us, the parameters with esds (refine.api.result_dataset)
+        from layerscope.refine.api import result_dataset
+        return result_dataset(self)
+
 
 def refined_phases(model, layout, full) -> tuple[Phase, ...]:
     """Phases with the refined cell, coordinates, occupancies and Biso of a full vector."""
