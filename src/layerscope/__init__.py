@@ -4,10 +4,57 @@ One crystal core (:mod:`layerscope.crystal`) feeds the time-of-flight neutron
 powder model (:mod:`layerscope.diffraction`), refinement, electron-microscopy
 and spectroscopy analyses. See ``DESIGN.md`` in the shared project folder for
 the architecture.
+
+The notebook API (``import layerscope as ls``; each name is imported on first use, so
+``import layerscope`` itself loads no science module, no JAX and no matplotlib):
+
+* readers: ``ls.load_phases``, ``ls.read_powder``, ``ls.read_instrument``, ``ls.read_cycler``,
+  ``ls.read_image``, ``ls.read_spectrum``, ``ls.read_fourd``;
+* analyses: ``ls.refine(data, *, instrument, phases, strategy=None, conventions=None)``,
+  ``ls.descriptors(phases)``, ``ls.cycle_summary(log)``, ``ls.analyze_eels(spectrum)``,
+  ``ls.run_study(study, out_dir)``;
+* ``ls.simulate``: the forward simulators with ground truth.
 """
 
 __version__ = "0.1.0"
 
 from layerscope._errors import InputError  # noqa: E402
 
-__all__ = ["__version__", "InputError"]
+#: public name -> "module:attribute" ("module:" for a module itself), imported on first use
+_API = {
+    "load_phases": "layerscope.api:load_phases",
+    "read_powder": "layerscope.diffraction.readers:read_powder",
+    "read_instrument": "layerscope.api:read_instrument",
+    "read_cycler": "layerscope.echem.io:read_cycler",
+    "read_image": "layerscope.stem.io:read_image",
+    "read_spectrum": "layerscope.spectra.io:read_spectrum",
+    "read_fourd": "layerscope.fourd.io:read_scan",
+    # ``refine`` and ``descriptors`` are their (callable) modules: ``ls.refine(...)`` runs
+    # layerscope.refine.api.refine, ``ls.descriptors(...)`` layerscope.descriptors.descriptors
+    "refine": "layerscope.refine:",
+    "descriptors": "layerscope.descriptors:",
+    "cycle_summary": "layerscope.api:cycle_summary",
+    "analyze_eels": "layerscope.spectra.api:analyze_eels",
+    "run_study": "layerscope.api:run_study",
+    "simulate": "layerscope.simulate:",
+}
+
+__all__ = ["__version__", "InputError", *_API]
+
+
+def __getattr__(name):
+    target = _API.get(name)
+    if target is None:
+        raise AttributeError(f"module 'layerscope' has no attribute {name!r}")
+    import importlib
+
+    module, _, attr = target.partition(":")
+    value = importlib.import_module(module)
+    if attr:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))

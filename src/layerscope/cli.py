@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "layerscope.operando._cli",
     "layerscope.descriptors_cli",
     "layerscope.echem._cli",
+    "layerscope.simulate._cli",
     "layerscope.spectra._cli",
     "layerscope.stem._cli",
     "layerscope.fourd._cli",
@@ -75,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     from layerscope._jaxcache import enable_compilation_cache
 
     enable_compilation_cache()
+    # the command line only writes figures to files: it chooses the non-interactive backend (the
+    # library never does); a backend the user asked for (MPLBACKEND) is kept
+    import os
+
+    os.environ.setdefault("MPLBACKEND", "Agg")
     try:
         rc = args.func(args)
     except (InputError, UserError, FileNotFoundError, ValueError) as exc:

@@ -29,7 +29,7 @@ import numpy as np
 from layerscope.crystal.phase import Phase, Site
 from layerscope.crystal.settings import d_inter_layer, d_intra_layer
 
-__all__ = ["doo", "dod", "o_vacancy_phase", "o_vacancy", "find_o3p_sites", "Descriptor",
+__all__ = ["doo", "dod", "o_vacancy_phase", "o_vacancy", "find_o3p_sites", "Descriptor", "descriptors",
            "layer_spacings", "phase_descriptors"]
 
 _NON_TM = {"Li", "O", "6Li", "7Li", "H", "2H", "F"}
@@ -161,3 +161,40 @@ def phase_descriptors(phase: Phase) -> dict[str, float]:
         out.update(layer_spacings(phase))
     out["O_vacancy"] = o_vacancy_phase(phase)
     return out
+
+
+def descriptors(phases) -> dict[str, dict[str, float]]:
+    """:func:`phase_descriptors` of every phase, by phase name.
+
+    ``phases``: a :class:`Phase`, a preset or CIF specification (``lrm-pristine``,
+    ``lrm-pristine:O3p``, ``NAC.cif``), a refinement result (its refined phases), or a list of these.
+    Also reached as ``layerscope.descriptors(phases)``.
+    """
+    import os
+
+    from layerscope.crystal.load import load_phases
+
+    items = phases if isinstance(phases, (list, tuple)) else [phases]
+    out: dict[str, dict[str, float]] = {}
+    for item in items:
+        if isinstance(item, Phase):
+            found = [item]
+        elif isinstance(item, (str, os.PathLike)):
+            found = [p for p, _ in load_phases([os.fspath(item)])]
+        elif hasattr(item, "phases"):
+            found = list(item.phases)
+        else:
+            raise TypeError(f"expected a Phase, a preset/CIF specification or a result with phases, got {item!r}")
+        for p in found:
+            out[p.name] = phase_descriptors(p)
+    return out
+
+
+class _CallableDescriptors(__import__("types").ModuleType):
+    """``layerscope.descriptors(phases)`` calls :func:`descriptors`; the module stays a module."""
+
+    def __call__(self, phases):
+        return descriptors(phases)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableDescriptors

@@ -138,6 +138,20 @@ class CycleSummary:
         out["note"] = np.array([n for n in self.cycle_notes()], dtype=object)
         return out
 
+    def to_xarray(self):
+        """The per-cycle table (``columns()``) as an xarray Dataset over ``cycle``, units in attrs."""
+        from layerscope.echem._xr import summary_dataset
+
+        return summary_dataset(self)
+
+    def __repr__(self) -> str:
+        full = self.full_cycles()
+        q = self.reversible_mAh[full]
+        return (f"CycleSummary: {len(self.cycle)} cycles ({int(full.sum())} with charge and discharge), "
+                f"{self.convention} convention; initial CE {self.initial_ce:.4f}"
+                + (f"; reversible {q[0]:.5g} → {q[-1]:.5g} mAh" if len(q) else "")
+                + "".join(f"\n  note: {n}" for n in self.notes))
+
     def cycle_notes(self) -> list[str]:
         """Per cycle: what is missing ('' for a complete cycle)."""
         out = []

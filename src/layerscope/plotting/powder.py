@@ -5,11 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
 
 __all__ = ["plot_powder"]
 
@@ -22,7 +19,8 @@ def plot_powder(path: str | os.PathLike, x, calc, *, ticks: dict[str, np.ndarray
     """Write a PNG: observed (dots), calculated, difference, per-phase curves and tick rows."""
     path = Path(path)
     ticks = ticks or {}
-    fig, ax = plt.subplots(figsize=(10, 5.2), dpi=dpi)
+    fig = Figure(figsize=(10, 5.2), dpi=dpi)
+    ax = fig.subplots()
     x = np.asarray(x)
     calc = np.asarray(calc)
     top = float(np.nanmax(calc if obs is None else np.maximum(calc, obs)))
@@ -53,6 +51,5 @@ def plot_powder(path: str | os.PathLike, x, calc, *, ticks: dict[str, np.ndarray
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     fig.savefig(tmp)
-    plt.close(fig)
     os.replace(tmp, path)
     return path

@@ -10,3 +10,16 @@ from layerscope.refine.parameters import (
 
 __all__ = ["Evaluator", "FitResult", "FitStats", "fit_stats", "least_squares", "Constraint", "FreeSet", "Layout",
            "cell_columns", "free_set", "make_layout", "site_shift_basis"]
+
+
+class _CallableRefine(__import__("types").ModuleType):
+    """``layerscope.refine(data, *, instrument, phases, ...)`` calls :func:`layerscope.refine.api.refine`
+    while ``layerscope.refine`` stays this package (the only effect: this module object's class)."""
+
+    def __call__(self, data, **kwargs):
+        from layerscope.refine.api import refine
+
+        return refine(data, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableRefine

@@ -9,95 +9,14 @@ def refine_files(data_path, instprm, phase_specs, *, strategy=None, tmin=None, t
                  cycles=None, progress=None, conventions=None, calibrate=(), align=None, log=print):
     """Read a pattern, its instrument and phases; refine them (linear start, then the staged strategy).
 
-    Shared by ``layerscope refine`` and the study pipeline's ex-situ neutron analysis.
-
-    The conventions (``refine.conventions``) default to those of the instrument file's code (a
-    GSAS-II ``.instprm``: GSAS-II's), then the strategy file's ``[conventions]``, then
-    ``conventions`` (a dict of options given by the user) override them; the result records them.
-    ``calibrate`` adds instrument terms (``zero``, ``difc``) to the default strategy; ``align``
-    switches the cell alignment before least squares on/off (default: the strategy's).
+    A thin wrapper of :func:`layerscope.refine.api.refine` (which also takes loaded objects), kept
+    for ``layerscope refine`` and the study pipeline's ex-situ neutron analysis.
     """
-    from dataclasses import replace
+    from layerscope.refine.api import refine
 
-    import numpy as np
-
-    from layerscope.crystal.load import load_phases
-    from layerscope.diffraction.instrument import read_instprm
-    from layerscope.diffraction.readers import read_powder
-    from layerscope.refine.conventions import conventions_for
-    from layerscope.refine.rietveld import linear_start, refine_pattern
-    from layerscope.refine.strategy import default_strategy, read_strategy
-
-    from layerscope._errors import InputError
-
-    say = log or (lambda msg: None)
-    data = read_powder(data_path, zero_sigma="keep")
-    if data.kind != "tof":
-        raise InputError(f"the pattern is {data.kind!r} (2θ) data but {instprm} is a time-of-flight instrument "
-                         "file; give a TOF pattern, or a constant-wavelength instrument for this one",
-                         path=data_path)
-    try:
-        inst = read_instprm(instprm)
-    except ValueError as exc:
-        if "is not a TOF" in str(exc):
-            raise InputError(f"{exc}; the pattern {data_path} is time-of-flight data, which needs a TOF "
-                             "instrument file (Type PNT)", path=instprm) from None
-        raise
-    loaded = load_phases(phase_specs)
-    phases = [p for p, _ in loaded]
-    scales = {p.name: s for p, s in loaded}
-    strat = read_strategy(strategy) if strategy else default_strategy([p.name for p in phases], calibrate=calibrate)
-    conv = conventions_for(instprm)
-    conv = conv.with_options(origin=f"strategy file {strategy}", **strat.conventions)
-    if isinstance(conventions, str):
-        from layerscope.refine.conventions import PRESETS
-
-        if conventions not in PRESETS:
-            raise ValueError(f"conventions must be one of {', '.join(PRESETS)} or a table of options, "
-                             f"got {conventions!r}")
-        conv = replace(PRESETS[conventions], origin=f"conventions = {conventions!r} (user)")
-    else:
-        conv = conv.with_options(origin="user", **(conventions or {}))
-    strat = replace(strat, lorentz_convention=conv.lorentz)
-    if cycles:
-        strat = replace(strat, max_cycles=cycles)
-    if align is not None:
-        strat = replace(strat, align_cells=bool(align))
-    say(conv.describe())
-    x, y, s = data.x, data.y, data.sigma
-    lo = tmin if tmin is not None else x[0]
-    hi = tmax if tmax is not None else x[-1]
-    m = (x >= lo) & (x <= hi)
-    n_zero_sigma = int(np.sum(m & (s <= 0)))
-    m &= s > 0
-    if n_zero_sigma:
-        say(f"{n_zero_sigma} point(s) with σ = 0 in {data_path}: weight 0 (left out of the fit)")
-    n_zero = 0
-    if conv.zero_counts == "exclude":
-        n_zero = int(np.sum(m & (y <= 0)))
-        m &= y > 0
-        if n_zero:
-            say(f"{n_zero} point(s) with zero counts: weight 0 (convention zero_counts = exclude, as GSAS-II)")
-    if m.sum() < 20:
-        raise ValueError(f"{data_path}: fewer than 20 points between {lo} and {hi} µs")
-    d_min = None
-    if conv.reflections == "gsas2":
-        d_min = float(inst.d_from_tof(x[m][0]))
-    mustrain = size_um = None
-    if conv.start_broadening == "gsas2":
-        mustrain = {p.name: 1000.0 for p in phases}
-        size_um = {p.name: 1.0 for p in phases}
-    background = None
-    if strat.scale_model == "phase":
-        # a linear least-squares estimate of the scales and the background is the usual first step
-        scales, background = linear_start(phases, x[m], y[m], s[m], inst, scales, n_background,
-                                          scattering=conv.scattering, mustrain=mustrain, size_um=size_um,
-                                          lorentz_convention=conv.lorentz, d_min=d_min)
-    record = conv.as_dict() | {"d_min_angstrom": d_min, "n_zero_sigma_points": n_zero_sigma,
-                               "n_zero_count_points_excluded": n_zero}
-    return refine_pattern(x[m], y[m], s[m], phases, inst, strat, scales=scales, n_background=n_background,
-                          background=background, progress=progress, mustrain=mustrain, size_um=size_um,
-                          d_min=d_min, scattering=conv.scattering, conventions=record, log=say)
+    return refine(data_path, instrument=instprm, phases=phase_specs, strategy=strategy, conventions=conventions,
+                  tmin=tmin, tmax=tmax, n_background=n_background, cycles=cycles, progress=progress,
+                  calibrate=calibrate, align=align, log=log)
 
 
 def _refine(args) -> int:

@@ -147,15 +147,13 @@ def write_outputs(res: RietveldResult, out_dir, *, plot: bool = True) -> dict:
 
 def plot_fit(res: RietveldResult, path, *, x_axis: str = "d"):
     """Observed (points), calculated (line), difference and tick rows; x in d (Å) or TOF (µs)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
 
     inst = res.model.instrument
     to_x = (lambda t: inst.d_from_tof(t)) if x_axis == "d" else (lambda t: np.asarray(t))
     x = to_x(res.tof_us)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
     ax.plot(x, res.y_obs, "+", ms=2, color="k", label="observed")
     ax.plot(x, res.y_calc, "-", lw=0.8, color="r", label="calculated")
     span = np.nanmax(res.y_obs) - np.nanmin(res.y_obs)
@@ -173,5 +171,4 @@ def plot_fit(res: RietveldResult, path, *, x_axis: str = "d"):
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

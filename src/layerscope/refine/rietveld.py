@@ -97,6 +97,18 @@ class RietveldResult:
     def esd(self, name: str) -> float:
         return float(self.esd_full[self.layout_names.index(name)])
 
+    def __repr__(self) -> str:  # Rwp, cells with esds, flags (refine.api.result_lines)
+        from layerscope.refine.api import result_lines
+        return "\n".join(result_lines(self))
+
+    def _repr_html_(self) -> str:
+        from layerscope.refine.api import result_html
+        return result_html(self)
+
+    def to_xarray(self):  # the pattern over tof_us, the parameters with esds (refine.api.result_dataset)
+        from layerscope.refine.api import result_dataset
+        return result_dataset(self)
+
 
 def refined_phases(model, layout, full) -> tuple[Phase, ...]:
     """Phases with the refined cell, coordinates, occupancies and Biso of a full vector."""

@@ -56,7 +56,6 @@ def run_eels(args) -> int:
     from layerscope.spectra.analysis import EelsOptions
     from layerscope.spectra.calibration import MN_L3L2_TAN2012
     from layerscope.spectra.io import read_spectrum
-    from layerscope.spectra.pipeline import eels_pipeline, write_eels_outputs
 
     g = lambda k, d=None: getattr(args, k, d)  # noqa: E731  (the study passes a partial Namespace)
     spec = read_spectrum(args.file)
@@ -79,34 +78,13 @@ def run_eels(args) -> int:
         shift_calibration=_table(g("shift_calibration"), "dE(Mn L3 - O K pre-edge) eV")
         if g("shift_calibration") else None,
         references=refs, other_elements=tuple(g("elements") or ()))
-    ll = read_spectrum(g("low_loss")) if g("low_loss") else None
-    if ll is not None:
-        from layerscope.spectra.calibrate import zlp_shifts
-        try:
-            zlp_shifts(ll.energy_eV, ll.counts)
-        except ValueError as exc:
-            raise InputError(f"expected a zero-loss peak in the low-loss data: {exc}",
-                             path=g("low_loss")) from None
-    if g("align_edge"):
-        from layerscope.spectra.calibrate import edge_shifts
-        try:
-            edge_shifts(spec.energy_eV, spec.counts, g("align_edge"), target_eV=g("align_energy"),
-                        background=g("background", "power-law") != "none")
-        except ValueError as exc:
-            if "does not cover" in str(exc) or "not found" in str(exc) or "no " in str(exc):
-                raise InputError(f"--align-edge {g('align_edge')}: {exc}", path=args.file) from None
-            raise
-    res, record = eels_pipeline(spec.energy_eV, spec.counts,
-                                low_loss=None if ll is None else ll.counts,
-                                low_loss_energy_eV=None if ll is None else ll.energy_eV,
-                                align_edge=g("align_edge"), align_energy_eV=g("align_energy"),
-                                shift_eV=float(g("shift_eV", 0.0) or 0.0), options=opts,
-                                pca=g("pca"), source=str(args.file))
-    if not np.isfinite(res.l3_over_l2).any() and not np.isfinite(res.o_pre_edge_ratio).any():
-        raise InputError(f"neither a Mn L2,3 nor an O-K edge analysed in any spectrum "
-                         f"({spec.energy_eV.min():.0f}-{spec.energy_eV.max():.0f} eV); first: "
-                         f"{res.flags[0]}", path=args.file)
-    write_eels_outputs(args.out, res, record, position_nm=spec.position_nm, nav_shape=spec.nav_shape)
+    from layerscope.spectra.api import analyze_eels
+
+    ana = analyze_eels(spec, low_loss=read_spectrum(g("low_loss")) if g("low_loss") else None,
+                       align_edge=g("align_edge"), align_energy_eV=g("align_energy"),
+                       shift_eV=float(g("shift_eV", 0.0) or 0.0), pca=g("pca"), options=opts)
+    res, record = ana.result, ana.record
+    ana.write(args.out)
     v = res.valence[np.isfinite(res.valence)]
     print(f"{args.file}: {len(res.flags)} spectra, shift {record['calibration']['shift_eV_median']:+.2f} eV "
           f"(median); L3/L2 valence in {len(v)}"

@@ -111,10 +111,10 @@ def _json_default(o):
 
 
 def run_task(kind: str, name: str, options: dict, index: int, out_dir: str) -> dict:
-    """Run one dataset's analysis into ``out_dir`` and write its record (also on Dask workers)."""
-    import matplotlib
+    """Run one dataset's analysis into ``out_dir`` and write its record (also on Dask workers).
 
-    matplotlib.use("Agg")
+    No backend is chosen here: the figures are drawn on ``matplotlib.figure.Figure`` canvases, and
+    matplotlib itself falls back to Agg where there is no display (a cluster worker)."""
     from layerscope.study.tasks import RUNNERS
 
     if _on_dask_worker():  # a worker process of a cluster: keep its compiled kernels like the CLI does

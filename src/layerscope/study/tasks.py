@@ -202,13 +202,13 @@ def operando_validation(rows, truth_rows) -> list[dict]:
 
 def run_neutron(opts, out: Path) -> dict:
     from layerscope.descriptors import find_o3p_sites, phase_descriptors
-    from layerscope.refine._cli import refine_files
+    from layerscope.refine.api import refine
     from layerscope.refine.output import write_outputs
 
-    res = refine_files(opts["pattern"], opts["instprm"], opts["phases"], strategy=opts["strategy"],
-                       tmin=opts["tmin"], tmax=opts["tmax"], n_background=opts["n_background"],
-                       conventions=opts.get("conventions"),
-                       progress=lambda name, fr: print(f"  stage {name!r}: Rwp {fr.stats.rwp:.2f} %"))
+    res = refine(opts["pattern"], instrument=opts["instprm"], phases=opts["phases"], strategy=opts["strategy"],
+                 tmin=opts["tmin"], tmax=opts["tmax"], n_background=opts["n_background"],
+                 conventions=opts.get("conventions"), log=print,
+                 progress=lambda name, fr: print(f"  stage {name!r}: Rwp {fr.stats.rwp:.2f} %"))
     write_outputs(res, out, plot=True)
     summ = json.loads((out / "summary.json").read_text())
     write_csv(out / "structure.csv", _structure_rows(res.phases))  # table S1-S3 style
@@ -511,15 +511,14 @@ def _fourd_validation(opts, phase, names, rot, twins):
 # ------------------------------------------------------------------------------------------ spectra
 
 def run_eels(opts, out: Path) -> dict:
-    from layerscope.spectra import _cli as spectra_cli
+    from layerscope.spectra.api import analyze_eels
 
-    args = Namespace(file=str(opts["spectrum"]), out=str(out), mn_bg=opts["mn_background_eV"],
-                     o_bg=opts["o_background_eV"], step_width=1.0)
-    spectra_cli.run_eels(args)
-    rows = _rows(out / "eels.csv")
-    l3l2 = np.array([float(r["l3_over_l2"]) for r in rows])
-    val = np.array([float(r["valence"]) for r in rows])
-    summary = {"spectra": len(rows), "l3_over_l2_mean": float(np.nanmean(l3l2)),
+    mn_bg, o_bg = opts["mn_background_eV"], opts["o_background_eV"]
+    ana = analyze_eels(opts["spectrum"], mn_background_eV=tuple(mn_bg) if mn_bg else None,
+                       o_background_eV=tuple(o_bg) if o_bg else None, step_width_eV=1.0)
+    ana.write(out)
+    l3l2, val = ana.l3_over_l2, ana.valence
+    summary = {"spectra": len(l3l2), "l3_over_l2_mean": float(np.nanmean(l3l2)),
                "valence_mean": float(np.nanmean(val))}
     validation = []
     truth = _truth(opts)
