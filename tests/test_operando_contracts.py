@@ -17,7 +17,7 @@ from layerscope.diffraction.instrument import gppd_like
 from layerscope.diffraction.pattern import build_model, initial_params
 from layerscope.echem._table import CyclerLog
 from layerscope.operando.align import align_to_cycler, window_mean
-from layerscope.operando.determined import determination, phase_signals, undetermined_keys
+from layerscope.refine.determined import determination, phase_signals, undetermined_keys
 from layerscope.operando.model import load_series_model
 from layerscope.operando.outputs import drawn_as_measurement
 from layerscope.operando.series import SeriesEntry

@@ -93,8 +93,8 @@ def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None =
 def drawn_as_measurement(rows, key) -> np.ndarray:
     """Which rows' ``key`` the figures draw as measurements (filled markers on the line): the
     value was refined in that pattern (finite esd) and does not depend on a phase the pattern
-    did not determine (:func:`layerscope.operando.determined.undetermined_keys`)."""
-    from layerscope.operando.determined import undetermined_keys
+    did not determine (:func:`layerscope.refine.determined.undetermined_keys`)."""
+    from layerscope.refine.determined import undetermined_keys
 
     e = np.array([r.get(f"{key}_esd", np.nan) for r in rows], dtype=float)
     v = np.array([r.get(key, np.nan) for r in rows], dtype=float)
@@ -126,7 +126,7 @@ def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[st
         e = np.array([r.get(f"{key}_esd", np.nan) for r in rows], dtype=float) * scale
         measured = drawn_as_measurement(rows, key)
         # a value this pattern did not refine (held, or fixed below min_fraction: NaN esd) or
-        # did not determine (layerscope.operando.determined) is drawn as an open marker off the
+        # did not determine (layerscope.refine.determined) is drawn as an open marker off the
         # line, so that neither reads as a measurement nor enters the trend
         ax.errorbar(t, np.where(measured, v, np.nan), yerr=np.where(measured, e, 0.0), fmt="o-", ms=3, lw=1,
                     color=color, label=label, capsize=2)
@@ -207,7 +207,7 @@ def write_html(out_dir, rows, figures: dict, *, title: str, notes: str = "") -> 
             "DoD", "O_vacancy", "flag", "undetermined", "note"]
     head = "".join(f"<th>{k}</th>" for k in keys)
     body = []
-    from layerscope.operando.determined import undetermined_keys
+    from layerscope.refine.determined import undetermined_keys
 
     for r in rows:
         cells = []

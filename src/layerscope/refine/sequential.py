@@ -45,7 +45,7 @@ Every row says which rule ended each stage (``stages``: shift/esd, or GSAS-II's 
 change below ``chi2_tol`` over an undamped cycle, …) and, per phase, whether the pattern
 determined it (``determined_<p>``, ``signal_<p>``, ``undetermined``: the esd of its fraction
 above ``max_relative_esd`` of the value, or its Bragg signal below ``min_signal`` σ — see
-:mod:`layerscope.operando.determined`); the figures do not draw undetermined values as
+:mod:`layerscope.refine.determined`); the figures do not draw undetermined values as
 measurements.
 
 Weight fractions are Hill–Howard's W_p = S_p ρ_p / Σ S_i ρ_i with ρ = cell mass / volume of
@@ -117,7 +117,7 @@ class SeriesProtocol:
     #: the refined patterns on either side (see the module docstring)
     bridge_holds: bool = False
     #: a phase is not determined in a pattern when its fraction's esd exceeds this fraction of
-    #: the value, or its Bragg signal is below ``min_signal`` σ (layerscope.operando.determined)
+    #: the value, or its Bragg signal is below ``min_signal`` σ (layerscope.refine.determined)
     max_relative_esd: float = 0.5
     min_signal: float = 5.0
     #: GSAS-II's convergence rule besides shift/esd: a stage also ends when χ² falls by less
@@ -410,8 +410,8 @@ def _evaluate_observables(obs, full, cov):
 
 def _determined(ev, full, y, sigma, row, model, protocol):
     """``signal_<p>``, ``determined_<p>`` and ``undetermined`` of every phase with a fraction
-    column (:mod:`layerscope.operando.determined`)."""
-    from layerscope.operando.determined import determination, phase_signals
+    column (:mod:`layerscope.refine.determined`)."""
+    from layerscope.refine.determined import determination, phase_signals
 
     present = {s.phase.name for s in model.phases}
     names = [p for p in (*protocol.lrm_phases, *protocol.anode_phases) if p in present and f"frac_{p}" in row]
