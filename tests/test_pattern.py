@@ -140,7 +140,7 @@ def test_pattern_cli_writes_columns_and_png(tmp_path):
 
 def test_pattern_cli_bad_phase(tmp_path, capsys):
     rc = main(["pattern", "no-such-phase", "--out", str(tmp_path / "p.csv")])
-    assert rc == 1
+    assert rc == 2
     assert "neither a preset" in capsys.readouterr().err
 
 
