@@ -110,7 +110,7 @@ def _neutron(out: Path, name: str, preset_name: str, seed: int) -> dict:
 
 
 def _haadf(out: Path, name: str, scene: str, seed: int, size: int, **kw) -> dict:
-    from layerscope.stem import _cli as stem_cli
+    from layerscope.simulate import _cli_haadf as stem_cli
 
     d = out / "haadf" / name
     args = Namespace(out=str(d), size=size, pixel_size_nm=kw.get("pixel_size_nm"), dose=kw.get("dose", 4.0e4),
