@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from layerscope._errors import InputError
+from layerscope._errors import InputError, reader
 from layerscope.echem._table import CyclerLog
 
 _READERS = {
@@ -60,6 +60,7 @@ def detect_format(path: Path) -> str:
                      f"first bytes or extension (supported: {'; '.join(FORMATS)})", path=path)
 
 
+@reader
 def read_cycler(path, *, check: bool = True) -> CyclerLog:
     """Read a cycler file into layerscope's tidy :class:`CyclerLog`.
 

@@ -8,6 +8,7 @@ pattern (the long uncharged one in the paper's protocol).
 
 from __future__ import annotations
 
+from layerscope._errors import reader
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ class SeriesEntry:
         return 0.5 * (self.start_s + self.end_s) / 3600.0
 
 
+@reader
 def read_manifest(series_dir) -> list[SeriesEntry]:
     """Read ``SERIES_DIR/series.csv``; errors name the file, the row and what was expected."""
     series_dir = Path(series_dir)

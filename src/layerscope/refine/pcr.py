@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from layerscope.crystal.phase import Phase, Site, symmetry_operations, unique_positions
-from layerscope._errors import InputError
+from layerscope._errors import InputError, reader
 from layerscope.diffraction.instrument import TOFInstrument
 from layerscope.refine.parameters import Constraint
 from layerscope.refine.pcr_background import FullProfBackground
@@ -202,6 +202,7 @@ def _refuse(L, no, flags: dict, what: str):
             raise L.error(f"{key} = {val:g} is not supported ({what})", no)
 
 
+@reader
 def read_pcr(path, *, data=None) -> PcrJob:
     """Read a FullProf TOF ``.pcr`` (Job −1, Npr 9) into phases, instrument and a strategy.
 

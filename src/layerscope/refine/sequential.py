@@ -52,6 +52,7 @@ deterministic function of its data and its seed vector.
 
 from __future__ import annotations
 
+from layerscope._errors import reader
 import hashlib
 import json
 import os
@@ -191,6 +192,7 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
                           None if kf is None else float(kf), step, step_h, tuple(hold), nb, tuple(window), bridge)
 
 
+@reader
 def read_series_protocol(path) -> SeriesProtocol:
     path = Path(path)
     if not path.is_file():

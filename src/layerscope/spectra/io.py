@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._errors import InputError
+from layerscope._errors import InputError, reader as _reader
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,7 @@ _RSCIIO = {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".hspy": "h
            ".zspy": "zspy", ".emd": "emd"}
 
 
+@_reader
 def read_spectrum(path) -> Spectrum:
     """Read an EELS/EDS/XAS spectrum, line scan or spectrum image.
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from layerscope._errors import InputError
+from layerscope._errors import InputError, reader
 
 
 class StudyError(InputError):
@@ -295,6 +295,7 @@ def parse_study(doc: dict, path: Path) -> Study:
                  description=head.get("description", ""), datasets=datasets)
 
 
+@reader
 def read_study(path) -> Study:
     """Read and validate a study TOML file; raises :class:`StudyError` before any work."""
     path = Path(path).resolve()
