@@ -33,13 +33,14 @@ def as_index(values, *, path, column: str) -> np.ndarray:
     """Integer cycle/step numbers, or :class:`InputError` at the first missing/fractional one."""
     try:
         arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         arr = None
     if arr is None:
         import pandas as pd
 
         arr = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
-    bad = ~np.isfinite(arr) | (np.abs(arr - np.round(arr)) > 1e-9)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN are caught by isfinite
+        bad = ~np.isfinite(arr) | (np.abs(arr - np.round(arr)) > 1e-9)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise InputError(f"column {column!r} must hold whole numbers (cycle/step index); "

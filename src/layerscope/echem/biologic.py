@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope._errors import InputError
 from layerscope.echem._checks import as_index
 from layerscope.echem._table import CyclerLog, assign_cycles, make_log, steps_from_current
 
@@ -213,7 +214,13 @@ def columns_to_log(cols: dict, path: Path, meta: dict) -> CyclerLog:
     else:
         dq = np.r_[0.0, np.diff(q)]
         dt = np.r_[0.0, np.diff(t)]
-        i_mA = np.divide(3600.0 * dq, dt, out=np.zeros_like(dq), where=dt > 0)
+        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is refused below
+            i_mA = np.divide(3600.0 * dq, dt, out=np.zeros_like(dq), where=dt > 0)
+        if not np.all(np.isfinite(i_mA)):
+            k = int(np.flatnonzero(~np.isfinite(i_mA))[0])
+            raise InputError("time or charge not finite (or a step too large to be a current): "
+                             f"cannot derive the current from dq/dt; time {t[k]!r} s, (Q-Qo) {q[k]!r} mAh",
+                             path=path, where=f"data point {k + 1}")
         meta.setdefault("notes", []).append(
             "no current column: current is the mean over each logging interval from dq/dt "
             "(the current x time check is then not independent)")

@@ -8,7 +8,7 @@ pattern (the long uncharged one in the paper's protocol).
 
 from __future__ import annotations
 
-from layerscope._errors import reader
+from layerscope._errors import MissingFile, reader
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +56,7 @@ def read_manifest(series_dir) -> list[SeriesEntry]:
                 raise ValueError(f"{path}, line {n}: need end_s > start_s, got {t0}, {t1}")
             f = series_dir / row["file"]
             if not f.is_file():
-                raise FileNotFoundError(f"{path}, line {n}: pattern file {f} not found")
+                raise MissingFile(f"pattern file {f} not found", path=path, where=f"line {n}")
             bank = row.get("bank") or None
             out.append(SeriesEntry(f, t0, t1, int(bank) if bank else None))
     if not out:

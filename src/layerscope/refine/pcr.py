@@ -130,6 +130,12 @@ class _Lines:
     def error(self, message: str, no: int | None = None) -> InputError:
         return InputError(message, path=self.path, where=None if no is None else f"line {no}")
 
+    def _finite(self, vals, what: str, no: int) -> None:
+        """Control values are finite and of a size a float64 and an int64 hold."""
+        for v in vals:
+            if not (abs(v) < 1e15):  # also False for NaN
+                raise self.error(f"expected finite numbers of a sensible size ({what}), found {v!r}", no)
+
     def peek(self) -> tuple[int, str, str] | None:
         return self.items[self.pos] if self.pos < len(self.items) else None
 
@@ -153,6 +159,7 @@ class _Lines:
                 break
         if len(vals) < n:
             raise self.error(f"expected {n} numbers ({what}), got {s.strip()[:70]!r}", no)
+        self._finite(vals, what, no)
         self.last_no = no
         return vals
 
@@ -169,8 +176,11 @@ class _Lines:
                 toks.append(float(t))
             except ValueError:
                 break
+        self._finite(toks, what, no)
         hnames = [h for h in header.replace("/Codes", "").split() if not h.startswith(("<", "-", "#", "("))]
-        if len(hnames) >= len(toks) and len(toks) >= len(fallback or names):
+        # a header naming the values is used only if it names every value this reader needs
+        if (len(hnames) >= len(toks) and len(toks) >= len(fallback or names)
+                and set(fallback or names) <= set(hnames[:len(toks)])):
             keys = hnames[:len(toks)]
         elif len(toks) >= len(names):
             keys = list(names)

@@ -190,7 +190,11 @@ def _check(value, spec: Key, where: str, base: Path):
             raise StudyError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
         if value != value or value in (float("inf"), float("-inf")):
             raise StudyError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise StudyError(f"{where}: expected a finite number, got an integer of "
+                             f"{len(str(value))} digits") from None
     if t == "list[str]":
         if isinstance(value, str):
             value = [value]
