@@ -319,8 +319,9 @@ def read_pcr(path, *, data=None) -> PcrJob:
                 label, typ = toks[0], toks[1]
                 x, y, z, biso, occ = (float(v) for v in toks[2:7])
                 n_t = int(float(toks[9])) if len(toks) > 9 else 0
-            except (IndexError, ValueError):
+            except (IndexError, ValueError, OverflowError):
                 raise L.error(f"expected 'Atom Typ X Y Z Biso Occ ...', got {s.strip()[:70]!r}", no) from None
+            L._finite((x, y, z, biso, occ), f"X Y Z Biso Occ of atom {label}", no)
             if n_t != 0:
                 raise L.error(f"atom {label}: N_t = {n_t} (anisotropic or special form factor) is not supported", no)
             codes = L.numbers(f"the codes of atom {label}", 5)

@@ -210,7 +210,11 @@ def _check(value, spec: Key, where: str, base: Path):
     if t in ("file", "dir"):
         if not isinstance(value, str):
             raise StudyError(f"{where}: expected a path (string), got {value!r}")
-        p = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+        try:
+            p = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+            p.exists()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+            raise StudyError(f"{where}: not a usable path ({type(exc).__name__}: {exc})"[:300]) from None
         if t == "file" and not p.is_file():
             raise StudyError(f"{where}: file not found: {value} (looked for {p})")
         if t == "dir" and not p.is_dir():
@@ -238,7 +242,11 @@ def _phase_specs_ok(specs, where: str, base: Path) -> list[str]:
             out.append(s)
             continue
         p = base / source
-        if not p.is_file():
+        try:
+            found = p.is_file()
+        except (OSError, ValueError):  # a name too long, a NUL byte
+            found = False
+        if not found:
             raise StudyError(f"{where}: {s!r} is neither a preset ({', '.join(list_presets())}) nor a file "
                              f"(looked for {p})")
         spec = str(p.resolve()) + (f":{scale:g}" if scale is not None else "")
