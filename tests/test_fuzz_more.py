@@ -104,6 +104,15 @@ def _sim_file(name: str):
     return make
 
 
+def _head(path: Path, n_lines: int):
+    """The first ``n_lines`` lines of a text file (a smaller seed, same structure)."""
+    def make(tmp: Path) -> bytes:
+        if not path.is_file():
+            pytest.skip(f"{path} is absent")
+        return b"".join(path.read_bytes().splitlines(keepends=True)[:n_lines])
+    return make
+
+
 def _readers():
     from layerscope.echem.io import read_cycler
     from layerscope.refine.pcr import read_pcr
@@ -122,7 +131,7 @@ def _readers():
         "Neware .nda (v8)": (".nda", CYC / "new_nda_file.nda", read_cycler),
         "Neware .ndax": (".ndax", CYC / "neware_test.ndax", read_cycler),
         "Arbin .res": (".res", CYC / "arbin_example.res", read_cycler),
-        "Maccor text export (.txt)": (".txt", CYC / "maccor_cellpy_001.txt", read_cycler),
+        "Maccor text export (.txt, header + 300 rows)": (".txt", _head(CYC / "maccor_cellpy_001.txt", 4 + 300), read_cycler),
         "Maccor channel file (.052)": (".052", CYC / "maccor_beep_000151.052", read_cycler),
         "Maccor channel file (simulated .001)": (".001", _sim_file("sim_000001.001"), read_cycler),
         "layerscope cycler CSV": (".csv", _sim_file("log.csv"), read_cycler),

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from layerscope._errors import InputError, reader
+from layerscope._io import safe_name
 
 
 class StudyError(InputError):
@@ -297,8 +298,9 @@ def parse_study(doc: dict, path: Path) -> Study:
                 opts["phases"] = _phase_specs_ok(opts["phases"], f"{tag} key 'phases'", base)
             if opts["name"] in names:
                 raise StudyError(f"{tag}: duplicate name {opts['name']!r} among the [[{kind}]] entries")
-            if "/" in opts["name"] or opts["name"] in (".", ".."):
-                raise StudyError(f"{tag} key 'name': {opts['name']!r} cannot be used as a folder name")
+            if safe_name(opts["name"]) != opts["name"]:  # '/', '\\', NUL, control characters, a leading '.'
+                raise StudyError(f"{tag} key 'name': {opts['name']!r} cannot be used as a folder name "
+                                 f"(no '/', '\\', control characters or leading '.')")
             names.add(opts["name"])
             datasets.append(Dataset(kind, opts["name"], opts, i))
     if not datasets:
