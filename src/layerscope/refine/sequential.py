@@ -127,6 +127,9 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source}: not valid TOML ({exc})") from None
+    from layerscope._toml import check_ints
+
+    check_ints(doc, source)
     for key in ("reference", "series"):
         if key not in doc or "stage" not in doc[key]:
             raise ValueError(f"{source}: needs [[{key}.stage]] tables (stages for the "

@@ -178,6 +178,9 @@ def read_strategy(path) -> Strategy:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    from layerscope._toml import check_ints
+
+    check_ints(doc, path)
     return parse_strategy(doc, str(path))
 
 

@@ -321,6 +321,9 @@ def read_study(path) -> Study:
         raise StudyError(f"{path.name}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
         raise StudyError(f"{path.name}: not a text (TOML) file") from None
+    from layerscope._toml import check_ints
+
+    check_ints(doc, path)
     return parse_study(doc, path)
 
 
