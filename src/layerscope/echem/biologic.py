@@ -197,6 +197,8 @@ def read_mpr(path) -> CyclerLog:
 
 def columns_to_log(cols: dict, path: Path, meta: dict) -> CyclerLog:
     """EC-Lab columns (names as EC-Lab writes them, units already mA / mA.h / s / V) -> log."""
+    with np.errstate(invalid="ignore"):  # a signalling NaN of a damaged float32 column: refused below
+        cols = {k: (np.asarray(v, float) if np.asarray(v).dtype.kind == "f" else v) for k, v in cols.items()}
     for need in ("time/s", "Ewe/V"):
         if need not in cols:
             raise ValueError(f"{path}: EC-Lab data has no {need!r} column; found {sorted(cols)}")
@@ -209,6 +211,12 @@ def columns_to_log(cols: dict, path: Path, meta: dict) -> CyclerLog:
         q = np.cumsum(np.asarray(cols["dq/mA.h"], float))
     else:
         raise ValueError(f"{path}: EC-Lab data has neither '(Q-Qo)/mA.h' nor 'dq/mA.h'")
+    for name, arr in (("time/s", t), ("charge (Q-Qo)/mA.h", q), ("Ewe/V", np.asarray(cols["Ewe/V"], float))):
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise InputError(f"column {name!r} holds {bad.size} value(s) that are not finite numbers "
+                             f"(first {float(arr[bad[0]])!r}); damaged file?", path=path,
+                             where=f"data point {int(bad[0]) + 1}")
     if "I/mA" in cols:
         i_mA = np.asarray(cols["I/mA"], float)
     else:
