@@ -8,12 +8,13 @@ Default 200 mutants per format, 2 000 with ``-m fuzz``. Counts: ``tests/FUZZING.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.test_fuzz import SHARED, _n_mutants, fuzz_reader
+from tests.test_fuzz import SHARED, fuzz_reader
 
 CYC = SHARED / "cycler"
 EELS = SHARED / "eels"
@@ -111,6 +112,13 @@ def _head(path: Path, n_lines: int):
             pytest.skip(f"{path} is absent")
         return b"".join(path.read_bytes().splitlines(keepends=True)[:n_lines])
     return make
+
+
+def _n_mutants(request) -> int:
+    """200, or 2 000 for the ``fuzz``-marked test (its own marker: a "not fuzz" in -m must not count)."""
+    if os.environ.get("LAYERSCOPE_FUZZ_N"):
+        return int(os.environ["LAYERSCOPE_FUZZ_N"])
+    return 2000 if request.node.get_closest_marker("fuzz") else 200
 
 
 def _readers():
