@@ -178,9 +178,7 @@ class _Lines:
                 break
         self._finite(toks, what, no)
         hnames = [h for h in header.replace("/Codes", "").split() if not h.startswith(("<", "-", "#", "("))]
-        # a header naming the values is used only if it names every value this reader needs
-        if (len(hnames) >= len(toks) and len(toks) >= len(fallback or names)
-                and set(fallback or names) <= set(hnames[:len(toks)])):
+        if len(hnames) >= len(toks) and len(toks) >= len(fallback or names):
             keys = hnames[:len(toks)]
         elif len(toks) >= len(names):
             keys = list(names)
@@ -190,11 +188,24 @@ class _Lines:
             raise self.error(f"expected {len(fallback or names)} numbers ({what}), got {s.strip()[:70]!r}", no)
         self.pos += 1
         seen: dict = {}
-        out = {}
+        out = _Named(self, what, no)
         for key, v in zip(keys, toks):
             seen[key] = seen.get(key, 0) + 1
             out[key if seen[key] == 1 else f"{key}#{seen[key]}"] = v
         return out, no
+
+
+class _Named(dict):
+    """Values of a ``.pcr`` line by name; a name the line's ``!`` header does not give is an InputError."""
+
+    def __init__(self, lines, what: str, no: int):
+        super().__init__()
+        self._at = (lines, what, no)
+
+    def __missing__(self, key):
+        lines, what, no = self._at
+        raise lines.error(f"expected a value named {key!r} ({what}); the line's '!' header names "
+                          f"{', '.join(self) or 'nothing'}", no)
 
 
 def _element(typ: str) -> str:
