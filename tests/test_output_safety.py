@@ -62,3 +62,15 @@ def test_study_dataset_names_that_are_paths_are_refused(tmp_path, name):
     with pytest.raises(InputError, match="cannot be used as a folder name"):
         read_study(_study(tmp_path, name.replace("\\", "\\\\")))
 
+
+
+def test_empty_fit_range_is_a_clear_error(tmp_path):
+    """A fit range outside the data (or reversed) stops before any fitting, naming the range (issue 15)."""
+    from layerscope.refine._cli import refine_files
+
+    d = SHARED / "powgen-nac"
+    if not (d / "PG3_22048.gsa").is_file():
+        pytest.skip("shared data absent")
+    for lo, hi in ((200000.0, 300000.0), (50000.0, 40000.0)):
+        with pytest.raises(InputError, match=rf"PG3_22048.gsa: the fit range {lo:g}-{hi:g} holds 0 usable point"):
+            refine_files(d / "PG3_22048.gsa", d / "POWGEN_2665.instprm", [str(d / "NAC.cif")], tmin=lo, tmax=hi)
