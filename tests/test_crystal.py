@@ -164,3 +164,23 @@ def test_impossible_site_and_cell():
         Phase("x", "P 1", (1, 1, -1, 90, 90, 90), ())
     with pytest.raises(ValueError, match="unknown space group"):
         Phase("x", "Q 9", (1, 1, 1, 90, 90, 90), ())
+
+
+def test_cif_unknown_element_and_overfull_site_name_the_site(tmp_path):
+    """Numeric/chemical bad input in a CIF (issue 15): an unknown element names the site; two atoms on
+    one position whose occupancies sum above 1 are refused; an occupancy > 1 is refused."""
+    from layerscope import InputError
+    from layerscope.crystal.cif import read_cif
+
+    head = ("data_t\n_cell_length_a 4\n_cell_length_b 4\n_cell_length_c 4\n_cell_angle_alpha 90\n"
+            "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P 1'\n"
+            "loop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n"
+            "_atom_site_fract_z\n_atom_site_occupancy\n_atom_site_U_iso_or_equiv\n")
+    cases = {"Qq1 Qq 0 0 0 1 0.01\n": r"site 'Qq1'.*not a known element",
+             "Mn1 Mn 0 0 0 0.7 0.01\nNi1 Ni 0 0 0 0.6 0.01\n": r"share one position.*sum to 1.3000 > 1",
+             "Mn1 Mn 0 0 0 1.2 0.01\n": r"occupancy of 'Mn1' must lie in \[0, 1\], got 1.2"}
+    for i, (atoms, msg) in enumerate(cases.items()):
+        p = tmp_path / f"bad{i}.cif"
+        p.write_text(head + atoms)
+        with pytest.raises(InputError, match=msg):
+            read_cif(p)

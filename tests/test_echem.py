@@ -175,3 +175,34 @@ def test_unsupported_extension_and_nan_column(tmp_path):
         read_cycler(p)
     with pytest.raises(FileNotFoundError):
         read_cycler(tmp_path / "missing.mpr")
+
+
+# ---- numeric bad input: time going backwards, duplicated rows (issue 15) ------------------------
+
+def _csv_log(tmp_path, rows):
+    p = tmp_path / "log.csv"
+    p.write_text("time_s,voltage_V,current_mA,capacity_mAh\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    return p
+
+
+def test_time_going_backwards_is_refused_naming_the_row(tmp_path):
+    from layerscope import InputError
+
+    rows = [(0, 3.0, 1.0, 0.0), (1800, 3.5, 1.0, 0.5), (900, 3.6, 1.0, 0.75), (3600, 4.0, 1.0, 1.0)]
+    with pytest.raises(InputError, match=r"log.csv, data row 3: time goes backwards: 900.0 s after 1800.0 s"):
+        read_cycler(_csv_log(tmp_path, rows))
+
+
+def test_duplicate_rows_are_counted_and_noted(tmp_path):
+    rows = [(0, 3.0, 1.0, 0.0), (1800, 3.5, 1.0, 0.5), (1800, 3.5, 1.0, 0.5), (3600, 4.0, 1.0, 1.0)]
+    log = read_cycler(_csv_log(tmp_path, rows))
+    assert len(log) == 4 and log.meta["duplicate_rows"] == 1
+    assert any("data row 3" in n for n in log.meta["notes"])
+    clean = read_cycler(_csv_log(tmp_path, [rows[0], rows[1], rows[3]]))
+    assert clean.meta["duplicate_rows"] == 0
+
+
+def test_real_neware_file_keeps_its_one_repeated_row(cycler_dir):
+    """neware_TestFile.nda holds one row equal to the row before: kept (NewareNDA's 6 670 rows), noted."""
+    log = read_cycler(cycler_dir / "neware_TestFile.nda")
+    assert len(log) == 6670 and log.meta["duplicate_rows"] == 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "MissingFile"]
 
 
 class InputError(ValueError):
@@ -34,6 +34,13 @@ class InputError(ValueError):
         self.detail = message
         prefix = ", ".join(str(p) for p in (path, where) if p is not None)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class MissingFile(InputError, FileNotFoundError):
+    """A file named inside an input file (a manifest row, a study key) does not exist.
+
+    Both an :class:`InputError` (bad input: exit 2 with the message) and a ``FileNotFoundError``.
+    """
 
 
 def reader(func):

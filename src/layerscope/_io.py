@@ -16,11 +16,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from layerscope._errors import InputError
 
 __all__ = ["atomic_path", "write_csv", "write_text"]
 
@@ -110,4 +113,28 @@ def write_csv(path, rows: Iterable, columns: Sequence[str] | None = None, *, fmt
         w = csv.writer(fh)
         w.writerow(cols)
         w.writerows(body)
+    return path
+
+
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def safe_name(name: str) -> str:
+    """A file name made from a name found in an input or study file (a phase, a dataset).
+
+    Path separators (``/``, ``\\``), NUL and control characters become ``_``, and so does a leading
+    ``.`` (no ``..``, no hidden file); every other name is kept as it is.
+    """
+    s = _UNSAFE.sub("_", str(name))
+    if not s or s.startswith("."):
+        s = "_" + s
+    return s
+
+
+def file_in(out_dir, name: str, suffix: str = "") -> Path:
+    """``out_dir / (safe_name(name) + suffix)``: a name from an input file never leads outside ``out_dir``."""
+    out = Path(out_dir)
+    path = out / (safe_name(name) + suffix)
+    if os.path.dirname(os.path.normpath(path)) != os.path.normpath(out):  # pragma: no cover
+        raise InputError(f"name {name!r} would place an output outside {out}")
     return path

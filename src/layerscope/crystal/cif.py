@@ -92,8 +92,12 @@ def read_cif(path: str | os.PathLike, *, name: str | None = None, block: str | N
         symbol = s.type_symbol or s.element.name
         try:
             symbol = normalise_species(symbol)
-        except ValueError:
-            symbol = normalise_species(s.element.name)
+        except ValueError as exc:
+            try:
+                symbol = normalise_species(s.element.name)
+            except ValueError:
+                raise ValueError(f"{path}: site {s.label!r}: {exc} (from _atom_site_type_symbol or the "
+                                 "label; expected an element such as 'Mn', 'O2-', '7Li')") from None
         u = s.u_iso
         if not np.isfinite(u) or u < 0:
             raise ValueError(f"{path}: displacement parameter of {s.label!r} must be >= 0, got U = {u}")

@@ -29,17 +29,28 @@ import numpy as np
 from layerscope._errors import InputError
 
 
+def _as_float(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
+
+
 def as_index(values, *, path, column: str) -> np.ndarray:
     """Integer cycle/step numbers, or :class:`InputError` at the first missing/fractional one."""
     try:
         arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         arr = None
     if arr is None:
         import pandas as pd
 
-        arr = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
-    bad = ~np.isfinite(arr) | (np.abs(arr - np.round(arr)) > 1e-9)
+        try:
+            arr = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
+        except OverflowError:  # an integer beyond float range: each value on its own
+            arr = np.array([_as_float(v) for v in values], float)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN are caught by isfinite
+        bad = ~np.isfinite(arr) | (np.abs(arr) > 2.0**53) | (np.abs(arr - np.round(arr)) > 1e-9)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise InputError(f"column {column!r} must hold whole numbers (cycle/step index); "

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope._errors import InputError
 from layerscope.echem._checks import as_index
 from layerscope.echem._table import CyclerLog, assign_cycles, make_log, steps_from_current
 
@@ -196,6 +197,8 @@ def read_mpr(path) -> CyclerLog:
 
 def columns_to_log(cols: dict, path: Path, meta: dict) -> CyclerLog:
     """EC-Lab columns (names as EC-Lab writes them, units already mA / mA.h / s / V) -> log."""
+    with np.errstate(invalid="ignore"):  # a signalling NaN of a damaged float32 column: refused below
+        cols = {k: (np.asarray(v, float) if np.asarray(v).dtype.kind == "f" else v) for k, v in cols.items()}
     for need in ("time/s", "Ewe/V"):
         if need not in cols:
             raise ValueError(f"{path}: EC-Lab data has no {need!r} column; found {sorted(cols)}")
@@ -208,12 +211,24 @@ def columns_to_log(cols: dict, path: Path, meta: dict) -> CyclerLog:
         q = np.cumsum(np.asarray(cols["dq/mA.h"], float))
     else:
         raise ValueError(f"{path}: EC-Lab data has neither '(Q-Qo)/mA.h' nor 'dq/mA.h'")
+    for name, arr in (("time/s", t), ("charge (Q-Qo)/mA.h", q), ("Ewe/V", np.asarray(cols["Ewe/V"], float))):
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise InputError(f"column {name!r} holds {bad.size} value(s) that are not finite numbers "
+                             f"(first {float(arr[bad[0]])!r}); damaged file?", path=path,
+                             where=f"data point {int(bad[0]) + 1}")
     if "I/mA" in cols:
         i_mA = np.asarray(cols["I/mA"], float)
     else:
         dq = np.r_[0.0, np.diff(q)]
         dt = np.r_[0.0, np.diff(t)]
-        i_mA = np.divide(3600.0 * dq, dt, out=np.zeros_like(dq), where=dt > 0)
+        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is refused below
+            i_mA = np.divide(3600.0 * dq, dt, out=np.zeros_like(dq), where=dt > 0)
+        if not np.all(np.isfinite(i_mA)):
+            k = int(np.flatnonzero(~np.isfinite(i_mA))[0])
+            raise InputError("time or charge not finite (or a step too large to be a current): "
+                             f"cannot derive the current from dq/dt; time {t[k]!r} s, (Q-Qo) {q[k]!r} mAh",
+                             path=path, where=f"data point {k + 1}")
         meta.setdefault("notes", []).append(
             "no current column: current is the mean over each logging interval from dq/dt "
             "(the current x time check is then not independent)")

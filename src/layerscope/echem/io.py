@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from layerscope._errors import InputError
+from layerscope._errors import InputError, reader
 from layerscope.echem._table import CyclerLog
 
 _READERS = {
@@ -60,6 +60,28 @@ def detect_format(path: Path) -> str:
                      f"first bytes or extension (supported: {'; '.join(FORMATS)})", path=path)
 
 
+def _check_order(log: CyclerLog, path: Path) -> None:
+    """Time must not go backwards (InputError at the first such row); rows repeated exactly (every
+    column equal to the row before) are kept but counted and noted (``meta['duplicate_rows']``)."""
+    import numpy as np
+
+    from layerscope.echem._table import COLUMNS
+
+    back = np.flatnonzero(np.diff(log.time_s) < 0)
+    if back.size:
+        k = int(back[0])
+        raise InputError(f"time goes backwards: {float(log.time_s[k + 1])!r} s after {float(log.time_s[k])!r} s "
+                         f"({back.size} such place(s); two runs spliced, or a clock reset?); expected "
+                         "non-decreasing test time", path=path, where=f"data row {k + 2}")
+    cols = [getattr(log, c) for c in COLUMNS]
+    dup = np.flatnonzero(np.logical_and.reduce([c[1:] == c[:-1] for c in cols]))
+    log.meta["duplicate_rows"] = int(dup.size)
+    if dup.size:
+        log.meta["notes"].append(f"{dup.size} row(s) repeat the row before in every column (first: data row "
+                                 f"{int(dup[0]) + 2}); kept as they are (they add no charge)")
+
+
+@reader
 def read_cycler(path, *, check: bool = True) -> CyclerLog:
     """Read a cycler file into layerscope's tidy :class:`CyclerLog`.
 
@@ -84,6 +106,7 @@ def read_cycler(path, *, check: bool = True) -> CyclerLog:
     module, func = _READERS[detect_format(path)]
     log = getattr(importlib.import_module(module), func)(path)
     log.meta.setdefault("notes", [])
+    _check_order(log, path)
     if check:
         fc, fs = log.meta.get("file_cycle"), log.meta.get("file_step")
         labels = None

@@ -84,7 +84,11 @@ def _dhms_seconds(values, path: Path, column: str) -> np.ndarray:
             raise InputError(f"cannot read test time {v!r} (expected 'Nd HH:MM:SS.s')", path=path,
                              where=f"column {column!r}, data row {k + 1}")
         d, h, mi, s = m.groups()
-        out[k] = 86400.0 * int(d or 0) + 3600.0 * int(h) + 60.0 * int(mi) + float(s)
+        try:
+            out[k] = 86400.0 * int(d or 0) + 3600.0 * int(h) + 60.0 * int(mi) + float(s)
+        except OverflowError:
+            raise InputError(f"test time {v!r} is too large to be a time", path=path,
+                             where=f"column {column!r}, data row {k + 1}") from None
     return out
 
 

@@ -97,10 +97,13 @@ def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=Non
 
 
 def _operando(args) -> int:
-    if len(args.series) > 1 or args.scheduler:
-        return _many(args)
-    res = run_operando(args.series[0], args.cycler, args.out, model=args.model, strategy=args.strategy,
-                       instprm=args.instprm, reverse=args.reverse, truth=args.truth)
+    from layerscope._lock import output_lock
+
+    with output_lock(args.out, "operando"):  # a second `operando` on the same --out stops here
+        if len(args.series) > 1 or args.scheduler:
+            return _many(args)
+        res = run_operando(args.series[0], args.cycler, args.out, model=args.model, strategy=args.strategy,
+                           instprm=args.instprm, reverse=args.reverse, truth=args.truth)
     print(f"wrote {res['timeseries']}, {res['dataset']}, {res['html']} ({res['n_flagged']} pattern(s) flagged, "
           f"{res['n_undetermined']} with a phase not determined)")
     return 0

@@ -8,6 +8,7 @@ pattern (the long uncharged one in the paper's protocol).
 
 from __future__ import annotations
 
+from layerscope._errors import MissingFile, reader
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ class SeriesEntry:
         return 0.5 * (self.start_s + self.end_s) / 3600.0
 
 
+@reader
 def read_manifest(series_dir) -> list[SeriesEntry]:
     """Read ``SERIES_DIR/series.csv``; errors name the file, the row and what was expected."""
     series_dir = Path(series_dir)
@@ -52,11 +54,19 @@ def read_manifest(series_dir) -> list[SeriesEntry]:
                                  f"{row.get('start_s')!r}, {row.get('end_s')!r}") from None
             if not (np.isfinite(t0) and np.isfinite(t1) and t1 > t0):
                 raise ValueError(f"{path}, line {n}: need end_s > start_s, got {t0}, {t1}")
-            f = series_dir / row["file"]
-            if not f.is_file():
-                raise FileNotFoundError(f"{path}, line {n}: pattern file {f} not found")
+            f = series_dir / (row["file"] or "")
+            try:
+                found = bool(row["file"]) and f.is_file()
+            except (OSError, ValueError):  # a name too long, a NUL byte
+                found = False
+            if not found:
+                raise MissingFile(f"pattern file {f} not found", path=path, where=f"line {n}")
             bank = row.get("bank") or None
-            out.append(SeriesEntry(f, t0, t1, int(bank) if bank else None))
+            try:
+                bank = int(bank) if bank else None
+            except ValueError:
+                raise ValueError(f"{path}, line {n}: bank must be a whole number, got {bank!r}") from None
+            out.append(SeriesEntry(f, t0, t1, bank))
     if not out:
         raise ValueError(f"{path}: no patterns listed")
     return out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import write_text
+from layerscope._io import file_in, write_text
 from layerscope.crystal.cif import write_cif
 from layerscope.refine.rietveld import RietveldResult
 
@@ -132,7 +132,7 @@ def write_outputs(res: RietveldResult, out_dir, *, plot: bool = True) -> dict:
     files["summary"] = out / "summary.json"
     details = conventions_text(res)
     for ph in res.phases:
-        files[ph.name] = write_cif(ph, out / f"{ph.name}.cif", details=details)
+        files[ph.name] = write_cif(ph, file_in(out, ph.name, ".cif"), details=details)
     _write_atomic(out / "report.txt", report_text(res))
     files["report"] = out / "report.txt"
     cols = [res.tof_us, res.y_obs, res.sigma, res.y_calc, res.background]

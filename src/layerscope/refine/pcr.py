@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from layerscope.crystal.phase import Phase, Site, symmetry_operations, unique_positions
-from layerscope._errors import InputError
+from layerscope._errors import InputError, reader
 from layerscope.diffraction.instrument import TOFInstrument
 from layerscope.refine.parameters import Constraint
 from layerscope.refine.pcr_background import FullProfBackground
@@ -130,6 +130,12 @@ class _Lines:
     def error(self, message: str, no: int | None = None) -> InputError:
         return InputError(message, path=self.path, where=None if no is None else f"line {no}")
 
+    def _finite(self, vals, what: str, no: int) -> None:
+        """Control values are finite and of a size a float64 and an int64 hold."""
+        for v in vals:
+            if not (abs(v) < 1e15):  # also False for NaN
+                raise self.error(f"expected finite numbers of a sensible size ({what}), found {v!r}", no)
+
     def peek(self) -> tuple[int, str, str] | None:
         return self.items[self.pos] if self.pos < len(self.items) else None
 
@@ -153,6 +159,7 @@ class _Lines:
                 break
         if len(vals) < n:
             raise self.error(f"expected {n} numbers ({what}), got {s.strip()[:70]!r}", no)
+        self._finite(vals, what, no)
         self.last_no = no
         return vals
 
@@ -169,6 +176,7 @@ class _Lines:
                 toks.append(float(t))
             except ValueError:
                 break
+        self._finite(toks, what, no)
         hnames = [h for h in header.replace("/Codes", "").split() if not h.startswith(("<", "-", "#", "("))]
         if len(hnames) >= len(toks) and len(toks) >= len(fallback or names):
             keys = hnames[:len(toks)]
@@ -180,11 +188,24 @@ class _Lines:
             raise self.error(f"expected {len(fallback or names)} numbers ({what}), got {s.strip()[:70]!r}", no)
         self.pos += 1
         seen: dict = {}
-        out = {}
+        out = _Named(self, what, no)
         for key, v in zip(keys, toks):
             seen[key] = seen.get(key, 0) + 1
             out[key if seen[key] == 1 else f"{key}#{seen[key]}"] = v
         return out, no
+
+
+class _Named(dict):
+    """Values of a ``.pcr`` line by name; a name the line's ``!`` header does not give is an InputError."""
+
+    def __init__(self, lines, what: str, no: int):
+        super().__init__()
+        self._at = (lines, what, no)
+
+    def __missing__(self, key):
+        lines, what, no = self._at
+        raise lines.error(f"expected a value named {key!r} ({what}); the line's '!' header names "
+                          f"{', '.join(self) or 'nothing'}", no)
 
 
 def _element(typ: str) -> str:
@@ -202,6 +223,7 @@ def _refuse(L, no, flags: dict, what: str):
             raise L.error(f"{key} = {val:g} is not supported ({what})", no)
 
 
+@reader
 def read_pcr(path, *, data=None) -> PcrJob:
     """Read a FullProf TOF ``.pcr`` (Job −1, Npr 9) into phases, instrument and a strategy.
 
@@ -308,8 +330,9 @@ def read_pcr(path, *, data=None) -> PcrJob:
                 label, typ = toks[0], toks[1]
                 x, y, z, biso, occ = (float(v) for v in toks[2:7])
                 n_t = int(float(toks[9])) if len(toks) > 9 else 0
-            except (IndexError, ValueError):
+            except (IndexError, ValueError, OverflowError):
                 raise L.error(f"expected 'Atom Typ X Y Z Biso Occ ...', got {s.strip()[:70]!r}", no) from None
+            L._finite((x, y, z, biso, occ), f"X Y Z Biso Occ of atom {label}", no)
             if n_t != 0:
                 raise L.error(f"atom {label}: N_t = {n_t} (anisotropic or special form factor) is not supported", no)
             codes = L.numbers(f"the codes of atom {label}", 5)

@@ -59,6 +59,7 @@ deterministic function of its data and its seed vector.
 
 from __future__ import annotations
 
+from layerscope._errors import reader
 import hashlib
 import json
 import os
@@ -140,6 +141,9 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source}: not valid TOML ({exc})") from None
+    from layerscope._toml import check_ints
+
+    check_ints(doc, source)
     for key in ("reference", "series"):
         if key not in doc or "stage" not in doc[key]:
             raise ValueError(f"{source}: needs [[{key}.stage]] tables (stages for the "
@@ -214,6 +218,7 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
                           float(mre), float(msig), float(ctol) if ctol else None)
 
 
+@reader
 def read_series_protocol(path) -> SeriesProtocol:
     path = Path(path)
     if not path.is_file():

@@ -163,10 +163,19 @@ def _parse_strategy(doc: dict, source: str) -> Strategy:
     for key in ("revert_worse", "align_cells"):
         if not isinstance(glob.get(key, False), bool):
             raise ValueError(f"{source}: [refine] {key} must be true or false")
-    return Strategy(tuple(stages), tuple(cons), int(glob.get("max_cycles", 30)), float(glob.get("tol", 0.01)),
-                    scale_model, bounds, schedule, float(glob.get("ftol", 1e-3)), conv, cell_jac,
+    def num(key, default, kind=float):
+        v = glob.get(key, default)
+        ok = (not isinstance(v, bool) and isinstance(v, (int, float)) and v == v and abs(v) < 1e15
+              and v >= 0 and (kind is float or float(v).is_integer()))
+        if not ok:
+            raise ValueError(f"{source}: [refine] {key} must be a {'whole' if kind is int else 'finite'} "
+                             f"number >= 0, got {v!r}")
+        return kind(v)
+
+    return Strategy(tuple(stages), tuple(cons), num("max_cycles", 30, int), num("tol", 0.01),
+                    scale_model, bounds, schedule, num("ftol", 1e-3), conv, cell_jac,
                     bool(glob.get("revert_worse", False)), bool(glob.get("align_cells", False)),
-                    float(glob.get("align_range", 0.007)), convs)
+                    num("align_range", 0.007), convs)
 
 
 @_input_reader
@@ -178,6 +187,9 @@ def read_strategy(path) -> Strategy:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    from layerscope._toml import check_ints
+
+    check_ints(doc, path)
     return parse_strategy(doc, str(path))
 
 

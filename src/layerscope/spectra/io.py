@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._errors import InputError
+from layerscope._errors import InputError, reader as _reader
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,13 @@ def spectrum_from_arrays(data, axes, *, source="", meta=None) -> Spectrum:
     ``axes[k]`` describes array dimension ``index_in_array`` (or ``k`` when absent) with
     ``units``, ``offset``, ``scale`` or ``axis``. The energy axis is chosen by its unit.
     """
-    data = np.asarray(data, float)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite values are refused below
+        data = np.asarray(data, float)
+    if data.size and not np.all(np.isfinite(data)):
+        bad = ~np.isfinite(data)
+        raise InputError(f"{int(bad.sum())} of {data.size} data values are not finite numbers (NaN/inf; "
+                         f"first at index {tuple(int(i) for i in np.argwhere(bad)[0])}); damaged file?",
+                         path=source or None)
     axes = list(axes)
     if len(axes) != data.ndim:
         raise InputError(f"{data.ndim}-D data but {len(axes)} axis descriptions", path=source or None)
@@ -178,6 +184,7 @@ _RSCIIO = {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".hspy": "h
            ".zspy": "zspy", ".emd": "emd"}
 
 
+@_reader
 def read_spectrum(path) -> Spectrum:
     """Read an EELS/EDS/XAS spectrum, line scan or spectrum image.
 

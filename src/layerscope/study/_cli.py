@@ -17,7 +17,10 @@ def _run(args) -> int:
     study = read_study(args.study)  # every key checked before any work starts
     print(f"[study] {study.title}: {len(study.datasets)} datasets "
           f"({', '.join(sorted({d.kind for d in study.datasets}))})")
-    res = run_study(study, args.out, scheduler=args.scheduler, only=args.only)
+    from layerscope._lock import output_lock
+
+    with output_lock(args.out, "run"):  # a second `run` on the same --out stops here
+        res = run_study(study, args.out, scheduler=args.scheduler, only=args.only)
     n_ok, n_val = res["checks"]
     return 0 if n_ok == n_val else 4 if args.strict else 0
 

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from layerscope._errors import InputError
+from layerscope._errors import InputError, reader
+from layerscope._io import safe_name
 
 
 class StudyError(InputError):
@@ -190,7 +191,11 @@ def _check(value, spec: Key, where: str, base: Path):
             raise StudyError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
         if value != value or value in (float("inf"), float("-inf")):
             raise StudyError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise StudyError(f"{where}: expected a finite number, got an integer of "
+                             f"{len(str(value))} digits") from None
     if t == "list[str]":
         if isinstance(value, str):
             value = [value]
@@ -206,7 +211,11 @@ def _check(value, spec: Key, where: str, base: Path):
     if t in ("file", "dir"):
         if not isinstance(value, str):
             raise StudyError(f"{where}: expected a path (string), got {value!r}")
-        p = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+        try:
+            p = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+            p.exists()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+            raise StudyError(f"{where}: not a usable path ({type(exc).__name__}: {exc})"[:300]) from None
         if t == "file" and not p.is_file():
             raise StudyError(f"{where}: file not found: {value} (looked for {p})")
         if t == "dir" and not p.is_dir():
@@ -234,7 +243,11 @@ def _phase_specs_ok(specs, where: str, base: Path) -> list[str]:
             out.append(s)
             continue
         p = base / source
-        if not p.is_file():
+        try:
+            found = p.is_file()
+        except (OSError, ValueError):  # a name too long, a NUL byte
+            found = False
+        if not found:
             raise StudyError(f"{where}: {s!r} is neither a preset ({', '.join(list_presets())}) nor a file "
                              f"(looked for {p})")
         spec = str(p.resolve()) + (f":{scale:g}" if scale is not None else "")
@@ -285,8 +298,9 @@ def parse_study(doc: dict, path: Path) -> Study:
                 opts["phases"] = _phase_specs_ok(opts["phases"], f"{tag} key 'phases'", base)
             if opts["name"] in names:
                 raise StudyError(f"{tag}: duplicate name {opts['name']!r} among the [[{kind}]] entries")
-            if "/" in opts["name"] or opts["name"] in (".", ".."):
-                raise StudyError(f"{tag} key 'name': {opts['name']!r} cannot be used as a folder name")
+            if safe_name(opts["name"]) != opts["name"]:  # '/', '\\', NUL, control characters, a leading '.'
+                raise StudyError(f"{tag} key 'name': {opts['name']!r} cannot be used as a folder name "
+                                 f"(no '/', '\\', control characters or leading '.')")
             names.add(opts["name"])
             datasets.append(Dataset(kind, opts["name"], opts, i))
     if not datasets:
@@ -295,6 +309,7 @@ def parse_study(doc: dict, path: Path) -> Study:
                  description=head.get("description", ""), datasets=datasets)
 
 
+@reader
 def read_study(path) -> Study:
     """Read and validate a study TOML file; raises :class:`StudyError` before any work."""
     path = Path(path).resolve()
@@ -306,6 +321,9 @@ def read_study(path) -> Study:
         raise StudyError(f"{path.name}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
         raise StudyError(f"{path.name}: not a text (TOML) file") from None
+    from layerscope._toml import check_ints
+
+    check_ints(doc, path)
     return parse_study(doc, path)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import write_csv
+from layerscope._io import file_in, write_csv
 
 
 def _rows(path) -> list[dict]:
@@ -243,7 +243,7 @@ def run_neutron(opts, out: Path) -> dict:
     if truth:
         validation = neutron_validation(summ, truth)
     return {"summary": summary, "tables": tables, "figures": figures, "validation": validation,
-            "files": {ph.name: f"{ph.name}.cif" for ph in res.phases}}
+            "files": {ph.name: file_in(out, ph.name, ".cif").name for ph in res.phases}}
 
 
 def _fourier(res, name: str, out: Path) -> None:
@@ -253,7 +253,7 @@ def _fourier(res, name: str, out: Path) -> None:
     from layerscope.refine.fourier import difference_fourier_from_result, map_extrema, map_slice, write_xplor
 
     fmap = difference_fourier_from_result(res, name)
-    write_xplor(fmap, out / f"{name}_difference.xplor")
+    write_xplor(fmap, file_in(out, name, "_difference.xplor"))
     write_csv(out / "fourier_minima.csv", [{"phase": name, "x": f[0], "y": f[1], "z": f[2], "density_fm_A3": v}
                                               for f, v in map_extrema(fmap, 8, sign=-1)])
     sec = map_slice(fmap, "c", 0.0)
@@ -628,7 +628,7 @@ def run_kinematic(opts, out: Path) -> dict:
     for spec, (ph, _) in zip(opts["phases"], load_phases(opts["phases"])):
         for uvw, twin in ZONE_AXES.get(ph.space_group.number, []):
             key = f"{ph.name}_{''.join(str(i) for i in uvw)}" + (f"_twin{twin.strip('(){}')}" if twin else "")
-            fourd_cli._zone_axis(Namespace(phase=spec, u=uvw[0], v=uvw[1], w=uvw[2], out=str(out / f"{key}.png"),
+            fourd_cli._zone_axis(Namespace(phase=spec, u=uvw[0], v=uvw[1], w=uvw[2], out=str(file_in(out, key, ".png")),
                                            kv=opts["kv"], precession=opts["precession_deg"], thickness=30.0,
                                            gmax=1.2, twin=twin, labels=False))
             figures[key] = f"{key}.png"
