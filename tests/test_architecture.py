@@ -25,7 +25,7 @@ LAYERS = (
     ("refine",),
     ("diffraction", "descriptors"),
     ("crystal",),
-    ("_errors", "_io", "_jaxcache", "plotting", "data"),
+    ("_errors", "_io", "_jaxcache", "_lock", "_toml", "plotting", "data"),
 )
 
 #: upward imports tolerated (none: the ``simulate`` commands live in ``simulate/_cli*.py``)

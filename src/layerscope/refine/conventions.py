@@ -82,8 +82,9 @@ GSAS2 = Conventions("gsas2", "gsas2", "gsas2", "exclude", "gsas2", origin="GSAS-
 FULLPROF = Conventions("exact", "sears1992", "tails", "fit", "none", origin="FullProf")
 LAYERSCOPE = Conventions(origin="layerscope default")
 #: named sets: "gsas2", "fullprof", and "layerscope" (the conventions of layerscope's own simulators:
-#: exact profile, Sears lengths, reflection tails, zero counts fitted)
-PRESETS = {"gsas2": GSAS2, "fullprof": FULLPROF, "layerscope": LAYERSCOPE}
+#: exact profile, Sears lengths, reflection tails, zero counts fitted, no sample broadening to start from)
+PRESETS = {"gsas2": GSAS2, "fullprof": FULLPROF,
+           "layerscope": replace(LAYERSCOPE, start_broadening="none", origin="layerscope's simulators")}
 
 
 def conventions_for(instrument_path=None) -> Conventions:

@@ -104,9 +104,21 @@ def _neutron(out: Path, name: str, preset_name: str, seed: int) -> dict:
         {"beta": p.cell[4]} if p.space_group.number == 12 else {}), "weight_fraction": model.fractions[p.name]}
         for p in phases}}
     _json(d / f"{name}_truth.json", truth)
+    # the paper's ex-situ protocol (tables S1/S3 refine every phase's cell, coordinates and B; the
+    # simulated powder has no sample broadening), written as the study's strategy file
+    names = [p.name for p in phases]
+    strategy = d / f"{name}_strategy.toml"
+    strategy.write_text("\n".join([
+        "# ex-situ Rietveld protocol of the simulated study (tables S1/S3)",
+        "[refine]", "revert_worse = true", "align_cells = true", "",
+        "[[stage]]", 'name = "scales + background"', f"free = {_toml_value(['background'] + [n + '.scale' for n in names])}", "",
+        "[[stage]]", 'name = "cells"', f"free = {_toml_value([n + '.cell' for n in names])}", "",
+        "[[stage]]", 'name = "atoms"', f"free = {_toml_value([n + '.biso' for n in names] + [n + '.xyz' for n in names])}",
+        ""]))
     # simulated with layerscope's own pattern model: refine in the same conventions
     return {"pattern": pattern.relative_to(out), "instprm": instprm.relative_to(out), "phases": specs,
-            "conventions": "layerscope", "truth": (d / f"{name}_truth.json").relative_to(out)}
+            "strategy": strategy.relative_to(out), "conventions": "layerscope",
+            "truth": (d / f"{name}_truth.json").relative_to(out)}
 
 
 def _haadf(out: Path, name: str, scene: str, seed: int, size: int, **kw) -> dict:
@@ -127,7 +139,7 @@ def _haadf(out: Path, name: str, scene: str, seed: int, size: int, **kw) -> dict
 
 
 def _fourd(out: Path, name: str, core: str, twins: bool, seed: int, scan: int) -> dict:
-    from layerscope.fourd import _cli as fourd_cli
+    from layerscope.simulate import _cli_fourd as fourd_cli
 
     d = out / "fourd" / name
     fourd_cli._simulate(Namespace(out=str(d), scan=(scan, scan), step=2.0, core=core, twins=twins, seed=seed))
