@@ -145,8 +145,6 @@ def refine(data, *, instrument, phases, strategy=None, conventions=None, tmin=No
     hi = tmax if tmax is not None else x[-1]
     m = (x >= lo) & (x <= hi)
     if int(np.sum(m & (s > 0))) < 10:
-        from layerscope import InputError
-
         raise InputError(f"the fit range {lo:g}-{hi:g} holds {int(np.sum(m & (s > 0)))} usable point(s) (data span "
                          f"{float(x[0]):g}-{float(x[-1]):g}); expected a range with at least 10 points of "
                          "positive sigma (check --tmin/--tmax)", path=where)
