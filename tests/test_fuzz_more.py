@@ -8,13 +8,12 @@ Default 200 mutants per format, 2 000 with ``-m fuzz``. Counts: ``tests/FUZZING.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.test_fuzz import SHARED, fuzz_reader
+from tests.test_fuzz import SHARED, _n_mutants, fuzz_format
 
 CYC = SHARED / "cycler"
 EELS = SHARED / "eels"
@@ -114,13 +113,6 @@ def _head(path: Path, n_lines: int):
     return make
 
 
-def _n_mutants(request) -> int:
-    """200, or 2 000 for the ``fuzz``-marked test (its own marker: a "not fuzz" in -m must not count)."""
-    if os.environ.get("LAYERSCOPE_FUZZ_N"):
-        return int(os.environ["LAYERSCOPE_FUZZ_N"])
-    return 2000 if request.node.get_closest_marker("fuzz") else 200
-
-
 def _readers():
     from layerscope.echem.io import read_cycler
     from layerscope.refine.pcr import read_pcr
@@ -169,31 +161,23 @@ def _seed(fmt, tmp_path):
     return suffix, seed(tmp_path), reader
 
 
-def _run(fmt, tmp_path, request):
-    suffix, seed_bytes, reader = _seed(fmt, tmp_path)
-    p = tmp_path / f"seed{suffix}"
-    p.write_bytes(seed_bytes)
-    reader(p)  # the unmutated file reads
-    n = _n_mutants(request)
-    counts, failures = fuzz_reader(reader, seed_bytes, suffix, n, tmp_path)
-    print(f"{fmt}: {n} mutants, {counts['valid']} valid, {counts['InputError']} InputError, "
-          f"{len(failures)} failures")
-    assert not failures, "\n".join(f"seed {s} ({k}): {m}" for s, k, m in failures[:15])
-
-
 #: whole real binary files that take over 20 s for 200 mutants on a loaded 2-core machine (measured:
 #: Arbin .res 316 s, Neware .nda v7 222 s, BioLogic .mpr 106 s, with allocation tracing on every
-#: mutant): their 200-mutant run is slow-marked (CI runs it); no smaller real seed could be cut
+#: mutant): their 200-mutant run is marked ``extended`` (run by hand); no smaller real seed could be cut
 _SLOW = {"Arbin .res", "Neware .nda (v7)", "BioLogic .mpr"}
 
 
 @pytest.mark.parametrize("fmt", [pytest.param(f, marks=pytest.mark.extended) if f in _SLOW else f for f in _readers()])
 def test_reader_survives_mutants(fmt, tmp_path, request):
-    _run(fmt, tmp_path, request)
+    suffix, seed_bytes, reader = _seed(fmt, tmp_path)
+    failures = fuzz_format(fmt, reader, seed_bytes, suffix, _n_mutants(request), tmp_path)
+    assert not failures, "\n".join(failures[:15])
 
 
 @pytest.mark.fuzz
 @pytest.mark.parametrize("fmt", list(_readers()))
 def test_reader_survives_many_mutants(fmt, tmp_path, request):
     """The same with 2 000 mutants per format (``-m fuzz``)."""
-    _run(fmt, tmp_path, request)
+    suffix, seed_bytes, reader = _seed(fmt, tmp_path)
+    failures = fuzz_format(fmt, reader, seed_bytes, suffix, _n_mutants(request), tmp_path)
+    assert len(failures) == 0, "\n".join(failures[:15])
