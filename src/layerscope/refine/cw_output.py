@@ -10,22 +10,16 @@ histogram (observed, calculated, difference, reflection ticks). Written atomical
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from layerscope._io import write_text
 from layerscope.crystal.cif import write_cif
+from layerscope.refine.output import _CELL, _num  # value/esd formatting shared with the TOF outputs
+from layerscope.refine.output import _fmt_esd as _fmt
 
 __all__ = ["cw_summary_dict", "cw_report_text", "write_cw_outputs", "plot_cw_fit"]
-
-_CELL = ("a", "b", "c", "alpha", "beta", "gamma")
-
-
-def _num(x):
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _ve(run, n):
@@ -72,13 +66,6 @@ def cw_summary_dict(run) -> dict:
         "correlation": {"names": list(fr.names),
                         "matrix": [[_num(v) for v in row] for row in np.asarray(fr.correlation)]},
     }
-
-
-def _fmt(v, e):
-    if e is None or not math.isfinite(e) or e <= 0:
-        return f"{v:.6g}" + ("" if e == 0 else " (esd undetermined)")
-    digits = max(0, -int(math.floor(math.log10(e))) + 1)
-    return f"{v:.{digits}f} ± {e:.{digits}f}"
 
 
 def _conventions_line(run) -> str:
