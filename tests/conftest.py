@@ -23,3 +23,12 @@ def nac_dir(shared_data) -> Path:
     if not d.is_dir():
         pytest.skip(f"{d} is absent")
     return d
+
+
+def pytest_configure(config):
+    """Tests never read or write a persistent JAX compilation cache (neither in this process nor in
+    the CLI subprocesses they start), unless a test sets LAYERSCOPE_JAX_CACHE itself: cached XLA:CPU
+    executables read back in a long test process crashed CI (see layerscope._jaxcache)."""
+    import os
+
+    os.environ["LAYERSCOPE_JAX_CACHE"] = "off"
