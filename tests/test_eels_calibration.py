@@ -61,7 +61,9 @@ def test_zlp_calibration_with_poisson_noise(offset):
         res, _ = eels_pipeline(e, y, low_loss=yl, low_loss_energy_eV=el)
         assert res.shift_eV[0] == pytest.approx(-offset, abs=0.02)
         assert res.l3_over_l2[0] == pytest.approx(2.6, rel=0.02)
-        assert res.l3_over_l2_stat_err[0] < 0.01
+        # the propagated esd; a Monte Carlo of this dose gives a ratio scatter of 0.011
+        # (tests/test_eels_uncertainty.py checks the propagation against one)
+        assert 0.008 < res.l3_over_l2_stat_err[0] < 0.015
 
 
 def test_zlp_position_sub_channel_and_no_peak():

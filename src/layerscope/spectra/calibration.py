@@ -130,6 +130,23 @@ class ValenceCalibration:
         out = np.where((x < r.min()) | (x > r.max()) | ~np.isfinite(x), np.nan, out)
         return float(out) if np.ndim(out) == 0 else out
 
+    def valence_esd(self, ratio, ratio_esd):
+        """esd of :meth:`valence` from the esd of the measured value: ``|dv/dr| * esd``.
+
+        The slope is that of the table segment holding ``ratio`` (NaN outside the table, where
+        there is no valence either).
+        """
+        v = np.asarray(self.valences, float)
+        r = np.asarray(self.ratios, float)
+        order = np.argsort(r)
+        r, v = r[order], v[order]
+        x = np.asarray(ratio, float)
+        k = np.clip(np.searchsorted(r, x, side="right") - 1, 0, len(r) - 2)
+        slope = np.abs((v[k + 1] - v[k]) / (r[k + 1] - r[k]))
+        out = slope * np.asarray(ratio_esd, float)
+        out = np.where((x < r[0]) | (x > r[-1]) | ~np.isfinite(x), np.nan, out)
+        return float(out) if np.ndim(out) == 0 else out
+
     def check(self, ratio) -> str:
         """'' if ``ratio`` is inside the table, else a flag naming the value and the range."""
         lo, hi = self.range

@@ -33,7 +33,7 @@ from layerscope.spectra.calibration import MN_DE_STATUS
 MN_L3_EXPECTED_EV = (638.0, 646.0)
 
 COLUMNS = ["index", "position_nm", "l3_over_l2", "valence", "o_pre_edge_ratio", "shift_eV", "flag",
-           "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr", "l3_over_l2_stat_err"]
+           "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr", "l3_over_l2_stat_err", "valence_esd"]
 
 
 def pca_denoise(spectra, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +108,7 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         # a rebuilt spectrum always looks clean (vacuum pixels get the mean edge): detection and
         # its flags come from the raw spectra, only the values from the denoised ones
         raw = analyse_eels(e, s, shift, opts)
-        res = _mask_undetected(res, raw)
+        res = _mask_undetected(res, raw, opts)
         pca_info["raw_valence"] = _summary(raw.valence)
         pca_info["denoised_valence"] = _summary(res.valence)
     l3 = res.l3_eV[np.isfinite(res.l3_eV)]
@@ -134,6 +134,8 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
                                   "mn": res.example.get("windows"),
                                   "o": (res.example.get("o") or {}).get("windows")},
               "mn_search_eV": list(MN_SEARCH_EV),
+              "noise_model_example": (res.example["noise"].as_dict() if res.example.get("noise")
+                                      else None),
               "n_flagged": int(sum(bool(f) for f in res.flags)),
               "n_valence": int(np.isfinite(res.valence).sum()), "warnings": notes}
     return res, record
@@ -145,7 +147,7 @@ def _summary(v) -> dict:
                                   "max": float(f.max())} if len(f) else {})}
 
 
-def _mask_undetected(res: EelsResult, raw: EelsResult) -> EelsResult:
+def _mask_undetected(res: EelsResult, raw: EelsResult, opts: EelsOptions) -> EelsResult:
     no_mn = np.array([("Mn L2,3" in f) or ("Mn L3/L2" in f and "too uncertain" in f) for f in raw.flags])
     no_o = ~np.isfinite(raw.o_pre_edge_ratio)
     arrays = {}
@@ -166,6 +168,10 @@ def _mask_undetected(res: EelsResult, raw: EelsResult) -> EelsResult:
     merged = ([x for x in parts(r, i) if any(k in x for k in keep)] + parts(d, i)
               for i, (r, d) in enumerate(zip(raw.flags, res.flags)))
     flags = tuple(f"spectrum {i}: " + "; ".join(p) if p else "" for i, p in enumerate(merged))
+    # the denoised values keep the raw spectra's statistical errors (an upper bound: PCA removes
+    # part of the noise, by an amount that is not known per pixel)
+    arrays["valence_esd"] = np.where(np.isfinite(arrays["valence"]), opts.calibration.valence_esd(
+        arrays["l3_over_l2"], raw.l3_over_l2_stat_err), np.nan)
     return replace(res, snr=raw.snr, l3_over_l2_stat_err=raw.l3_over_l2_stat_err, flags=flags, **arrays)
 
 
@@ -179,7 +185,8 @@ def result_rows(res: EelsResult, position_nm=None) -> list[dict]:
              "shift_eV": res.shift_eV[i], "flag": res.flags[i], "valence_shift": res.valence_shift[i],
              "valence_mlls": res.valence_mlls[i], "delta_e_eV": res.delta_e_eV[i],
              "l3_eV": res.l3_eV[i], "o_pre_edge_eV": res.o_pre_edge_eV[i], "snr": res.snr[i],
-             "l3_over_l2_stat_err": res.l3_over_l2_stat_err[i]}
+             "l3_over_l2_stat_err": res.l3_over_l2_stat_err[i],
+             "valence_esd": (res.valence_esd[i] if res.valence_esd is not None else np.nan)}
             for i in range(n)]
 
 
@@ -208,6 +215,7 @@ def analyse_signal(signal, *, low_loss=None, **kwargs) -> dict:
 
     Returns a dict of arrays shaped like the navigation data shape (``signal.data.shape[:-1]``):
     ``l3_over_l2``, ``valence``, ``valence_shift``, ``valence_mlls``, ``o_pre_edge_ratio``,
+    ``valence_esd``, ``l3_over_l2_stat_err``,
     ``shift_eV``, ``flag`` and the ``record``; each map can be wrapped back into a HyperSpy signal
     with ``signal._deepcopy_with_new_data(...)`` or ``hs.signals.Signal2D(map)``.
     """
@@ -218,7 +226,8 @@ def analyse_signal(signal, *, low_loss=None, **kwargs) -> dict:
                                 low_loss_energy_eV=None if ll is None else ll.energy_eV, **kwargs)
     shape = spec.nav_shape or ()
     maps = {k: np.asarray(getattr(res, k)).reshape(shape) for k in
-            ("l3_over_l2", "valence", "valence_shift", "valence_mlls", "o_pre_edge_ratio", "shift_eV")}
+            ("l3_over_l2", "valence", "valence_shift", "valence_mlls", "o_pre_edge_ratio", "shift_eV",
+             "valence_esd", "l3_over_l2_stat_err")}
     maps["flag"] = np.array(res.flags, dtype=object).reshape(shape)
     maps["record"] = record
     return maps
