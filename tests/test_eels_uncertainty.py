@@ -65,3 +65,20 @@ def test_valence_esd_uses_the_calibration_slope():
     assert cal.valence_esd(2.3, 0.1) == pytest.approx(0.1 / 0.65)
     assert cal.valence_esd(2.75, 0.1) == pytest.approx(0.1 * (1 / 3) / 0.30)
     assert np.isnan(cal.valence_esd(1.5, 0.1)) and np.isnan(cal.valence_esd(np.nan, 0.1))
+
+
+def test_o_k_without_edge_or_with_a_wrong_peak_is_nan_with_flag():
+    """A pixel without O-K (vacuum: background only) and one whose pre-edge is missing (the peak
+    found is the main-edge maximum, 10 eV higher) give NaN + flag; the others keep their values."""
+    from layerscope.simulate.spectra import o_k_eels
+    e = np.arange(470.0, 720.0, 0.25)
+    rows = [mn_o_eels(e, l3_over_l2=2.4, noise=True, seed=k, scale=50)[1] for k in range(4)]
+    vacuum = np.random.default_rng(9).poisson(50 * 2.0e12 * e ** -3.0).astype(float)
+    _, no_pre, _ = o_k_eels(e, pre_edge_area=0.0, main_area=3000.0 * 50, step=150.0 * 50,
+                            bg_a=2.0e12 * 50, noise=True, seed=11)
+    res = analyse_eels(e, np.array(rows + [vacuum, no_pre]))
+    assert np.all(np.isfinite(res.o_pre_edge_ratio[:4]))
+    np.testing.assert_allclose(res.o_pre_edge_eV[:4], 530.0, atol=0.3)
+    assert np.isnan(res.o_pre_edge_ratio[4]) and "no O-K edge" in res.flags[4]
+    assert np.isnan(res.o_pre_edge_ratio[5]) and np.isnan(res.o_pre_edge_eV[5])
+    assert "another feature" in res.flags[5]

@@ -15,7 +15,10 @@ One call, :func:`analyse_eels`, takes calibrated spectra (energy axis + shift pe
 * ``valence_mlls`` — multiple linear least squares (non-negative) of the Mn L2,3 edge against
   user-given reference spectra of known valence, ``v = Σ a_k v_k / Σ a_k`` (on the absolute,
   calibrated energy axis: the references must be calibrated the same way);
-* ``o_pre_edge_ratio`` — O-K pre-edge / main-edge integral;
+* ``o_pre_edge_ratio`` — O-K pre-edge / main-edge integral; NaN + flag when the O-K edge is not
+  detected (its integral below ``snr_min`` times its propagated noise) or, in a scan, when the
+  peak taken for the pre-edge lies more than :data:`O_PRE_EDGE_TOLERANCE_EV` from the scan's
+  median (another feature, e.g. the main-edge maximum of a noisy pixel);
 * ``flag`` — why a value is NaN (or doubtful); an error in one spectrum is caught, named with its
   index, and never stops the others.
 
@@ -60,7 +63,7 @@ from layerscope.spectra.calibrate import EDGE_SEARCH_EV, edge_feature
 from layerscope.spectra.calibration import MN_DE_STATUS, MN_L3L2_TAN2012, ValenceCalibration
 from layerscope.spectra.eels import double_step, fit_power_law, o_k_pre_edge, white_line_ratio
 from layerscope.spectra.uncertainty import (estimate_noise, integral_sensitivities, quadratic_forms,
-                                            ratio_errors)
+                                            ratio_errors, window_sensitivity)
 
 #: L2,3 edges (EELS Atlas edge energies, Ahn & Krivanek 1983, eV): L3, L2. The L3 maximum is looked
 #: for in L3-14 ... L3+20 eV of the calibrated axis (room for a calibration off by ~10 eV); the
@@ -89,6 +92,10 @@ STAT_ERROR_METHOD = (
     "and both integrals (layerscope.spectra.uncertainty); the L3/L2 maxima positions are held "
     "fixed; valence_esd = |d valence / d ratio| x l3_over_l2_stat_err of the calibration segment; "
     "snr = (I_L3 + I_L2) / its esd")
+#: Largest distance (eV) of a spectrum's O-K pre-edge peak from the median of its scan: the
+#: pre-edge of TM oxides moves by ~1-2 eV between valences/phases; farther means that another
+#: feature (the main-edge maximum) was taken for it.
+O_PRE_EDGE_TOLERANCE_EV = 3.0
 #: Windows relative to the O-K pre-edge peak (eV).
 O_WINDOWS = {"background": (-40.0, -8.0), "pre_edge": (-3.0, 3.0), "main_edge": (3.0, 15.0)}
 
@@ -200,14 +207,23 @@ def mn_edge(e, y, opts: EelsOptions, element: str = "Mn") -> dict:
 
 
 def o_edge(e, y, opts: EelsOptions) -> dict:
+    """O-K pre-edge/main-edge ratio of one calibrated spectrum, with the SNR of the whole edge."""
     p = edge_feature(e, y, "O-K", background=opts.background != "none")
     w = O_WINDOWS
     bgw = opts.o_background_eV or (p + w["background"][0], p + w["background"][1])
     sig, bg = _subtract(e, y, bgw, opts.background)
-    pe = o_k_pre_edge(e, sig, pre_edge_eV=(p + w["pre_edge"][0], p + w["pre_edge"][1]),
-                      main_edge_eV=(p + w["main_edge"][0], p + w["main_edge"][1]))
-    return {"peak_eV": p, "ratio": pe.ratio, "background": bg,
-            "windows": {"background": list(bgw), "pre_edge": [p - 3, p + 3], "main": [p + 3, p + 15]}}
+    pre_w, main_w = (p + w["pre_edge"][0], p + w["pre_edge"][1]), (p + w["main_edge"][0], p + w["main_edge"][1])
+    pe = o_k_pre_edge(e, sig, pre_edge_eV=pre_w, main_edge_eV=main_w)
+    # detection: the O-K integral (pre-edge + main edge) against its noise, propagated through
+    # the background extrapolation like the Mn white lines
+    use_bg = opts.background != "none"
+    noise = estimate_noise(e, y, tuple(bgw) if use_bg else (p - 25, p - 8), proportional=use_bg)
+    a = window_sensitivity(e, y, (pre_w[0], main_w[1]), tuple(bgw) if use_bg else None)
+    var = float(quadratic_forms(noise, y, [a])[0, 0])
+    total = pe.pre_edge + pe.main_edge
+    snr = total / np.sqrt(var) if var > 0 else np.inf
+    return {"peak_eV": p, "ratio": pe.ratio, "background": bg, "snr": float(snr),
+            "windows": {"background": list(bgw), "pre_edge": list(pre_w), "main": list(main_w)}}
 
 
 def mlls_valence(e, sig, m3, references, opts: EelsOptions) -> tuple[float, str]:
@@ -232,6 +248,20 @@ def mlls_valence(e, sig, m3, references, opts: EelsOptions) -> tuple[float, str]
     r2 = 1 - np.sum((sig[fit] - model) ** 2) / np.sum((sig[fit] - sig[fit].mean()) ** 2)
     flag = f"MLLS: poor fit R2={r2:.2f}" if r2 < 0.9 else ""
     return float(np.dot(coef, vals) / coef.sum()), flag
+
+
+def _check_o_positions(out, flags) -> None:
+    """In a scan, an O-K "pre-edge" far from the others is another feature: NaN + flag."""
+    p = out["p"]
+    ok = np.isfinite(p)
+    if ok.sum() < 3:
+        return
+    med = float(np.median(p[ok]))
+    for i in np.flatnonzero(ok & (np.abs(p - med) > O_PRE_EDGE_TOLERANCE_EV)):
+        flags[i].append(f"O-K pre-edge found at {p[i]:.1f} eV, {p[i] - med:+.1f} eV from the scan's "
+                        f"median {med:.1f} eV: another feature taken (O-K values not reported)")
+        for k in ("o", "p", "de", "vs"):
+            out[k][i] = np.nan
 
 
 def analyse_eels(energy_eV, spectra, shift_eV=0.0, options: EelsOptions | None = None) -> EelsResult:
@@ -283,7 +313,11 @@ def analyse_eels(energy_eV, spectra, shift_eV=0.0, options: EelsOptions | None =
         if e[0] <= o_lo - (30 if opts.background != "none" else 0) and e[-1] >= o_hi:
             try:   # (spectra that do not cover the O-K edge at all are not flagged for it)
                 ok = o_edge(e, y, opts)
-                out["o"][i], out["p"][i] = ok["ratio"], ok["peak_eV"]
+                if not ok["snr"] >= opts.snr_min:
+                    f.append(f"no O-K edge (SNR {ok['snr']:.1f} < {opts.snr_min:g})")
+                    ok = None
+                else:
+                    out["o"][i], out["p"][i] = ok["ratio"], ok["peak_eV"]
             except Exception as exc:
                 f.append(f"O-K not analysed ({exc})")
         if mn is not None and ok is not None:
@@ -309,7 +343,9 @@ def analyse_eels(energy_eV, spectra, shift_eV=0.0, options: EelsOptions | None =
         if mn is not None and mn["snr"] > best:
             best = mn["snr"]
             example = {"index": i, "energy_eV": e, "counts": y, **mn, "o": ok}
-        flags.append(f"spectrum {i}: " + "; ".join(f) if f else "")
+        flags.append(f)
+    _check_o_positions(out, flags)
+    flags = [f"spectrum {i}: " + "; ".join(f) if f else "" for i, f in enumerate(flags)]
     v_esd = np.where(np.isfinite(out["v"]), opts.calibration.valence_esd(out["r"], out["err"]), np.nan)
     return EelsResult(shift, out["r"], out["v"], out["de"], out["vs"], out["vm"], out["o"],
                       out["l3"], out["p"], out["snr"], out["err"], tuple(flags), example,

@@ -161,7 +161,7 @@ def _mask_undetected(res: EelsResult, raw: EelsResult, opts: EelsOptions) -> Eel
     arrays["valence_shift"] = np.where(no_o, np.nan, arrays["valence_shift"])
     # keep the raw spectra's detection flags (no edge, not analysed, too uncertain), not their
     # out-of-range remarks: the values reported are the denoised ones, checked on their own
-    keep = ("no ", "not analysed", "too uncertain")
+    keep = ("no ", "not analysed", "too uncertain", "another feature")
     def parts(text, i):
         return [x for x in text.removeprefix(f"spectrum {i}: ").split("; ") if x]
 

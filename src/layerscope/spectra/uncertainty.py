@@ -129,6 +129,21 @@ def integral_sensitivities(energy_eV, counts, *, background_eV, l3_eV, l2_eV, po
     return out[0], out[1]
 
 
+def window_sensitivity(energy_eV, counts, window_eV, background_eV=None) -> np.ndarray:
+    """``d I / d I_j`` of the integral of the background-subtracted counts over ``window_eV``."""
+    e = np.asarray(energy_eV, float)
+    y = np.asarray(counts, float)
+    a = _trapezoid_weights(e, (e >= window_eV[0]) & (e <= window_eV[1]))
+    if background_eV is not None:
+        b = (e >= background_eV[0]) & (e <= background_eV[1])
+        x = np.column_stack([np.ones(b.sum()), np.log(e[b])])
+        slope, icpt = np.polyfit(np.log(e[b]), np.log(y[b]), 1)
+        bg = np.exp(icpt) * e ** slope
+        lmat = np.column_stack([np.ones(len(e)), np.log(e)])
+        a[b] -= ((a * bg) @ lmat) @ np.linalg.pinv(x) / y[b]
+    return a
+
+
 def quadratic_forms(noise: NoiseModel, counts, vectors) -> np.ndarray:
     """Covariance matrix of the linear functionals ``v @ counts`` for the given vectors."""
     v = np.atleast_2d(np.asarray(vectors, float))
