@@ -200,7 +200,8 @@ def mn_edge(e, y, opts: EelsOptions, element: str = "Mn") -> dict:
     r_err, snr = ratio_errors(wl.i_l3, wl.i_l2, quadratic_forms(noise, y, [a3, a2]))
     step = (wl.continuum_intercept + wl.continuum_slope * e) * double_step(
         e, wl.l3_eV, wl.l2_eV, 1.0, width_eV=opts.step_width_eV)
-    return {"wl": wl, "snr": float(snr), "ratio_err": r_err, "noise": noise, "signal": sig, "background": bg, "step": step,
+    return {"wl": wl, "snr": float(snr), "ratio_err": r_err, "noise": noise, "signal": sig,
+            "background": bg, "step": step,
             "windows": {"background": list(bgw) if opts.background != "none" else None,
                         "l3": [wl.l3_eV - 4, wl.l3_eV + 4], "l2": [wl.l2_eV - 4, wl.l2_eV + 4],
                         "post_edge": [m3 + w["post_edge"][0], m3 + w["post_edge"][1]]}}
@@ -212,7 +213,8 @@ def o_edge(e, y, opts: EelsOptions) -> dict:
     w = O_WINDOWS
     bgw = opts.o_background_eV or (p + w["background"][0], p + w["background"][1])
     sig, bg = _subtract(e, y, bgw, opts.background)
-    pre_w, main_w = (p + w["pre_edge"][0], p + w["pre_edge"][1]), (p + w["main_edge"][0], p + w["main_edge"][1])
+    pre_w = (p + w["pre_edge"][0], p + w["pre_edge"][1])
+    main_w = (p + w["main_edge"][0], p + w["main_edge"][1])
     pe = o_k_pre_edge(e, sig, pre_edge_eV=pre_w, main_edge_eV=main_w)
     # detection: the O-K integral (pre-edge + main edge) against its noise, propagated through
     # the background extrapolation like the Mn white lines

@@ -33,7 +33,8 @@ from layerscope.spectra.calibration import MN_DE_STATUS
 MN_L3_EXPECTED_EV = (638.0, 646.0)
 
 COLUMNS = ["index", "position_nm", "l3_over_l2", "valence", "o_pre_edge_ratio", "shift_eV", "flag",
-           "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr", "l3_over_l2_stat_err", "valence_esd"]
+           "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr", "l3_over_l2_stat_err",
+           "valence_esd"]
 
 
 def pca_denoise(spectra, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +100,9 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         shift_for_analysis = np.full(n, ref)
         pca_info = {"components": int(pca), "singular_values_normalised": [float(v) for v in sv[:20]],
                     "scaling": "Poisson (Keenan & Kotula 2004)",
-                    "note": "spectra interpolated onto one axis with their own shifts first"}
+                    "note": "spectra interpolated onto one axis with their own shifts first",
+                    "errors": "l3_over_l2_stat_err, valence_esd and snr are those of the raw spectra "
+                              "(an upper bound for the denoised values)"}
     else:
         shift_for_analysis = shift
     res = analyse_eels(e, data, shift_for_analysis, opts)
