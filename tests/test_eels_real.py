@@ -81,6 +81,10 @@ def test_nmc_raw_pixels_flag_out_of_range(tmp_path):
     rec = json.loads((out / "record.json").read_text())
     assert "propagated linearly through the power-law fit" in rec["methods"]["statistical_error"]
     assert rec["noise_model_example"]["kind"] == "proportional"
+    # the scan as a whole: weighted mean 3.62 +- 0.03 (chi2/dof 1.4 of the 37 valences about it)
+    wm = rec["valence_weighted_mean"]
+    assert wm["n"] == 37 and 3.5 <= wm["mean"] <= 4.0 and wm["esd"] < 0.05
+    assert 1.0 < wm["chi2_per_dof"] < 2.0
 
 
 @pytest.mark.parametrize("how", [["--align-edge", "Mn-L3"], ["--low-loss", "LOW"], []])

@@ -91,6 +91,10 @@ def run_eels(args) -> int:
           + (f", {v.min():.2f}-{v.max():.2f} (median {np.median(v):.2f}, median esd "
              f"{np.nanmedian(res.valence_esd):.2f})" if len(v) else "")
           + f"; {record['n_flagged']} flagged; wrote {args.out}/eels.csv, record.json")
+    if (wm := record.get("valence_weighted_mean")) is not None:
+        print(f"  L3/L2 valence, weighted mean of {wm['n']}: {wm['mean']:.2f} ± {wm['esd']:.2f} "
+              f"(chi²/dof {wm['chi2_per_dof']:.2f} of the spectra about it; {wm['n_beyond_2_esd']} "
+              f"beyond 2 esd)")
     for w in record["warnings"]:
         print(f"  note: {w}")
     return 0

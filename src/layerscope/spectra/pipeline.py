@@ -140,8 +140,29 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
               "noise_model_example": (res.example["noise"].as_dict() if res.example.get("noise")
                                       else None),
               "n_flagged": int(sum(bool(f) for f in res.flags)),
-              "n_valence": int(np.isfinite(res.valence).sum()), "warnings": notes}
+              "n_valence": int(np.isfinite(res.valence).sum()),
+              "valence_weighted_mean": weighted_mean(res.valence, res.valence_esd),
+              "warnings": notes}
     return res, record
+
+
+def weighted_mean(values, esd) -> dict | None:
+    """Inverse-variance mean of the reported values, its esd and chi²/dof of the values about it.
+
+    chi²/dof near 1: the values scatter as their esds say (one valence within the noise); well above
+    1: real differences between spectra (or esds too small).
+    """
+    v = np.asarray(values, float)
+    s = np.asarray(esd, float) if esd is not None else np.full(v.shape, np.nan)
+    ok = np.isfinite(v) & np.isfinite(s) & (s > 0)
+    if ok.sum() < 2:
+        return None
+    w = 1.0 / s[ok] ** 2
+    m = float(np.sum(w * v[ok]) / np.sum(w))
+    chi2 = float(np.sum(w * (v[ok] - m) ** 2) / (ok.sum() - 1))
+    return {"n": int(ok.sum()), "mean": m, "esd": float(1.0 / np.sqrt(np.sum(w))),
+            "chi2_per_dof": chi2,
+            "n_beyond_2_esd": int(np.sum(np.abs(v[ok] - m) > 2 * s[ok]))}
 
 
 def _summary(v) -> dict:
