@@ -24,8 +24,10 @@ def test_calibration_table_numbers_and_citation_pinned():
     assert cal.compounds == ("MnO", "Mn3O4", "Mn2O3", "MnO2")
     assert "Ultramicroscopy 116, 24-33 (2012)" in cal.source and "Tan" in cal.source
     assert "10.1016/j.ultramic.2012.03.002" in cal.source
-    # the numbers are not yet compared with the publication's table: the status must say so
+    # the numbers are not yet compared with the publication's table: the status must say so,
+    # and say what was checked (compounds, valences) and why the values were not
     assert "not checked" in cal.status
+    assert "formal valences" in cal.status and "without a table/figure number" in cal.status
     assert cal.as_dict()["status"] == cal.status
 
 
@@ -61,7 +63,9 @@ def test_zlp_calibration_with_poisson_noise(offset):
         res, _ = eels_pipeline(e, y, low_loss=yl, low_loss_energy_eV=el)
         assert res.shift_eV[0] == pytest.approx(-offset, abs=0.02)
         assert res.l3_over_l2[0] == pytest.approx(2.6, rel=0.02)
-        assert res.l3_over_l2_stat_err[0] < 0.01
+        # the propagated esd; a Monte Carlo of this dose gives a ratio scatter of 0.011
+        # (tests/test_eels_uncertainty.py checks the propagation against one)
+        assert 0.008 < res.l3_over_l2_stat_err[0] < 0.015
 
 
 def test_zlp_position_sub_channel_and_no_peak():
@@ -294,6 +298,7 @@ def test_every_calibration_number_carries_its_citation():
     for p in cal.points:
         assert "Ultramicroscopy 116, 24-33 (2012)" in p.publication and "Tan" in p.publication
         assert "not identified" in p.location        # no table/figure number was read
+        assert "be07efc" in p.location               # where the number entered layerscope
         assert p.checked is False                     # no number verified against the paper
     d = cal.as_dict()["points"]
     assert [q["value"] for q in d] == [3.95, 2.90, 2.60, 1.95]
@@ -308,6 +313,7 @@ def test_every_calibration_number_carries_its_citation():
     assert "Zhang" in MN_DE_STATUS and "1741-1746 (2010)" in MN_DE_STATUS
     assert all(not c["numbers_verified"] for c in LITERATURE_CHECK)
     assert any("Zhang" in c["publication"] for c in LITERATURE_CHECK)
+    assert any("Riedl" in c["publication"] for c in LITERATURE_CHECK)
 
 
 def test_valence_shift_nan_without_table_and_record_says_why():

@@ -88,8 +88,13 @@ def run_eels(args) -> int:
     v = res.valence[np.isfinite(res.valence)]
     print(f"{args.file}: {len(res.flags)} spectra, shift {record['calibration']['shift_eV_median']:+.2f} eV "
           f"(median); L3/L2 valence in {len(v)}"
-          + (f", {v.min():.2f}-{v.max():.2f} (median {np.median(v):.2f})" if len(v) else "")
+          + (f", {v.min():.2f}-{v.max():.2f} (median {np.median(v):.2f}, median esd "
+             f"{np.nanmedian(res.valence_esd):.2f})" if len(v) else "")
           + f"; {record['n_flagged']} flagged; wrote {args.out}/eels.csv, record.json")
+    if (wm := record.get("valence_weighted_mean")) is not None:
+        print(f"  L3/L2 valence, weighted mean of {wm['n']}: {wm['mean']:.2f} ± {wm['esd']:.2f} "
+              f"(chi²/dof {wm['chi2_per_dof']:.2f} of the spectra about it; {wm['n_beyond_2_esd']} "
+              f"beyond 2 esd)")
     for w in record["warnings"]:
         print(f"  note: {w}")
     return 0
@@ -122,7 +127,9 @@ def register(subparsers) -> None:
     m.add_argument("--snr-min", type=float, default=5.0,
                    help="minimum signal-to-noise of the white lines; below: 'no edge', NaN")
     m.add_argument("--max-rel-err", type=float, default=0.10,
-                   help="largest relative statistical error of an L3/L2 ratio that is reported")
+                   help="largest relative statistical error of an L3/L2 ratio that is reported (the "
+                        "noise propagated through background, continuum and integrals; above: NaN, "
+                        "'too uncertain')")
     m.add_argument("--calibration", help="CSV valence,L3/L2 of your own references, or 'references' to "
                                          "measure the --reference spectra with this run's settings "
                                          "(replaces the built-in table)")

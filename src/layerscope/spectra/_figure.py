@@ -41,7 +41,11 @@ def eels_figure(res, position_nm=None):
     for v, lab in ((res.valence, "L3/L2"), (res.valence_shift, "ΔE(L3−O K)"),
                    (res.valence_mlls, "MLLS")):
         if np.isfinite(v).any():
-            ax3.plot(x, v, "o-", ms=3, label=lab)
+            if lab == "L3/L2" and res.valence_esd is not None:
+                ax3.errorbar(x, v, yerr=res.valence_esd, fmt="o-", ms=3, lw=0.8, capsize=2,
+                             label="L3/L2 (± statistical esd)")
+            else:
+                ax3.plot(x, v, "o-", ms=3, label=lab)
     bad = ~np.isfinite(res.valence)
     if bad.any():
         ax3.plot(x[bad], np.full(bad.sum(), np.nanmin(res.valence) if np.isfinite(res.valence).any()

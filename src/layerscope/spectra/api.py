@@ -19,7 +19,7 @@ __all__ = ["EelsAnalysis", "analyze_eels"]
 #: units of the per-spectrum columns of ``eels.csv``
 UNITS = {"position_nm": "nm", "shift_eV": "eV", "delta_e_eV": "eV", "l3_eV": "eV", "o_pre_edge_eV": "eV",
          "l3_over_l2": "1", "valence": "1", "valence_shift": "1", "valence_mlls": "1", "o_pre_edge_ratio": "1",
-         "snr": "1", "l3_over_l2_stat_err": "1"}
+         "snr": "1", "l3_over_l2_stat_err": "1", "valence_esd": "1"}
 
 
 @dataclass(frozen=True)

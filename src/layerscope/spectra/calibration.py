@@ -14,20 +14,29 @@ calibration is only valid with the method that produced it. Two ways to get one:
 
 Provenance of :data:`MN_L3L2_TAN2012`
 -------------------------------------
-The four points (MnO 2+, Mn3O4 8/3+, Mn2O3 3+, MnO2 4+) were entered for the calibration the
-paper uses (its ref. 29, Tan, Verbeeck, Abakumov & Van Tendeloo, Ultramicroscopy 116, 24–33,
-2012; Supp. Fig. 4d of the paper). Each point is a :class:`CalibrationPoint` naming the
-publication, the place in it and whether the number was compared with that place: **none was**
-(``checked=False``; the table/figure holding them is not identified), so ``status`` says
-``"not checked against the publication's table"``, the outputs (``record.json``) carry it and the
-command line prints it. Replace the numbers by the table of the publication you use, with its
-table/figure number, or calibrate on your own references.
+What is checked: the four reference compounds and their formal valences (MnO 2+, Mn3O4 8/3+,
+Mn2O3 3+, MnO2 4+ — stoichiometry), and that the paper cites Tan, Verbeeck, Abakumov & Van
+Tendeloo, Ultramicroscopy 116, 24–33 (2012) (its ref. 29, for Supp. Fig. 4d) for its L3/L2
+valence scale. What is **not** checked: the four L3/L2 values 3.95, 2.90, 2.60, 1.95. They were
+entered with the first version of this module (layerscope commit be07efc, "Tan et al. 2012
+trend, values flagged for verification") without a table or figure number, and no stored copy of
+the publication shows its numbers (see below), so no number could be compared with it. Each point
+is a :class:`CalibrationPoint` that says so (``checked=False``); ``status`` says ``"not checked
+against the publication's table"``; the outputs (``record.json``) carry both and the command line
+prints the status. White-line ratios also depend on how they are extracted (background, step,
+windows): even a verified published table only applies to a spectrum measured the same way. For a
+valence that can be defended, calibrate on your own reference spectra
+(:func:`calibration_from_references`, ``--calibration references``) or give a table with its
+source (``--calibration FILE``).
 
 Literature check (3 Dec 2026, :data:`LITERATURE_CHECK`)
 --------------------------------------------------------
-The stored public copies of the publications were searched for the numbers. Only the title page
-(title, authors, abstract, first line of the introduction) of each could be read; no table and
-no figure value was reachable:
+The stored public copies of the publications, public code and issue threads were searched for
+the numbers (two passes: "Tan 2012 Ultramicroscopy Mn L3/L2", "Mn L3/L2 white line ratio
+valence calibration MnO Mn3O4 Mn2O3 MnO2", Riedl 2006, Varela 2009, Wang 2000, Zhang 2010,
+ΔE(L3 − O K) cryptomelane/pyrolusite, exact-string searches of code). Only the title page
+(title, authors, abstract, first line of the introduction) of each publication could be read; no
+table and no figure value was reachable:
 
 * Zhang, Livi, Gaillot, Stone & Veblen, Am. Mineral. 95, 1741–1746 (2010) (studylib.net copy):
   the abstract says ΔE(Mn L3 − O K) vs. valence is "the most valence-sensitive method in the range
@@ -35,12 +44,19 @@ no figure value was reachable:
 * Tan et al., Ultramicroscopy 116, 24–33 (2012) (pure.skoltech.ru record): abstract only.
 * Wang, Bentley & Evans, Micron 31, 355–362 (2000) (studylib.net copy): abstract and the start of
   the introduction only.
-* Varela et al., PRB 79, 085117 (2009) and Riedl et al., PRB (2006): not found in the store.
+* Rask, Miner & Buseck, Ultramicroscopy 21, 321–326 (1987) (asu.elsevierpure.com record) and
+  Mansot et al., Microsc. Microanal. Microstruct. 5, 79–90 (1994) (edpsciences abstract):
+  abstracts only, no values.
+* Public code quoting a Mn L3/L2 table: none found (chenlabUIUC/OrientedPhaseDomain computes
+  Pearson-method Mn L3/L2 ratios of cathode particles but holds no valence table;
+  HailiJia/MultimodalEELS-XAS, the source of the NMC data, holds none either).
+* Varela et al., PRB 79, 085117 (2009), Riedl et al., Ultramicroscopy 106, 284 (2006) and Kurata
+  & Colliex, PRB 48, 2102 (1993): not found in the store.
 
 Hence there is **no built-in ΔE(Mn L3 − O K) calibration** (:data:`MN_DE_CALIBRATION` is
 ``None``): ``valence_shift`` is NaN unless a table is given (``--shift-calibration`` or
-``EelsOptions(shift_calibration=...)``), and ``delta_e_eV`` holds the measured ΔE. No number
-from memory was entered for either method.
+``EelsOptions(shift_calibration=...)``), and ``delta_e_eV`` holds the measured ΔE. No ΔE number
+was entered, and the L3/L2 numbers were neither changed nor confirmed by this check.
 """
 
 from __future__ import annotations
@@ -130,6 +146,23 @@ class ValenceCalibration:
         out = np.where((x < r.min()) | (x > r.max()) | ~np.isfinite(x), np.nan, out)
         return float(out) if np.ndim(out) == 0 else out
 
+    def valence_esd(self, ratio, ratio_esd):
+        """esd of :meth:`valence` from the esd of the measured value: ``|dv/dr| * esd``.
+
+        The slope is that of the table segment holding ``ratio`` (NaN outside the table, where
+        there is no valence either).
+        """
+        v = np.asarray(self.valences, float)
+        r = np.asarray(self.ratios, float)
+        order = np.argsort(r)
+        r, v = r[order], v[order]
+        x = np.asarray(ratio, float)
+        k = np.clip(np.searchsorted(r, x, side="right") - 1, 0, len(r) - 2)
+        slope = np.abs((v[k + 1] - v[k]) / (r[k + 1] - r[k]))
+        out = slope * np.asarray(ratio_esd, float)
+        out = np.where((x < r[0]) | (x > r[-1]) | ~np.isfinite(x), np.nan, out)
+        return float(out) if np.ndim(out) == 0 else out
+
     def check(self, ratio) -> str:
         """'' if ``ratio`` is inside the table, else a flag naming the value and the range."""
         lo, hi = self.range
@@ -169,8 +202,9 @@ def calibration_from_references(valences, measured, *, compounds=(), source="",
 
 _TAN2012 = ("Tan, Verbeeck, Abakumov & Van Tendeloo, Ultramicroscopy 116, 24-33 (2012), "
             "doi:10.1016/j.ultramic.2012.03.002")
-_TAN2012_WHERE = ("table/figure not identified: only the abstract of the publication was readable "
-                  "(3 Dec 2026); number not compared with the publication")
+_TAN2012_WHERE = ("table/figure not identified: entered without a table/figure number (layerscope "
+                  "commit be07efc); only the abstract of the publication was readable (3 Dec "
+                  "2026); number not compared with the publication")
 
 #: Mn L3/L2 against valence — see the module's "Provenance" section before quoting valences.
 MN_L3L2_TAN2012 = ValenceCalibration(
@@ -179,8 +213,9 @@ MN_L3L2_TAN2012 = ValenceCalibration(
     compounds=("MnO", "Mn3O4", "Mn2O3", "MnO2"),
     source=(_TAN2012 + "; Mn L3/L2 of MnO, Mn3O4, Mn2O3, MnO2 (as used by the paper, its ref. 29, "
             "Supp. Fig. 4d)"),
-    status="not checked against the publication's table (numbers entered from the published "
-           "trend; see layerscope.spectra.calibration)",
+    status="not checked against the publication's table (the compounds and their formal valences "
+           "are; the four L3/L2 values were entered without a table/figure number and no copy of "
+           "the publication's tables could be read; see layerscope.spectra.calibration)",
     points=tuple(CalibrationPoint(c, v, r, _TAN2012, _TAN2012_WHERE, False) for c, v, r in
                  zip(("MnO", "Mn3O4", "Mn2O3", "MnO2"), (2.0, 8.0 / 3.0, 3.0, 4.0),
                      (3.95, 2.90, 2.60, 1.95))),
@@ -212,8 +247,22 @@ LITERATURE_CHECK = (
      "copy": "https://studylib.net/doc/8345853/valence-state-mapping-of-cobalt-and-manganese",
      "readable": "abstract, start of the introduction", "found": "no L3/L2 values",
      "numbers_verified": ()},
+    {"publication": "Rask, Miner & Buseck, Ultramicroscopy 21, 321-326 (1987)",
+     "copy": "https://asu.elsevierpure.com/en/publications/determination-of-manganese-oxidation-"
+             "states-in-solids-by-electron", "readable": "abstract", "found": "no L3/L2 values",
+     "numbers_verified": ()},
+    {"publication": "Mansot, Leone, Euzen & Palvadeau, Microsc. Microanal. Microstruct. 5, 79-90 "
+                    "(1994)", "copy": "https://mmm.edpsciences.org/articles/mmm/abs/1994/02/"
+                                      "mmm_1994__5_2_79_0/mmm_1994__5_2_79_0.html",
+     "readable": "abstract", "found": "edge shifts more precise than L3/L2 (qualitative)",
+     "numbers_verified": ()},
+    {"publication": "public code (GitHub store): chenlabUIUC/OrientedPhaseDomain, "
+                    "HailiJia/MultimodalEELS-XAS, exact-string searches", "copy": None,
+     "readable": "yes", "found": "no Mn L3/L2 calibration table", "numbers_verified": ()},
     {"publication": "Varela et al., Phys. Rev. B 79, 085117 (2009)", "copy": None,
      "readable": "not found in the store", "found": "", "numbers_verified": ()},
-    {"publication": "Riedl et al., Phys. Rev. B (2006)", "copy": None,
+    {"publication": "Riedl, Gemming & Wetzig, Ultramicroscopy 106, 284-291 (2006)", "copy": None,
+     "readable": "not found in the store", "found": "", "numbers_verified": ()},
+    {"publication": "Kurata & Colliex, Phys. Rev. B 48, 2102-2108 (1993)", "copy": None,
      "readable": "not found in the store", "found": "", "numbers_verified": ()},
 )

@@ -33,7 +33,8 @@ from layerscope.spectra.calibration import MN_DE_STATUS
 MN_L3_EXPECTED_EV = (638.0, 646.0)
 
 COLUMNS = ["index", "position_nm", "l3_over_l2", "valence", "o_pre_edge_ratio", "shift_eV", "flag",
-           "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr", "l3_over_l2_stat_err"]
+           "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr", "l3_over_l2_stat_err",
+           "valence_esd"]
 
 
 def pca_denoise(spectra, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +100,9 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         shift_for_analysis = np.full(n, ref)
         pca_info = {"components": int(pca), "singular_values_normalised": [float(v) for v in sv[:20]],
                     "scaling": "Poisson (Keenan & Kotula 2004)",
-                    "note": "spectra interpolated onto one axis with their own shifts first"}
+                    "note": "spectra interpolated onto one axis with their own shifts first",
+                    "errors": "l3_over_l2_stat_err, valence_esd and snr are those of the raw spectra "
+                              "(an upper bound for the denoised values)"}
     else:
         shift_for_analysis = shift
     res = analyse_eels(e, data, shift_for_analysis, opts)
@@ -108,7 +111,7 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         # a rebuilt spectrum always looks clean (vacuum pixels get the mean edge): detection and
         # its flags come from the raw spectra, only the values from the denoised ones
         raw = analyse_eels(e, s, shift, opts)
-        res = _mask_undetected(res, raw)
+        res = _mask_undetected(res, raw, opts)
         pca_info["raw_valence"] = _summary(raw.valence)
         pca_info["denoised_valence"] = _summary(res.valence)
     l3 = res.l3_eV[np.isfinite(res.l3_eV)]
@@ -134,9 +137,32 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
                                   "mn": res.example.get("windows"),
                                   "o": (res.example.get("o") or {}).get("windows")},
               "mn_search_eV": list(MN_SEARCH_EV),
+              "noise_model_example": (res.example["noise"].as_dict() if res.example.get("noise")
+                                      else None),
               "n_flagged": int(sum(bool(f) for f in res.flags)),
-              "n_valence": int(np.isfinite(res.valence).sum()), "warnings": notes}
+              "n_valence": int(np.isfinite(res.valence).sum()),
+              "valence_weighted_mean": weighted_mean(res.valence, res.valence_esd),
+              "warnings": notes}
     return res, record
+
+
+def weighted_mean(values, esd) -> dict | None:
+    """Inverse-variance mean of the reported values, its esd and chi²/dof of the values about it.
+
+    chi²/dof near 1: the values scatter as their esds say (one valence within the noise); well above
+    1: real differences between spectra (or esds too small).
+    """
+    v = np.asarray(values, float)
+    s = np.asarray(esd, float) if esd is not None else np.full(v.shape, np.nan)
+    ok = np.isfinite(v) & np.isfinite(s) & (s > 0)
+    if ok.sum() < 2:
+        return None
+    w = 1.0 / s[ok] ** 2
+    m = float(np.sum(w * v[ok]) / np.sum(w))
+    chi2 = float(np.sum(w * (v[ok] - m) ** 2) / (ok.sum() - 1))
+    return {"n": int(ok.sum()), "mean": m, "esd": float(1.0 / np.sqrt(np.sum(w))),
+            "chi2_per_dof": chi2,
+            "n_beyond_2_esd": int(np.sum(np.abs(v[ok] - m) > 2 * s[ok]))}
 
 
 def _summary(v) -> dict:
@@ -145,7 +171,7 @@ def _summary(v) -> dict:
                                   "max": float(f.max())} if len(f) else {})}
 
 
-def _mask_undetected(res: EelsResult, raw: EelsResult) -> EelsResult:
+def _mask_undetected(res: EelsResult, raw: EelsResult, opts: EelsOptions) -> EelsResult:
     no_mn = np.array([("Mn L2,3" in f) or ("Mn L3/L2" in f and "too uncertain" in f) for f in raw.flags])
     no_o = ~np.isfinite(raw.o_pre_edge_ratio)
     arrays = {}
@@ -159,13 +185,17 @@ def _mask_undetected(res: EelsResult, raw: EelsResult) -> EelsResult:
     arrays["valence_shift"] = np.where(no_o, np.nan, arrays["valence_shift"])
     # keep the raw spectra's detection flags (no edge, not analysed, too uncertain), not their
     # out-of-range remarks: the values reported are the denoised ones, checked on their own
-    keep = ("no ", "not analysed", "too uncertain")
+    keep = ("no ", "not analysed", "too uncertain", "another feature")
     def parts(text, i):
         return [x for x in text.removeprefix(f"spectrum {i}: ").split("; ") if x]
 
     merged = ([x for x in parts(r, i) if any(k in x for k in keep)] + parts(d, i)
               for i, (r, d) in enumerate(zip(raw.flags, res.flags)))
     flags = tuple(f"spectrum {i}: " + "; ".join(p) if p else "" for i, p in enumerate(merged))
+    # the denoised values keep the raw spectra's statistical errors (an upper bound: PCA removes
+    # part of the noise, by an amount that is not known per pixel)
+    arrays["valence_esd"] = np.where(np.isfinite(arrays["valence"]), opts.calibration.valence_esd(
+        arrays["l3_over_l2"], raw.l3_over_l2_stat_err), np.nan)
     return replace(res, snr=raw.snr, l3_over_l2_stat_err=raw.l3_over_l2_stat_err, flags=flags, **arrays)
 
 
@@ -179,7 +209,8 @@ def result_rows(res: EelsResult, position_nm=None) -> list[dict]:
              "shift_eV": res.shift_eV[i], "flag": res.flags[i], "valence_shift": res.valence_shift[i],
              "valence_mlls": res.valence_mlls[i], "delta_e_eV": res.delta_e_eV[i],
              "l3_eV": res.l3_eV[i], "o_pre_edge_eV": res.o_pre_edge_eV[i], "snr": res.snr[i],
-             "l3_over_l2_stat_err": res.l3_over_l2_stat_err[i]}
+             "l3_over_l2_stat_err": res.l3_over_l2_stat_err[i],
+             "valence_esd": (res.valence_esd[i] if res.valence_esd is not None else np.nan)}
             for i in range(n)]
 
 
@@ -208,6 +239,7 @@ def analyse_signal(signal, *, low_loss=None, **kwargs) -> dict:
 
     Returns a dict of arrays shaped like the navigation data shape (``signal.data.shape[:-1]``):
     ``l3_over_l2``, ``valence``, ``valence_shift``, ``valence_mlls``, ``o_pre_edge_ratio``,
+    ``valence_esd``, ``l3_over_l2_stat_err``,
     ``shift_eV``, ``flag`` and the ``record``; each map can be wrapped back into a HyperSpy signal
     with ``signal._deepcopy_with_new_data(...)`` or ``hs.signals.Signal2D(map)``.
     """
@@ -218,7 +250,8 @@ def analyse_signal(signal, *, low_loss=None, **kwargs) -> dict:
                                 low_loss_energy_eV=None if ll is None else ll.energy_eV, **kwargs)
     shape = spec.nav_shape or ()
     maps = {k: np.asarray(getattr(res, k)).reshape(shape) for k in
-            ("l3_over_l2", "valence", "valence_shift", "valence_mlls", "o_pre_edge_ratio", "shift_eV")}
+            ("l3_over_l2", "valence", "valence_shift", "valence_mlls", "o_pre_edge_ratio", "shift_eV",
+             "valence_esd", "l3_over_l2_stat_err")}
     maps["flag"] = np.array(res.flags, dtype=object).reshape(shape)
     maps["record"] = record
     return maps
