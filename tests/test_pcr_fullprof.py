@@ -322,8 +322,8 @@ def test_chebyshev_background_nba_minus5(tmp_path):
 def test_chebyshev_background_matches_fullprof_prf_up_to_its_plot_shift():
     """FullProf 8.40's background column of cecoal.prf (FullProf's CeCoAl3/POLARIS example, Nba = -5,
     as vendored in enhantica/edi cfed024) at eight TOF values, against the series of cecoal.pcr's
-    coefficients mapped over its NCY range 3001.5891–19004.6582 µs: one constant difference (the
-    .prf's plotting shift, 5692.4) to within the .prf's rounding to 1 count."""
+    coefficients mapped over its NCY range 3001.5891–19004.6582 µs: one constant difference (5692.4,
+    of undocumented origin; the cosine job arg_si_ic shows one too) to within the .prf's rounding."""
     vals = (26833.258, 4390.511, 2629.871, -513.844, 284.709, 163.451, 240.858, -72.052, 15.094, 126.006,
             -12.868, -280.939) + (0.0,) * 12
     b = FullProfBackground("chebyshev", vals, (1,) * 12 + (0,) * 12, t_max=19004.6582, t_min=3001.5891)

@@ -34,7 +34,9 @@ column in the ``.prf`` files of two jobs it refined (FullProf's Examples as vend
 commit cfed024): cecoal (POLARIS, Nba = −5, 12 coefficients, TOF 3001.5891–19004.6582 µs) and
 arg_si_ic (SEPD, Nba = −4, 7 coefficients, TOF 2000–29995 µs). With these ranges the series minus
 the .prf column is one constant over each pattern (5692.4 ± 0.4 counts at 3 002–18 900 µs; 30.1 ±
-0.04 at 2 000–2 865 µs): the .prf writes its background column shifted, in both background types.
+0.04 at 2 000–2 865 µs), in both background types. Where that constant comes from is not documented
+(a shift of the .prf column, or a constant FullProf adds); a refined constant term absorbs it, and both
+jobs refine theirs, so a job with a fixed constant term may differ from FullProf by such a constant.
 Mapping the Chebyshev series over 3001.5891–19000 µs (the excluded-region edge) instead makes the
 difference drift by 6 counts; a cosine T_max of 40 000 µs makes it drift by 7.
 Other types (1: from a ``.bac`` file, −1: Debye-like, −2: Fourier filtering, …) have no exact
