@@ -35,15 +35,19 @@ def _nac(nac_dir, n_stages):
     return res, data.x[m], data.y[m], data.sigma[m]
 
 
-def _nac_gsas2(nac_dir):
+def _nac_gsas2(nac_dir, last_stage_cycles=None):
     """GSAS-II's own job: its data range (through the first point past 100 000 µs), reflections
     from d = 11 000 µs / difC, ~100-FWHM peak windows, its TOF Lorentzian convention, its cubic
-    cell derivative, 2 cycles per stage with its HessianLSQ cycle rules."""
+    cell derivative, 2 cycles per stage with its HessianLSQ cycle rules (``last_stage_cycles``:
+    the microstrain stage may run longer, still under GSAS-II's rules)."""
     data = read_powder(nac_dir / "PG3_22048.gsa")
     m = gsas2_limits(data.x, 11000, 100000)
     inst = read_instprm(nac_dir / "POWGEN_2665.instprm")
     phases = [read_cif(nac_dir / "NAC.cif", name="NAC"), read_cif(nac_dir / "CaF2.cif", name="CaF2")]
-    return refine_pattern(data.x[m], data.y[m], data.sigma[m], phases, inst, gsas_nac_strategy(protocol="gsas2"),
+    strat = gsas_nac_strategy(protocol="gsas2")
+    if last_stage_cycles:
+        strat = replace(strat, stages=strat.stages[:-1] + (replace(strat.stages[-1], max_cycles=last_stage_cycles),))
+    return refine_pattern(data.x[m], data.y[m], data.sigma[m], phases, inst, strat,
                           lorentz=True, d_min=11000 / inst.difc, window_margin=4.0)
 
 
@@ -84,7 +88,11 @@ def test_phase_fraction_stage_is_the_linear_least_squares_optimum(nac_linear):
 
 @pytest.mark.slow
 def test_microstrain_stage_reaches_gsas2(nac_full):
-    """Stage 4: Rwp 16.71 % vs GSAS-II 17.20 %; NAC a 10.247832 vs 10.247985 Å (with NAC's Uani)."""
+    """Stage 4: Rwp 16.71 % vs GSAS-II 17.20 %; NAC a 10.247832 vs 10.247985 Å (with NAC's Uani).
+    The closeness of the two cells is partly a coincidence: GSAS-II's 10.247985 is its 2-cycle stop,
+    its converged value (GSAS-II's Lorentzian convention) is 10.246966 Å
+    (test_gsas2_job_continued_to_convergence_is_the_16_77_percent_minimum); the exact Lorentzian
+    convention used here moves the converged cell up by 8.7e-4 Å."""
     res, *_ = nac_full
     fr = res.stages[3][1]
     assert fr.converged
@@ -132,6 +140,24 @@ def test_gsas2_protocol_unconverged_stages_match_gsas2(nac_gsas2):
     assert res.value("NAC.a") == pytest.approx(res.value("NAC.c"), abs=1e-12)
     # NAC's refined phase keeps the CIF's anisotropic U
     assert res.phases[0].site("Na1").uani == pytest.approx((0.0255, 0.0255, 0.0255, -0.0074, -0.0074, -0.0074))
+
+
+@pytest.mark.slow
+def test_gsas2_job_continued_to_convergence_is_the_16_77_percent_minimum(nac_dir):
+    """GSAS-II's 10.247985 Å is the cell after 2 cycles of its microstrain stage, not a minimum: the
+    same job (reproduced above to 1e-6 Å at 2 cycles) continued under GSAS-II's own cycle rules
+    stops by its χ² rule at Rwp 16.765 % ("GSAS-II converged with microstrain: 16.77 %", issue 22)
+    with NAC a = 10.246966 Å, CaF2 a = 5.461700 Å, NAC microstrain 419 (measured, 6 cycles). This
+    is the reference the default refinement is compared with (tests/test_refine_defaults.py);
+    layerscope's own engine, all four stages converged with GSAS-II's conventions, lands at
+    10.246929 Å / 16.772 %. (~1 min after the module's other GSAS-II re-run, 2 CPU cores.)"""
+    res = _nac_gsas2(nac_dir, last_stage_cycles=40)
+    fr = res.stages[3][1]
+    assert fr.n_cycles < 40 and fr.stop_rule == "chi2 change", (fr.n_cycles, fr.stop_rule)
+    assert fr.stats.rwp == pytest.approx(16.77, abs=0.02)
+    assert res.value("NAC.a") == pytest.approx(10.246966, abs=3e-5)
+    # the 2-cycle value is a point on the way: 1.0e-3 Å (≈ 15 esd) above the converged cell
+    assert res.value("NAC.a") < 10.247985 - 8e-4
 
 
 @pytest.mark.slow

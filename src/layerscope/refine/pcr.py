@@ -28,8 +28,8 @@ Translation to layerscope (GSAS-II parameter meanings, :mod:`layerscope.diffract
 * scattering lengths: FullProf's b in 10⁻¹² cm gives |F|² 100× smaller than in fm², and its
   TOF intensity is S·m·|F|²·d⁴·sin θ, so our scale is S·sin θ·V²/100 (a starting value:
   the scales are solved linearly before the refinement);
-* background (:mod:`layerscope.refine.pcr_background`): Nba = 0 and −3 polynomials and the
-  Nba = −4 cosine Fourier series exactly (Chebyshev series constrained to FullProf's free
+* background (:mod:`layerscope.refine.pcr_background`): Nba = 0 and −3 polynomials, the
+  Nba = −4 cosine Fourier series and the Nba = −5 Chebyshev series exactly (Chebyshev series constrained to FullProf's free
   directions), Nba ≥ 2 interpolated points approximately (with a note); others refused;
 * absorption: Iabscor = 3 with ABSCOR2 = 0 read as A(λ) = exp(−ABSCOR1·λ), λ = 2 d sin θ
   (with a note); Iabscor = 1 (flat plate) or 2 (cylinder) with a non-zero ABSCOR is refused;
@@ -39,7 +39,7 @@ Translation to layerscope (GSAS-II parameter meanings, :mod:`layerscope.diffract
 
 Refused with an :class:`~layerscope.InputError` naming the keyword, its value and its line (no
 exact counterpart here): Npr ≠ 9 (10: thermal/epithermal crossover, 13: Ikeda–Carpenter), Nba
-1/−1/−2/−5…, Nsc, Nor, Iwg, Res, Ste, Nre, Cry; per phase Dis, Ang, Jbt, Irf, Isy, Str, Furth,
+1/−1/−2…, Nsc, Nor, Iwg, Res, Ste, Nre, Cry; per phase Dis, Ang, Jbt, Irf, Isy, Str, Furth,
 Nvk, a phase Npr ≠ 9, Jvi/Jdi/Hel/Sol/Mom/Ter/Brind, atoms with N_t ≠ 0, Extinc (TOF extinction),
 Bov, Str1–3, Strain-/Size-Model, Ani-LSize, Xt/Yt/Z1/Z0, Pref1/Pref2, alph0/alphQ; multi-pattern
 (NPATT) files. The per-phase profile lines must agree between phases (the model has one
@@ -269,10 +269,10 @@ def read_pcr(path, *, data=None) -> PcrJob:
                     "spacing; write its analytical parameters into the pcr instead)": jl.get("Res"),
                     "Ste (data thinning)": jl.get("Ste"), "Nre (parameter limits)": jl.get("Nre"),
                     "Cry (integrated intensities)": jl.get("Cry")}, "FullProf TOF job options")
-    if not (nba in (0, -3, -4) or nba >= 2):
+    if not (nba in (0, -3, -4, -5) or nba >= 2):
         raise L.error(f"background type Nba = {nba} is not supported (supported: 0 and -3 polynomials, "
-                      "-4 cosine Fourier series, N >= 2 interpolated points; 1 (.bac file), -1 (Debye-like), "
-                      "-2 (Fourier filtering), -5 ... have no exact counterpart)", no)
+                      "-4 cosine Fourier series, -5 Chebyshev series, N >= 2 interpolated points; 1 (.bac file), "
+                      "-1 (Debye-like), -2 (Fourier filtering) ... have no exact counterpart)", no)
     L.numbers("Ipr Ppl Ioc ...", 3)
     bk, no_bk = L.named("Bkpos Wdt Iabscor", ("Bkpos", "Wdt", "Iabscor"))
     bkpos, iabs = bk["Bkpos"], int(bk["Iabscor"])
@@ -292,7 +292,7 @@ def read_pcr(path, *, data=None) -> PcrJob:
     else:
         zero, c_zero, dtt1, c_dtt1, dtt2, c_dtt2, two_theta = vals[:7]
         dtt1d, c_dtt1d = 0.0, 0.0
-    bkg = _read_background(L, nba, bkg_points, bkpos, tmax)
+    bkg = _read_background(L, nba, bkg_points, bkpos, tmax, tmin)
     sin_t = float(np.sin(np.radians(two_theta / 2)))
 
     coded: list[tuple[str, float, float]] = []     # (our name or group, code, multiplier factor)
@@ -435,6 +435,9 @@ def read_pcr(path, *, data=None) -> PcrJob:
         scales[pname] = sc_ours
     if absorption:
         notes.append(f"absorption Iabscor = 3 read as A = exp(−{absorption:g}·λ), λ = 2 d sin θ")
+    if bkg.kind == "chebyshev":
+        notes.append(f"Nba = -5: background Σ B_n T_n(x), x = 2(T − {tmin:g})/({tmax:g} − {tmin:g}) − 1 (TOF-min "
+                     "and TOF-max of the NCY line)")
     if bkg.kind == "cosine":
         notes.append(f"Nba = -4: background Σ B_j cos(j π T / T_max) with T_max = {tmax:g} µs (the TOF-max "
                      "of the NCY line)")
@@ -473,16 +476,17 @@ def read_pcr(path, *, data=None) -> PcrJob:
                   bkg, bkpos, absorption, strategy, tuple(free), tuple(notes))
 
 
-def _read_background(L: _Lines, nba: int, bkg_points, bkpos: float, tmax: float) -> FullProfBackground:
+def _read_background(L: _Lines, nba: int, bkg_points, bkpos: float, tmax: float,
+                     tmin: float = 0.0) -> FullProfBackground:
     if nba >= 2:
         pts = np.array(bkg_points, dtype=float)
         order = np.argsort(pts[:, 0])
         pts = pts[order]
         return FullProfBackground("points", tuple(pts[:, 1]), tuple(pts[:, 2]), t_points=tuple(pts[:, 0]))
-    n_lines = {0: 1, -3: 2, -4: 2}[nba]
+    n_lines = {0: 1, -3: 2, -4: 2, -5: 1}[nba]
     vals, codes = [], []
-    for i in range(3 if nba == -4 else n_lines):
-        if i >= n_lines:  # an optional third line of the 18-term cosine series
+    for i in range({-4: 3, -5: 4}.get(nba, n_lines)):
+        if i >= n_lines:  # optional further lines (18-term cosine, up to 24 Chebyshev terms)
             item = L.peek()
             toks = item[1].split() if item else []
             try:
@@ -493,8 +497,8 @@ def _read_background(L: _Lines, nba: int, bkg_points, bkpos: float, tmax: float)
                 break
         vals += L.numbers("6 background coefficients", 6)
         codes += L.numbers("6 background codes", 6)
-    kind = "cosine" if nba == -4 else "polynomial"
-    return FullProfBackground(kind, tuple(vals), tuple(codes), bkpos=bkpos, t_max=tmax)
+    kind = {-4: "cosine", -5: "chebyshev"}.get(nba, "polynomial")
+    return FullProfBackground(kind, tuple(vals), tuple(codes), bkpos=bkpos, t_max=tmax, t_min=tmin)
 
 
 def _phase(path, pname, sg, cell, atoms, coded, scale_fp, sin_t):

@@ -18,16 +18,28 @@ Nba    FullProf background                              translation
 −4     Σ_{j=0}^{n−1} B_j cos(j π T / T_max), n = 12 or   exact to < 1e-9 of max |f_j|: each cosine is
        18 (two or three lines of six, each with codes)   an entire function, its Chebyshev series
                                                         is truncated where it has converged
+−5     Σ_{n=0}^{N−1} B_n T_n(x), x = 2(T − T_min)/       exact: T_n(x(T)) is a polynomial of degree n
+       (T_max − T_min) − 1, N ≤ 24 (up to four lines     in T, re-expanded over the fitted range
+       of six, each with codes)
 ≥ 2    linear interpolation between Nba points           approximated (piecewise-linear hats are not
        (T_i, B_i, code)                                 polynomials): a 48-term Chebyshev least-
                                                         squares fit per hat, with a warning giving
                                                         the largest deviation
 =====  ==============================================  ===========================================
 
-T_max of the cosine series is the pattern's TOF-max on the ``NCY ... TOF-max`` line (cryspy's
-re-implementation of FullProf's ``Nba = −4`` uses ``cos(π j T/T_max)`` with j from 0; which T_max
-FullProf takes is not documented in the file, so the choice is recorded in the job's notes).
-Other types (1: from a ``.bac`` file, −1: Debye-like, −2: Fourier filtering, −5 …) have no exact
+T_max of the cosine series, and T_min, T_max of the Chebyshev series, are the pattern's TOF-min and
+TOF-max on the ``NCY ... TOF-min <Step> TOF-max`` line (cryspy's re-implementation of FullProf's
+``Nba = −4`` uses ``cos(π j T/T_max)`` with j from 0). Checked against FullProf 8.40's own background
+column in the ``.prf`` files of two jobs it refined (FullProf's Examples as vendored in enhantica/edi,
+commit cfed024): cecoal (POLARIS, Nba = −5, 12 coefficients, TOF 3001.5891–19004.6582 µs) and
+arg_si_ic (SEPD, Nba = −4, 7 coefficients, TOF 2000–29995 µs). With these ranges the series minus
+the .prf column is one constant over each pattern (5692.4 ± 0.4 counts at 3 002–18 900 µs; 30.1 ±
+0.04 at 2 000–2 865 µs), in both background types. Where that constant comes from is not documented
+(a shift of the .prf column, or a constant FullProf adds); a refined constant term absorbs it, and both
+jobs refine theirs, so a job with a fixed constant term may differ from FullProf by such a constant.
+Mapping the Chebyshev series over 3001.5891–19000 µs (the excluded-region edge) instead makes the
+difference drift by 6 counts; a cosine T_max of 40 000 µs makes it drift by 7.
+Other types (1: from a ``.bac`` file, −1: Debye-like, −2: Fourier filtering, …) have no exact
 counterpart and are refused by the reader. Hand-written: no library translates FullProf backgrounds.
 """
 
@@ -56,6 +68,7 @@ class FullProfBackground:
     bkpos: float = 1.0
     t_max: float = 1.0
     t_points: tuple[float, ...] = ()
+    t_min: float = 0.0
 
     @property
     def refined(self) -> tuple[int, ...]:
@@ -70,6 +83,9 @@ class FullProfBackground:
             return np.stack([x**j for j in range(n)])
         if self.kind == "cosine":
             return np.stack([np.cos(j * np.pi * t / self.t_max) for j in range(n)])
+        if self.kind == "chebyshev":
+            x = 2.0 * (t - self.t_min) / (self.t_max - self.t_min) - 1.0
+            return np.polynomial.chebyshev.chebvander(x, n - 1).T
         if self.kind == "points":
             tp = np.asarray(self.t_points)
             return np.stack([np.interp(t, tp, np.eye(n)[j]) for j in range(n)])
@@ -84,6 +100,12 @@ class FullProfBackground:
         notes = []
         if self.kind == "polynomial":
             m = chebyshev_coefficients(self.functions, t_range, len(self.values))
+        elif self.kind == "chebyshev":
+            # T_n(x(T)) has degree n in T: exact with as many terms as the highest term used (+1)
+            used = [j for j in range(len(self.values)) if self.values[j] != 0 or self.codes[j]]
+            n_terms = (max(used) if used else 0) + 1
+            m = chebyshev_coefficients(self.functions, t_range, n_terms)
+            m[:, n_terms:] = 0.0  # unused higher terms (value 0, fixed) contribute nothing
         elif self.kind == "cosine":
             n = len(self.values)
             used = [j for j in range(n) if self.values[j] != 0 or self.codes[j]]
