@@ -125,10 +125,9 @@ def write_instprm(inst: TOFInstrument, path: str | os.PathLike) -> Path:
     lines = ["#GSAS-II instrument parameter file; do not add/delete items!", "Type:PNT"]
     for k, v in inst.as_dict().items():
         lines.append(f"{inv[k]}:{v!r}")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    from layerscope._io import write_text
+
+    return write_text(path, "\n".join(lines) + "\n")
 
 
 def gppd_like() -> TOFInstrument:

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
 
+from layerscope._io import atomic_path
+
 __all__ = ["plot_powder"]
 
 _COLOURS = ["#6a3d9a", "#1f78b4", "#e6ab02", "#33a02c", "#e31a1c", "#ff7f00", "#a6761d", "#666666", "#17becf"]
@@ -49,7 +51,6 @@ def plot_powder(path: str | os.PathLike, x, calc, *, ticks: dict[str, np.ndarray
     ax.legend(fontsize=7, ncol=3, loc="upper right")
     ax.set_xlim(x.min(), x.max())
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        fig.savefig(tmp)
     return path

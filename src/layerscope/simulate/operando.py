@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from layerscope._io import atomic_path
 from layerscope.crystal.phase import Phase, Site
 from layerscope.crystal.presets import preset, preset_phase
 from layerscope.crystal.settings import d_inter_layer, d_intra_layer
@@ -449,10 +449,8 @@ def _with_structures(params, model, phases):
 
 
 def _write_csv(path: Path, rows, columns):
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns)
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in r.items() if k in columns})
-    os.replace(tmp, path)
