@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TIMESERIES_BASE", "write_timeseries", "write_dataset", "plot_operando", "write_html",
+__all__ = ["TIMESERIES_BASE", "write_timeseries", "series_dataset", "write_dataset", "plot_operando", "write_html",
            "drawn_as_measurement"]
 
 TIMESERIES_BASE = ["pattern", "time_h", "voltage_V", "current_mA", "capacity_mAh", "rwp", "gof",
@@ -59,11 +59,11 @@ def _unit(name: str) -> str:
     return ""
 
 
-def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None = None) -> Path:
-    """xarray Dataset (dims ``pattern``, ``tof``) with units and provenance in attrs, as HDF5/NetCDF4."""
+def series_dataset(rows: list[dict], patterns, *, provenance: dict | None = None):
+    """xarray Dataset (dims ``pattern``, ``tof``) of a refined series: every column of
+    ``timeseries.csv`` with units in attrs, the observed patterns, provenance in attrs."""
     import xarray as xr
 
-    path = Path(path)
     cols = [c for c in _columns(rows) if c != "pattern"]
     data = {}
     for c in cols:
@@ -84,6 +84,13 @@ def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None =
     for k, v in (provenance or {}).items():
         attrs[k] = str(v)
     ds.attrs.update(attrs)
+    return ds
+
+
+def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None = None) -> Path:
+    """:func:`series_dataset` as HDF5/NetCDF4 (atomic write)."""
+    path = Path(path)
+    ds = series_dataset(rows, patterns, provenance=provenance)
     tmp = path.with_name(path.name + ".tmp")
     ds.to_netcdf(tmp, engine="h5netcdf")
     os.replace(tmp, path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -59,11 +60,17 @@ OPERANDO_TOLERANCES = {"frac": 0.02, "cell": 5e-4, "DoO": 0.05, "DoD": 0.003}
 
 
 def run_operando(opts, out: Path) -> dict:
-    from layerscope.operando._cli import run_operando as _run
+    from layerscope.operando.api import refine_series, stderr_progress, write_series
 
-    res = _run(opts["series"], opts["cycler"], out, model=opts["model"], strategy=opts["strategy"],
-               instprm=opts["instprm"], truth=opts["truth_series"], quiet=False,
-               tof_range=tuple(opts["tof_range"]) if opts["tof_range"] else None)
+    progress, bridged = stderr_progress()
+    series = refine_series(opts["series"], cycler=opts["cycler"], instrument=opts["instprm"], model=opts["model"],
+                           strategy=opts["strategy"], tof_range=tuple(opts["tof_range"]) if opts["tof_range"] else None,
+                           checkpoint_dir=out, progress=progress, bridge_progress=bridged)
+    for name, note in series.notes:
+        print(f"note: {name}: {note}", file=sys.stderr)
+    files = write_series(series, out, truth=opts["truth_series"])
+    res = {**files, "n_flagged": series.n_flagged, "rows": series.rows, "records": series.records,
+           "model": series.model, "layout": series.layout, "patterns": series.patterns}
     rows = res["rows"]
     figures = {k: Path(v).name for k, v in res["figures"].items()}
     summary = {"patterns": len(rows), "flagged": int(res["n_flagged"]),
@@ -317,17 +324,17 @@ def _pie(summ, path):
 # -------------------------------------------------------------------------------------------- HAADF
 
 def run_haadf(opts, out: Path) -> dict:
-    from layerscope.stem import _cli as stem_cli
+    from layerscope.stem.haadf import analyze_haadf
+    from layerscope.stem.haadf_output import write_haadf
 
     mode = opts["mode"]
-    args = Namespace(image=str(opts["image"]), out=str(out), pixel_size_nm=opts["pixel_size_nm"],
-                     denoise=opts["denoise"], separation_nm=None, second_sublattice=False,
-                     zone="210" if mode == "domains" else "100", lowmag=mode == "lowmag", shell=mode == "shell",
-                     no_figures=False)
-    stem_cli._run_haadf(args)
-    summary = json.loads((out / "summary.json").read_text())
-    tables = {p.stem: p.name for p in sorted(out.glob("*.csv"))}
-    figures = {p.stem: p.name for p in sorted(out.glob("*.png"))}
+    res = analyze_haadf(opts["image"], mode=mode if mode in ("lowmag", "shell") else "atomic",
+                        zone="210" if mode == "domains" else "100", pixel_size_nm=opts["pixel_size_nm"],
+                        denoise=opts["denoise"], contrast="bright-atoms")
+    written = write_haadf(res, out)
+    summary = res.summary
+    tables = {p.stem: p.name for p in sorted(p for p in written.values() if p.suffix == ".csv")}
+    figures = {p.stem: p.name for p in sorted(p for p in written.values() if p.suffix == ".png")}
     validation = []
     t = opts.get("truth")
     if t:
@@ -439,19 +446,16 @@ def _haadf_shell_validation(out, tdir, truth, summary):
 # ----------------------------------------------------------------------------------------- 4D-STEM
 
 def run_fourd(opts, out: Path) -> dict:
-    import h5py
+    from layerscope.fourd.api import _quiet_index, write_fourd
 
-    from layerscope.fourd import _cli as fourd_cli
-
-    args = Namespace(scan=str(opts["scan"]), phase=list(opts["phases"]), out=str(out), spacing=opts["spacing_deg"],
-                     kv=opts["kv"], convergence=opts["convergence_mrad"], precession=opts["precession_deg"],
-                     pixel_size=opts["pixel_inv_angstrom"], scan_shape=None, chunk=32, scheduler=None)
-    fourd_cli._fourd(args)
-    with h5py.File(out / "maps.h5", "r") as f:
-        phase = f["phase"][()]
-        names = f["phase"].attrs["names"].split(",")
-        rot = f["rotation_crystal_to_lab"][()]
-        twins = {k: f[k][()] for k in f if k.startswith("twin_")}
+    res = _quiet_index(opts["scan"], phases=list(opts["phases"]), spacing_deg=opts["spacing_deg"], kv=opts["kv"],
+                       convergence_mrad=opts["convergence_mrad"], precession_deg=opts["precession_deg"],
+                       pixel_size=opts["pixel_inv_angstrom"])
+    for f in res.flags:
+        print("WARNING: " + f, file=sys.stderr)
+    write_fourd(res, out)
+    phase, names, rot = res.maps.phase, list(res.phase_names), res.maps.rotation
+    twins = {k: v for k, v in res.extra.items() if k.startswith("twin_")}
     fractions = {n: float(np.mean(phase == i)) for i, n in enumerate(names)}
     write_csv(out / "phase_fractions.csv", [{"phase": n, "fraction": v} for n, v in fractions.items()])
     summary = {"positions": int(phase.size), "phase_fractions": fractions}
