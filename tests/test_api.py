@@ -231,3 +231,23 @@ def test_short_operando_series_recovers_its_truth(tmp_path):
         assert np.isfinite(float(ds["DoO_esd"][i])) and float(ds["DoO_esd"][i]) > 0
     assert "SeriesResult(2 patterns" in repr(res) and "frac_O3p" in repr(res)
     assert list(res.to_dataframe().index) == [r["pattern"] for r in res.rows]
+
+
+def test_importing_the_library_leaves_the_matplotlib_backend_alone():
+    """Library manners: no module chooses a Matplotlib backend on import (only ``layerscope.cli.main``
+    may, and only where the user set none), and no library code calls ``matplotlib.use``."""
+    code = ("import importlib, pkgutil, sys, matplotlib, layerscope\n"
+            "names = [m.name for m in pkgutil.walk_packages(layerscope.__path__, 'layerscope.') "
+            "if not m.name.endswith('__main__')]\n"
+            "for n in names:\n"
+            "    importlib.import_module(n)\n"
+            "print(len(names), matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n")
+    import os
+
+    env = {**os.environ, "MPLBACKEND": "template"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    n, backend, pyplot = out.split()
+    assert int(n) > 100 and backend == "template" and pyplot == "False", out
+    src = Path(ls.__file__).parent
+    users = [p.relative_to(src).as_posix() for p in src.rglob("*.py") if "matplotlib.use(" in p.read_text()]
+    assert users == [], users

@@ -15,44 +15,14 @@ def _phase(spec: str):
 
 
 def _zone_axis(args) -> int:
-    import matplotlib
+    from layerscope.fourd.api import zone_axis_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from layerscope.diffraction import electron as el
-
-    phase = _phase(args.phase)
-    uvw = (args.u, args.v, args.w)
-    twin = None
-    if args.twin:
-        laws = el.paper_twin_laws(phase)
-        if args.twin not in laws:
-            raise ValueError(f"unknown twin {args.twin!r}; choose one of {sorted(laws)}")
-        twin = laws[args.twin]
-    pat = el.zone_axis_pattern(phase, uvw, twin=twin, kv=args.kv, precession_deg=args.precession,
-                               thickness_nm=args.thickness, g_max_inv_angstrom=args.gmax)
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    ax.set_facecolor("black")
-    rel = pat.intensity / pat.intensity.max()
-    for v, colour in ((0, "white"), (1, "orange")):
-        s = pat.variant == v
-        ax.scatter(pat.g_xy[s, 0], pat.g_xy[s, 1], s=300 * np.sqrt(rel[s]), c=colour, alpha=0.85, linewidths=0)
-    ax.scatter([0], [0], s=300, c="white")
-    if args.labels:
-        for (x, y), h, r in zip(pat.g_xy[pat.variant == 0], pat.hkl[pat.variant == 0], rel[pat.variant == 0]):
-            if r > 0.02:
-                ax.annotate("".join(f"{int(round(i))}" if i >= 0 else f"-{-int(round(i))}" for i in h), (x, y),
-                            color="cyan", fontsize=6, ha="center", va="bottom")
-    lim = args.gmax * 1.05
-    ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_aspect("equal")
-    ax.set_xlabel("g_x (1/Å)"), ax.set_ylabel("g_y (1/Å)")
-    title = f"{phase.name} [{' '.join(str(i) for i in uvw)}]  {args.kv:g} kV, precession {args.precession:g}°"
-    ax.set_title(title + (f"\n+ {twin.name} (orange)" if twin else ""), fontsize=9)
+    fig, pat = zone_axis_figure(args.phase, (args.u, args.v, args.w), twin=args.twin, kv=args.kv,
+                                precession_deg=args.precession, thickness_nm=args.thickness, gmax=args.gmax,
+                                labels=args.labels)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     print(f"wrote {out} ({len(pat.hkl)} spots)")
     return 0
 
@@ -122,10 +92,7 @@ def _read_pattern_or_scan(path, scan_shape=None):
 
 
 def _calibrate(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
 
     from layerscope._errors import InputError
     from layerscope.fourd import calibrate as cb
@@ -151,7 +118,8 @@ def _calibrate(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cal.to_json(out / "calibration.json")
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.subplots()
     ax.imshow(np.log1p(np.clip(mean, 0, None)), cmap="gray")
     if cal.ring_radii_px:
         t = np.linspace(0, 2 * np.pi, 361)
@@ -164,7 +132,6 @@ def _calibrate(args) -> int:
     ax.set_title(f"{cal.pixel_inv_angstrom or float('nan'):.5g} 1/Å/px, ellipticity {cal.ellipticity:.4f} at "
                  f"{cal.ellipse_angle_deg:.1f}°", fontsize=9)
     fig.savefig(out / "calibration.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     parts = [f"centre (y, x) {cal.center_px[0]:.2f}, {cal.center_px[1]:.2f} px"]
     if cal.pixel_inv_angstrom:
         parts.append(f"pixel {cal.pixel_inv_angstrom:.6g} 1/Å" + (f" ({cal.pixel_mrad:.4g} mrad)" if cal.pixel_mrad
@@ -180,10 +147,7 @@ def _calibrate(args) -> int:
 
 
 def _strain(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
 
     from layerscope._errors import InputError
     from layerscope._io import atomic_path
@@ -220,7 +184,8 @@ def _strain(args) -> int:
             f.create_dataset(k, data=getattr(sm, k))
         f.attrs.update({"frame": sm.frame, "source": str(args.scan), "reference_y0_y1_x0_x1": list(args.reference),
                         "convention": "F = G^-T G0^T; eps = (F + F^T)/2 - I; rotation = atan2(F10 - F01, F00 + F11)"})
-    fig, axs = plt.subplots(1, 4, figsize=(14, 3.4))
+    fig = Figure(figsize=(14, 3.4))
+    axs = fig.subplots(1, 4)
     lim = max(float(np.nanpercentile(np.abs(np.stack([sm.exx, sm.eyy, sm.exy])), 98)) * 100, 1e-3)
     for ax, (name, v) in zip(axs, (("εxx (%)", sm.exx * 100), ("εyy (%)", sm.eyy * 100), ("εxy (%)", sm.exy * 100),
                                    ("rotation (°)", sm.rotation_deg))):
@@ -229,7 +194,6 @@ def _strain(args) -> int:
         ax.set_title(f"{name}, {sm.frame} frame", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.savefig(out / "strain.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     bad = int(np.isnan(sm.exx).sum())
     print(f"strain of {ny * nx} positions vs reference {args.reference}: εxx rms {np.nanstd(sm.exx) * 100:.3f} %, "
           f"εyy rms {np.nanstd(sm.eyy) * 100:.3f} %; {bad} positions with < {args.min_disks} indexed disks (NaN); "

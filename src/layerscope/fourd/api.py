@@ -20,7 +20,7 @@ import numpy as np
 
 from layerscope._errors import InputError
 
-__all__ = ["FourDMaps", "index_fourd", "write_fourd", "plot_fourd", "load_phase"]
+__all__ = ["FourDMaps", "index_fourd", "write_fourd", "plot_fourd", "load_phase", "zone_axis_figure"]
 
 #: units of the per-position maps (``to_xarray``)
 MAP_UNITS = {"phase": "", "correlation": "1 (normalised cross-correlation)", "phase_reliability": "%",
@@ -329,6 +329,49 @@ def write_fourd(result, out) -> dict[str, Path]:
         imsave(out / f"{name}.png", img, **({"cmap": "gray"} if name == "vbf" else {}))
         written[name] = out / f"{name}.png"
     return written
+
+
+def zone_axis_figure(phase, uvw, *, twin: str | None = None, kv: float = 200.0, precession_deg: float = 0.8,
+                     thickness_nm: float = 30.0, gmax: float = 1.2, labels: bool = False):
+    """Kinematic zone-axis electron diffraction pattern of a phase as a Matplotlib figure.
+
+    ``phase``: preset name, CIF path or Phase; ``uvw``: the zone axis; ``twin``: overlay a twin
+    variant of Supp. Fig. 18 (``"(001)"`` or ``"{012}"``, in orange); ``gmax``: largest |g| shown
+    (1/Å). Returns ``(figure, pattern)`` (:func:`layerscope.diffraction.electron.zone_axis_pattern`).
+    """
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
+
+    from layerscope.diffraction import electron as el
+
+    phase = load_phase(phase)
+    uvw = tuple(uvw)
+    law = None
+    if twin:
+        laws = el.paper_twin_laws(phase)
+        if twin not in laws:
+            raise ValueError(f"unknown twin {twin!r}; choose one of {sorted(laws)}")
+        law = laws[twin]
+    pat = el.zone_axis_pattern(phase, uvw, twin=law, kv=kv, precession_deg=precession_deg,
+                               thickness_nm=thickness_nm, g_max_inv_angstrom=gmax)
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.subplots()
+    ax.set_facecolor("black")
+    rel = pat.intensity / pat.intensity.max()
+    for v, colour in ((0, "white"), (1, "orange")):
+        s = pat.variant == v
+        ax.scatter(pat.g_xy[s, 0], pat.g_xy[s, 1], s=300 * np.sqrt(rel[s]), c=colour, alpha=0.85, linewidths=0)
+    ax.scatter([0], [0], s=300, c="white")
+    if labels:
+        for (x, y), h, r in zip(pat.g_xy[pat.variant == 0], pat.hkl[pat.variant == 0], rel[pat.variant == 0]):
+            if r > 0.02:
+                ax.annotate("".join(f"{int(round(i))}" if i >= 0 else f"-{-int(round(i))}" for i in h), (x, y),
+                            color="cyan", fontsize=6, ha="center", va="bottom")
+    lim = gmax * 1.05
+    ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_aspect("equal")
+    ax.set_xlabel("g_x (1/Å)"), ax.set_ylabel("g_y (1/Å)")
+    title = f"{phase.name} [{' '.join(str(i) for i in uvw)}]  {kv:g} kV, precession {precession_deg:g}°"
+    ax.set_title(title + (f"\n+ {law.name} (orange)" if law else ""), fontsize=9)
+    return fig, pat
 
 
 def _quiet_index(*args, **kw):

@@ -1,11 +1,9 @@
-"""``layerscope haadf IMAGE --out DIR`` and ``layerscope simulate haadf --out DIR``."""
+"""``layerscope haadf IMAGE --out DIR``: parse → :func:`layerscope.stem.haadf.analyze_haadf` → write."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-from layerscope._io import write_csv
 
 
 def register(subparsers) -> None:
@@ -43,10 +41,6 @@ def register(subparsers) -> None:
                    help="particle edge: layered vs spinel map and the surface spinel shell thickness (shell.csv)")
     p.add_argument("--no-figures", action="store_true")
     p.set_defaults(func=_run_haadf)
-
-
-def _write_csv(path: Path, header: list[str], rows) -> None:
-    write_csv(path, rows, header, fmt=None)
 
 
 def _run_haadf(args) -> int:

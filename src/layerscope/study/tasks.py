@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -341,11 +340,11 @@ def run_haadf(opts, out: Path) -> dict:
         tdir = Path(t).parent
         validation = {"atomic": _haadf_atomic_validation, "domains": _haadf_domain_validation,
                       "lowmag": _haadf_lowmag_validation, "shell": _haadf_shell_validation}[mode](
-            out, tdir, json.loads(Path(t).read_text()), summary)
+            res.tables, tdir, json.loads(Path(t).read_text()), summary)
     return {"summary": summary, "tables": tables, "figures": figures, "validation": validation}
 
 
-def _haadf_atomic_validation(out, tdir, truth, summary):
+def _haadf_atomic_validation(tables, tdir, truth, summary):
     """Issue 5: ≥ 99 % of TM columns found, < 0.5 % false positives, positions within 2 pm RMS
     (columns matched within 3 px, 8 px from the edges, as in the analysis' own tests), m/n of each
     variant within 0.01 RMS of the ideal projected cell (cells not straddling a boundary)."""
@@ -355,7 +354,7 @@ def _haadf_atomic_validation(out, tdir, truth, summary):
     px = truth["pixel_size_nm"]
     tc = [r for r in _rows(tdir / "truth_columns.csv") if r["sublattice"] == "TM"]
     txy = np.array([[float(r["x_px"]), float(r["y_px"])] for r in tc])
-    found = np.array([[float(r["x_px"]), float(r["y_px"])] for r in _rows(out / "columns.csv")])
+    found = np.column_stack([tables["columns"]["x_px"], tables["columns"]["y_px"]]).astype(float)
     margin, ny, nx = 8, *truth["shape"]
     inner = (txy[:, 0] > margin) & (txy[:, 0] < nx - 1 - margin) & (txy[:, 1] > margin) & (txy[:, 1] < ny - 1 - margin)
     d, _ = cKDTree(found).query(txy[inner])
@@ -371,16 +370,17 @@ def _haadf_atomic_validation(out, tdir, truth, summary):
     ]
     with h5py.File(tdir / "truth.h5", "r") as f:
         ideal = json.loads(f.attrs["metadata"]).get("m_over_n", {})
-    cells = _rows(out / "cells.csv") if (out / "cells.csv").exists() else []
+    cells = tables.get("cells") or {"m_over_n": np.zeros(0), "variant": np.zeros(0, str), "boundary": np.zeros(0, int)}
+    mn, variant, boundary = (np.asarray(cells[k]) for k in ("m_over_n", "variant", "boundary"))
     for name, val in ideal.items():
-        v = np.array([float(c["m_over_n"]) for c in cells if c["variant"] == name and c["boundary"] in ("-1", "")])
+        v = mn[(variant == name) & (boundary == -1)].astype(float)
         if len(v) >= 10:
             rms = float(np.sqrt(np.mean((v - val) ** 2)))
             rows.append(_check(f"m/n variant {name}: RMS over {len(v)} cells", rms, 0.0, 0.01))
     return rows
 
 
-def _haadf_domain_validation(out, tdir, truth, summary):
+def _haadf_domain_validation(tables, tdir, truth, summary):
     """Issue 5: A/B/C domains ≥ 95 % correct per domain, over interior cells (the ±5-column,
     ±1-layer neighbourhood of a cell lies in one domain of the truth map), as in the tests."""
     import h5py
@@ -390,10 +390,10 @@ def _haadf_domain_validation(out, tdir, truth, summary):
         names = [str(n) for n in f.attrs["variant_names"]]
     px_A = truth["pixel_size_nm"] * 10
     du, dw = 5 * 1.425 / px_A, 4.744 / px_A
-    cells = _rows(out / "domain_cells.csv")
-    x = np.array([float(c["x_px"]) for c in cells])
-    y = np.array([float(c["y_px"]) for c in cells])
-    lab = np.array([c["domain"] for c in cells])
+    cells = tables["domain_cells"]
+    x = np.asarray(cells["x_px"], float)
+    y = np.asarray(cells["y_px"], float)
+    lab = np.asarray(cells["domain"])
 
     def at(xx, yy):
         xi, yi = np.round(xx).astype(int), np.round(yy).astype(int)
@@ -416,7 +416,7 @@ def _haadf_domain_validation(out, tdir, truth, summary):
     return rows
 
 
-def _haadf_lowmag_validation(out, tdir, truth, summary):
+def _haadf_lowmag_validation(tables, tdir, truth, summary):
     """Table S4: defects per particle, particles matched by centroid (exact counts expected)."""
     import h5py
     from scipy import ndimage
@@ -426,18 +426,17 @@ def _haadf_lowmag_validation(out, tdir, truth, summary):
         per = f["defects_per_particle"][()]
     n = int(lab.max())
     com = np.array(ndimage.center_of_mass(lab > 0, lab, np.arange(1, n + 1))).reshape(-1, 2)
-    parts = _rows(out / "particles.csv")
+    parts = tables["particles"]
     rows = []
-    for p in parts:
-        y, x = float(p["centre_y_px"]), float(p["centre_x_px"])
+    for pid, y, x, nd in zip(parts["particle"], parts["centre_y_px"], parts["centre_x_px"], parts["n_defects"]):
         k = int(np.argmin(np.hypot(com[:, 0] - y, com[:, 1] - x)))
-        rows.append(_check(f"defects in particle {p['particle']}", int(p["n_defects"]), int(per[k]), 0.0))
-    if len(parts) != n:
-        rows.append(_check("particles", len(parts), n, 0.0))
+        rows.append(_check(f"defects in particle {pid}", int(nd), int(per[k]), 0.0))
+    if len(parts["particle"]) != n:
+        rows.append(_check("particles", len(parts["particle"]), n, 0.0))
     return rows
 
 
-def _haadf_shell_validation(out, tdir, truth, summary):
+def _haadf_shell_validation(tables, tdir, truth, summary):
     """Issue 5: spinel shell thickness within 0.5 nm (mean along the surface)."""
     return [_check("mean spinel-shell thickness (nm)", summary["shell_thickness_nm"]["mean"],
                    truth["shell_mean_nm"], 0.5)]
@@ -580,20 +579,19 @@ def run_xas(opts, out: Path) -> dict:
 # ------------------------------------------------------------------------------------------ cycler
 
 def run_cycler(opts, out: Path) -> dict:
-    from layerscope.echem._cli import run_echem
+    from layerscope.echem.report import write_echem
 
-    args = Namespace(file=str(opts["file"]), mass_mg=opts["mass_mg"], nominal_mAh=opts["nominal_mAh"], out=str(out))
-    run_echem(args)
-    rows = _rows(out / "cycles.csv")
-    ch = np.array([float(r["charge_mAh"]) for r in rows])
-    dis = np.array([float(r["discharge_mAh"]) for r in rows])
+    res = write_echem(opts["file"], out, mass_mg=opts["mass_mg"], nominal_mAh=opts["nominal_mAh"])
+    cycles = res["cycles"]
+    ch = np.asarray(cycles["charge_mAh"], float)
+    dis = np.asarray(cycles["discharge_mAh"], float)
     # a cycle without one of its halves has NaN there (echem's cycles.csv): use the full cycles
     full = np.flatnonzero(np.isfinite(ch) & np.isfinite(dis) & (np.nan_to_num(ch) > 0) & (np.nan_to_num(dis) > 0))
 
     def _num(x):
         return float(x) if np.isfinite(x) else None
 
-    summary = {"cycles": len(rows), "first_charge_mAh": _num(ch[0]), "first_discharge_mAh": _num(dis[0]),
+    summary = {"cycles": len(ch), "first_charge_mAh": _num(ch[0]), "first_discharge_mAh": _num(dis[0]),
                "initial_ce": float(dis[full[0]] / ch[full[0]]) if len(full) else None,
                "retention_last_over_first": float(dis[full[-1]] / dis[full[0]]) if len(full) else None}
     validation = []
@@ -601,8 +599,8 @@ def run_cycler(opts, out: Path) -> dict:
     if truth:
         cols = {"charge_mAh": ch, "discharge_mAh": dis}
         for key in ("ce", "avg_charge_V", "avg_discharge_V", "energy_mWh"):
-            if key in truth and key in rows[0]:
-                cols[key] = np.array([float(r[key]) for r in rows])
+            if key in truth and key in cycles:
+                cols[key] = np.asarray(cycles[key], float)
         for key, v in cols.items():
             if key not in truth:
                 continue
@@ -610,7 +608,7 @@ def run_cycler(opts, out: Path) -> dict:
             k = int(np.argmax(np.abs(v[:len(t)] - t)))
             validation.append(_check(f"{key} (worst of {len(t)} cycles)", v[k], t[k], 0.005, relative=True,
                                      note="0.5 % (sampling of the log)"))
-    figures = {p.stem: p.name for p in sorted(out.glob("*.png"))}
+    figures = {p.stem: p.name for p in sorted(p for p in res["files"].values() if p.suffix == ".png")}
     return {"summary": summary, "tables": {"cycles": "cycles.csv", "steps": "steps.csv"}, "figures": figures,
             "validation": validation}
 
@@ -626,15 +624,14 @@ ZONE_AXES = {12: [((1, 1, 0), None), ((-1, 0, 0), None), ((1, -1, 0), None)],
 
 def run_kinematic(opts, out: Path) -> dict:
     from layerscope.crystal.load import load_phases
-    from layerscope.fourd import _cli as fourd_cli
+    from layerscope.fourd.api import zone_axis_figure
 
     figures, rows = {}, []
     for spec, (ph, _) in zip(opts["phases"], load_phases(opts["phases"])):
         for uvw, twin in ZONE_AXES.get(ph.space_group.number, []):
             key = f"{ph.name}_{''.join(str(i) for i in uvw)}" + (f"_twin{twin.strip('(){}')}" if twin else "")
-            fourd_cli._zone_axis(Namespace(phase=spec, u=uvw[0], v=uvw[1], w=uvw[2], out=str(file_in(out, key, ".png")),
-                                           kv=opts["kv"], precession=opts["precession_deg"], thickness=30.0,
-                                           gmax=1.2, twin=twin, labels=False))
+            fig, _ = zone_axis_figure(spec, uvw, twin=twin, kv=opts["kv"], precession_deg=opts["precession_deg"])
+            fig.savefig(file_in(out, key, ".png"), dpi=120, bbox_inches="tight")
             figures[key] = f"{key}.png"
             rows.append({"phase": ph.name, "zone": " ".join(map(str, uvw)), "twin": twin or ""})
     write_csv(out / "zone_axes.csv", rows)
