@@ -109,7 +109,10 @@ class HaadfResult:
         counts = ", ".join(f"{len(next(iter(t.values()), []))} {k}" for k, t in self.tables.items() if t)
         if counts:
             lines.append(f"  tables: {counts}")
-        for key in ("variant_fractions", "domain_fractions", "phase_fractions", "boundaries", "intensity_classes"):
+        if s.get("intensity_classes"):
+            lines.append("  intensity classes per sublattice: "
+                         + ", ".join(f"{k}: {v['n_classes']}" for k, v in s["intensity_classes"].items()))
+        for key in ("variant_fractions", "domain_fractions", "phase_fractions", "boundaries"):
             if s.get(key):
                 lines.append(f"  {key}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                                      for k, v in s[key].items()))
