@@ -1,7 +1,8 @@
 """The notebook API, used as a scientist would: ``import layerscope as ls`` and nothing else.
 
-Each test asserts the numbers the command-line tests assert on the same shared files
-(test_refine_nac.py, test_echem_files.py, test_eels_real.py, test_descriptors.py).
+Each test asserts the numbers the command-line tests assert on the same shared files or simulated
+inputs (test_refine_nac.py, test_echem_files.py, test_eels_real.py, test_descriptors.py,
+test_stem_cli.py, test_fourd.py, test_operando.py).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def test_import_is_light_and_lists_the_api():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("[]"), out
     for name in ("load_phases", "read_powder", "read_instrument", "read_cycler", "read_image", "read_spectrum",
-                 "read_fourd", "refine", "descriptors", "cycle_summary", "analyze_eels", "run_study", "simulate"):
+                 "read_fourd", "refine", "descriptors", "cycle_summary", "analyze_eels", "run_study", "simulate",
+                 "refine_series", "write_series", "analyze_haadf", "write_haadf", "plot_haadf", "index_fourd",
+                 "write_fourd", "plot_fourd"):
         assert name in ls.__all__ and name in dir(ls)
         assert getattr(ls, name) is not None
     assert "spectra" in dir(ls.simulate)
@@ -150,3 +153,106 @@ def test_nac_refinement_reaches_gsas2_first_two_stages():
     w = 1 / ds["sigma"].values ** 2                                 # Rwp again from the tabulated pattern
     rwp = 100 * np.sqrt(np.sum(w * (ds["y_obs"] - ds["y_calc"]).values ** 2) / np.sum(w * ds["y_obs"].values ** 2))
     assert rwp == pytest.approx(res.final.stats.rwp, rel=1e-9)
+
+
+def test_haadf_analysis_of_a_simulated_twinned_image(tmp_path):
+    """A simulated <100>_O3 image with twin variants (seed 3, as test_stem_cli.py's round trip):
+    TM column positions within 2 pm RMS of the truth, m/n medians 0.874 (I) and 1.144 (II)."""
+    h = ls.simulate.haadf
+    px = 0.015
+    sim = h.simulate_haadf(h.twin_scene((384 * px * 10,) * 2), pixel_size_nm=px, dose_e_per_A2=4.0e4, seed=3,
+                           shape=(384, 384), probe_sigma_nm=0.035)
+    r = ls.analyze_haadf(sim.image.astype(np.float32), pixel_size_nm=px)
+    assert r.analysis == "layered-100" and r.calibration == {"pixel_size_nm": px, "units": "nm"}
+    cols = r.to_dataframe("columns")
+    assert list(cols.columns) == ["x_px", "y_px", "x_nm", "y_nm", "amplitude", "sigma_px", "position_esd_px",
+                                  "sublattice"]
+    from scipy.spatial import cKDTree
+
+    truth = sim.columns_px[sim.sublattice == 0] * px
+    d, _ = cKDTree(truth).query(cols[["x_nm", "y_nm"]].to_numpy())
+    assert np.sqrt(np.mean(d[d < 0.05] ** 2) / 2) < 0.002          # nm
+    cells = r.to_xarray("cells")
+    assert cells["inplane_spacing_nm"].attrs["units"] == "nm" and cells.sizes["cells"] == r.summary["cells"]
+    mn, var = cells["m_over_n"].values, cells["variant"].values
+    assert np.median(mn[var == "I"]) == pytest.approx(0.874, abs=0.01)
+    assert np.median(mn[var == "II"]) == pytest.approx(1.144, abs=0.01)
+    assert set(var) == {"I", "II", "O1"}
+    assert "layered-100 analysis" in repr(r) and "variant_fractions" in repr(r)
+    figs = ls.plot_haadf(r)
+    assert set(figs) == {"m_over_n", "variants", "strain"}
+    written = ls.write_haadf(r, tmp_path, figures=False)
+    assert {"columns", "cells", "boundaries", "defects", "strain", "summary"} <= set(written)
+    assert (tmp_path / "cells.csv").read_text().splitlines()[0].startswith("centre_x_px,centre_y_px,")
+
+
+def test_fourd_indexing_of_a_simulated_scan(tmp_path):
+    """A simulated 12 × 12 scan of a pristine particle (as test_fourd.py's command-line test):
+    > 90 % of the positions get their true phase; Euler angles and quaternions per position."""
+    sim = ls.simulate.fourd.simulate_fourd(scan_shape=(12, 12))
+    m = ls.index_fourd(sim.data, phases=["lrm-pristine:O3p", "lrm-pristine:S"], spacing_deg=8,
+                       pixel_size=sim.geometry.pixel_inv_angstrom)
+    assert np.mean(m.phase == sim.phase) > 0.9
+    ds = m.to_xarray()
+    assert ds["euler_bunge_deg"].shape == (12, 12, 3) and ds["quaternion_xyzw"].shape == (12, 12, 4)
+    assert ds["phase_reliability"].attrs["units"] == "%" and "O3p" in ds.attrs["phase_names"]
+    assert m.attrs["calibration_source"] == "--pixel-size" and not m.attrs["calibration_assumed"]
+    assert "FourDMaps(patterns of <array>: 12×12 positions" in repr(m)
+    assert {"vbf", "phase_map", "orientation_map"} == set(ls.plot_fourd(m))
+    ls.write_fourd(m, tmp_path)
+    assert (tmp_path / "maps.h5").is_file() and (tmp_path / "calibration.json").is_file()
+
+
+@pytest.mark.slow
+def test_short_operando_series_recovers_its_truth(tmp_path):
+    """The reference + the first pattern of the simulated experiment (seed 1, as test_operando.py's
+    command-line test): fractions within 0.02, O3' cell within 5e-4 Å, DoO within 0.05, DoD 0.003."""
+    import csv
+
+    ls.simulate.operando.simulate_operando(tmp_path, seed=1, n_points=3000)
+    series = tmp_path / "series"
+    with open(series / "series.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(series / "series.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows[:2])
+    res = ls.refine_series(series, cycler=tmp_path / "cycler.csv")
+    with open(tmp_path / "truth.csv") as fh:
+        truth = list(csv.DictReader(fh))[:2]
+    ds = res.to_xarray()
+    assert ds.sizes["pattern"] == 2 and ds["d_inter_O3p"].attrs["units"] == "Å"
+    assert ds["O3p_a"].attrs["units"] == "Å" and ds["time_h"].attrs["units"] == "h"
+    for k in ("frac_O3p_esd", "d_intra_O3p_esd", "DoO_esd", "DoD_esd", "O_vacancy_esd"):
+        assert ds[k].attrs["units"] == ds[k.removesuffix("_esd")].attrs["units"], k
+    assert bool(ds["converged"].all()), list(ds["flag"].values)
+    for i, t in enumerate(truth):
+        assert float(ds["time_h"][i]) == pytest.approx(float(t["time_h"]), abs=1e-9)
+        for k in ("frac_O3p", "frac_O3", "frac_S"):
+            assert float(ds[k][i]) == pytest.approx(float(t[k]), abs=0.02), k
+        for k in ("O3p_a", "O3p_b", "O3p_c"):
+            assert float(ds[k][i]) == pytest.approx(float(t[k]), abs=5e-4), k
+        assert float(ds["DoO"][i]) == pytest.approx(float(t["DoO"]), abs=0.05)
+        assert float(ds["DoD"][i]) == pytest.approx(float(t["DoD"]), abs=0.003)
+    assert "SeriesResult(2 patterns" in repr(res) and "frac_O3p" in repr(res)
+    assert list(res.to_dataframe().index) == [r["pattern"] for r in res.rows]
+
+
+def test_importing_the_library_leaves_the_matplotlib_backend_alone():
+    """Library manners: no module chooses a Matplotlib backend on import (only ``layerscope.cli.main``
+    may, and only where the user set none), and no library code calls ``matplotlib.use``."""
+    code = ("import importlib, pkgutil, sys, matplotlib, layerscope\n"
+            "names = [m.name for m in pkgutil.walk_packages(layerscope.__path__, 'layerscope.') "
+            "if not m.name.endswith('__main__')]\n"
+            "for n in names:\n"
+            "    importlib.import_module(n)\n"
+            "print(len(names), matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n")
+    import os
+
+    env = {**os.environ, "MPLBACKEND": "template"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    n, backend, pyplot = out.split()
+    assert int(n) > 100 and backend == "template" and pyplot == "False", out
+    src = Path(ls.__file__).parent
+    users = [p.relative_to(src).as_posix() for p in src.rglob("*.py") if "matplotlib.use(" in p.read_text()]
+    assert users == [], users

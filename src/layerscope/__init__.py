@@ -11,8 +11,12 @@ The notebook API (``import layerscope as ls``; each name is imported on first us
 * readers: ``ls.load_phases``, ``ls.read_powder``, ``ls.read_instrument``, ``ls.read_cycler``,
   ``ls.read_image``, ``ls.read_spectrum``, ``ls.read_fourd``;
 * analyses: ``ls.refine(data, *, instrument, phases, strategy=None, conventions=None)``,
-  ``ls.descriptors(phases)``, ``ls.cycle_summary(log)``, ``ls.analyze_eels(spectrum)``,
+  ``ls.refine_series(series, *, cycler, ...)`` → ``SeriesResult``,
+  ``ls.analyze_haadf(image, *, ...)`` → ``HaadfResult``, ``ls.index_fourd(scan, *, phases, ...)`` →
+  ``FourDMaps``, ``ls.descriptors(phases)``, ``ls.cycle_summary(log)``, ``ls.analyze_eels(spectrum)``,
   ``ls.run_study(study, out_dir)``;
+* outputs: ``ls.write_series``, ``ls.write_haadf``, ``ls.plot_haadf``, ``ls.write_fourd``, ``ls.plot_fourd``
+  (the files the command line writes; the plots as Matplotlib figures or RGB images);
 * ``ls.simulate``: the forward simulators with ground truth.
 """
 
@@ -33,6 +37,14 @@ _API = {
     # layerscope.refine.api.refine, ``ls.descriptors(...)`` layerscope.descriptors.descriptors
     "refine": "layerscope.refine:",
     "descriptors": "layerscope.descriptors:",
+    "refine_series": "layerscope.operando.api:refine_series",
+    "write_series": "layerscope.operando.api:write_series",
+    "analyze_haadf": "layerscope.stem.haadf:analyze_haadf",
+    "write_haadf": "layerscope.stem.haadf_output:write_haadf",
+    "plot_haadf": "layerscope.stem.haadf_output:plot_haadf",
+    "index_fourd": "layerscope.fourd.api:index_fourd",
+    "write_fourd": "layerscope.fourd.api:write_fourd",
+    "plot_fourd": "layerscope.fourd.api:plot_fourd",
     "cycle_summary": "layerscope.api:cycle_summary",
     "analyze_eels": "layerscope.spectra.api:analyze_eels",
     "run_study": "layerscope.api:run_study",

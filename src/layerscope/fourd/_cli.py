@@ -9,214 +9,65 @@ import numpy as np
 
 
 def _phase(spec: str):
-    from layerscope.crystal import load_phases
+    from layerscope.fourd.api import load_phase
 
-    phases = load_phases([spec])
-    if len(phases) != 1:
-        raise ValueError(f"{spec!r} names {len(phases)} phases; give one (e.g. lrm-pristine:O3p)")
-    return phases[0][0]
+    return load_phase(spec)
 
 
 def _zone_axis(args) -> int:
-    import matplotlib
+    from layerscope.fourd.api import zone_axis_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from layerscope.diffraction import electron as el
-
-    phase = _phase(args.phase)
-    uvw = (args.u, args.v, args.w)
-    twin = None
-    if args.twin:
-        laws = el.paper_twin_laws(phase)
-        if args.twin not in laws:
-            raise ValueError(f"unknown twin {args.twin!r}; choose one of {sorted(laws)}")
-        twin = laws[args.twin]
-    pat = el.zone_axis_pattern(phase, uvw, twin=twin, kv=args.kv, precession_deg=args.precession,
-                               thickness_nm=args.thickness, g_max_inv_angstrom=args.gmax)
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    ax.set_facecolor("black")
-    rel = pat.intensity / pat.intensity.max()
-    for v, colour in ((0, "white"), (1, "orange")):
-        s = pat.variant == v
-        ax.scatter(pat.g_xy[s, 0], pat.g_xy[s, 1], s=300 * np.sqrt(rel[s]), c=colour, alpha=0.85, linewidths=0)
-    ax.scatter([0], [0], s=300, c="white")
-    if args.labels:
-        for (x, y), h, r in zip(pat.g_xy[pat.variant == 0], pat.hkl[pat.variant == 0], rel[pat.variant == 0]):
-            if r > 0.02:
-                ax.annotate("".join(f"{int(round(i))}" if i >= 0 else f"-{-int(round(i))}" for i in h), (x, y),
-                            color="cyan", fontsize=6, ha="center", va="bottom")
-    lim = args.gmax * 1.05
-    ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_aspect("equal")
-    ax.set_xlabel("g_x (1/Å)"), ax.set_ylabel("g_y (1/Å)")
-    title = f"{phase.name} [{' '.join(str(i) for i in uvw)}]  {args.kv:g} kV, precession {args.precession:g}°"
-    ax.set_title(title + (f"\n+ {twin.name} (orange)" if twin else ""), fontsize=9)
+    fig, pat = zone_axis_figure(args.phase, (args.u, args.v, args.w), twin=args.twin, kv=args.kv,
+                                precession_deg=args.precession, thickness_nm=args.thickness, gmax=args.gmax,
+                                labels=args.labels)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     print(f"wrote {out} ({len(pat.hkl)} spots)")
     return 0
 
 
 def _calibration_for(args, scan, shape):
-    """The calibration used for indexing: --calibration file, --pixel-size, the scan file's, or an
-    assumed one (warned loudly and recorded)."""
-    from layerscope.fourd import calibrate as cb
-    from layerscope.fourd.detector import paper_detector
-
-    if getattr(args, "calibration", None):
-        cal = cb.Calibration.from_json(args.calibration)
-        if cal.pixel_inv_angstrom is None:
-            raise cb.InputError("a pixel_inv_angstrom (this calibration has none: calibrate with --standard)",
-                                path=args.calibration)
-        if args.pixel_size:
-            cal.pixel_inv_angstrom = float(args.pixel_size)
-            cal.notes.append("pixel size overridden by --pixel-size")
-        cal.source = f"{args.calibration} ({cal.source})"
-        return cal
-    pix, why = args.pixel_size, "--pixel-size"
-    if not pix and scan.pixel_inv_angstrom:
-        pix, why = scan.pixel_inv_angstrom, "the scan file"
-    if pix:
-        # centre from the direct beam of the mean pattern (up to 256 positions)
-        ny, nx = scan.data.shape[:2]
-        step = max(1, int(np.sqrt(ny * nx / 256)))
-        mean = np.asarray(scan.data[::step, ::step].mean(axis=(0, 1)).compute(), dtype=float)
-        c = cb._initial_centre(mean)
-        return cb.Calibration(float(pix), (float(c[0]), float(c[1])), source=why,
-                              notes=[f"pixel size from {why}; centre from the mean pattern's direct beam; "
-                                     "no ellipticity correction"])
+    """The calibration ``layerscope fourd`` indexes with (an assumed one is printed as a WARNING)."""
     import warnings
 
-    paper = paper_detector(kv=args.kv, convergence_mrad=args.convergence, pixels=shape[0])
+    from layerscope.fourd.api import _calibration_for as choose
+    from layerscope.fourd.calibrate import AssumedCalibrationWarning
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", cb.AssumedCalibrationWarning)  # printed below instead
-        cal = cb.assumed(paper.pixel_inv_angstrom, shape,
-                         why=f"no --calibration, --pixel-size or calibration in {args.scan}; the paper's "
-                             f"detector (124.5 mrad over {shape[0]} px at {args.kv:g} kV) is assumed")
-    print("WARNING: " + cal.notes[0], file=sys.stderr)
+        warnings.simplefilter("ignore", AssumedCalibrationWarning)  # printed below instead
+        cal = choose(args.calibration, args.pixel_size, scan, shape, kv=args.kv, convergence_mrad=args.convergence,
+                     source=str(args.scan))
+    if cal.assumed:
+        print("WARNING: " + cal.notes[0], file=sys.stderr)
     return cal
 
 
 def _fourd(args) -> int:
-    import matplotlib
+    """Parse → :func:`layerscope.fourd.api.index_fourd` → :func:`~layerscope.fourd.api.write_fourd`."""
+    from layerscope.fourd.api import _quiet_index, write_fourd
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from layerscope.diffraction.electron import paper_twin_laws
-    from layerscope.fourd import (
-        build_library, disc_mask, index_scan, ipf_colours, paper_detector, prepare_matcher, read_scan,
-        virtual_image, write_maps,
-    )
-    from layerscope.fourd.calibrate import recentre
-    from layerscope.fourd.detector import DetectorGeometry
-    from layerscope.fourd.maps import twin_map
-
-    from layerscope.fourd.peaks import is_bragg_peak_file
-
-    if Path(args.scan).suffix.lower() in (".h5", ".hdf5", ".emd") and is_bragg_peak_file(args.scan):
-        return _fourd_peaks(args)
-    scan = read_scan(args.scan, chunk_positions=args.chunk,
-                     scan_shape=tuple(args.scan_shape) if args.scan_shape else None)
-    ky, kx = scan.data.shape[2:]
-    if min(ky, kx) < 32:
-        from layerscope._errors import InputError
-
-        raise InputError(f"diffraction patterns of at least 32×32 pixels to index; these are {ky}×{kx} (the "
-                         "scan can still be read with layerscope.fourd.read_scan, e.g. for virtual images)",
-                         path=args.scan)
-    cal = _calibration_for(args, scan, (ky, kx))
-    paper = paper_detector(kv=args.kv, convergence_mrad=args.convergence, pixels=ky)
-    pix = cal.pixel_inv_angstrom
-    geo = DetectorGeometry((ky, kx), pix, tuple(cal.center_px), paper.disc_radius_px * paper.pixel_inv_angstrom / pix,
-                           cal.ellipticity, cal.ellipse_angle_deg % 180)
-    data = scan.data
-    if cal.origin_px is not None:
-        data = recentre(data, np.asarray(cal.origin_px, float), cal.center_px, path=args.calibration)
-    phases = [_phase(p) for p in args.phase]
-    lib = build_library(phases, geo, spacing_deg=args.spacing, kv=args.kv, precession_deg=args.precession)
-    matcher = prepare_matcher(lib, min_correlation=getattr(args, "min_correlation", 0.25),
-                              min_signal_counts=getattr(args, "min_signal", 20.0))
-    maps = index_scan(data, matcher, scheduler=args.scheduler)
+    res = _quiet_index(args.scan, phases=args.phase, spacing_deg=args.spacing, kv=args.kv,
+                       convergence_mrad=args.convergence, precession_deg=args.precession, pixel_size=args.pixel_size,
+                       calibration=args.calibration, min_correlation=args.min_correlation, min_signal=args.min_signal,
+                       min_peaks=args.min_peaks, k_max=args.k_max, scan_shape=args.scan_shape, chunk=args.chunk,
+                       scheduler=args.scheduler)
+    for f in res.flags:
+        print("WARNING: " + f, file=sys.stderr)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    vbf = virtual_image(data, disc_mask((ky, kx), geo.centre_px, 2 * geo.disc_radius_px)).compute()
-    extra = {"vbf": vbf}
-    for code, ph in enumerate(phases, start=2):
-        if ph.space_group.number in (12, 166):
-            for name, law in paper_twin_laws(ph).items():
-                extra[f"twin_{ph.name}_{name.strip('(){}')}"] = twin_map(maps, code, law, lib.symmetry[code - 2])
-    write_maps(out / "maps.h5", maps, extra=extra,
-               attrs={"source": str(args.scan), "library_spacing_deg": args.spacing, "kv": args.kv,
-                      "pixel_inv_angstrom": pix, "calibration_assumed": bool(cal.assumed),
-                      "calibration_source": str(cal.source), "ellipticity": cal.ellipticity,
-                      "ellipse_angle_deg": cal.ellipse_angle_deg, "center_px": list(cal.center_px),
-                      "min_correlation": matcher.min_correlation, "min_signal_counts": matcher.min_signal_counts})
-    cal.to_json(out / "calibration.json")
-    plt.imsave(out / "vbf.png", vbf, cmap="gray")
-    cmap = plt.get_cmap("tab10")
-    colours = np.array([[0, 0, 0]] + [cmap(i)[:3] for i in range(9)])
-    code = np.where(maps.phase == matcher.not_indexed_code, -1, np.clip(maps.phase, 0, 9))
-    rgb = colours[np.clip(code, 0, 9)]
-    rgb[code < 0] = 0.5                       # "not indexed": grey
-    plt.imsave(out / "phase_map.png", rgb)
-    plt.imsave(out / "orientation_map.png", ipf_colours(maps, {c: s for c, s in enumerate(lib.symmetry, start=2)}))
+    write_fourd(res, out)
+    maps, th = res.maps, res._thresholds
+    if res.kind == "peaks":
+        print("; ".join(f"{r['phase']} {100 * r['fraction']:.1f} %" for r in res.phase_fractions())
+              + f" of {maps.phase.size} positions (not indexed: < {th['min_peaks']} Bragg peaks or correlation < "
+                f"{th['min_correlation']:g}); wrote {out}")
+        return 0
     counts = {n: int((maps.phase == i).sum()) for i, n in enumerate(maps.phase_names)}
-    print(f"indexed {maps.phase.size} patterns against {len(lib)} templates: {counts} "
-          f"(not indexed: correlation < {matcher.min_correlation:g} or signal < {matcher.min_signal_counts:g} "
-          f"counts); calibration {pix:.5g} 1/Å/px from {cal.source}{' (ASSUMED)' if cal.assumed else ''}; "
-          f"wrote {out}")
-    return 0
-
-
-def _fourd_peaks(args) -> int:
-    """Phase/orientation maps of a Bragg-peak list (py4DSTEM PointListArray)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from layerscope._io import write_csv
-    from layerscope.fourd import build_library, ipf_colours, prepare_matcher, write_maps
-    from layerscope.fourd.peaks import index_peaks, peak_geometry, read_bragg_peaks
-
-    k_max = getattr(args, "k_max", 1.7)
-    min_peaks = getattr(args, "min_peaks", 5)
-    bp = read_bragg_peaks(args.scan, pixel_inv_angstrom=args.pixel_size)
-    geo = peak_geometry(k_max)
-    phases = [_phase(p) for p in args.phase]
-    lib = build_library(phases, geo, spacing_deg=args.spacing, kv=args.kv, precession_deg=args.precession)
-    matcher = prepare_matcher(lib, min_correlation=getattr(args, "min_correlation", 0.25), min_signal_counts=0.0)
-    maps, npk = index_peaks(bp, matcher, min_peaks=min_peaks)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_maps(out / "maps.h5", maps, extra={"peak_count": npk},
-               attrs={"source": bp.source, "library_spacing_deg": args.spacing, "kv": args.kv,
-                      "k_max_inv_angstrom": k_max, "min_peaks": min_peaks,
-                      "min_correlation": matcher.min_correlation,
-                      "calibration_source": "peak list (qx, qy in 1/Å)" if bp.calibrated else "--pixel-size"})
-    rows = []
-    for i, n in enumerate(maps.phase_names):
-        sel = maps.phase == i
-        rel = maps.phase_reliability[sel]
-        rows.append({"phase": n, "fraction": float(sel.mean()), "positions": int(sel.sum()),
-                     "median_phase_reliability_percent": float(np.median(rel)) if sel.any() and n != "not indexed"
-                     else float("nan"),
-                     "median_correlation": float(np.median(maps.correlation[sel])) if sel.any() else float("nan")})
-    write_csv(out / "phase_fractions.csv", rows)
-    cmap = plt.get_cmap("tab10")
-    colours = np.array([[0, 0, 0]] + [cmap(i)[:3] for i in range(9)])
-    code = np.where(maps.phase == matcher.not_indexed_code, -1, np.clip(maps.phase, 0, 9))
-    rgb = colours[np.clip(code, 0, 9)]
-    rgb[code < 0] = 0.5
-    plt.imsave(out / "phase_map.png", rgb)
-    plt.imsave(out / "orientation_map.png", ipf_colours(maps, {c: s for c, s in enumerate(lib.symmetry, start=2)}))
-    print("; ".join(f"{r['phase']} {100 * r['fraction']:.1f} %" for r in rows)
-          + f" of {maps.phase.size} positions (not indexed: < {min_peaks} Bragg peaks or correlation < "
-            f"{matcher.min_correlation:g}); wrote {out}")
+    cal = res.calibration
+    print(f"indexed {maps.phase.size} patterns against {res.n_templates} templates: {counts} "
+          f"(not indexed: correlation < {th['min_correlation']:g} or signal < {th['min_signal_counts']:g} "
+          f"counts); calibration {cal.pixel_inv_angstrom:.5g} 1/Å/px from {cal.source}"
+          f"{' (ASSUMED)' if cal.assumed else ''}; wrote {out}")
     return 0
 
 
@@ -241,10 +92,7 @@ def _read_pattern_or_scan(path, scan_shape=None):
 
 
 def _calibrate(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
 
     from layerscope._errors import InputError
     from layerscope.fourd import calibrate as cb
@@ -270,7 +118,8 @@ def _calibrate(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cal.to_json(out / "calibration.json")
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.subplots()
     ax.imshow(np.log1p(np.clip(mean, 0, None)), cmap="gray")
     if cal.ring_radii_px:
         t = np.linspace(0, 2 * np.pi, 361)
@@ -283,7 +132,6 @@ def _calibrate(args) -> int:
     ax.set_title(f"{cal.pixel_inv_angstrom or float('nan'):.5g} 1/Å/px, ellipticity {cal.ellipticity:.4f} at "
                  f"{cal.ellipse_angle_deg:.1f}°", fontsize=9)
     fig.savefig(out / "calibration.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     parts = [f"centre (y, x) {cal.center_px[0]:.2f}, {cal.center_px[1]:.2f} px"]
     if cal.pixel_inv_angstrom:
         parts.append(f"pixel {cal.pixel_inv_angstrom:.6g} 1/Å" + (f" ({cal.pixel_mrad:.4g} mrad)" if cal.pixel_mrad
@@ -299,10 +147,7 @@ def _calibrate(args) -> int:
 
 
 def _strain(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
 
     from layerscope._errors import InputError
     from layerscope._io import atomic_path
@@ -339,7 +184,8 @@ def _strain(args) -> int:
             f.create_dataset(k, data=getattr(sm, k))
         f.attrs.update({"frame": sm.frame, "source": str(args.scan), "reference_y0_y1_x0_x1": list(args.reference),
                         "convention": "F = G^-T G0^T; eps = (F + F^T)/2 - I; rotation = atan2(F10 - F01, F00 + F11)"})
-    fig, axs = plt.subplots(1, 4, figsize=(14, 3.4))
+    fig = Figure(figsize=(14, 3.4))
+    axs = fig.subplots(1, 4)
     lim = max(float(np.nanpercentile(np.abs(np.stack([sm.exx, sm.eyy, sm.exy])), 98)) * 100, 1e-3)
     for ax, (name, v) in zip(axs, (("εxx (%)", sm.exx * 100), ("εyy (%)", sm.eyy * 100), ("εxy (%)", sm.exy * 100),
                                    ("rotation (°)", sm.rotation_deg))):
@@ -348,7 +194,6 @@ def _strain(args) -> int:
         ax.set_title(f"{name}, {sm.frame} frame", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.savefig(out / "strain.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     bad = int(np.isnan(sm.exx).sum())
     print(f"strain of {ny * nx} positions vs reference {args.reference}: εxx rms {np.nanstd(sm.exx) * 100:.3f} %, "
           f"εyy rms {np.nanstd(sm.eyy) * 100:.3f} %; {bad} positions with < {args.min_disks} indexed disks (NaN); "

@@ -4,96 +4,28 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 
 def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=None, instprm=None,
                  reverse=False, truth=None, quiet=False, tof_range=None) -> dict:
-    import numpy as np
+    """``layerscope operando`` on one series: :func:`layerscope.operando.api.refine_series` (checkpointed
+    in ``out_dir``, progress on stderr) → :func:`~layerscope.operando.api.write_series`."""
+    from layerscope.operando.api import refine_series, stderr_progress, write_series
 
-    from layerscope.diffraction.instrument import read_instprm
-    from layerscope.echem.io import read_cycler
-    from layerscope.operando.align import align_to_cycler
-    from layerscope.operando.model import load_series_model
-    from layerscope.operando.outputs import plot_operando, write_dataset, write_html, write_timeseries
-    from layerscope.operando.series import read_manifest, read_series_patterns
-    from layerscope.refine.sequential import default_series_protocol, read_series_protocol, refine_series
-
-    series_dir, out = Path(series_dir), Path(out_dir)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    entries = read_manifest(series_dir)
-    if instprm is None:
-        found = sorted(series_dir.glob("*.instprm"))
-        if len(found) != 1:
-            raise ValueError(f"{series_dir}: give --instprm (found {len(found)} .instprm files in the series folder)")
-        instprm = found[0]
-    inst = read_instprm(instprm)
-    smodel = load_series_model(model)
-    phases, fractions = list(smodel.phases), dict(smodel.fractions)
-    log = read_cycler(cycler)
-    times = align_to_cycler(entries, log)
+    progress, bridged = stderr_progress() if not quiet else (None, None)
+    res = refine_series(series_dir, cycler=cycler, instrument=instprm, model=model, strategy=strategy,
+                        reverse=reverse, tof_range=tof_range, checkpoint_dir=out, progress=progress,
+                        bridge_progress=bridged)
     if not quiet:
-        for e, tm in zip(entries, times):
-            if tm.get("note"):
-                print(f"note: {e.file.name}: {tm['note']}", file=sys.stderr)
-    patterns = read_series_patterns(entries, tof_range)
-    protocol = read_series_protocol(strategy) if strategy else default_series_protocol()
-    t0 = time.perf_counter()
-
-    def progress(k, n, rec):
-        if quiet:
-            return
-        r = rec.row
-        bar = "#" * int(30 * (k + 1) / n)
-        state = "ok" if r["converged"] else ("FLAGGED" if r.get("flag") else "not converged")
-        nd = [k.removeprefix("determined_") for k, v in r.items() if k.startswith("determined_") and not v]
-        if nd:
-            state += f"; not determined: {', '.join(nd)}"
-        print(f"\r[{bar:<30}] {k + 1}/{n} {rec.name} t={r.get('time_h', float('nan')):.2f} h "
-              f"Rwp {r['rwp']:.2f} % {state} ({time.perf_counter() - t0:.0f} s)", end="\n", file=sys.stderr)
-
-    def bridged(rec, note):
-        if quiet:
-            return
-        what = f"forward result kept ({note})" if note else f"Rwp {rec.row['rwp']:.2f} %"
-        print(f"bridged hold: {rec.name} t={rec.row.get('time_h', float('nan')):.2f} h, held values interpolated "
-              f"in time; {what} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-
-    records, model_obj, layout = refine_series(patterns, phases, inst, protocol=protocol, out_dir=out,
-                                               reverse=reverse, progress=progress, times=times,
-                                               start_fractions=fractions, bridge_progress=bridged)
-    rows = [r.row for r in records]
-    ts = write_timeseries(rows, out / "timeseries.csv")
-    h5 = write_dataset(rows, patterns, out / "operando.h5",
-                       provenance={"series": series_dir.resolve(), "cycler": Path(cycler).resolve(),
-                                   "model": smodel.source, "strategy": protocol.source,
-                                   "strategy_sha256": protocol.digest,
-                                   "instrument": Path(instprm).resolve(),
-                                   "determined_if": f"fraction esd <= {protocol.max_relative_esd:g} of the value "
-                                                    f"and Bragg signal >= {protocol.min_signal:g} sigma",
-                                   "convergence": f"shift/esd < {protocol.series.tol:g}"
-                                                  + (f" or relative chi2 change < {protocol.chi2_tol:g}"
-                                                     if protocol.chi2_tol else "")})
-    truth_cols = None
-    if truth:
-        import csv
-
-        with open(truth) as fh:
-            trows = list(csv.DictReader(fh))
-        truth_cols = {k: np.array([float(r[k]) for r in trows]) for k in trows[0]}
-    figs = plot_operando(rows, patterns, inst, out, truth=truth_cols)
-    page = write_html(out, rows, figs, title="layerscope operando refinement",
-                      notes=f"{len(rows)} patterns from {series_dir}; model {smodel.source}; strategy "
-                            f"{protocol.source}; a phase is determined when its fraction's esd is at most "
-                            f"{protocol.max_relative_esd:g} of the value and its Bragg signal at least "
-                            f"{protocol.min_signal:g} sigma (values that depend on an undetermined phase are "
-                            "drawn as open squares off the line, and shown in brackets below)")
-    n_flag = sum(1 for r in rows if not r["converged"])
-    n_undet = sum(1 for r in rows if r.get("undetermined"))
-    return {"timeseries": ts, "dataset": h5, "figures": figs, "html": page, "n_flagged": n_flag,
-            "n_undetermined": n_undet, "rows": rows, "records": records, "model": model_obj, "layout": layout,
-            "patterns": patterns, "instrument": inst}
+        for name, note in res.notes:
+            print(f"note: {name}: {note}", file=sys.stderr)
+    files = write_series(res, out, truth=truth)
+    return {**files, "n_flagged": res.n_flagged, "n_undetermined": res.n_undetermined, "rows": res.rows,
+            "records": res.records, "model": res.model, "layout": res.layout, "patterns": res.patterns,
+            "instrument": res.instrument, "result": res}
 
 
 def _operando(args) -> int:

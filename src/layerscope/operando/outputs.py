@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TIMESERIES_BASE", "write_timeseries", "write_dataset", "plot_operando", "write_html",
+__all__ = ["TIMESERIES_BASE", "write_timeseries", "series_dataset", "write_dataset", "plot_operando", "write_html",
            "drawn_as_measurement"]
 
 TIMESERIES_BASE = ["pattern", "time_h", "voltage_V", "current_mA", "capacity_mAh", "rwp", "gof",
@@ -59,11 +59,11 @@ def _unit(name: str) -> str:
     return ""
 
 
-def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None = None) -> Path:
-    """xarray Dataset (dims ``pattern``, ``tof``) with units and provenance in attrs, as HDF5/NetCDF4."""
+def series_dataset(rows: list[dict], patterns, *, provenance: dict | None = None):
+    """xarray Dataset (dims ``pattern``, ``tof``) of a refined series: every column of
+    ``timeseries.csv`` with units in attrs, the observed patterns, provenance in attrs."""
     import xarray as xr
 
-    path = Path(path)
     cols = [c for c in _columns(rows) if c != "pattern"]
     data = {}
     for c in cols:
@@ -84,6 +84,13 @@ def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None =
     for k, v in (provenance or {}).items():
         attrs[k] = str(v)
     ds.attrs.update(attrs)
+    return ds
+
+
+def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None = None) -> Path:
+    """:func:`series_dataset` as HDF5/NetCDF4 (atomic write)."""
+    path = Path(path)
+    ds = series_dataset(rows, patterns, provenance=provenance)
     tmp = path.with_name(path.name + ".tmp")
     ds.to_netcdf(tmp, engine="h5netcdf")
     os.replace(tmp, path)
@@ -104,10 +111,7 @@ def drawn_as_measurement(rows, key) -> np.ndarray:
 
 def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[str, Path]:
     """Figures like the paper's Fig. 2a (contour + voltage), 2b (fractions), 2c (spacings), 2d (descriptors)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
 
     out = Path(out_dir)
     t = np.array([r["time_h"] for r in rows])
@@ -117,7 +121,6 @@ def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[st
         p = out / name
         tmp = p.with_name(p.stem + ".tmp.png")
         fig.savefig(tmp, dpi=120)
-        plt.close(fig)
         os.replace(tmp, p)
         files[name] = p
 
@@ -144,7 +147,8 @@ def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[st
                     label=f"{label} (truth)")
 
     # 2a: contour of the patterns against time beside the voltage curve
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 5), gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
+    fig = Figure(figsize=(10, 5))
+    ax0, ax1 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
     tof = patterns[0][1]
     d = instrument.d_from_tof(tof)
     z = np.stack([p[2] for p in patterns])
@@ -158,7 +162,8 @@ def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[st
     fig.tight_layout()
     save(fig, "fig2a_contour.png")
     # 2b: phase fractions
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     for key, lab, col in (("frac_O3p", "O3'", "#6a3d9a"), ("frac_O3", "O3", "#e6ab02"), ("frac_S", "spinel", "#1f78b4")):
         series(ax, key, lab, col, 100)
     ax.set_xlabel("time (h)")
@@ -167,7 +172,8 @@ def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[st
     fig.tight_layout()
     save(fig, "fig2b_fractions.png")
     # 2c: layer spacings
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig = Figure(figsize=(7, 6))
+    a1, a2 = fig.subplots(2, 1, sharex=True)
     for key, lab, col in (("d_inter_O3p", "O3'", "#6a3d9a"), ("d_inter_O3", "O3", "#e6ab02")):
         series(a1, key, lab, col)
     for key, lab, col in (("d_intra_O3p", "O3'", "#6a3d9a"), ("d_intra_O3", "O3", "#e6ab02")):
@@ -179,7 +185,8 @@ def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[st
     fig.tight_layout()
     save(fig, "fig2c_spacings.png")
     # 2d: descriptors
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig = Figure(figsize=(7, 6))
+    a1, a2 = fig.subplots(2, 1, sharex=True)
     series(a1, "DoO", "DoO (Li@TM6)", "#d62728", 100)
     series(a2, "DoD", "DoD (LiO2)", "#2ca02c", 100)
     series(a2, "O_vacancy", "O vacancy", "#ff7f0e", 100)

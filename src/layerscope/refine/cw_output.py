@@ -143,13 +143,11 @@ def _jsonable(o):
 
 def plot_cw_fit(run, path, *, curves=None):
     """One panel per histogram: observed points, calculated line, difference, one tick row per phase."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
 
     curves = curves or list(_hist_curves(run))
-    fig, axes = plt.subplots(len(curves), 1, figsize=(8, 3.6 * len(curves)), squeeze=False)
+    fig = Figure(figsize=(8, 3.6 * len(curves)))
+    axes = fig.subplots(len(curves), 1, squeeze=False)
     for i, ((m, y, s, calc, ticks), ax, h, hs) in enumerate(zip(curves, axes[:, 0], run.histograms,
                                                               run.final_hist_stats)):
         x = np.asarray(m.x)
@@ -172,5 +170,4 @@ def plot_cw_fit(run, path, *, curves=None):
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return path

@@ -10,16 +10,11 @@ from pathlib import Path
 
 
 def _simulate(args) -> int:
-    from layerscope.fourd.io import write_scan
-    from layerscope.simulate.fourd import simulate_fourd
+    from layerscope.simulate.fourd import write_fourd_simulation
 
-    sim = simulate_fourd(scan_shape=tuple(args.scan), core=args.core, twins=args.twins, seed=args.seed,
-                         step_nm=args.step)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_scan(out / "scan.h5", sim.data, pixel_inv_angstrom=sim.geometry.pixel_inv_angstrom, step_nm=sim.step_nm,
-               extra={"truth_phase": sim.phase, "truth_rotation": sim.rotation, "truth_twin": sim.twin,
-                      "truth_domain": sim.domain})
+    sim = write_fourd_simulation(out, scan_shape=tuple(args.scan), core=args.core, twins=args.twins, seed=args.seed,
+                                 step_nm=args.step)
     print(f"wrote {out / 'scan.h5'}: {sim.data.shape} patterns; truth phases {sim.phase_names}")
     return 0
 

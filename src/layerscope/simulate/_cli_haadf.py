@@ -6,13 +6,6 @@ Moved here from ``stem._cli`` so that the analysis package does not import the s
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import numpy as np
-
-from layerscope.stem._cli import _write_csv
-
 
 def register_simulate(subparsers) -> None:
     p = subparsers.add_parser("haadf", help="HAADF image of a layered oxide with twin variants and its truth")
@@ -33,70 +26,9 @@ def register_simulate(subparsers) -> None:
 
 
 def _run_simulate(args) -> int:
-    import tifffile
+    from layerscope.simulate.haadf.files import write_haadf_simulation
 
-    from layerscope.simulate.haadf import (
-        VARIANT_NAMES, domain_scene, simulate_haadf, simulate_particles_lowmag, twin_scene, uniform_scene,
-    )
-
-    if args.pixel_size_nm is None:
-        args.pixel_size_nm = {"lowmag": 1.0, "shell": 0.03}.get(args.scene, 0.015)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.scene == "lowmag":
-        return _simulate_lowmag(args, out, simulate_particles_lowmag)
-    extent = args.size * args.pixel_size_nm * 10
-    probe = 0.035
-    if args.scene == "twins":
-        scene = twin_scene((extent, extent))
-    elif args.scene == "shell":
-        from layerscope.simulate.haadf import shell_scene
-
-        scene, _ = shell_scene((extent, extent / 2), shell_nm=tuple(args.shell_nm))
-        probe = 0.05
-    elif args.scene in ("domains", "disordered"):
-        scene = domain_scene((extent, extent), order=1.0 if args.scene == "domains" else 0.0)
-    else:
-        scene = uniform_scene((extent, extent), args.scene)
-    shape = (args.size // 2, args.size) if args.scene == "shell" else (args.size, args.size)
-    sim = simulate_haadf(scene, pixel_size_nm=args.pixel_size_nm, dose_e_per_A2=args.dose, seed=args.seed,
-                         shape=shape, probe_sigma_nm=probe)
-    region_names = {"domains": ("A", "B", "C"), "disordered": ("A", "B", "C"),
-                    "shell": ("layered", "spinel", "vacuum")}.get(args.scene, VARIANT_NAMES)
-    tifffile.imwrite(out / "image.tif", sim.image.astype(np.float32), imagej=True,
-                     resolution=(1 / args.pixel_size_nm, 1 / args.pixel_size_nm), metadata={"unit": "nm"})
-    px = args.pixel_size_nm
-    names = ("TM", "O", "Li")
-    _write_csv(
-        out / "truth_columns.csv", ["x_px", "y_px", "x_nm", "y_nm", "sublattice", "variant", "layer"],
-        zip(sim.columns_px[:, 0], sim.columns_px[:, 1], sim.columns_px[:, 0] * px, sim.columns_px[:, 1] * px,
-            [names[s] for s in sim.sublattice], [region_names[v] for v in sim.variant], sim.layer),
-    )
-    import h5py
-
-    with h5py.File(out / "truth.h5", "w") as f:
-        f["variant_map"] = sim.variant_map
-        f["pore_mask"] = sim.pore_mask
-        f["expected_counts"] = sim.expected
-        f.attrs["variant_names"] = list(region_names)
-        f.attrs["metadata"] = json.dumps(sim.metadata, default=str)
-    print(f"{int(np.sum(sim.sublattice == 0))} TM columns, image {sim.image.shape} → {out}")
+    res = write_haadf_simulation(args.out, scene=args.scene, size=args.size, pixel_size_nm=args.pixel_size_nm,
+                                 dose=args.dose, shell_nm=args.shell_nm, seed=args.seed)
+    print(res["message"])
     return 0
-
-
-def _simulate_lowmag(args, out: Path, simulate) -> int:
-    import h5py
-    import tifffile
-
-    px = args.pixel_size_nm
-    sim = simulate(pixel_size_nm=px, seed=args.seed)
-    tifffile.imwrite(out / "image.tif", sim.image.astype(np.float32), imagej=True,
-                     resolution=(1 / px, 1 / px), metadata={"unit": "nm"})
-    with h5py.File(out / "truth.h5", "w") as f:
-        f["particle_labels"] = sim.particle_labels
-        f["defect_labels"] = sim.defect_labels
-        f["defect_particle"] = sim.defect_particle
-        f["defects_per_particle"] = np.asarray(sim.defects_per_particle)
-    print(f"{len(sim.defects_per_particle)} particles with {list(sim.defects_per_particle)} defects → {out}")
-    return 0
-

@@ -26,7 +26,7 @@ from layerscope.diffraction import electron as el
 from layerscope.fourd.detector import DetectorGeometry, paper_detector, render_rings, render_spots
 from layerscope.fourd.library import amorphous_carbon_rings
 
-__all__ = ["FourDSimulation", "simulate_fourd", "PHASE_CODES"]
+__all__ = ["FourDSimulation", "simulate_fourd", "write_fourd_simulation", "PHASE_CODES"]
 
 #: phase codes of the truth maps (same order as :attr:`layerscope.fourd.index.Matcher.phase_names`
 #: for a library of (core phase, spinel))
@@ -282,3 +282,20 @@ def simulate_strain_scan(*, scan_shape=(10, 12), shape=(96, 96), g0_px=((19.0, -
             data[a, b] = rng.poisson(img / img.sum() * counts + 0.5)
     truth = {"exx": exx, "eyy": eyy, "exy": exy, "rotation_deg": np.degrees(w), "reference": iy < 2}
     return data, truth
+
+
+def write_fourd_simulation(out, *, scan_shape=(40, 40), step_nm: float = 2.0, core: str = "O3p", twins: bool = False,
+                           seed: int = 0) -> FourDSimulation:
+    """:func:`simulate_fourd` written as ``out/scan.h5`` (calibrated, with ``truth_*`` datasets): what
+    ``layerscope simulate fourd`` runs."""
+    from pathlib import Path
+
+    from layerscope.fourd.io import write_scan
+
+    sim = simulate_fourd(scan_shape=tuple(scan_shape), core=core, twins=twins, seed=seed, step_nm=step_nm)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_scan(out / "scan.h5", sim.data, pixel_inv_angstrom=sim.geometry.pixel_inv_angstrom, step_nm=sim.step_nm,
+               extra={"truth_phase": sim.phase, "truth_rotation": sim.rotation, "truth_twin": sim.twin,
+                      "truth_domain": sim.domain})
+    return sim

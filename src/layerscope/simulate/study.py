@@ -30,7 +30,6 @@ Everything is deterministic for a given seed.
 from __future__ import annotations
 
 import json
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -122,27 +121,26 @@ def _neutron(out: Path, name: str, preset_name: str, seed: int) -> dict:
 
 
 def _haadf(out: Path, name: str, scene: str, seed: int, size: int, **kw) -> dict:
-    from layerscope.simulate import _cli_haadf as stem_cli
+    from layerscope.simulate.haadf.files import write_haadf_simulation
 
     d = out / "haadf" / name
-    args = Namespace(out=str(d), size=size, pixel_size_nm=kw.get("pixel_size_nm"), dose=kw.get("dose", 4.0e4),
-                     shell_nm=kw.get("shell_nm", (2.0, 5.0)), scene=scene, seed=seed)
-    stem_cli._run_simulate(args)
-    import tifffile
-
-    shape = list(tifffile.imread(d / "image.tif").shape)
-    truth = {"scene": scene, "pixel_size_nm": args.pixel_size_nm, "shape": shape}
+    shell_nm = kw.get("shell_nm", (2.0, 5.0))
+    res = write_haadf_simulation(d, scene=scene, size=size, pixel_size_nm=kw.get("pixel_size_nm"),
+                                 dose=kw.get("dose", 4.0e4), shell_nm=shell_nm, seed=seed)
+    print(res["message"])
+    truth = {"scene": scene, "pixel_size_nm": res["pixel_size_nm"], "shape": res["shape"]}
     if scene == "shell":
-        truth["shell_mean_nm"] = float(np.mean(args.shell_nm))
+        truth["shell_mean_nm"] = float(np.mean(shell_nm))
     _json(d / "truth.json", truth)
     return {"image": (d / "image.tif").relative_to(out), "truth": (d / "truth.json").relative_to(out)}
 
 
 def _fourd(out: Path, name: str, core: str, twins: bool, seed: int, scan: int) -> dict:
-    from layerscope.simulate import _cli_fourd as fourd_cli
+    from layerscope.simulate.fourd import write_fourd_simulation
 
     d = out / "fourd" / name
-    fourd_cli._simulate(Namespace(out=str(d), scan=(scan, scan), step=2.0, core=core, twins=twins, seed=seed))
+    sim = write_fourd_simulation(d, scan_shape=(scan, scan), step_nm=2.0, core=core, twins=twins, seed=seed)
+    print(f"wrote {d / 'scan.h5'}: {sim.data.shape} patterns; truth phases {sim.phase_names}")
     return {"scan": (d / "scan.h5").relative_to(out)}
 
 

@@ -16,40 +16,16 @@ ones the issue that built each analysis set (stated next to each check).
 
 from __future__ import annotations
 
-import csv
 import json
-from argparse import Namespace
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from layerscope._io import file_in, write_csv
-
-
-def _rows(path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _check(quantity, value, truth, tolerance, *, relative=False, note="", esd=None) -> dict:
-    value, truth = float(value), float(truth)
-    err = value - truth
-    lim = tolerance * abs(truth) if relative else tolerance
-    ok = bool(np.isfinite(err) and abs(err) <= lim)
-    return {"quantity": quantity, "value": value, "esd": None if esd is None else float(esd), "truth": truth,
-            "error": err, "tolerance": f"{tolerance:g}{' (relative)' if relative else ''}", "ok": ok,
-            "note": note}
-
-
-def _check_fraction(quantity, fraction, minimum, note="") -> dict:
-    ok = bool(fraction >= minimum)
-    return {"quantity": quantity, "value": float(fraction), "esd": None, "truth": 1.0, "error": float(fraction) - 1,
-            "tolerance": f">= {minimum:g}", "ok": ok, "note": note}
-
-
-def _truth(opts) -> dict | None:
-    t = opts.get("truth")
-    return json.loads(Path(t).read_text()) if t else None
+from layerscope.study._checks import _check, _check_fraction, _rows, _truth  # noqa: F401 (shared by the runners)
+from layerscope.study.tasks_echem import run_cycler
+from layerscope.study.tasks_microscopy import ZONE_AXES, run_fourd, run_haadf, run_kinematic  # noqa: F401
 
 
 # --------------------------------------------------------------------------------------- operando
@@ -59,11 +35,17 @@ OPERANDO_TOLERANCES = {"frac": 0.02, "cell": 5e-4, "DoO": 0.05, "DoD": 0.003}
 
 
 def run_operando(opts, out: Path) -> dict:
-    from layerscope.operando._cli import run_operando as _run
+    from layerscope.operando.api import refine_series, stderr_progress, write_series
 
-    res = _run(opts["series"], opts["cycler"], out, model=opts["model"], strategy=opts["strategy"],
-               instprm=opts["instprm"], truth=opts["truth_series"], quiet=False,
-               tof_range=tuple(opts["tof_range"]) if opts["tof_range"] else None)
+    progress, bridged = stderr_progress()
+    series = refine_series(opts["series"], cycler=opts["cycler"], instrument=opts["instprm"], model=opts["model"],
+                           strategy=opts["strategy"], tof_range=tuple(opts["tof_range"]) if opts["tof_range"] else None,
+                           checkpoint_dir=out, progress=progress, bridge_progress=bridged)
+    for name, note in series.notes:
+        print(f"note: {name}: {note}", file=sys.stderr)
+    files = write_series(series, out, truth=opts["truth_series"])
+    res = {**files, "n_flagged": series.n_flagged, "rows": series.rows, "records": series.records,
+           "model": series.model, "layout": series.layout, "patterns": series.patterns}
     rows = res["rows"]
     figures = {k: Path(v).name for k, v in res["figures"].items()}
     summary = {"patterns": len(rows), "flagged": int(res["n_flagged"]),
@@ -314,200 +296,6 @@ def _pie(summ, path):
 
 
 
-# -------------------------------------------------------------------------------------------- HAADF
-
-def run_haadf(opts, out: Path) -> dict:
-    from layerscope.stem import _cli as stem_cli
-
-    mode = opts["mode"]
-    args = Namespace(image=str(opts["image"]), out=str(out), pixel_size_nm=opts["pixel_size_nm"],
-                     denoise=opts["denoise"], separation_nm=None, second_sublattice=False,
-                     zone="210" if mode == "domains" else "100", lowmag=mode == "lowmag", shell=mode == "shell",
-                     no_figures=False)
-    stem_cli._run_haadf(args)
-    summary = json.loads((out / "summary.json").read_text())
-    tables = {p.stem: p.name for p in sorted(out.glob("*.csv"))}
-    figures = {p.stem: p.name for p in sorted(out.glob("*.png"))}
-    validation = []
-    t = opts.get("truth")
-    if t:
-        tdir = Path(t).parent
-        validation = {"atomic": _haadf_atomic_validation, "domains": _haadf_domain_validation,
-                      "lowmag": _haadf_lowmag_validation, "shell": _haadf_shell_validation}[mode](
-            out, tdir, json.loads(Path(t).read_text()), summary)
-    return {"summary": summary, "tables": tables, "figures": figures, "validation": validation}
-
-
-def _haadf_atomic_validation(out, tdir, truth, summary):
-    """Issue 5: ≥ 99 % of TM columns found, < 0.5 % false positives, positions within 2 pm RMS
-    (columns matched within 3 px, 8 px from the edges, as in the analysis' own tests), m/n of each
-    variant within 0.01 RMS of the ideal projected cell (cells not straddling a boundary)."""
-    import h5py
-    from scipy.spatial import cKDTree
-
-    px = truth["pixel_size_nm"]
-    tc = [r for r in _rows(tdir / "truth_columns.csv") if r["sublattice"] == "TM"]
-    txy = np.array([[float(r["x_px"]), float(r["y_px"])] for r in tc])
-    found = np.array([[float(r["x_px"]), float(r["y_px"])] for r in _rows(out / "columns.csv")])
-    margin, ny, nx = 8, *truth["shape"]
-    inner = (txy[:, 0] > margin) & (txy[:, 0] < nx - 1 - margin) & (txy[:, 1] > margin) & (txy[:, 1] < ny - 1 - margin)
-    d, _ = cKDTree(found).query(txy[inner])
-    d2, j2 = cKDTree(txy).query(found)
-    err = found[d2 < 3] - txy[j2[d2 < 3]]
-    rms_pm = float(np.sqrt(np.mean(np.sum(err**2, axis=1) / 2)) * px * 1000)
-    false = float(np.mean(d2 > 3))
-    rows = [
-        _check_fraction("TM columns found (8 px from the edges)", np.mean(d < 3), 0.99),
-        {"quantity": "false-positive columns", "value": false, "esd": None, "truth": 0.0, "error": false,
-         "tolerance": "< 0.005", "ok": bool(false < 0.005), "note": ""},
-        _check("column position RMS per coordinate (pm)", rms_pm, 0.0, 2.0, note="matched within 3 px"),
-    ]
-    with h5py.File(tdir / "truth.h5", "r") as f:
-        ideal = json.loads(f.attrs["metadata"]).get("m_over_n", {})
-    cells = _rows(out / "cells.csv") if (out / "cells.csv").exists() else []
-    for name, val in ideal.items():
-        v = np.array([float(c["m_over_n"]) for c in cells if c["variant"] == name and c["boundary"] in ("-1", "")])
-        if len(v) >= 10:
-            rms = float(np.sqrt(np.mean((v - val) ** 2)))
-            rows.append(_check(f"m/n variant {name}: RMS over {len(v)} cells", rms, 0.0, 0.01))
-    return rows
-
-
-def _haadf_domain_validation(out, tdir, truth, summary):
-    """Issue 5: A/B/C domains ≥ 95 % correct per domain, over interior cells (the ±5-column,
-    ±1-layer neighbourhood of a cell lies in one domain of the truth map), as in the tests."""
-    import h5py
-
-    with h5py.File(tdir / "truth.h5", "r") as f:
-        vm = f["variant_map"][()]
-        names = [str(n) for n in f.attrs["variant_names"]]
-    px_A = truth["pixel_size_nm"] * 10
-    du, dw = 5 * 1.425 / px_A, 4.744 / px_A
-    cells = _rows(out / "domain_cells.csv")
-    x = np.array([float(c["x_px"]) for c in cells])
-    y = np.array([float(c["y_px"]) for c in cells])
-    lab = np.array([c["domain"] for c in cells])
-
-    def at(xx, yy):
-        xi, yi = np.round(xx).astype(int), np.round(yy).astype(int)
-        ok = (xi >= 0) & (xi < vm.shape[1]) & (yi >= 0) & (yi < vm.shape[0])
-        v = np.full(len(xx), -2)
-        v[ok] = vm[yi[ok], xi[ok]]
-        return v
-
-    t = at(x, y)
-    interior = t >= 0
-    for ox in (-du, 0.0, du):
-        for oy in (-dw, 0.0, dw):
-            interior &= at(x + ox, y + oy) == t
-    rows = []
-    for v, name in enumerate(names):
-        sel = interior & (t == v)
-        if sel.sum() >= 20:
-            rows.append(_check_fraction(f"domain {name} correct ({int(sel.sum())} interior cells)",
-                                        np.mean(lab[sel] == name), 0.95))
-    return rows
-
-
-def _haadf_lowmag_validation(out, tdir, truth, summary):
-    """Table S4: defects per particle, particles matched by centroid (exact counts expected)."""
-    import h5py
-    from scipy import ndimage
-
-    with h5py.File(tdir / "truth.h5", "r") as f:
-        lab = f["particle_labels"][()]
-        per = f["defects_per_particle"][()]
-    n = int(lab.max())
-    com = np.array(ndimage.center_of_mass(lab > 0, lab, np.arange(1, n + 1))).reshape(-1, 2)
-    parts = _rows(out / "particles.csv")
-    rows = []
-    for p in parts:
-        y, x = float(p["centre_y_px"]), float(p["centre_x_px"])
-        k = int(np.argmin(np.hypot(com[:, 0] - y, com[:, 1] - x)))
-        rows.append(_check(f"defects in particle {p['particle']}", int(p["n_defects"]), int(per[k]), 0.0))
-    if len(parts) != n:
-        rows.append(_check("particles", len(parts), n, 0.0))
-    return rows
-
-
-def _haadf_shell_validation(out, tdir, truth, summary):
-    """Issue 5: spinel shell thickness within 0.5 nm (mean along the surface)."""
-    return [_check("mean spinel-shell thickness (nm)", summary["shell_thickness_nm"]["mean"],
-                   truth["shell_mean_nm"], 0.5)]
-
-
-# ----------------------------------------------------------------------------------------- 4D-STEM
-
-def run_fourd(opts, out: Path) -> dict:
-    import h5py
-
-    from layerscope.fourd import _cli as fourd_cli
-
-    args = Namespace(scan=str(opts["scan"]), phase=list(opts["phases"]), out=str(out), spacing=opts["spacing_deg"],
-                     kv=opts["kv"], convergence=opts["convergence_mrad"], precession=opts["precession_deg"],
-                     pixel_size=opts["pixel_inv_angstrom"], scan_shape=None, chunk=32, scheduler=None)
-    fourd_cli._fourd(args)
-    with h5py.File(out / "maps.h5", "r") as f:
-        phase = f["phase"][()]
-        names = f["phase"].attrs["names"].split(",")
-        rot = f["rotation_crystal_to_lab"][()]
-        twins = {k: f[k][()] for k in f if k.startswith("twin_")}
-    fractions = {n: float(np.mean(phase == i)) for i, n in enumerate(names)}
-    write_csv(out / "phase_fractions.csv", [{"phase": n, "fraction": v} for n, v in fractions.items()])
-    summary = {"positions": int(phase.size), "phase_fractions": fractions}
-    for k, tw in twins.items():
-        core = tw >= 0
-        if core.any():
-            summary[f"{k}_fraction"] = float(np.mean(tw[core] == 1))
-    validation = []
-    if _has_truth_maps(opts["scan"]):  # a scan written by `layerscope simulate fourd` carries its truth
-        validation = _fourd_validation(opts, phase, names, rot, twins)
-    return {"summary": summary, "tables": {"phase_fractions": "phase_fractions.csv"},
-            "figures": {k: f"{k}.png" for k in ("vbf", "phase_map", "orientation_map")},
-            "validation": validation}
-
-
-def _has_truth_maps(path) -> bool:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return "truth_phase" in f and "truth_rotation" in f
-    except OSError:
-        return False
-
-
-def _fourd_validation(opts, phase, names, rot, twins):
-    """Issue 6: phase right at ≥ 98 % of positions away from boundaries, orientation within 1° at
-    ≥ 95 %, twin domains ≥ 95 % per pixel (labels defined up to exchange of parent and twin)."""
-    import h5py
-    from scipy import ndimage
-
-    from layerscope.crystal.load import load_phases
-    from layerscope.fourd.index import misorientation_deg
-    from layerscope.diffraction.electron import proper_point_group
-
-    with h5py.File(opts["scan"], "r") as f:
-        tp, trot, ttw = f["truth_phase"][()], f["truth_rotation"][()], f["truth_twin"][()]
-    inner = np.ones_like(tp, bool)
-    for c in np.unique(tp):
-        inner &= ~(ndimage.binary_dilation(tp == c) & ~(tp == c))
-    inner[[0, -1], :] = inner[:, [0, -1]] = False
-    rows = [_check_fraction("phase correct (away from boundaries)", np.mean(phase[inner] == tp[inner]), 0.98)]
-    for code, ph in enumerate([p for p, _ in load_phases(opts["phases"])], start=2):
-        sel = (tp == code) & (phase == code)
-        if sel.sum() < 10:
-            continue
-        mis = misorientation_deg(rot[sel], trot[sel], proper_point_group(ph))
-        rows.append(_check_fraction(f"{ph.name} orientation within 1°", np.mean(mis < 1.0), 0.95))
-    core = ttw >= 0
-    if twins and core.any() and np.any(ttw == 1):
-        tw = next(v for k, v in twins.items() if k.endswith("001"))
-        acc = max(np.mean(tw[core] == ttw[core]), np.mean(tw[core] == 1 - ttw[core]))
-        rows.append(_check_fraction("(001) twin label per pixel", acc, 0.95))
-    return rows
-
-
 # ------------------------------------------------------------------------------------------ spectra
 
 def run_eels(opts, out: Path) -> dict:
@@ -571,71 +359,6 @@ def run_xas(opts, out: Path) -> dict:
             validation.append(_check(f"O-K integral {k}", ints[k], t, 0.01, relative=True, note="issue 7: 1 %"))
     return {"summary": {"integrals": {k: float(v) for k, v in ints.items()}}, "tables": {"xas": "xas.csv"},
             "figures": {"xas": "xas.png"}, "validation": validation}
-
-
-# ------------------------------------------------------------------------------------------ cycler
-
-def run_cycler(opts, out: Path) -> dict:
-    from layerscope.echem._cli import run_echem
-
-    args = Namespace(file=str(opts["file"]), mass_mg=opts["mass_mg"], nominal_mAh=opts["nominal_mAh"], out=str(out))
-    run_echem(args)
-    rows = _rows(out / "cycles.csv")
-    ch = np.array([float(r["charge_mAh"]) for r in rows])
-    dis = np.array([float(r["discharge_mAh"]) for r in rows])
-    # a cycle without one of its halves has NaN there (echem's cycles.csv): use the full cycles
-    full = np.flatnonzero(np.isfinite(ch) & np.isfinite(dis) & (np.nan_to_num(ch) > 0) & (np.nan_to_num(dis) > 0))
-
-    def _num(x):
-        return float(x) if np.isfinite(x) else None
-
-    summary = {"cycles": len(rows), "first_charge_mAh": _num(ch[0]), "first_discharge_mAh": _num(dis[0]),
-               "initial_ce": float(dis[full[0]] / ch[full[0]]) if len(full) else None,
-               "retention_last_over_first": float(dis[full[-1]] / dis[full[0]]) if len(full) else None}
-    validation = []
-    truth = _truth(opts)
-    if truth:
-        cols = {"charge_mAh": ch, "discharge_mAh": dis}
-        for key in ("ce", "avg_charge_V", "avg_discharge_V", "energy_mWh"):
-            if key in truth and key in rows[0]:
-                cols[key] = np.array([float(r[key]) for r in rows])
-        for key, v in cols.items():
-            if key not in truth:
-                continue
-            t = np.asarray(truth[key])
-            k = int(np.argmax(np.abs(v[:len(t)] - t)))
-            validation.append(_check(f"{key} (worst of {len(t)} cycles)", v[k], t[k], 0.005, relative=True,
-                                     note="0.5 % (sampling of the log)"))
-    figures = {p.stem: p.name for p in sorted(out.glob("*.png"))}
-    return {"summary": summary, "tables": {"cycles": "cycles.csv", "steps": "steps.csv"}, "figures": figures,
-            "validation": validation}
-
-
-# ------------------------------------------------------------------------------ kinematic simulations
-
-#: the paper's zone axes by space group: O3' [110], [-100], [1-10] (Supp. Fig. 5a-c), O3 <210> and
-#: <100> with the (001) and {012} twins (Supp. Figs. 5d, g and 18), spinel <112> and <101> (5e, h)
-ZONE_AXES = {12: [((1, 1, 0), None), ((-1, 0, 0), None), ((1, -1, 0), None)],
-             166: [((2, 1, 0), None), ((1, 0, 0), None), ((1, 0, 0), "(001)"), ((1, 0, 0), "{012}")],
-             227: [((1, 1, 2), None), ((1, 0, 1), None)]}
-
-
-def run_kinematic(opts, out: Path) -> dict:
-    from layerscope.crystal.load import load_phases
-    from layerscope.fourd import _cli as fourd_cli
-
-    figures, rows = {}, []
-    for spec, (ph, _) in zip(opts["phases"], load_phases(opts["phases"])):
-        for uvw, twin in ZONE_AXES.get(ph.space_group.number, []):
-            key = f"{ph.name}_{''.join(str(i) for i in uvw)}" + (f"_twin{twin.strip('(){}')}" if twin else "")
-            fourd_cli._zone_axis(Namespace(phase=spec, u=uvw[0], v=uvw[1], w=uvw[2], out=str(file_in(out, key, ".png")),
-                                           kv=opts["kv"], precession=opts["precession_deg"], thickness=30.0,
-                                           gmax=1.2, twin=twin, labels=False))
-            figures[key] = f"{key}.png"
-            rows.append({"phase": ph.name, "zone": " ".join(map(str, uvw)), "twin": twin or ""})
-    write_csv(out / "zone_axes.csv", rows)
-    return {"summary": {"patterns": len(figures)}, "tables": {"zone_axes": "zone_axes.csv"}, "figures": figures,
-            "validation": []}
 
 
 RUNNERS = {"kinematic": run_kinematic, "operando": run_operando, "neutron": run_neutron, "haadf": run_haadf, "fourd": run_fourd,

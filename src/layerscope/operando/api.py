@@ -1,0 +1,225 @@
+"""``refine_series``: an operando series folder and its cycler log in, a :class:`SeriesResult` out.
+
+The series is refined pattern by pattern (:func:`layerscope.refine.sequential.refine_series`:
+the reference pattern with the protocol's ``[reference]`` stages, then every pattern from its
+neighbour's result), each pattern aligned in time with the cycler log
+(:func:`~layerscope.operando.align.align_to_cycler`). :class:`SeriesResult` holds one row per
+pattern — every refined quantity, its esd, the flags — and gives them as an xarray Dataset over
+``pattern`` with units (:meth:`SeriesResult.to_xarray`); :func:`write_series` writes what
+``layerscope operando`` writes (``timeseries.csv``, ``operando.h5``, the Fig. 2 figures,
+``index.html``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from layerscope._errors import InputError
+
+__all__ = ["SeriesResult", "refine_series", "write_series", "stderr_progress"]
+
+
+@dataclass(frozen=True, repr=False)
+class SeriesResult:
+    """A refined operando series.
+
+    Attributes
+    ----------
+    rows : one dict per pattern: ``pattern``, ``time_h``, ``voltage_V``, ..., ``rwp``, ``converged``,
+        ``flag``, ``held``, ``note``, ``undetermined``, and every observable with its ``_esd``
+    records : the :class:`~layerscope.refine.sequential.SeriesRecord` of each pattern (full parameters)
+    patterns : ``(name, tof_us, y, sigma)`` of each pattern as refined
+    instrument : the :class:`~layerscope.diffraction.instrument.TOFInstrument`
+    model, layout : the pattern model and its parameter layout
+    protocol : the series protocol (:class:`~layerscope.refine.sequential.SeriesProtocol`)
+    provenance : series folder, cycler log, model, strategy (and its SHA-256), instrument, criteria
+    """
+
+    rows: list
+    records: list
+    patterns: list
+    instrument: object
+    model: object
+    layout: object
+    protocol: object
+    series_model: object
+    provenance: dict = field(default_factory=dict)
+    #: the series folder as given, and the cycler alignment's notes (pattern file, note)
+    source: str = ""
+    notes: tuple = ()
+
+    @property
+    def n_flagged(self) -> int:
+        return sum(1 for r in self.rows if not r["converged"])
+
+    @property
+    def n_undetermined(self) -> int:
+        return sum(1 for r in self.rows if r.get("undetermined"))
+
+    def to_xarray(self):
+        """An xarray Dataset over ``pattern`` (and ``tof`` for the observed patterns): every refined
+        quantity and its ``_esd`` with units, ``converged``/``flag``/``held``/``undetermined`` per
+        pattern, provenance in attrs (the content of ``operando.h5``)."""
+        from layerscope.operando.outputs import series_dataset
+
+        return series_dataset(self.rows, self.patterns, provenance=self.provenance)
+
+    def to_dataframe(self):
+        """One row per pattern (the columns of ``timeseries.csv``) as a pandas DataFrame."""
+        import pandas as pd
+
+        from layerscope.operando.outputs import _columns
+
+        cols = _columns(self.rows)
+        return pd.DataFrame([{k: r.get(k) for k in cols} for r in self.rows], columns=cols).set_index("pattern")
+
+    def __repr__(self) -> str:
+        rows = self.rows
+        rwp = np.array([r["rwp"] for r in rows], float)
+        t = [r.get("time_h", np.nan) for r in rows]
+        lines = [f"SeriesResult({len(rows)} patterns, t = {np.nanmin(t):.2f}–{np.nanmax(t):.2f} h, "
+                 f"Rwp {np.nanmin(rwp):.2f}–{np.nanmax(rwp):.2f} %; {self.n_flagged} flagged, "
+                 f"{self.n_undetermined} with a phase not determined)"]
+        for k in rows[0]:
+            if k.startswith("frac_") and not k.endswith("_esd"):
+                first, last = rows[0][k], rows[-1][k]
+                e0, e1 = rows[0].get(f"{k}_esd", np.nan), rows[-1].get(f"{k}_esd", np.nan)
+                lines.append(f"  {k}: {first:.4f}({_esd(e0)}) → {last:.4f}({_esd(e1)})")
+        for r in rows:
+            if r.get("flag"):
+                lines.append(f"  flag {r['pattern']}: {r['flag']}")
+        return "\n".join(lines)
+
+
+def _esd(e) -> str:
+    return "—" if not np.isfinite(e) else f"{e:.2g}"
+
+
+def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strategy=None, reverse: bool = False,
+                  tof_range=None, checkpoint_dir=None, progress=None, bridge_progress=None) -> SeriesResult:
+    """Sequential Rietveld refinement of an operando TOF series.
+
+    Parameters
+    ----------
+    series : folder holding the pattern files and ``series.csv`` (file, start_s, end_s[, bank])
+    cycler : cycler log (path, any supported format) or an :class:`~layerscope.echem.io.CyclerLog`
+    instrument : GSAS-II ``.instprm`` path or a loaded instrument (default: the one ``.instprm``
+        in the series folder)
+    model : preset model name (default ``lrm-pouch``) or a TOML model file
+    strategy : series protocol TOML (default: the built-in ``operando_lrm.toml``)
+    reverse : refine the series from the last pattern back
+    tof_range : (min, max) TOF (µs) to refine
+    checkpoint_dir : folder for ``checkpoint.json`` (a second call resumes); None keeps it in memory
+    progress : callable(k, n, record) after each pattern
+    bridge_progress : callable(record, note) after each pattern of a bridged hold stretch
+
+    Returns
+    -------
+    SeriesResult
+
+    Example
+    -------
+    >>> import layerscope as ls
+    >>> res = ls.refine_series("sim/series", cycler="sim/cycler.csv")     # doctest: +SKIP
+    >>> res.to_xarray()["frac_O3p"]                                       # doctest: +SKIP
+    """
+    from layerscope.diffraction.instrument import read_instprm
+    from layerscope.echem.io import read_cycler
+    from layerscope.operando.align import align_to_cycler
+    from layerscope.operando.model import load_series_model
+    from layerscope.operando.series import read_manifest, read_series_patterns
+    from layerscope.refine.sequential import default_series_protocol, read_series_protocol
+    from layerscope.refine.sequential import refine_series as _sequential
+
+    series_dir = Path(series)
+    entries = read_manifest(series_dir)
+    if instrument is None:
+        found = sorted(series_dir.glob("*.instprm"))
+        if len(found) != 1:
+            raise InputError(f"{series_dir}: give --instprm (found {len(found)} .instprm files in the series folder)")
+        instrument = found[0]
+    inst = read_instprm(instrument) if isinstance(instrument, (str, Path)) else instrument
+    smodel = load_series_model(model)
+    phases, fractions = list(smodel.phases), dict(smodel.fractions)
+    log = read_cycler(cycler) if isinstance(cycler, (str, Path)) else cycler
+    times = align_to_cycler(entries, log)
+    patterns = read_series_patterns(entries, tuple(tof_range) if tof_range else None)
+    protocol = read_series_protocol(strategy) if strategy else default_series_protocol()
+    if checkpoint_dir is not None:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    records, model_obj, layout = _sequential(patterns, phases, inst, protocol=protocol, out_dir=checkpoint_dir,
+                                             reverse=reverse, progress=progress, times=times,
+                                             start_fractions=fractions, bridge_progress=bridge_progress)
+    provenance = {"series": series_dir.resolve(),
+                  "cycler": Path(cycler).resolve() if isinstance(cycler, (str, Path)) else getattr(log, "source", ""),
+                  "model": smodel.source, "strategy": protocol.source, "strategy_sha256": protocol.digest,
+                  "instrument": Path(instrument).resolve() if isinstance(instrument, (str, Path))
+                  else getattr(inst, "source", ""),
+                  "determined_if": f"fraction esd <= {protocol.max_relative_esd:g} of the value "
+                                   f"and Bragg signal >= {protocol.min_signal:g} sigma",
+                  "convergence": f"shift/esd < {protocol.series.tol:g}"
+                                 + (f" or relative chi2 change < {protocol.chi2_tol:g}" if protocol.chi2_tol else "")}
+    return SeriesResult([r.row for r in records], records, patterns, inst, model_obj, layout, protocol, smodel,
+                        provenance, str(series_dir),
+                        tuple((e.file.name, tm["note"]) for e, tm in zip(entries, times) if tm.get("note")))
+
+
+def write_series(result: SeriesResult, out, *, truth=None) -> dict:
+    """Write ``timeseries.csv``, ``operando.h5``, the Fig. 2 figures and ``index.html`` into ``out``.
+
+    ``truth``: a simulated series' ``truth.csv`` (path) or its columns (dict of arrays), drawn as
+    dashed lines. Returns the written paths (``timeseries``, ``dataset``, ``figures``, ``html``).
+    """
+    from layerscope.operando.outputs import plot_operando, write_dataset, write_html, write_timeseries
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, protocol, smodel = result.rows, result.protocol, result.series_model
+    ts = write_timeseries(rows, out / "timeseries.csv")
+    h5 = write_dataset(rows, result.patterns, out / "operando.h5", provenance=result.provenance)
+    truth_cols = None
+    if truth is not None and not isinstance(truth, dict):
+        import csv
+
+        with open(truth) as fh:
+            trows = list(csv.DictReader(fh))
+        truth_cols = {k: np.array([float(r[k]) for r in trows]) for k in trows[0]}
+    elif truth is not None:
+        truth_cols = truth
+    figs = plot_operando(rows, result.patterns, result.instrument, out, truth=truth_cols)
+    page = write_html(out, rows, figs, title="layerscope operando refinement",
+                      notes=f"{len(rows)} patterns from {result.source}; "
+                            f"model {smodel.source}; strategy "
+                            f"{protocol.source}; a phase is determined when its fraction's esd is at most "
+                            f"{protocol.max_relative_esd:g} of the value and its Bragg signal at least "
+                            f"{protocol.min_signal:g} sigma (values that depend on an undetermined phase are "
+                            "drawn as open squares off the line, and shown in brackets below)")
+    return {"timeseries": ts, "dataset": h5, "figures": figs, "html": page}
+
+
+def stderr_progress():
+    """``(progress, bridge_progress)`` callbacks for :func:`refine_series` that report each pattern
+    (and each bridged hold) on stderr, as ``layerscope operando`` does."""
+    t0 = time.perf_counter()
+
+    def progress(k, n, rec):
+        r = rec.row
+        bar = "#" * int(30 * (k + 1) / n)
+        state = "ok" if r["converged"] else ("FLAGGED" if r.get("flag") else "not converged")
+        nd = [k.removeprefix("determined_") for k, v in r.items() if k.startswith("determined_") and not v]
+        if nd:
+            state += f"; not determined: {', '.join(nd)}"
+        print(f"\r[{bar:<30}] {k + 1}/{n} {rec.name} t={r.get('time_h', float('nan')):.2f} h "
+              f"Rwp {r['rwp']:.2f} % {state} ({time.perf_counter() - t0:.0f} s)", end="\n", file=sys.stderr)
+
+    def bridged(rec, note):
+        what = f"forward result kept ({note})" if note else f"Rwp {rec.row['rwp']:.2f} %"
+        print(f"bridged hold: {rec.name} t={rec.row.get('time_h', float('nan')):.2f} h, held values interpolated "
+              f"in time; {what} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+
+    return progress, bridged
