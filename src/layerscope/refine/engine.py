@@ -95,10 +95,11 @@ def _calc_kernel(spec, lk, leaves, v):
 _STRUCTURE_LEAVES = ("xyz", "occ", "biso", "uani")
 
 
-def _structure_moved(layout: Layout, a: np.ndarray) -> tuple[bool, ...]:
-    """Per phase: whether a column of ``a`` moves its atoms (coordinates, occupancies, Biso, U)."""
+def _structure_moved(layout: Layout, a: np.ndarray) -> tuple[tuple[str, ...], ...]:
+    """Per phase: the structure leaves (coordinates, occupancies, Biso, U) that a column of ``a``
+    moves."""
     tree = layout.unflatten(np.where(np.any(a != 0, axis=1), 2.0, 1.0))
-    return tuple(bool(any(np.any(np.asarray(pp[k]) != 1.0) for k in _STRUCTURE_LEAVES if k in pp))
+    return tuple(tuple(k for k in _STRUCTURE_LEAVES if k in pp and np.any(np.asarray(pp[k]) != 1.0))
                  for pp in tree["phases"])
 
 
@@ -110,9 +111,10 @@ def _nonlinear_kernel(spec, lk, leaves, moved, fallback, v, a):
     per-reflection derivatives by forward-mode autodiff of the structure factors and peak terms
     (one JVP per column, cheap), the profile's partial derivatives analytically on every window
     point (:func:`~layerscope.diffraction.pattern.profile_derivative_patterns`: one pass for all
-    columns). ``moved`` (static, per phase, :func:`_structure_moved`): a phase whose atoms no
-    column moves gets them as constants, so that forward mode carries no tangents through its
-    (reflections × sites × operations) structure-factor sums. ``fallback`` (static): with the
+    columns). ``moved`` (static, per phase, :func:`_structure_moved`): the structure leaves that
+    some column moves; the others enter as constants, so that forward mode carries no tangents
+    through the (reflections × sites × operations) phase factors of a phase whose coordinates no
+    column moves (an occupancy column then costs a sum over the sites only). ``fallback`` (static): with the
     dense branch of the profile kernel, needed only where the profiles do not fit the model's
     sub-windows (the flag of :func:`_calc_kernel` at ``v``).
     """
@@ -122,7 +124,7 @@ def _nonlinear_kernel(spec, lk, leaves, moved, fallback, v, a):
 
     def peaks(u):
         tree = layout.unflatten(u)
-        tree["phases"] = [pp if m else {**pp, **{key: f[key] for key in _STRUCTURE_LEAVES if key in f}}
+        tree["phases"] = [{**pp, **{key: f[key] for key in _STRUCTURE_LEAVES if key in f and key not in m}}
                           for pp, f, m in zip(tree["phases"], fixed["phases"], moved)]
         inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, tree)
         return jnp.stack([inten, th, alpha, beta, sig2, gam])
@@ -181,6 +183,17 @@ class Evaluator:
         self._basis = np.asarray(chebyshev_basis(np.asarray(model.tof_us), layout.n_background, model.t_range))
         self._last = (None, None)
         self._profiled = None  # (full vector, unit-scale phase patterns, fits) of the last kernel call
+        #: per phase, structure leaves that Jacobians moving any structure treat as moved (a
+        #: superset: see :meth:`share_structure_kernel`)
+        self.structure_hint: tuple[tuple[str, ...], ...] | None = None
+
+    def share_structure_kernel(self, a: np.ndarray) -> None:
+        """Let every Jacobian whose columns move structure leaves that the columns ``a`` move (a
+        subset) use the compiled kernel of ``a``'s leaves: one compilation instead of one per
+        subset (a sequential refinement whose minor phase's occupancies join the free set when it
+        grows would otherwise compile its occupancy stage again, ~20 s on two CPU cores).
+        The extra leaves get zero tangents; the Jacobian is the same."""
+        self.structure_hint = _structure_moved(self.layout, np.asarray(a))
 
     def _evaluate(self, full):
         """(pattern, phase patterns, background, unit-scale phase patterns, profiles fit) at ``full``.
@@ -261,6 +274,9 @@ class Evaluator:
         ap[:, :k] = a
         fv = jnp.asarray(full)
         moved = _structure_moved(self.layout, a)
+        hint = self.structure_hint
+        if hint is not None and any(moved) and all(set(m) <= set(h) for m, h in zip(moved, hint)):
+            moved = hint
         # every profile inside its sub-windows at this point (the usual case; the pattern
         # evaluation there says so): the kernel without the dense fallback branch (the same values
         # and derivatives; half the code to compile)
