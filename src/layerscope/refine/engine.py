@@ -103,7 +103,17 @@ def _structure_moved(layout: Layout, a: np.ndarray) -> tuple[tuple[str, ...], ..
                  for pp in tree["phases"])
 
 
-def _nonlinear_kernel(spec, lk, leaves, moved, fallback, v, a):
+def _phases_moved(layout: Layout, a: np.ndarray) -> tuple[int, ...]:
+    """Indices of the phases whose reflections a column of ``a`` moves (all of them when an
+    instrument term, the absorption or the histogram scale moves)."""
+    tree = layout.unflatten(np.where(np.any(a != 0, axis=1), 2.0, 1.0))
+    if any(float(v) != 1.0 for v in tree["instrument"].values()) or float(tree["absorption"]) != 1.0:
+        return tuple(range(len(tree["phases"])))
+    return tuple(i for i, pp in enumerate(tree["phases"])
+                 if any(np.any(np.asarray(v) != 1.0) for v in pp.values()))
+
+
+def _nonlinear_kernel(spec, lk, leaves, moved, fallback, sel, v, a):
     """Jacobian columns (N, k) along the columns of ``a`` by the chain rule through the reflections.
 
     y = Σ_h I_h P(t − t_h; α_h, β_h, σ²_h, γ_h), so column j is
@@ -116,16 +126,21 @@ def _nonlinear_kernel(spec, lk, leaves, moved, fallback, v, a):
     through the (reflections × sites × operations) phase factors of a phase whose coordinates no
     column moves (an occupancy column then costs a sum over the sites only). ``fallback`` (static): with the
     dense branch of the profile kernel, needed only where the profiles do not fit the model's
-    sub-windows (the flag of :func:`_calc_kernel` at ``v``).
+    sub-windows (the flag of :func:`_calc_kernel` at ``v``). ``sel`` (static,
+    :func:`_phases_moved`): the phases whose reflections some column moves; the others' are left
+    out of the derivative pass (their rows are zero).
     """
+    from dataclasses import replace
+
     model = join_model(spec, leaves)
+    model = replace(model, phases=tuple(model.phases[i] for i in sel))
     layout = lk.layout
     fixed = layout.unflatten(v)
 
     def peaks(u):
         tree = layout.unflatten(u)
         tree["phases"] = [{**pp, **{key: f[key] for key in _STRUCTURE_LEAVES if key in f and key not in m}}
-                          for pp, f, m in zip(tree["phases"], fixed["phases"], moved)]
+                          for i, (pp, f, m) in enumerate(zip(tree["phases"], fixed["phases"], moved)) if i in sel]
         inten, _, _, th, alpha, beta, sig2, gam = _all_peaks(model, tree)
         return jnp.stack([inten, th, alpha, beta, sig2, gam])
 
@@ -139,7 +154,7 @@ def _nonlinear_kernel(spec, lk, leaves, moved, fallback, v, a):
 
 
 _calc_jit = jax.jit(_calc_kernel, static_argnums=(0, 1))
-_nonlinear_jit = jax.jit(_nonlinear_kernel, static_argnums=(0, 1, 3, 4))
+_nonlinear_jit = jax.jit(_nonlinear_kernel, static_argnums=(0, 1, 3, 4, 5))
 
 
 def _bucket(n, buckets):
@@ -184,16 +199,22 @@ class Evaluator:
         self._last = (None, None)
         self._profiled = None  # (full vector, unit-scale phase patterns, fits) of the last kernel call
         #: per phase, structure leaves that Jacobians moving any structure treat as moved (a
-        #: superset: see :meth:`share_structure_kernel`)
+        #: superset: see :meth:`share_kernels`)
         self.structure_hint: tuple[tuple[str, ...], ...] | None = None
+        #: phases whose reflections every Jacobian with a subset of them moved takes along
+        self.phase_hint: tuple[int, ...] | None = None
 
-    def share_structure_kernel(self, a: np.ndarray) -> None:
-        """Let every Jacobian whose columns move structure leaves that the columns ``a`` move (a
-        subset) use the compiled kernel of ``a``'s leaves: one compilation instead of one per
-        subset (a sequential refinement whose minor phase's occupancies join the free set when it
-        grows would otherwise compile its occupancy stage again, ~20 s on two CPU cores).
-        The extra leaves get zero tangents; the Jacobian is the same."""
-        self.structure_hint = _structure_moved(self.layout, np.asarray(a))
+    def share_kernels(self, a: np.ndarray) -> None:
+        """Let every Jacobian whose nonlinear columns move a subset of what the columns ``a``
+        move (structure leaves; phases whose reflections move) use the compiled kernel of
+        ``a``'s: one compilation instead of one per subset (a sequential refinement whose minor
+        phase's cell and occupancies join the free set when it grows would otherwise compile
+        its stages again, ~20 s each on two CPU cores). The extra entries get zero tangents;
+        the Jacobian is the same."""
+        a = np.asarray(a)
+        a = a[:, np.any((a != 0) & ~self._linear[:, None], axis=0)]
+        self.structure_hint = _structure_moved(self.layout, a)
+        self.phase_hint = _phases_moved(self.layout, a)
 
     def _evaluate(self, full):
         """(pattern, phase patterns, background, unit-scale phase patterns, profiles fit) at ``full``.
@@ -277,11 +298,14 @@ class Evaluator:
         hint = self.structure_hint
         if hint is not None and any(moved) and all(set(m) <= set(h) for m, h in zip(moved, hint)):
             moved = hint
+        sel = _phases_moved(self.layout, a)
+        if self.phase_hint is not None and set(sel) <= set(self.phase_hint):
+            sel = self.phase_hint
         # every profile inside its sub-windows at this point (the usual case; the pattern
         # evaluation there says so): the kernel without the dense fallback branch (the same values
         # and derivatives; half the code to compile)
         fallback = not self.profiles_fit(full)
-        jac = _nonlinear_jit(self._spec, self._lk, self._leaves, moved, fallback, fv, jnp.asarray(ap))
+        jac = _nonlinear_jit(self._spec, self._lk, self._leaves, moved, fallback, sel, fv, jnp.asarray(ap))
         jac = np.asarray(jac)[:, :k]
         # background coefficients a nonlinear column also moves (through a constraint)
         if len(self._i_bkg):

@@ -610,9 +610,9 @@ def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background
             raise ValueError(f"{protocol.source}: [[series.window]] param {wname!r} is not a quantity of this model "
                              f"(e.g. {', '.join(n for n in layout.names if n.endswith('.a'))})")
     ev = Evaluator(model, layout)
-    # one compiled occupancy-stage Jacobian for the whole series, whichever phases are active
+    # one compiled Jacobian per series stage, whichever phases are active
     union = [f for st in protocol.series.stages for f in st.free]
-    ev.share_structure_kernel(free_set(layout, np.array(layout.flatten(initial_params(model))),
+    ev.share_kernels(free_set(layout, np.array(layout.flatten(initial_params(model))),
                                        list(dict.fromkeys(union))).jacobian_columns)
     phase_names = [p.name for p in phases]
     # start: the reference's own structures, linear scales + background
@@ -654,7 +654,10 @@ def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background
                 progress(k, len(order), records[i])
             continue
         if full is None:
-            scales, bkg = linear_start(phases, tof, y, s, instrument, n_background=n_background)
+            # the phases' unit-scale patterns from the compiled Evaluator (linear_start would
+            # build and compile the model once more)
+            unit = ev.calc(np.array(layout.flatten(initial_params(model, scales={p.name: 1.0 for p in phases}))))[1]
+            scales, bkg = linear_start(phases, tof, y, s, instrument, n_background=n_background, phase_patterns=unit)
             if start_fractions:
                 scales = _split_scales(scales, start_fractions, phases)
             params = initial_params(model, scales=scales, background=bkg)
