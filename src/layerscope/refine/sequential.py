@@ -243,11 +243,18 @@ class SeriesRecord:
 
 # --- observables with esds -----------------------------------------------------------------
 def _d(cell, hkl):
+    """d-spacing of ``hkl`` from the cell: 1/d² = hᵀ G⁻¹ h with G⁻¹ = adj(G)/det(G) written out
+    (a traced 3 × 3 inverse per spacing made the observables' first compilation ~1 s longer)."""
     a, b, c, al, be, ga = (cell[i] for i in range(6))
     ca, cb, cg = jnp.cos(jnp.deg2rad(al)), jnp.cos(jnp.deg2rad(be)), jnp.cos(jnp.deg2rad(ga))
-    g = jnp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    h = jnp.asarray(hkl, dtype=float)
-    return 1.0 / jnp.sqrt(h @ jnp.linalg.inv(g) @ h)
+    g11, g22, g33, g12, g13, g23 = a * a, b * b, c * c, a * b * cg, a * c * cb, b * c * ca
+    adj11, adj22, adj33 = g22 * g33 - g23 * g23, g11 * g33 - g13 * g13, g11 * g22 - g12 * g12
+    adj12, adj13, adj23 = g13 * g23 - g12 * g33, g12 * g23 - g13 * g22, g12 * g13 - g11 * g23
+    det = g11 * adj11 + g12 * adj12 + g13 * adj13
+    h, k, l = (float(x) for x in hkl)
+    q = (h * h * adj11 + k * k * adj22 + l * l * adj33 + 2 * h * k * adj12 + 2 * h * l * adj13
+         + 2 * k * l * adj23)
+    return 1.0 / jnp.sqrt(q / det)
 
 
 _INTRA_O3 = np.array([[1, 0, 0], [0, 1, 0], [1, -1, 0]], dtype=float)
@@ -506,13 +513,14 @@ def _lrm_fractions(full, layout, model, protocol):
 
 
 def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: SeriesProtocol, bounds,
-               totals=None, *, active=None, held=None):
+               totals=None, *, active=None, held=None, schedule: str = "layerscope"):
     """Run the stages of one strategy on one pattern; returns (full, final FitResult, stage log).
 
     ``totals``: the conserved amounts from the reference (None for the reference itself).
     ``active``: LRM phases whose cell/structure may refine (default: those at or above
     ``min_fraction`` in ``full``). ``held``: parameters kept at their values in ``full``
     (default: the ``[[series.hold]]`` groups of the phases below their fraction in ``full``).
+    ``schedule``: :func:`~layerscope.refine.engine.least_squares`' ("gsas2": GSAS-II's cycles).
     """
     full = np.array(full, dtype=float)
     fractions = _lrm_fractions(full, layout, model, protocol)
@@ -548,7 +556,7 @@ def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: 
                     cons.append(Constraint(terms, tot))
         fs = free_set(layout, full, use, constraints=cons, bounds=bounds)
         fr = least_squares(ev, fs, y, sigma, max_cycles=st.max_cycles or strategy.max_cycles, tol=strategy.tol,
-                           chi2_tol=protocol.chi2_tol)
+                           chi2_tol=protocol.chi2_tol, schedule=schedule)
         full = np.array(fr.full)
         log.append((st.name, fr))
     return full, fr, log
