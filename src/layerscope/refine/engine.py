@@ -113,7 +113,7 @@ def _phases_moved(layout: Layout, a: np.ndarray) -> tuple[int, ...]:
                  if any(np.any(np.asarray(v) != 1.0) for v in pp.values()))
 
 
-def _nonlinear_kernel(spec, lk, leaves, moved, fallback, sel, v, a):
+def _nonlinear_kernel(spec, lk, leaves, moved, fallback, v, a, sel=None):
     """Jacobian columns (N, k) along the columns of ``a`` by the chain rule through the reflections.
 
     y = Σ_h I_h P(t − t_h; α_h, β_h, σ²_h, γ_h), so column j is
@@ -127,12 +127,13 @@ def _nonlinear_kernel(spec, lk, leaves, moved, fallback, sel, v, a):
     column moves (an occupancy column then costs a sum over the sites only). ``fallback`` (static): with the
     dense branch of the profile kernel, needed only where the profiles do not fit the model's
     sub-windows (the flag of :func:`_calc_kernel` at ``v``). ``sel`` (static,
-    :func:`_phases_moved`): the phases whose reflections some column moves; the others' are left
-    out of the derivative pass (their rows are zero).
+    :func:`_phases_moved`; None: all): the phases whose reflections some column moves; the
+    others' are left out of the derivative pass (their rows are zero).
     """
     from dataclasses import replace
 
     model = join_model(spec, leaves)
+    sel = tuple(range(len(model.phases))) if sel is None else sel
     model = replace(model, phases=tuple(model.phases[i] for i in sel))
     layout = lk.layout
     fixed = layout.unflatten(v)
@@ -154,7 +155,7 @@ def _nonlinear_kernel(spec, lk, leaves, moved, fallback, sel, v, a):
 
 
 _calc_jit = jax.jit(_calc_kernel, static_argnums=(0, 1))
-_nonlinear_jit = jax.jit(_nonlinear_kernel, static_argnums=(0, 1, 3, 4, 5))
+_nonlinear_jit = jax.jit(_nonlinear_kernel, static_argnums=(0, 1, 3, 4), static_argnames=("sel",))
 
 
 def _bucket(n, buckets):
@@ -305,7 +306,7 @@ class Evaluator:
         # evaluation there says so): the kernel without the dense fallback branch (the same values
         # and derivatives; half the code to compile)
         fallback = not self.profiles_fit(full)
-        jac = _nonlinear_jit(self._spec, self._lk, self._leaves, moved, fallback, sel, fv, jnp.asarray(ap))
+        jac = _nonlinear_jit(self._spec, self._lk, self._leaves, moved, fallback, fv, jnp.asarray(ap), sel=sel)
         jac = np.asarray(jac)[:, :k]
         # background coefficients a nonlinear column also moves (through a constraint)
         if len(self._i_bkg):
