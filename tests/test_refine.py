@@ -327,3 +327,10 @@ def test_chain_rule_jacobian_matches_finite_differences_and_single_columns():
         alone = np.column_stack([ev.calc_jac(full, fs.A[:, j:j + 1])[1][:, 0] for j in range(j0, min(j0 + 4, fs.n))])
         part = jac[:, j0:j0 + alone.shape[1]]
         assert np.max(np.abs(alone - part)) < 1e-9 * np.max(np.abs(part)), fs.names[j0:j0 + 4]
+    # a kernel shared with a superset of phases and structure leaves (Evaluator.share_kernels, as
+    # a sequential refinement does) gives the same columns as the subset's own kernel
+    shared = Evaluator(model, lay)
+    shared.share_kernels(fs.A)
+    sub = free_set(lay, full, ["Al.cell", "O3p.x[O1]"]).A
+    np.testing.assert_allclose(shared.calc_jac(full, sub)[1], ev.calc_jac(full, sub)[1], rtol=0,
+                               atol=1e-10 * np.max(np.abs(jac)))

@@ -43,13 +43,14 @@ def phase_signals(ev, full, y, sigma, names) -> dict[str, float]:
     y = np.asarray(y, dtype=float)
     nb = ev.layout.n_background
     basis = np.asarray(chebyshev_basis(np.asarray(model.tof_us), nb, model.t_range)) if nb else np.zeros((0, len(y)))
-    design = (basis * w[None, :]).T
+    # the refits share one design matrix: its orthonormal basis (reduced QR) once, and each refit's
+    # residual is z − Q Qᵀ z (an SVD least-squares solve per phase cost ~35 ms, the QR ~1 ms)
+    q = np.linalg.qr((basis * w[None, :]).T)[0] if nb else None
 
     def chi2_refit(rest):
         z = (y - rest) * w
-        if design.shape[1]:
-            c, *_ = np.linalg.lstsq(design, z, rcond=None)
-            z = z - design @ c
+        if q is not None:
+            z = z - q @ (q.T @ z)
         return float(z @ z)
 
     bragg = total - bkg

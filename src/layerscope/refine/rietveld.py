@@ -392,7 +392,7 @@ def _molar_esd(s, phases, cov_s):
 
 def linear_start(phases, tof_us, y, sigma, instrument, scales=None, n_background: int = 6, *,
                  scattering: str = "sears1992", mustrain=None, size_um=None, lorentz_convention: str = "exact",
-                 d_min: float | None = None):
+                 d_min: float | None = None, phase_patterns=None):
     """Starting scales and Chebyshev background by weighted linear least squares.
 
     Phase scales and background coefficients enter the pattern linearly, so one solve with
@@ -400,16 +400,24 @@ def linear_start(phases, tof_us, y, sigma, instrument, scales=None, n_background
     Returns (scales by name, background coefficients); scales keep the given relative values
     only as a fallback when a solved scale is not positive. ``scattering``, the starting
     broadening, the Lorentzian convention and ``d_min`` are those of the refinement to follow.
+    ``phase_patterns``: the phases' patterns at unit scale in the order of ``phases``, when the
+    caller has them (e.g. from the refinement's compiled Evaluator); the model is then not built
+    and evaluated again here.
     """
     from layerscope.diffraction.background import chebyshev_basis
     from layerscope.diffraction.pattern import compute_pattern
 
     scales = dict(scales or {})
-    model = build_model(list(phases), tof_us, instrument, n_background=n_background, mustrain=mustrain,
-                        size_um=size_um, scattering=scattering, lorentz_convention=lorentz_convention, d_min=d_min)
-    pat = compute_pattern(model, scales={p.name: 1.0 for p in phases}, mustrain=mustrain, size_um=size_um)
-    cols = [pat.phases[p.name] for p in phases] + list(chebyshev_basis(np.asarray(tof_us), n_background,
-                                                                       model.t_range))
+    tof_us = np.asarray(tof_us)
+    t_range = (float(tof_us[0]), float(tof_us[-1]))
+    if phase_patterns is None:
+        model = build_model(list(phases), tof_us, instrument, n_background=n_background, mustrain=mustrain,
+                            size_um=size_um, scattering=scattering, lorentz_convention=lorentz_convention,
+                            d_min=d_min)
+        pat = compute_pattern(model, scales={p.name: 1.0 for p in phases}, mustrain=mustrain, size_um=size_um)
+        phase_patterns = [pat.phases[p.name] for p in phases]
+        t_range = model.t_range
+    cols = [np.asarray(u) for u in phase_patterns] + list(chebyshev_basis(tof_us, n_background, t_range))
     a = np.stack(cols, axis=1) / np.asarray(sigma)[:, None]
     norm = np.linalg.norm(a, axis=0)
     norm[norm == 0] = 1.0

@@ -243,11 +243,18 @@ class SeriesRecord:
 
 # --- observables with esds -----------------------------------------------------------------
 def _d(cell, hkl):
+    """d-spacing of ``hkl`` from the cell: 1/d² = hᵀ G⁻¹ h with G⁻¹ = adj(G)/det(G) written out
+    (a traced 3 × 3 inverse per spacing made the observables' first compilation ~1 s longer)."""
     a, b, c, al, be, ga = (cell[i] for i in range(6))
     ca, cb, cg = jnp.cos(jnp.deg2rad(al)), jnp.cos(jnp.deg2rad(be)), jnp.cos(jnp.deg2rad(ga))
-    g = jnp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    h = jnp.asarray(hkl, dtype=float)
-    return 1.0 / jnp.sqrt(h @ jnp.linalg.inv(g) @ h)
+    g11, g22, g33, g12, g13, g23 = a * a, b * b, c * c, a * b * cg, a * c * cb, b * c * ca
+    adj11, adj22, adj33 = g22 * g33 - g23 * g23, g11 * g33 - g13 * g13, g11 * g22 - g12 * g12
+    adj12, adj13, adj23 = g13 * g23 - g12 * g33, g12 * g23 - g13 * g22, g12 * g13 - g11 * g23
+    det = g11 * adj11 + g12 * adj12 + g13 * adj13
+    h, k, l = (float(x) for x in hkl)
+    q = (h * h * adj11 + k * k * adj22 + l * l * adj33 + 2 * h * k * adj12 + 2 * h * l * adj13
+         + 2 * k * l * adj23)
+    return 1.0 / jnp.sqrt(q / det)
 
 
 _INTRA_O3 = np.array([[1, 0, 0], [0, 1, 0], [1, -1, 0]], dtype=float)
@@ -506,13 +513,14 @@ def _lrm_fractions(full, layout, model, protocol):
 
 
 def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: SeriesProtocol, bounds,
-               totals=None, *, active=None, held=None):
+               totals=None, *, active=None, held=None, schedule: str = "layerscope"):
     """Run the stages of one strategy on one pattern; returns (full, final FitResult, stage log).
 
     ``totals``: the conserved amounts from the reference (None for the reference itself).
     ``active``: LRM phases whose cell/structure may refine (default: those at or above
     ``min_fraction`` in ``full``). ``held``: parameters kept at their values in ``full``
     (default: the ``[[series.hold]]`` groups of the phases below their fraction in ``full``).
+    ``schedule``: :func:`~layerscope.refine.engine.least_squares`' ("gsas2": GSAS-II's cycles).
     """
     full = np.array(full, dtype=float)
     fractions = _lrm_fractions(full, layout, model, protocol)
@@ -548,7 +556,7 @@ def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: 
                     cons.append(Constraint(terms, tot))
         fs = free_set(layout, full, use, constraints=cons, bounds=bounds)
         fr = least_squares(ev, fs, y, sigma, max_cycles=st.max_cycles or strategy.max_cycles, tol=strategy.tol,
-                           chi2_tol=protocol.chi2_tol)
+                           chi2_tol=protocol.chi2_tol, schedule=schedule)
         full = np.array(fr.full)
         log.append((st.name, fr))
     return full, fr, log
@@ -558,6 +566,11 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
                   n_background: int | None = None, reverse: bool = False, progress=None, times=None,
                   start_fractions: dict | None = None, bridge_progress=None):
     """Refine a series of patterns sequentially.
+
+    NumPy's BLAS/LAPACK runs single-threaded meanwhile: its matrices here are small (N × ~30
+    Jacobians, 30 × 30 normal matrices, the N × 12 background design), and a threaded BLAS
+    spent ~10× the CPU time of one thread on them on a shared 2-core machine (a reduced QR of
+    4000 × 12: 15 ms of CPU, 48 ms wall, against 1.3 ms single-threaded).
 
     Parameters
     ----------
@@ -578,6 +591,15 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
 
     Returns the list of :class:`SeriesRecord` in the order of ``patterns``.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _refine_series(patterns, phases, instrument, protocol, out_dir, n_background, reverse, progress,
+                              times, start_fractions, bridge_progress)
+
+
+def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background, reverse, progress, times,
+                   start_fractions, bridge_progress):
     protocol = protocol or default_series_protocol()
     if n_background is None:
         n_background = 6 if protocol.n_background is None else protocol.n_background
@@ -596,6 +618,10 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
             raise ValueError(f"{protocol.source}: [[series.window]] param {wname!r} is not a quantity of this model "
                              f"(e.g. {', '.join(n for n in layout.names if n.endswith('.a'))})")
     ev = Evaluator(model, layout)
+    # one compiled Jacobian per series stage, whichever phases are active
+    union = [f for st in protocol.series.stages for f in st.free]
+    ev.share_kernels(free_set(layout, np.array(layout.flatten(initial_params(model))),
+                                       list(dict.fromkeys(union))).jacobian_columns)
     phase_names = [p.name for p in phases]
     # start: the reference's own structures, linear scales + background
     from layerscope.refine.rietveld import linear_start
@@ -636,7 +662,10 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
                 progress(k, len(order), records[i])
             continue
         if full is None:
-            scales, bkg = linear_start(phases, tof, y, s, instrument, n_background=n_background)
+            # the phases' unit-scale patterns from the compiled Evaluator (linear_start would
+            # build and compile the model once more)
+            unit = ev.calc(np.array(layout.flatten(initial_params(model, scales={p.name: 1.0 for p in phases}))))[1]
+            scales, bkg = linear_start(phases, tof, y, s, instrument, n_background=n_background, phase_patterns=unit)
             if start_fractions:
                 scales = _split_scales(scales, start_fractions, phases)
             params = initial_params(model, scales=scales, background=bkg)
