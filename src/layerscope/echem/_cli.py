@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import write_csv
+from layerscope._io import save_figure, write_csv
 
 
 def _write_table(path: Path, columns: dict) -> None:
@@ -83,7 +83,7 @@ def run_echem(args) -> int:
         print(f"GITT: {len(g.tau_s)} pulses, {int(np.isfinite(g.D_cm2_s).sum())} with a diffusion "
               f"coefficient (Weppner-Huggins, L = {gitt_len} um); wrote {out / 'gitt.csv'}")
     for name, fig in figs.items():
-        fig.savefig(out / name, dpi=120)
+        save_figure(fig, out / name, dpi=120)
     full = summary.full_cycles()
     notes = [f"format: {log.meta.get('format', '?')}; convention: {convention}"]
     notes += list(log.meta.get("notes", [])) + list(summary.notes)

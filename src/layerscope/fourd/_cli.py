@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope._io import save_figure, save_image
+
 
 def _phase(spec: str):
     from layerscope.crystal import load_phases
@@ -54,7 +56,7 @@ def _zone_axis(args) -> int:
     ax.set_title(title + (f"\n+ {twin.name} (orange)" if twin else ""), fontsize=9)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
+    save_figure(fig, out, dpi=120, bbox_inches="tight")
     plt.close(fig)
     print(f"wrote {out} ({len(pat.hkl)} spots)")
     return 0
@@ -100,7 +102,30 @@ def _calibration_for(args, scan, shape):
     return cal
 
 
+def _scan_identity(args) -> dict:
+    """What identifies the patterns a `fourd` run indexes (for its block checkpoint)."""
+    import hashlib
+
+    def ident(path):
+        if not path:
+            return None
+        st = Path(path).stat()
+        return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    calib = getattr(args, "calibration", None)
+    cal = hashlib.sha256(Path(calib).read_bytes()).hexdigest() if calib else None
+    return {"scan": ident(args.scan), "scan_shape": getattr(args, "scan_shape", None),
+            "chunk": getattr(args, "chunk", None), "calibration": cal, "pixel_size": getattr(args, "pixel_size", None)}
+
+
 def _fourd(args) -> int:
+    from layerscope._lock import output_lock
+
+    with output_lock(args.out, "fourd"):  # one command at a time per output folder
+        return _fourd_locked(args)
+
+
+def _fourd_locked(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,9 +165,11 @@ def _fourd(args) -> int:
     lib = build_library(phases, geo, spacing_deg=args.spacing, kv=args.kv, precession_deg=args.precession)
     matcher = prepare_matcher(lib, min_correlation=getattr(args, "min_correlation", 0.25),
                               min_signal_counts=getattr(args, "min_signal", 20.0))
-    maps = index_scan(data, matcher, scheduler=args.scheduler)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # finished blocks are kept in OUT/index_checkpoint: a killed run resumes with them
+    maps = index_scan(data, matcher, scheduler=args.scheduler, checkpoint_dir=out / "index_checkpoint",
+                      checkpoint_key=_scan_identity(args))
     vbf = virtual_image(data, disc_mask((ky, kx), geo.centre_px, 2 * geo.disc_radius_px)).compute()
     extra = {"vbf": vbf}
     for code, ph in enumerate(phases, start=2):
@@ -156,14 +183,14 @@ def _fourd(args) -> int:
                       "ellipse_angle_deg": cal.ellipse_angle_deg, "center_px": list(cal.center_px),
                       "min_correlation": matcher.min_correlation, "min_signal_counts": matcher.min_signal_counts})
     cal.to_json(out / "calibration.json")
-    plt.imsave(out / "vbf.png", vbf, cmap="gray")
+    save_image(out / "vbf.png", vbf, cmap="gray")
     cmap = plt.get_cmap("tab10")
     colours = np.array([[0, 0, 0]] + [cmap(i)[:3] for i in range(9)])
     code = np.where(maps.phase == matcher.not_indexed_code, -1, np.clip(maps.phase, 0, 9))
     rgb = colours[np.clip(code, 0, 9)]
     rgb[code < 0] = 0.5                       # "not indexed": grey
-    plt.imsave(out / "phase_map.png", rgb)
-    plt.imsave(out / "orientation_map.png", ipf_colours(maps, {c: s for c, s in enumerate(lib.symmetry, start=2)}))
+    save_image(out / "phase_map.png", rgb)
+    save_image(out / "orientation_map.png", ipf_colours(maps, {c: s for c, s in enumerate(lib.symmetry, start=2)}))
     counts = {n: int((maps.phase == i).sum()) for i, n in enumerate(maps.phase_names)}
     print(f"indexed {maps.phase.size} patterns against {len(lib)} templates: {counts} "
           f"(not indexed: correlation < {matcher.min_correlation:g} or signal < {matcher.min_signal_counts:g} "
@@ -212,8 +239,8 @@ def _fourd_peaks(args) -> int:
     code = np.where(maps.phase == matcher.not_indexed_code, -1, np.clip(maps.phase, 0, 9))
     rgb = colours[np.clip(code, 0, 9)]
     rgb[code < 0] = 0.5
-    plt.imsave(out / "phase_map.png", rgb)
-    plt.imsave(out / "orientation_map.png", ipf_colours(maps, {c: s for c, s in enumerate(lib.symmetry, start=2)}))
+    save_image(out / "phase_map.png", rgb)
+    save_image(out / "orientation_map.png", ipf_colours(maps, {c: s for c, s in enumerate(lib.symmetry, start=2)}))
     print("; ".join(f"{r['phase']} {100 * r['fraction']:.1f} %" for r in rows)
           + f" of {maps.phase.size} positions (not indexed: < {min_peaks} Bragg peaks or correlation < "
             f"{matcher.min_correlation:g}); wrote {out}")
@@ -282,7 +309,7 @@ def _calibrate(args) -> int:
                         color="cyan", fontsize=7)
     ax.set_title(f"{cal.pixel_inv_angstrom or float('nan'):.5g} 1/Å/px, ellipticity {cal.ellipticity:.4f} at "
                  f"{cal.ellipse_angle_deg:.1f}°", fontsize=9)
-    fig.savefig(out / "calibration.png", dpi=110, bbox_inches="tight")
+    save_figure(fig, out / "calibration.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     parts = [f"centre (y, x) {cal.center_px[0]:.2f}, {cal.center_px[1]:.2f} px"]
     if cal.pixel_inv_angstrom:
@@ -347,7 +374,7 @@ def _strain(args) -> int:
         im = ax.imshow(v, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         ax.set_title(f"{name}, {sm.frame} frame", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.savefig(out / "strain.png", dpi=110, bbox_inches="tight")
+    save_figure(fig, out / "strain.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     bad = int(np.isnan(sm.exx).sum())
     print(f"strain of {ny * nx} positions vs reference {args.reference}: εxx rms {np.nanstd(sm.exx) * 100:.3f} %, "

@@ -7,14 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import atomic_path, write_csv, write_text
+from layerscope._io import atomic_path, save_figure, write_csv, write_text
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "haadf", help="atomic-resolution HAADF-STEM: columns, unit-cell m/n, variants, GPA strain"
     )
-    p.add_argument("image", help="image file (.dm3/.dm4/.emd/.ser/.hspy/.hdf5/.tif/.npy)")
+    p.add_argument("image", nargs="+",
+                   help="image file(s) (.dm3/.dm4/.emd/.ser/.hspy/.hdf5/.tif/.npy); several images are a batch: "
+                        "each one's results go to OUT/<file name without extension>/, and a rerun keeps the "
+                        "images finished before (their record.json) and does the rest")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--pixel-size-nm", type=float, default=None, help="override the file's calibration")
     p.add_argument("--denoise", default="du", choices=["du", "wiener", "gaussian", "nlm", "none"])
@@ -44,7 +47,65 @@ def register(subparsers) -> None:
     p.add_argument("--shell", action="store_true",
                    help="particle edge: layered vs spinel map and the surface spinel shell thickness (shell.csv)")
     p.add_argument("--no-figures", action="store_true")
-    p.set_defaults(func=_run_haadf)
+    p.set_defaults(func=_haadf)
+
+
+def _haadf(args) -> int:
+    """One image into --out, or a batch (one folder per image, resumable), holding the folder's lock."""
+    from argparse import Namespace
+
+    from layerscope._lock import output_lock
+
+    images = args.image if isinstance(args.image, list) else [args.image]
+    with output_lock(args.out, "haadf"):  # one command at a time per output folder
+        if len(images) == 1:
+            return _run_haadf(Namespace(**{**vars(args), "image": images[0]}))
+        return _run_batch(args, images)
+
+
+def _run_batch(args, images) -> int:
+    """Every image of a batch into OUT/<stem>/; ``record.json`` (written last) marks an image done.
+
+    A rerun keeps an image whose record holds the same fingerprint (SHA-256 of the image file,
+    the options, the layerscope version), so a batch killed part way resumes where it stopped."""
+    import hashlib
+    from argparse import Namespace
+
+    from layerscope import __version__
+    from layerscope._errors import InputError
+    from layerscope._io import file_in
+
+    out = Path(args.out)
+    names = [Path(i).stem for i in images]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"images of a batch need distinct file names (their output folders): {dup} repeat")
+    opts = {k: v for k, v in sorted(vars(args).items())
+            if k not in ("image", "out", "func", "command") and isinstance(v, (str, int, float, bool, list, type(None)))}
+    done = 0
+    for k, (img, name) in enumerate(zip(images, names), start=1):
+        sub = file_in(out, name)
+        try:
+            sha = hashlib.sha256(Path(img).read_bytes()).hexdigest()
+        except OSError as exc:
+            raise InputError(f"an image file ({exc.strerror})", path=img) from None
+        fp = hashlib.sha256(json.dumps({"sha256": sha, "options": opts, "layerscope": __version__},
+                                       sort_keys=True).encode()).hexdigest()
+        rec = sub / "record.json"
+        try:
+            kept = json.loads(rec.read_text()).get("fingerprint") == fp
+        except (OSError, ValueError, AttributeError):
+            kept = False
+        if kept:
+            print(f"[haadf] {k}/{len(images)} {img}: done before, kept")
+            done += 1
+            continue
+        print(f"[haadf] {k}/{len(images)} {img}")
+        _run_haadf(Namespace(**{**vars(args), "image": str(img), "out": str(sub)}))
+        write_text(rec, json.dumps({"image": str(img), "sha256": sha, "options": opts, "layerscope": __version__,
+                                    "fingerprint": fp}, indent=1))
+    print(f"[haadf] {len(images)} images ({done} kept from before) → {out}")
+    return 0
 
 
 def _write_csv(path: Path, header: list[str], rows) -> None:
@@ -196,7 +257,7 @@ def _figures(out: Path, image, fit, cells, strain) -> None:
         fig.colorbar(sc, ax=ax, label="m/n")
         ax.set_title("m/n per unit cell (cf. Fig. 4b)")
         ax.set_axis_off()
-        fig.savefig(out / "m_over_n.png", dpi=120, bbox_inches="tight")
+        save_figure(fig, out / "m_over_n.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
         fig, ax = plt.subplots(figsize=(6, 6))
         ax.imshow(image, cmap="gray")
@@ -205,7 +266,7 @@ def _figures(out: Path, image, fit, cells, strain) -> None:
                    s=30, marker="s")
         ax.set_title("variants: I (blue), II (pink), O1 (green)")
         ax.set_axis_off()
-        fig.savefig(out / "variants.png", dpi=120, bbox_inches="tight")
+        save_figure(fig, out / "variants.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, e, name in zip(axes, (strain.exx, strain.eyy), ("εxx", "εyy")):
@@ -213,7 +274,7 @@ def _figures(out: Path, image, fit, cells, strain) -> None:
         ax.set_title(f"{name} (%)")
         ax.set_axis_off()
     fig.colorbar(im, ax=axes, label="strain (%)")
-    fig.savefig(out / "strain.png", dpi=120, bbox_inches="tight")
+    save_figure(fig, out / "strain.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -237,7 +298,7 @@ def _run_shell(args) -> int:
                "shell_thickness_nm": {"mean": res.mean_nm, "min": float(np.nanmin(res.thickness_nm)),
                                       "max": float(np.nanmax(res.thickness_nm))},
                "note": "+0.2 nm systematic on simulated edges (see layerscope.stem.phases)"}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     if not args.no_figures:
         import matplotlib
 
@@ -252,7 +313,7 @@ def _run_shell(args) -> int:
         ax.plot(res.station_x_px, res.station_y_px, "c.", ms=3)
         ax.set_title(f"layered (orange) / spinel (yellow); shell {res.mean_nm:.1f} nm mean (cf. Supp. Fig. 1)")
         ax.set_axis_off()
-        fig.savefig(out / "shell.png", dpi=120, bbox_inches="tight")
+        save_figure(fig, out / "shell.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
     print(f"spinel shell {res.mean_nm:.2f} nm mean over {len(res.thickness_nm)} stations → {out}")
     return 0
@@ -312,7 +373,7 @@ def _run_zone210(args) -> int:
                "columns": int(len(cols)), "cells": int(len(dm)), "domain_fractions": fractions,
                "order_modulation": dm.image_modulation,
                "order_modulation_note": "2|<A exp(-2 pi i j/3)>|/<A> along TM rows; ~0.37 for table S1 O3', 0 random"}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     if not args.no_figures:
         import matplotlib
 
@@ -327,7 +388,7 @@ def _run_zone210(args) -> int:
                    vmin=-1.5, vmax=2.5, s=12, marker="s", alpha=0.6)
         ax.set_title("O3' domains: A (green), B (blue), C (pink), disordered (grey) — cf. Fig. 1d")
         ax.set_axis_off()
-        fig.savefig(out / "domains.png", dpi=120, bbox_inches="tight")
+        save_figure(fig, out / "domains.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
     print(f"{len(cols)} columns, {len(dm)} cells, order modulation {dm.image_modulation:.3f} → {out}")
     return 0
@@ -362,7 +423,7 @@ def _run_lowmag(args) -> int:
     summary = {"image": img.source, "mode": "low magnification", "pixel_size_nm": img.pixel_size_nm,
                "particles": n, "defects_per_particle": [int(x) for x in per],
                "mean_defects_per_particle": float(np.mean(per)) if n else 0.0}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     if not args.no_figures:
         import matplotlib
 
@@ -377,7 +438,7 @@ def _run_lowmag(args) -> int:
             ax.text(com[k, 1], com[k, 0], f"{k + 1}: {per[k]}", color="yellow", ha="center")
         ax.set_title("particles (cyan) and defects (orange): particle: count (cf. table S4)")
         ax.set_axis_off()
-        fig.savefig(out / "defects.png", dpi=120, bbox_inches="tight")
+        save_figure(fig, out / "defects.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
     print(f"{n} particles, defects per particle {list(map(int, per))} → {out}")
     return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from layerscope._errors import InputError
-from layerscope._io import write_csv, write_text
+from layerscope._io import save_figure, write_csv, write_text
 
 __all__ = ["load", "run_crystal", "calibrate_from_lattice"]
 
@@ -231,7 +231,7 @@ def _figures(out: Path, image, res, strain) -> None:
         ax.plot(fit.x_px[m], fit.y_px[m], ".", ms=3, label=f"sublattice {s}")
     ax.legend(loc="upper right", fontsize=7)
     ax.set_axis_off()
-    fig.savefig(out / "columns.png", dpi=110, bbox_inches="tight")
+    save_figure(fig, out / "columns.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     c = res.cells
     if len(c):
@@ -243,7 +243,7 @@ def _figures(out: Path, image, res, strain) -> None:
                             marker="s")
             fig.colorbar(sc, ax=ax, label=f"{name} (%)", shrink=0.7)
             ax.set_axis_off()
-        fig.savefig(out / "strain_positions.png", dpi=110, bbox_inches="tight")
+        save_figure(fig, out / "strain_positions.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         for s, d in res.displacements.items():
             if len(d["dx_px"]) == 0:
@@ -254,7 +254,7 @@ def _figures(out: Path, image, res, strain) -> None:
                       angles="xy", scale_units="xy", scale=0.1)
             ax.set_title(f"sublattice {s} displacement from its ideal site (×10)")
             ax.set_axis_off()
-            fig.savefig(out / f"displacement_{s}.png", dpi=110, bbox_inches="tight")
+            save_figure(fig, out / f"displacement_{s}.png", dpi=110, bbox_inches="tight")
             plt.close(fig)
     if strain is not None:
         fig, axes = plt.subplots(1, 2, figsize=(11, 5))
@@ -263,5 +263,5 @@ def _figures(out: Path, image, res, strain) -> None:
             ax.set_title(f"GPA {name} (%)")
             ax.set_axis_off()
         fig.colorbar(im, ax=axes, label="strain (%)")
-        fig.savefig(out / "strain.png", dpi=110, bbox_inches="tight")
+        save_figure(fig, out / "strain.png", dpi=110, bbox_inches="tight")
         plt.close(fig)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import file_in, write_csv
+from layerscope._io import file_in, save_figure, write_csv
 
 
 def _rows(path) -> list[dict]:
@@ -126,7 +126,7 @@ def _operando_fits(res, out: Path) -> dict:
         ax.set_title(f"({label}) {records[k].name}, t = {float(rows[k].get('time_h', np.nan)):.2f} h, "
                      f"Rwp {float(rows[k]['rwp']):.2f} %", fontsize=9)
         ax.legend(fontsize=6, ncol=4, loc="upper right")
-    fig.savefig(out / "supp_fig10_refined_patterns.png", dpi=110)
+    save_figure(fig, out / "supp_fig10_refined_patterns.png", dpi=110)
     return {"supp_fig10": "supp_fig10_refined_patterns.png"}
 
 
@@ -264,7 +264,7 @@ def _fourier(res, name: str, out: Path) -> None:
     fig.colorbar(im, ax=ax, label="Δρ (fm/Å³)")
     ax.set_xlabel("x (fractional)"), ax.set_ylabel("y (fractional)")
     ax.set_title(f"{name}: difference Fourier section z = 0", fontsize=9)
-    fig.savefig(out / "fourier.png", dpi=110)
+    save_figure(fig, out / "fourier.png", dpi=110)
 
 
 def neutron_validation(summ, truth) -> list[dict]:
@@ -309,7 +309,7 @@ def _pie(summ, path):
     ax.pie(w, labels=[f"{n}\n{100 * v:.1f} %" for n, v in zip(names, w)], startangle=90,
            colors=["#8e44ad", "#3498db", "#f1c40f", "#95a5a6", "#e67e22", "#2ecc71", "#e74c3c"][:len(w)])
     ax.set_title("weight fractions")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 
@@ -563,7 +563,7 @@ def run_xas(opts, out: Path) -> dict:
     ax2.bar(range(len(ints)), list(ints.values()), color="tab:purple")
     ax2.set_xticks(range(len(ints)), list(ints), rotation=30, fontsize=7)
     ax2.set_ylabel(f"∫ {win[0]:g}–{win[1]:g} eV")
-    fig.savefig(out / "xas.png", dpi=110)
+    save_figure(fig, out / "xas.png", dpi=110)
     validation = []
     truth = _truth(opts)
     if truth:
