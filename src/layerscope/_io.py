@@ -64,16 +64,21 @@ def atomic_path(path, suffix: str = ".tmp") -> Iterator[Path]:
 def remove_partial(out_dir) -> list[Path]:
     """Remove the temporary files that killed writers left in ``out_dir`` (recursively); return them.
 
-    Only names :func:`atomic_path` makes are touched. Call it only while holding the folder's lock
+    Only names :func:`atomic_path` makes are touched (and staging folders named like them). Call it only while holding the folder's lock
     (no other writer can be half way through a file then).
     """
     out = Path(out_dir)
     if not out.is_dir():
         return []
     gone = []
-    for p in out.rglob(".*.part*"):
-        if p.is_file() and _PARTIAL.match(p.name):
-            p.unlink(missing_ok=True)
+    for p in sorted(out.rglob(".*.part*")):
+        if _PARTIAL.match(p.name) and p.exists():
+            if p.is_dir():  # a staging folder (tempfile.mkdtemp(prefix=".NAME.", suffix=".part"))
+                import shutil
+
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
             gone.append(p)
     return gone
 

@@ -516,7 +516,21 @@ def run_eels(opts, out: Path) -> dict:
     mn_bg, o_bg = opts["mn_background_eV"], opts["o_background_eV"]
     ana = analyze_eels(opts["spectrum"], mn_background_eV=tuple(mn_bg) if mn_bg else None,
                        o_background_eV=tuple(o_bg) if o_bg else None, step_width_eV=1.0)
-    ana.write(out)
+    # the eels command's record.json (calibration, windows, methods) is replaced by the runner's (the
+    # mark of a finished task): the command writes into a hidden staging folder, its tables and figure
+    # are moved out and its record is kept inside the runner's; a kill never leaves a record.json
+    # that is not the runner's
+    import os
+    import shutil
+    import tempfile
+
+    stage = Path(tempfile.mkdtemp(prefix=".eels.", suffix=".part", dir=out))
+    ana.write(stage)
+    eels_record = json.loads((stage / "record.json").read_text())
+    for p in sorted(stage.iterdir()):
+        if p.name != "record.json":
+            os.replace(p, out / p.name)
+    shutil.rmtree(stage)
     l3l2, val = ana.l3_over_l2, ana.valence
     summary = {"spectra": len(l3l2), "l3_over_l2_mean": float(np.nanmean(l3l2)),
                "valence_mean": float(np.nanmean(val))}
@@ -525,8 +539,6 @@ def run_eels(opts, out: Path) -> dict:
     if truth:
         for i, t in enumerate(truth["l3_over_l2"]):
             validation.append(_check(f"L3/L2 spectrum {i}", l3l2[i], t, 0.02, relative=True, note="issue 7: 2 %"))
-    # the eels command's record.json (calibration, windows, methods) is replaced by the runner's: keep it inside
-    eels_record = json.loads((out / "record.json").read_text())
     return {"summary": summary, "tables": {"eels": "eels.csv"}, "figures": {"eels": "eels.png"},
             "validation": validation, "eels_record": eels_record}
 
