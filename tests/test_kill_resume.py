@@ -212,7 +212,7 @@ def kill_and_resume(make_cmd, tmp: Path, *, seed: int, checkpoints=lambda rel: F
     t_ref = _run(make_cmd(ref))
     rng = np.random.default_rng(seed)
     out = tmp / "killed"
-    delays, finished, t_max = [], 0, t_ref
+    delays, n_files, finished, t_max = [], [], 0, t_ref
     while len(delays) < n_kills:
         delay = float(rng.uniform(0.0, t_max))
         proc = subprocess.Popen(make_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -225,6 +225,7 @@ def kill_and_resume(make_cmd, tmp: Path, *, seed: int, checkpoints=lambda rel: F
             proc.communicate()
             delays.append(delay)
             assert_only_finished_files(out, ref, checkpoints)
+            n_files.append(len(_visible(out)) if out.is_dir() else 0)
             continue
         # finished before its kill: a whole (resumed) run; its results are the reference's
         assert proc.returncode == 0, err.decode()[-3000:]
@@ -235,14 +236,15 @@ def kill_and_resume(make_cmd, tmp: Path, *, seed: int, checkpoints=lambda rel: F
     t_final = _run(make_cmd(out))
     assert_same_results(out, ref)
     assert _partial(out) == [], _partial(out)
-    return {"t_ref_s": t_ref, "kills": len(delays), "delays_s": delays, "finished_between": finished,
-            "t_final_s": t_final}
+    return {"t_ref_s": t_ref, "kills": len(delays), "delays_s": delays, "files_after_kill": n_files,
+            "finished_between": finished, "t_final_s": t_final, "n_ref_files": len(_visible(ref))}
 
 
 def _report(name, res):
     print(f"\n{name}: reference {res['t_ref_s']:.1f} s; {res['kills']} kills at "
-          f"{', '.join(f'{d:.1f}' for d in res['delays_s'])} s; {res['finished_between']} runs ended before "
-          f"their kill; final resumed run {res['t_final_s']:.1f} s")
+          f"{', '.join(f'{d:.1f}' for d in res['delays_s'])} s, leaving {res['files_after_kill']} of the "
+          f"{res['n_ref_files']} result files; {res['finished_between']} runs ended before their kill; final resumed "
+          f"run {res['t_final_s']:.1f} s")
 
 
 # ------------------------------------------------------------------------------------ the four
