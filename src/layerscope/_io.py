@@ -64,8 +64,8 @@ def atomic_path(path, suffix: str = ".tmp") -> Iterator[Path]:
 def remove_partial(out_dir) -> list[Path]:
     """Remove the temporary files that killed writers left in ``out_dir`` (recursively); return them.
 
-    Only names :func:`atomic_path` makes are touched (and staging folders named like them). Call it only while holding the folder's lock
-    (no other writer can be half way through a file then).
+    Only names :func:`atomic_path` makes are touched (and staging folders named like them). Call it
+    only while holding the folder's lock (no other writer can be half way through a file then).
     """
     out = Path(out_dir)
     if not out.is_dir():

@@ -80,8 +80,9 @@ def _run_batch(args, images) -> int:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise InputError(f"images of a batch need distinct file names (their output folders): {dup} repeat")
+    plain = (str, int, float, bool, list, type(None))
     opts = {k: v for k, v in sorted(vars(args).items())
-            if k not in ("image", "out", "func", "command") and isinstance(v, (str, int, float, bool, list, type(None)))}
+            if k not in ("image", "out", "func", "command") and isinstance(v, plain)}
     done = 0
     for k, (img, name) in enumerate(zip(images, names), start=1):
         sub = file_in(out, name)
