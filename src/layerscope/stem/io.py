@@ -127,7 +127,8 @@ def _read_tiff(path: Path) -> STEMImage:
                         unit = {"micron": "µm", "\\u00B5m": "µm"}.get(unit, unit)
                         f = _TO_NM.get(unit)
                         px = per_px * f if f else None
-    except (tifffile.TiffFileError, ValueError, OSError, struct.error, IndexError, KeyError) as exc:
+    except (tifffile.TiffFileError, ValueError, OSError, struct.error, IndexError, KeyError, TypeError) as exc:
+        # TypeError: tag values of the wrong type in a damaged header (tifffile or the resolution unpacking)
         raise ValueError(f"{path}: not a readable TIFF file ({exc})") from exc
     return STEMImage(_validate(data, str(path)), px, str(path))
 
