@@ -157,8 +157,9 @@ def index_scan(data, matcher: Matcher, *, scheduler: str | None = None, chunk_po
     elif arr.chunks[2] != (arr.shape[2],) or arr.chunks[3] != (arr.shape[3],):
         arr = arr.rechunk((arr.chunksize[0], arr.chunksize[1], -1, -1))
     ck = None if checkpoint_dir is None else _checkpoint_folder(checkpoint_dir, matcher, arr, checkpoint_key)
-    res = arr.map_blocks(_block, matcher, ck, dtype=np.float64, drop_axis=(2, 3), new_axis=2,
-                         chunks=(arr.chunks[0], arr.chunks[1], (len(FIELDS),)))
+    # meta given: dask does not call _block on an empty array to find the output type
+    res = arr.map_blocks(_block, matcher, ck, dtype=np.float64, meta=np.empty((0, 0, 0)), drop_axis=(2, 3),
+                         new_axis=2, chunks=(arr.chunks[0], arr.chunks[1], (len(FIELDS),)))
     if scheduler not in (None, "threads", "synchronous", "processes"):
         from dask.distributed import Client
 
