@@ -25,7 +25,10 @@ import numpy as np
 
 from layerscope._errors import InputError
 
-__all__ = ["atomic_path", "write_csv", "write_text"]
+__all__ = ["atomic_path", "remove_partial", "save_figure", "save_image", "write_csv", "write_text"]
+
+#: the temporary file of an unfinished write: .NAME.<8 random chars from mkstemp>.part[.EXT]
+_PARTIAL = re.compile(r"^\..+\.[a-z0-9_]{8}\.part(\.[A-Za-z0-9]+)?$")
 
 
 def _umask() -> int:
@@ -44,7 +47,7 @@ def atomic_path(path, suffix: str = ".tmp") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -56,6 +59,48 @@ def atomic_path(path, suffix: str = ".tmp") -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_partial(out_dir) -> list[Path]:
+    """Remove the temporary files that killed writers left in ``out_dir`` (recursively); return them.
+
+    Only names :func:`atomic_path` makes are touched (and staging folders named like them). Call it
+    only while holding the folder's lock (no other writer can be half way through a file then).
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    gone = []
+    for p in sorted(out.rglob(".*.part*")):
+        if _PARTIAL.match(p.name) and p.exists():
+            if p.is_dir():  # a staging folder (tempfile.mkdtemp(prefix=".NAME.", suffix=".part"))
+                import shutil
+
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
+def save_figure(fig, path, **kwargs) -> Path:
+    """``fig.savefig(path, **kwargs)``, atomically (the format from ``path``'s extension)."""
+    path = Path(path)
+    kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
+    with atomic_path(path, path.suffix) as tmp:
+        fig.savefig(tmp, **kwargs)
+    return path
+
+
+def save_image(path, array, **kwargs) -> Path:
+    """``matplotlib.image.imsave(path, array, **kwargs)``, atomically (no pyplot, no backend chosen)."""
+    from matplotlib.image import imsave
+
+    path = Path(path)
+    kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
+    with atomic_path(path, path.suffix) as tmp:
+        imsave(tmp, array, **kwargs)
+    return path
 
 
 def write_text(path, text: str, encoding: str = "utf-8") -> Path:

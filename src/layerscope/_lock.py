@@ -5,6 +5,11 @@
 while they write into ``OUT``. A second command on the same folder stops at once with
 :class:`OutputInUse` (an :class:`~layerscope.InputError`: exit status 2 and one clear line)
 instead of interleaving its writes with the first one's.
+
+A lock left by a killed command is never stale: the OS drops it with the process (the lock file
+itself stays, unlocked, and is reused). Having the lock, the command removes the temporary files
+that a killed predecessor left half written (:func:`layerscope._io.remove_partial`). ``layerscope
+run``, ``operando``, ``fourd`` and ``haadf`` hold it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from layerscope._errors import InputError
-from layerscope._io import _umask
+from layerscope._io import _umask, remove_partial
 
 LOCK_NAME = ".layerscope.lock"
 
@@ -39,6 +44,7 @@ def output_lock(out_dir, command: str) -> Iterator[Path]:
                           f"{LOCK_NAME} is held); wait for that one to finish, or give another --out "
                           f"to `layerscope {command}`", path=out) from None
     try:
+        remove_partial(out)
         yield out
     finally:
         lock.release()

@@ -106,8 +106,48 @@ def read_cif(path: str | os.PathLike, *, name: str | None = None, block: str | N
     wyck = dict(zip(b.find_values("_atom_site_label"), b.find_values("_atom_site_Wyckoff_symbol"))) \
         if b.find_values("_atom_site_Wyckoff_symbol") else {}
     sites = _group_rows(rows, wyck, path)
+    _check_overlaps(sites, st.cell, sg, path)
     hm = sg.xhm()
     return Phase(name or b.name, hm, cell, tuple(sites))
+
+
+#: two atoms closer than this (Å) cannot both be there: an error, or a warning for a split position
+MIN_SEPARATION_ANGSTROM = 0.5
+
+
+def _check_overlaps(sites, cell, sg, path, min_distance: float = MIN_SEPARATION_ANGSTROM) -> None:
+    """Sites at different positions closer than ``min_distance`` Å (symmetry images included).
+
+    Species that share one site (a mixed site) have the same coordinates and are one site here,
+    so they are never an overlap. Two different positions that close are a split (disordered)
+    position when their occupancies add up to at most 1 — kept, with a warning — and otherwise
+    two atoms on top of each other: an error naming both sites and the distance. A site close to
+    its own symmetry image (slightly off a special position) is judged the same way.
+    """
+    import warnings
+
+    ops = list(sg.operations())
+    orth = np.array(cell.orth.mat.tolist())
+    occ = [sum(o for _, o in si.species) for si in sites]
+    images = [np.array([op.apply_to_xyz(list(si.xyz)) for op in ops]) for si in sites]
+    for i, si in enumerate(sites):
+        for j in range(i, len(sites)):
+            d = images[j] - np.asarray(si.xyz)
+            d -= np.round(d)
+            dist = np.linalg.norm(d @ orth.T, axis=1)
+            dist = dist[dist > 1e-3]  # the same position (a mixed site, a special position) is no overlap
+            if dist.size == 0 or dist.min() >= min_distance:
+                continue
+            total = occ[i] + occ[j]
+            what = (f"site {si.label!r} is {dist.min():.3f} Å from a symmetry image of itself" if i == j else
+                    f"sites {si.label!r} and {sites[j].label!r} are {dist.min():.3f} Å apart")
+            if total > 1 + 1e-4:
+                raise ValueError(f"{path}: {what} (closer than {min_distance} Å) with occupancies adding up to "
+                                 f"{total:.4g} > 1: two atoms cannot be that close. Species sharing one site need "
+                                 "the same coordinates; a split (disordered) position needs occupancies adding "
+                                 "up to at most 1")
+            warnings.warn(f"{path}: {what} (closer than {min_distance} Å); occupancies add up to {total:.4g} <= 1, "
+                          "read as a split (disordered) position", UserWarning, stacklevel=3)
 
 
 def _read_aniso(b, cell, path) -> dict[str, tuple[float, ...]]:

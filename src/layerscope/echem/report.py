@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import write_csv
+from layerscope._io import save_figure, write_csv
 
 __all__ = ["write_echem"]
 
@@ -84,7 +84,7 @@ def write_echem(file, out, *, mass_mg: float | None = None, nominal_mAh: float |
                                         "D_cm2_s": g.D_cm2_s, "flag": g.flag})
         files.append("gitt.csv")
     for name, fig in figs.items():
-        fig.savefig(out / name, dpi=120)
+        save_figure(fig, out / name, dpi=120)
     notes = [f"format: {log.meta.get('format', '?')}; convention: {convention}"]
     notes += list(log.meta.get("notes", [])) + list(summary.notes)
     chk = log.meta.get("step_check")

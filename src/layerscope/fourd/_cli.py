@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope._io import save_figure
+
 
 def _phase(spec: str):
     from layerscope.fourd.api import load_phase
@@ -22,7 +24,7 @@ def _zone_axis(args) -> int:
                                 labels=args.labels)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
+    save_figure(fig, out, dpi=120, bbox_inches="tight")
     print(f"wrote {out} ({len(pat.hkl)} spots)")
     return 0
 
@@ -43,18 +45,44 @@ def _calibration_for(args, scan, shape):
     return cal
 
 
+def _scan_identity(args) -> dict:
+    """What identifies the patterns a `fourd` run indexes (for its block checkpoint)."""
+    import hashlib
+
+    def ident(path):
+        if not path:
+            return None
+        st = Path(path).stat()
+        return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    calib = getattr(args, "calibration", None)
+    cal = hashlib.sha256(Path(calib).read_bytes()).hexdigest() if calib else None
+    return {"scan": ident(args.scan), "scan_shape": getattr(args, "scan_shape", None),
+            "chunk": getattr(args, "chunk", None), "calibration": cal, "pixel_size": getattr(args, "pixel_size", None)}
+
+
 def _fourd(args) -> int:
+    from layerscope._lock import output_lock
+
+    with output_lock(args.out, "fourd"):  # one command at a time per output folder
+        return _fourd_locked(args)
+
+
+def _fourd_locked(args) -> int:
     """Parse → :func:`layerscope.fourd.api.index_fourd` → :func:`~layerscope.fourd.api.write_fourd`."""
     from layerscope.fourd.api import _quiet_index, write_fourd
 
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # finished blocks are kept in OUT/index_checkpoint: a killed run resumes with them
     res = _quiet_index(args.scan, phases=args.phase, spacing_deg=args.spacing, kv=args.kv,
                        convergence_mrad=args.convergence, precession_deg=args.precession, pixel_size=args.pixel_size,
                        calibration=args.calibration, min_correlation=args.min_correlation, min_signal=args.min_signal,
                        min_peaks=args.min_peaks, k_max=args.k_max, scan_shape=args.scan_shape, chunk=args.chunk,
-                       scheduler=args.scheduler)
+                       scheduler=args.scheduler, checkpoint_dir=out / "index_checkpoint",
+                       checkpoint_key=_scan_identity(args))
     for f in res.flags:
         print("WARNING: " + f, file=sys.stderr)
-    out = Path(args.out)
     write_fourd(res, out)
     maps, th = res.maps, res._thresholds
     if res.kind == "peaks":
@@ -131,7 +159,7 @@ def _calibrate(args) -> int:
                         color="cyan", fontsize=7)
     ax.set_title(f"{cal.pixel_inv_angstrom or float('nan'):.5g} 1/Å/px, ellipticity {cal.ellipticity:.4f} at "
                  f"{cal.ellipse_angle_deg:.1f}°", fontsize=9)
-    fig.savefig(out / "calibration.png", dpi=110, bbox_inches="tight")
+    save_figure(fig, out / "calibration.png", dpi=110, bbox_inches="tight")
     parts = [f"centre (y, x) {cal.center_px[0]:.2f}, {cal.center_px[1]:.2f} px"]
     if cal.pixel_inv_angstrom:
         parts.append(f"pixel {cal.pixel_inv_angstrom:.6g} 1/Å" + (f" ({cal.pixel_mrad:.4g} mrad)" if cal.pixel_mrad
@@ -193,7 +221,7 @@ def _strain(args) -> int:
         im = ax.imshow(v, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         ax.set_title(f"{name}, {sm.frame} frame", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.savefig(out / "strain.png", dpi=110, bbox_inches="tight")
+    save_figure(fig, out / "strain.png", dpi=110, bbox_inches="tight")
     bad = int(np.isnan(sm.exx).sum())
     print(f"strain of {ny * nx} positions vs reference {args.reference}: εxx rms {np.nanstd(sm.exx) * 100:.3f} %, "
           f"εyy rms {np.nanstd(sm.eyy) * 100:.3f} %; {bad} positions with < {args.min_disks} indexed disks (NaN); "

@@ -164,7 +164,8 @@ def _calibration_for(calibration, pixel_size, scan, shape, *, kv, convergence_mr
 def index_fourd(scan, *, phases, spacing_deg: float = 1.0, kv: float = 200.0, convergence_mrad: float = 1.5,
                 precession_deg: float = 0.8, pixel_size: float | None = None, calibration=None,
                 min_correlation: float = 0.25, min_signal: float = 20.0, min_peaks: int = 5, k_max: float = 1.7,
-                scan_shape=None, chunk: int = 32, scheduler: str | None = None) -> FourDMaps:
+                scan_shape=None, chunk: int = 32, scheduler: str | None = None, checkpoint_dir=None,
+                checkpoint_key=None) -> FourDMaps:
     """Phase, orientation and twin maps of a 4D-STEM scan by template matching.
 
     Parameters
@@ -186,6 +187,8 @@ def index_fourd(scan, *, phases, spacing_deg: float = 1.0, kv: float = 200.0, co
     scan_shape : (y, x) for 3-D frame stacks
     chunk : probe positions per chunk side
     scheduler : dask.distributed scheduler address (default: local threads)
+    checkpoint_dir, checkpoint_key : a folder where finished dask blocks are kept, and what identifies
+        the scan (a JSON-able dict); a rerun with the same key resumes from the kept blocks
 
     Returns
     -------
@@ -219,11 +222,13 @@ def index_fourd(scan, *, phases, spacing_deg: float = 1.0, kv: float = 200.0, co
     return _index_patterns(scan, phases, spacing_deg=spacing_deg, kv=kv, convergence_mrad=convergence_mrad,
                            precession_deg=precession_deg, pixel_size=pixel_size, calibration=calibration,
                            min_correlation=min_correlation, min_signal=min_signal, scan_shape=scan_shape,
-                           chunk=chunk, scheduler=scheduler)
+                           chunk=chunk, scheduler=scheduler, checkpoint_dir=checkpoint_dir,
+                           checkpoint_key=checkpoint_key)
 
 
 def _index_patterns(scan, phases, *, spacing_deg, kv, convergence_mrad, precession_deg, pixel_size, calibration,
-                    min_correlation, min_signal, scan_shape, chunk, scheduler) -> FourDMaps:
+                    min_correlation, min_signal, scan_shape, chunk, scheduler, checkpoint_dir=None,
+                    checkpoint_key=None) -> FourDMaps:
     from layerscope.diffraction.electron import paper_twin_laws
     from layerscope.fourd import build_library, disc_mask, index_scan, paper_detector, prepare_matcher, read_scan
     from layerscope.fourd.calibrate import recentre
@@ -253,7 +258,7 @@ def _index_patterns(scan, phases, *, spacing_deg, kv, convergence_mrad, precessi
     phases = [load_phase(p) for p in phases]
     lib = build_library(phases, geo, spacing_deg=spacing_deg, kv=kv, precession_deg=precession_deg)
     matcher = prepare_matcher(lib, min_correlation=min_correlation, min_signal_counts=min_signal)
-    maps = index_scan(data, matcher, scheduler=scheduler)
+    maps = index_scan(data, matcher, scheduler=scheduler, checkpoint_dir=checkpoint_dir, checkpoint_key=checkpoint_key)
     vbf = virtual_image(data, disc_mask((ky, kx), geo.centre_px, 2 * geo.disc_radius_px)).compute()
     extra = {"vbf": vbf}
     for code, ph in enumerate(phases, start=2):
@@ -313,9 +318,7 @@ def plot_fourd(result) -> dict:
 def write_fourd(result, out) -> dict[str, Path]:
     """Write what ``layerscope fourd`` writes into the folder ``out``: ``maps.h5``, ``calibration.json``
     (scans) or ``phase_fractions.csv`` (peak lists), ``vbf.png``, ``phase_map.png``, ``orientation_map.png``."""
-    from matplotlib.image import imsave
-
-    from layerscope._io import write_csv
+    from layerscope._io import save_image, write_csv
     from layerscope.fourd.maps import write_maps
 
     out = Path(out)
@@ -326,7 +329,7 @@ def write_fourd(result, out) -> dict[str, Path]:
     if result.kind == "peaks":
         written["phase_fractions"] = write_csv(out / "phase_fractions.csv", result.phase_fractions())
     for name, img in plot_fourd(result).items():
-        imsave(out / f"{name}.png", img, **({"cmap": "gray"} if name == "vbf" else {}))
+        save_image(out / f"{name}.png", img, **({"cmap": "gray"} if name == "vbf" else {}))
         written[name] = out / f"{name}.png"
     return written
 

@@ -28,6 +28,8 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
+from layerscope._errors import reader
+
 __all__ = ["Scan4D", "read_scan", "write_scan"]
 
 
@@ -41,10 +43,40 @@ class Scan4D:
     step_nm: float | None = None
 
 
+class _Guarded:
+    """An array-like view of a file's data whose reads turn the errors of a damaged file (a corrupt
+    compressed chunk, a frame cut short) into an :class:`~layerscope.InputError` naming the file:
+    the scan is read lazily, so such errors surface only when the patterns are computed."""
+
+    def __init__(self, src, path):
+        self.src, self.path = src, path
+        self.shape, self.dtype, self.ndim = tuple(src.shape), np.dtype(src.dtype), len(src.shape)
+
+    def __getitem__(self, key):
+        import struct
+
+        from layerscope._errors import InputError
+
+        try:
+            out = self.src[key]
+            if isinstance(out, da.Array):
+                out = out.compute(scheduler="synchronous")
+            return np.asarray(out)
+        except InputError:
+            raise
+        except (OSError, ValueError, RuntimeError, EOFError, struct.error, IndexError, KeyError, TypeError) as exc:
+            raise InputError(f"readable pattern data ({type(exc).__name__}: {exc})", path=self.path) from None
+
+
+def _guarded(src, path, chunks) -> da.Array:
+    return da.from_array(_Guarded(src, path), chunks=chunks, asarray=False)
+
+
 def _chunks(shape, chunk_positions):
     return (min(shape[0], chunk_positions), min(shape[1], chunk_positions), shape[2], shape[3])
 
 
+@reader
 def read_scan(path, *, scan_shape=None, chunk_positions: int = 32, dataset: str | None = None) -> Scan4D:
     """Open a 4D-STEM scan lazily; see the module docstring for the formats."""
     path = Path(path)
@@ -62,12 +94,21 @@ def read_scan(path, *, scan_shape=None, chunk_positions: int = 32, dataset: str 
             raise ValueError(f"{path}: expected a 4-D array (scan y, scan x, ky, kx), got shape {arr.shape}")
         return Scan4D(_as_4d(da.from_array(arr, chunks=chunks), path, scan_shape, chunk_positions), str(path))
     if suffix in (".h5", ".hdf5", ".emd", ".nxs"):
-        return _read_h5(path, scan_shape, chunk_positions, dataset)
+        from layerscope._errors import InputError
+
+        try:
+            return _read_h5(path, scan_shape, chunk_positions, dataset)
+        except InputError:
+            raise
+        except (RuntimeError, OSError, KeyError) as exc:  # h5py on a damaged file's structure
+            raise InputError(f"a readable HDF5 file ({type(exc).__name__}: {exc})", path=path) from None
     if suffix == ".mib":
         from layerscope.fourd.mib import check_mib
 
         check_mib(path)
         return _read_rsciio(path, suffix, scan_shape, chunk_positions)
+    if suffix == ".blo":
+        _check_blo(path)
     if suffix in (".hspy", ".zspy", ".blo"):
         return _read_rsciio(path, suffix, scan_shape, chunk_positions)
     if suffix == ".zip":
@@ -124,7 +165,7 @@ def _read_h5(path, scan_shape, chunk_positions, dataset) -> Scan4D:
         raise ValueError(f"{path}: dataset {dataset!r} not found")
     ds = f[dataset]
     _check_filters(ds, path, dataset)
-    arr = _as_4d(da.from_array(ds, chunks=ds.chunks or -1), path, scan_shape, chunk_positions)
+    arr = _as_4d(_guarded(ds, path, ds.chunks or -1), path, scan_shape, chunk_positions)
     pix = ds.attrs.get("pixel_inv_angstrom", f.attrs.get("pixel_inv_angstrom"))
     step = ds.attrs.get("step_nm", f.attrs.get("step_nm"))
     return Scan4D(arr, f"{path}:{dataset}", float(pix) if pix is not None else None,
@@ -157,7 +198,7 @@ def _read_dectris(f, path, scan_shape, chunk_positions) -> Scan4D:
             raise InputError(f"the data file that link entry/data/{n} points to "
                              f"({f['entry/data'].get(n, getlink=True)})", path=path) from None
         _check_filters(ds, path, f"entry/data/{n}")
-        parts.append(da.from_array(ds, chunks=ds.chunks or -1))
+        parts.append(_guarded(ds, path, ds.chunks or -1))
     arr = da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
     mask_name = "entry/instrument/detector/detectorSpecific/pixel_mask"
     if mask_name in f and f[mask_name].shape == arr.shape[1:]:
@@ -235,6 +276,25 @@ def _read_empad(path, scan_shape, chunk_positions) -> Scan4D:
     return Scan4D(_as_4d(arr, path, scan_shape, chunk_positions), str(path))
 
 
+def _check_blo(path) -> None:
+    """A NanoMegas .blo header's offsets must lie inside the file: rosettasciio reads up to
+    ``Data_offset_1`` in one call, so a damaged offset would make it allocate gigabytes."""
+    from rsciio.blockfile._api import get_header_dtype_list
+
+    from layerscope._errors import InputError
+
+    size = path.stat().st_size
+    dt = np.dtype(get_header_dtype_list("<"))
+    if size < dt.itemsize:
+        raise InputError(f"a NanoMegas blockfile header of {dt.itemsize} bytes; the file has {size}", path=path)
+    with open(path, "rb") as fh:
+        head = np.frombuffer(fh.read(dt.itemsize), dtype=dt)[0]
+    for key in ("Data_offset_1", "Data_offset_2"):
+        if not 0 <= int(head[key]) <= size:
+            raise InputError(f"a {key} inside the file ({size} bytes), got {int(head[key])}", path=path,
+                             where="header")
+
+
 def _read_rsciio(path, suffix, scan_shape, chunk_positions) -> Scan4D:
     import importlib
 
@@ -249,6 +309,14 @@ def _read_rsciio(path, suffix, scan_shape, chunk_positions) -> Scan4D:
     if sig is None:
         raise ValueError(f"{path}: no 3-D or 4-D signal inside")
     data = sig["data"] if isinstance(sig["data"], da.Array) else da.from_array(sig["data"])
+    size = path.stat().st_size
+    if suffix in (".mib", ".blo") and data.nbytes > 8 * size + 2**20:
+        # uncompressed frames (1-bit .mib frames unpack to 8×): a header promising more is damaged
+        from layerscope._errors import InputError
+
+        raise InputError(f"frames that fit in the file: its header describes {data.shape} {data.dtype} patterns "
+                         f"({data.nbytes} bytes), the file holds {size} bytes", path=path)
+    data = _guarded(data, path, data.chunks)
     axes = sig.get("axes", [])
     pix = None
     sig_axes = [a for a in axes if a.get("navigate") is False]

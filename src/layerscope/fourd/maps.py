@@ -4,6 +4,13 @@
 probe positions (each block holds whole patterns), so memory is bounded by the
 block size; the local threaded scheduler is the default and a
 ``dask.distributed`` scheduler address runs the same graph on a cluster.
+
+With ``checkpoint_dir`` every finished block is kept there (``block_<i>_<j>.npy``, written
+atomically) under a key: the SHA-256 of the matcher's arrays and settings, the block layout and
+what the caller says identifies the data (``checkpoint_key``: the scan file, its size and time,
+the calibration). A run killed part way resumes with the blocks it had finished; blocks of
+another key are removed first. Indexing a block is deterministic, so a resumed scan gives the
+same maps as one uninterrupted run.
 """
 
 from __future__ import annotations
@@ -48,18 +55,99 @@ class OrientationMaps:
         return e.reshape(*self.phase.shape, 3)
 
 
-def _block(block, matcher):
+def _block(block, matcher, checkpoint=None, block_info=None):
     ny, nx = block.shape[:2]
+    path = None
+    if checkpoint is not None and block_info:
+        i, j = block_info[0]["chunk-location"][:2]
+        path = checkpoint / f"block_{i}_{j}.npy"
+        if path.is_file():
+            try:
+                kept = np.load(path, allow_pickle=False)
+            except (OSError, ValueError):
+                kept = None
+            if kept is not None and kept.shape == (ny, nx, len(FIELDS)):
+                return kept
     out = index_patterns(np.asarray(block).reshape(ny * nx, *block.shape[2:]), matcher)
-    return out.reshape(ny, nx, len(FIELDS))
+    out = out.reshape(ny, nx, len(FIELDS))
+    if path is not None:
+        from layerscope._io import atomic_path
+
+        with atomic_path(path, ".npy") as tmp:
+            np.save(tmp, out, allow_pickle=False)
+    return out
+
+
+def matcher_digest(matcher: Matcher) -> str:
+    """SHA-256 of everything in ``matcher`` that indexing reads (arrays by their bytes)."""
+    import dataclasses
+    import hashlib
+
+    from scipy import sparse
+
+    h = hashlib.sha256()
+
+    def add(v):
+        if isinstance(v, sparse.spmatrix) or sparse.issparse(v):
+            c = v.tocsr()
+            for a in (c.data, c.indices, c.indptr, np.asarray(c.shape)):
+                add(a)
+        elif isinstance(v, np.ndarray):
+            a = np.ascontiguousarray(v)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes() if a.dtype != object else repr(a.tolist()).encode())
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            for f in dataclasses.fields(v):
+                h.update(f.name.encode())
+                add(getattr(v, f.name))
+        elif isinstance(v, (list, tuple)):
+            h.update(b"[")
+            for x in v:
+                add(x)
+            h.update(b"]")
+        elif isinstance(v, dict):
+            for k in sorted(v, key=str):
+                h.update(repr(k).encode())
+                add(v[k])
+        else:
+            h.update(repr(v).encode())
+
+    add(matcher)
+    return h.hexdigest()
+
+
+def _checkpoint_folder(folder, matcher, arr, key) -> "Path":
+    import hashlib
+    import json
+    import shutil
+    from pathlib import Path
+
+    from layerscope._io import write_text
+
+    folder = Path(folder)
+    ident = {"matcher": matcher_digest(matcher), "shape": list(arr.shape),
+             "chunks": [list(c) for c in arr.chunks[:2]], "data": key}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+    kf = folder / "key.json"
+    try:
+        same = json.loads(kf.read_text()).get("digest") == digest
+    except (OSError, ValueError, AttributeError):
+        same = False
+    if not same:
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        write_text(kf, json.dumps({"digest": digest, **ident}, indent=1, default=str))
+    return folder
 
 
 def index_scan(data, matcher: Matcher, *, scheduler: str | None = None, chunk_positions: int | None = None,
-               num_workers: int | None = None) -> OrientationMaps:
+               num_workers: int | None = None, checkpoint_dir=None, checkpoint_key=None) -> OrientationMaps:
     """Index every pattern of a (scan y, scan x, ky, kx) NumPy or dask array.
 
     ``scheduler``: None (local threads), ``"synchronous"``, or a ``dask.distributed``
-    scheduler address such as ``"tcp://10.0.0.1:8786"``.
+    scheduler address such as ``"tcp://10.0.0.1:8786"``. ``checkpoint_dir``: keep finished
+    blocks there and reuse those of the same ``checkpoint_key`` (see the module docstring).
     """
     arr = data if isinstance(data, da.Array) else da.from_array(data, chunks=(16, 16, -1, -1))
     if arr.ndim != 4:
@@ -68,8 +156,10 @@ def index_scan(data, matcher: Matcher, *, scheduler: str | None = None, chunk_po
         arr = arr.rechunk((chunk_positions, chunk_positions, -1, -1))
     elif arr.chunks[2] != (arr.shape[2],) or arr.chunks[3] != (arr.shape[3],):
         arr = arr.rechunk((arr.chunksize[0], arr.chunksize[1], -1, -1))
-    res = arr.map_blocks(_block, matcher, dtype=np.float64, drop_axis=(2, 3), new_axis=2,
-                         chunks=(arr.chunks[0], arr.chunks[1], (len(FIELDS),)))
+    ck = None if checkpoint_dir is None else _checkpoint_folder(checkpoint_dir, matcher, arr, checkpoint_key)
+    # meta given: dask does not call _block on an empty array to find the output type
+    res = arr.map_blocks(_block, matcher, ck, dtype=np.float64, meta=np.empty((0, 0, 0)), drop_axis=(2, 3),
+                         new_axis=2, chunks=(arr.chunks[0], arr.chunks[1], (len(FIELDS),)))
     if scheduler not in (None, "threads", "synchronous", "processes"):
         from dask.distributed import Client
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import html
-import os
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+
+from layerscope._io import atomic_path, save_figure, write_text
 
 __all__ = ["TIMESERIES_BASE", "write_timeseries", "series_dataset", "write_dataset", "plot_operando", "write_html",
            "drawn_as_measurement"]
@@ -38,13 +39,11 @@ def write_timeseries(rows: list[dict], path) -> Path:
     """One row per pattern; every observable followed by its ``_esd`` column."""
     path = Path(path)
     cols = _columns(rows)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in r.items()})
-    os.replace(tmp, path)
     return path
 
 
@@ -91,9 +90,8 @@ def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None =
     """:func:`series_dataset` as HDF5/NetCDF4 (atomic write)."""
     path = Path(path)
     ds = series_dataset(rows, patterns, provenance=provenance)
-    tmp = path.with_name(path.name + ".tmp")
-    ds.to_netcdf(tmp, engine="h5netcdf")
-    os.replace(tmp, path)
+    with atomic_path(path, ".h5") as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
     return path
 
 
@@ -118,10 +116,7 @@ def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[st
     files = {}
 
     def save(fig, name):
-        p = out / name
-        tmp = p.with_name(p.stem + ".tmp.png")
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, p)
+        p = save_figure(fig, out / name, dpi=120)
         files[name] = p
 
     def series(ax, key, label, color, scale=1.0):
@@ -232,8 +227,4 @@ table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;pad
 td.nd{{color:#999;font-style:italic}}</style></head>
 <body><h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>{''.join(imgs)}
 <h2>Time series</h2><table><tr>{head}</tr>{''.join(body)}</table></body></html>"""
-    p = out / "index.html"
-    tmp = p.with_name("index.tmp.html")
-    tmp.write_text(page)
-    os.replace(tmp, p)
-    return p
+    return write_text(out / "index.html", page)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import file_in, write_text
+from layerscope._io import file_in, save_figure, write_text
 from layerscope.crystal.cif import write_cif
 from layerscope.refine.rietveld import RietveldResult
 
@@ -170,5 +170,5 @@ def plot_fit(res: RietveldResult, path, *, x_axis: str = "d"):
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     return path

@@ -62,7 +62,6 @@ from __future__ import annotations
 from layerscope._errors import reader
 import hashlib
 import json
-import os
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -1044,10 +1043,9 @@ class _Checkpoint:
             doc = json.loads(self.path.read_text())
         doc["records"].append({"name": rec.name, "full": rec.full, "row": _jsonable(rec.row),
                                "warnings": rec.warnings})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, self.path)
+        from layerscope._io import write_text
+
+        write_text(self.path, json.dumps(doc))
 
 
 def _jsonable(row: dict) -> dict:

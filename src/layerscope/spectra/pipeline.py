@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from layerscope._errors import InputError
-from layerscope._io import write_csv, write_text
+from layerscope._io import save_figure, write_csv, write_text
 from layerscope.spectra.analysis import MN_SEARCH_EV, EelsOptions, EelsResult, analyse_eels
 from layerscope.spectra.calibrate import edge_shifts, zlp_shifts
 from layerscope.spectra.calibration import MN_DE_STATUS
@@ -223,7 +223,7 @@ def write_eels_outputs(out, res: EelsResult, record: dict, *, position_nm=None, 
     write_text(out / "record.json", json.dumps({**record, "nav_shape": list(nav_shape)}, indent=1,
                                                default=_json_default))
     from layerscope.spectra._figure import eels_figure
-    eels_figure(res, position_nm).savefig(out / "eels.png", dpi=110)
+    save_figure(eels_figure(res, position_nm), out / "eels.png", dpi=110)
 
 
 def _json_default(o):

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+
+from layerscope._io import write_text
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "haadf", help="atomic-resolution HAADF-STEM: columns, unit-cell m/n, variants, GPA strain"
     )
-    p.add_argument("image", help="image file (.dm3/.dm4/.emd/.ser/.hspy/.hdf5/.tif/.npy)")
+    p.add_argument("image", nargs="+",
+                   help="image file(s) (.dm3/.dm4/.emd/.ser/.hspy/.hdf5/.tif/.npy); several images are a batch: "
+                        "each one's results go to OUT/<file name without extension>/, and a rerun keeps the "
+                        "images finished before (their record.json) and does the rest")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--pixel-size-nm", type=float, default=None, help="override the file's calibration")
     p.add_argument("--denoise", default="du", choices=["du", "wiener", "gaussian", "nlm", "none"])
@@ -40,7 +46,66 @@ def register(subparsers) -> None:
     p.add_argument("--shell", action="store_true",
                    help="particle edge: layered vs spinel map and the surface spinel shell thickness (shell.csv)")
     p.add_argument("--no-figures", action="store_true")
-    p.set_defaults(func=_run_haadf)
+    p.set_defaults(func=_haadf)
+
+
+def _haadf(args) -> int:
+    """One image into --out, or a batch (one folder per image, resumable), holding the folder's lock."""
+    from argparse import Namespace
+
+    from layerscope._lock import output_lock
+
+    images = args.image if isinstance(args.image, list) else [args.image]
+    with output_lock(args.out, "haadf"):  # one command at a time per output folder
+        if len(images) == 1:
+            return _run_haadf(Namespace(**{**vars(args), "image": images[0]}))
+        return _run_batch(args, images)
+
+
+def _run_batch(args, images) -> int:
+    """Every image of a batch into OUT/<stem>/; ``record.json`` (written last) marks an image done.
+
+    A rerun keeps an image whose record holds the same fingerprint (SHA-256 of the image file,
+    the options, the layerscope version), so a batch killed part way resumes where it stopped."""
+    import hashlib
+    from argparse import Namespace
+
+    from layerscope import __version__
+    from layerscope._errors import InputError
+    from layerscope._io import file_in
+
+    out = Path(args.out)
+    names = [Path(i).stem for i in images]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"images of a batch need distinct file names (their output folders): {dup} repeat")
+    plain = (str, int, float, bool, list, type(None))
+    opts = {k: v for k, v in sorted(vars(args).items())
+            if k not in ("image", "out", "func", "command") and isinstance(v, plain)}
+    done = 0
+    for k, (img, name) in enumerate(zip(images, names), start=1):
+        sub = file_in(out, name)
+        try:
+            sha = hashlib.sha256(Path(img).read_bytes()).hexdigest()
+        except OSError as exc:
+            raise InputError(f"an image file ({exc.strerror})", path=img) from None
+        fp = hashlib.sha256(json.dumps({"sha256": sha, "options": opts, "layerscope": __version__},
+                                       sort_keys=True).encode()).hexdigest()
+        rec = sub / "record.json"
+        try:
+            kept = json.loads(rec.read_text()).get("fingerprint") == fp
+        except (OSError, ValueError, AttributeError):
+            kept = False
+        if kept:
+            print(f"[haadf] {k}/{len(images)} {img}: done before, kept")
+            done += 1
+            continue
+        print(f"[haadf] {k}/{len(images)} {img}")
+        _run_haadf(Namespace(**{**vars(args), "image": str(img), "out": str(sub)}))
+        write_text(rec, json.dumps({"image": str(img), "sha256": sha, "options": opts, "layerscope": __version__,
+                                    "fingerprint": fp}, indent=1))
+    print(f"[haadf] {len(images)} images ({done} kept from before) → {out}")
+    return 0
 
 
 def _run_haadf(args) -> int:

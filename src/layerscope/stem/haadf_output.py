@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import atomic_path, write_csv, write_text
+from layerscope._io import atomic_path, save_figure, write_csv, write_text
 
 __all__ = ["write_haadf", "plot_haadf", "write_strain"]
 
@@ -46,7 +46,7 @@ def write_haadf(result, out, *, figures: bool = True) -> dict[str, Path]:
     written["summary"] = write_text(out / "summary.json", json.dumps(result.summary, indent=2, default=float))
     if figures:
         for name, fig in plot_haadf(result).items():
-            fig.savefig(out / f"{name}.png", dpi=110 if result.analysis == "crystal" else 120, bbox_inches="tight")
+            save_figure(fig, out / f"{name}.png", dpi=110 if result.analysis == "crystal" else 120, bbox_inches="tight")
             written[name] = out / f"{name}.png"
     return written
 

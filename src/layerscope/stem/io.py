@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope._errors import reader
+
 __all__ = ["STEMImage", "read_image", "as_image"]
 
 _TO_NM = {
@@ -53,7 +55,10 @@ def _validate(data, source: str) -> np.ndarray:
         raise ValueError(f"{source}: expected a single 2D image, got data of shape {np.shape(data)}")
     if arr.size == 0:
         raise ValueError(f"{source}: the image is empty")
-    arr = arr.astype(np.float64)
+    if arr.dtype.kind not in "buif":
+        raise ValueError(f"{source}: expected real pixel values, got {arr.dtype} data")
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf of any width: counted just below
+        arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         n = np.count_nonzero(~np.isfinite(arr))
         raise ValueError(f"{source}: image contains {n} NaN/inf pixels")
@@ -122,11 +127,13 @@ def _read_tiff(path: Path) -> STEMImage:
                         unit = {"micron": "µm", "\\u00B5m": "µm"}.get(unit, unit)
                         f = _TO_NM.get(unit)
                         px = per_px * f if f else None
-    except (tifffile.TiffFileError, ValueError, OSError, struct.error, IndexError, KeyError) as exc:
+    except (tifffile.TiffFileError, ValueError, OSError, struct.error, IndexError, KeyError, TypeError) as exc:
+        # TypeError: tag values of the wrong type in a damaged header (tifffile or the resolution unpacking)
         raise ValueError(f"{path}: not a readable TIFF file ({exc})") from exc
     return STEMImage(_validate(data, str(path)), px, str(path))
 
 
+@reader
 def read_image(path, *, pixel_size_nm: float | None = None) -> STEMImage:
     """Read a STEM image and its pixel size.
 

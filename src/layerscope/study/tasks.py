@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import file_in, write_csv
+from layerscope._io import file_in, save_figure, write_csv
 from layerscope.study._checks import _check, _check_fraction, _rows, _truth  # noqa: F401 (shared by the runners)
 from layerscope.study.tasks_echem import run_cycler
 from layerscope.study.tasks_microscopy import ZONE_AXES, run_fourd, run_haadf, run_kinematic  # noqa: F401
@@ -108,7 +108,7 @@ def _operando_fits(res, out: Path) -> dict:
         ax.set_title(f"({label}) {records[k].name}, t = {float(rows[k].get('time_h', np.nan)):.2f} h, "
                      f"Rwp {float(rows[k]['rwp']):.2f} %", fontsize=9)
         ax.legend(fontsize=6, ncol=4, loc="upper right")
-    fig.savefig(out / "supp_fig10_refined_patterns.png", dpi=110)
+    save_figure(fig, out / "supp_fig10_refined_patterns.png", dpi=110)
     return {"supp_fig10": "supp_fig10_refined_patterns.png"}
 
 
@@ -246,7 +246,7 @@ def _fourier(res, name: str, out: Path) -> None:
     fig.colorbar(im, ax=ax, label="Δρ (fm/Å³)")
     ax.set_xlabel("x (fractional)"), ax.set_ylabel("y (fractional)")
     ax.set_title(f"{name}: difference Fourier section z = 0", fontsize=9)
-    fig.savefig(out / "fourier.png", dpi=110)
+    save_figure(fig, out / "fourier.png", dpi=110)
 
 
 def neutron_validation(summ, truth) -> list[dict]:
@@ -291,7 +291,7 @@ def _pie(summ, path):
     ax.pie(w, labels=[f"{n}\n{100 * v:.1f} %" for n, v in zip(names, w)], startangle=90,
            colors=["#8e44ad", "#3498db", "#f1c40f", "#95a5a6", "#e67e22", "#2ecc71", "#e74c3c"][:len(w)])
     ax.set_title("weight fractions")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 
@@ -304,7 +304,21 @@ def run_eels(opts, out: Path) -> dict:
     mn_bg, o_bg = opts["mn_background_eV"], opts["o_background_eV"]
     ana = analyze_eels(opts["spectrum"], mn_background_eV=tuple(mn_bg) if mn_bg else None,
                        o_background_eV=tuple(o_bg) if o_bg else None, step_width_eV=1.0)
-    ana.write(out)
+    # the eels command's record.json (calibration, windows, methods) is replaced by the runner's (the
+    # mark of a finished task): the command writes into a hidden staging folder, its tables and figure
+    # are moved out and its record is kept inside the runner's; a kill never leaves a record.json
+    # that is not the runner's
+    import os
+    import shutil
+    import tempfile
+
+    stage = Path(tempfile.mkdtemp(prefix=".eels.", suffix=".part", dir=out))
+    ana.write(stage)
+    eels_record = json.loads((stage / "record.json").read_text())
+    for p in sorted(stage.iterdir()):
+        if p.name != "record.json":
+            os.replace(p, out / p.name)
+    shutil.rmtree(stage)
     l3l2, val = ana.l3_over_l2, ana.valence
     summary = {"spectra": len(l3l2), "l3_over_l2_mean": float(np.nanmean(l3l2)),
                "valence_mean": float(np.nanmean(val))}
@@ -313,8 +327,6 @@ def run_eels(opts, out: Path) -> dict:
     if truth:
         for i, t in enumerate(truth["l3_over_l2"]):
             validation.append(_check(f"L3/L2 spectrum {i}", l3l2[i], t, 0.02, relative=True, note="issue 7: 2 %"))
-    # the eels command's record.json (calibration, windows, methods) is replaced by the runner's: keep it inside
-    eels_record = json.loads((out / "record.json").read_text())
     return {"summary": summary, "tables": {"eels": "eels.csv"}, "figures": {"eels": "eels.png"},
             "validation": validation, "eels_record": eels_record}
 
@@ -351,7 +363,7 @@ def run_xas(opts, out: Path) -> dict:
     ax2.bar(range(len(ints)), list(ints.values()), color="tab:purple")
     ax2.set_xticks(range(len(ints)), list(ints), rotation=30, fontsize=7)
     ax2.set_ylabel(f"∫ {win[0]:g}–{win[1]:g} eV")
-    fig.savefig(out / "xas.png", dpi=110)
+    save_figure(fig, out / "xas.png", dpi=110)
     validation = []
     truth = _truth(opts)
     if truth:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import file_in, write_csv
+from layerscope._io import file_in, save_figure, write_csv
 from layerscope.study._checks import _check, _check_fraction, _rows
 
 __all__ = ["run_haadf", "run_fourd", "run_kinematic", "ZONE_AXES"]
@@ -224,7 +224,7 @@ def run_kinematic(opts, out: Path) -> dict:
         for uvw, twin in ZONE_AXES.get(ph.space_group.number, []):
             key = f"{ph.name}_{''.join(str(i) for i in uvw)}" + (f"_twin{twin.strip('(){}')}" if twin else "")
             fig, _ = zone_axis_figure(spec, uvw, twin=twin, kv=opts["kv"], precession_deg=opts["precession_deg"])
-            fig.savefig(file_in(out, key, ".png"), dpi=120, bbox_inches="tight")
+            save_figure(fig, file_in(out, key, ".png"), dpi=120, bbox_inches="tight")
             figures[key] = f"{key}.png"
             rows.append({"phase": ph.name, "zone": " ".join(map(str, uvw)), "twin": twin or ""})
     write_csv(out / "zone_axes.csv", rows)
