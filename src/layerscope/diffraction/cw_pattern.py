@@ -261,6 +261,14 @@ def _stephens_start(s: CWPhaseSetup, mustrain: float) -> np.ndarray:
     if s.laue in ("4/m", "4/mmm"):
         return np.array([g[0, 0] ** 2, g[2, 2] ** 2, 2.0 * g[0, 0] ** 2 / 3.0,
                          2.0 * g[0, 0] * g[2, 2] / 3.0]) * mustrain**2
+    if s.laue in ("6/m", "6/mmm", "3m1") and len(s.stephens) == 3:
+        # (g00 (h² + k² + hk) + g22 l²)², g01 = g00/2 on hexagonal axes
+        return np.array([g[0, 0] ** 2, g[2, 2] ** 2, 2.0 * g[0, 0] * g[2, 2] / 3.0]) * mustrain**2
+    if s.laue == "2/m" and s.stephens[6:] == ("S301", "S103", "S121"):
+        # b unique: (g00 h² + g11 k² + g22 l² + 2 g02 hl)² on GSAS-II's monomials
+        g00, g11, g22, g02 = g[0, 0], g[1, 1], g[2, 2], g[0, 2]
+        return np.array([g00**2, g11**2, g22**2, 2 * g00 * g11 / 3, (2 * g00 * g22 + 4 * g02**2) / 3,
+                         2 * g11 * g22 / 3, 2 * g00 * g02, 2 * g22 * g02, g11 * g02]) * mustrain**2
     return np.full(len(s.stephens), 0.01)
 
 
