@@ -46,8 +46,9 @@ from layerscope.refine.strategy import Stage, Strategy
 __all__ = ["route", "instrument_kind", "default_cw_strategy", "expand_cw_free", "check_cw_names",
            "refine_cw_files", "CWRun"]
 
-_HIST_KEYS = ("scale", "zero", "shift", "transparency", "displace", "displace_x", "displace_y", "background")
-_HAP_KEYS = ("scale", "mustrain", "size", "hstrain", "stephens", "texture")
+_HIST_KEYS = ("scale", "zero", "shift", "transparency", "displace", "displace_x", "displace_y", "background",
+              "absorption", "surf_rough", "surf_rough_a", "surf_rough_b")
+_HAP_KEYS = ("scale", "mustrain", "size", "hstrain", "stephens", "texture", "md")
 _PHASE_KEYS = ("cell", "xyz", "biso")
 
 
@@ -157,7 +158,8 @@ def check_cw_names(free, n_hist: int, phase_names, source: str = "strategy", sta
             if k in _PHASE_KEYS or k in _HAP_KEYS or re.fullmatch(r"[^.]+\.(x|y|z|biso)|[a-c]|alpha|beta|gamma", k):
                 continue
         raise InputError(f"{key!r} is not a constant-wavelength parameter (names: hist{{i}}.scale|background|zero|"
-                         f"shift|transparency|displace, PHASE@hist{{i}}.scale|mustrain|size|hstrain|stephens|texture, "
+                         f"shift|transparency|displace|absorption|surf_rough, "
+                         f"PHASE@hist{{i}}.scale|mustrain|size|hstrain|stephens|texture|md, "
                          f"PHASE.cell|xyz|biso; phases {', '.join(phase_names)})", path=source, where=where)
 
 
