@@ -124,3 +124,26 @@ def test_march_dollase_and_absorption_recovered_from_synthetic_neutron_pattern()
         for nm, true in (("O3@hist0.md", 0.8), ("hist0.absorption", 0.6)):
             v, e = res.full[names.index(nm)], res.esd_q[list(res.names).index(nm)]
             assert abs(v - true) < 3 * e, (seed, nm, v, e)
+
+
+def test_tof_cylinder_absorption_in_the_tof_model():
+    """A TOF model built with absorption_form="cylinder": each reflection's intensity is the μ = 0
+    one times GSAS-II's cylinder transmission at μR = μ·λ, λ = 2 d sin θ_bank."""
+    from layerscope.crystal.presets import preset_phase
+    from layerscope.diffraction.cw_sample import tof_cylinder_absorption
+    from layerscope.diffraction.instrument import read_instprm
+    from layerscope.diffraction.pattern import build_model, initial_params, reflection_table
+
+    inst_file = DATA / "gsas2-reference" / "instrument" / "POWGEN_2665.instprm"
+    if not inst_file.is_file():
+        pytest.skip("shared instrument file absent")
+    inst = read_instprm(inst_file)
+    tof = np.linspace(20000.0, 60000.0, 400)
+    m = build_model([preset_phase("Al")], tof, inst, n_background=1, absorption_form="cylinder")
+    t0 = reflection_table(m, initial_params(m))
+    t1 = reflection_table(m, initial_params(m, absorption=0.2))
+    want = np.asarray(tof_cylinder_absorption(0.2, t0["d_angstrom"], inst.two_theta))
+    assert 0.3 < want.min() < want.max() < 1.0
+    np.testing.assert_allclose(t1["intensity"] / t0["intensity"], want, rtol=1e-12)
+    with pytest.raises(ValueError, match="absorption_form"):
+        build_model([preset_phase("Al")], tof, inst, absorption_form="sphere")
