@@ -191,6 +191,13 @@ def cw_free_set(ev: CWJointEvaluator, free: list[str], x0=None) -> FreeSet:
 
     phases = {s.phase.name: s.phase for s in ev.models[0].phases}
     for key in free:
+        if key.startswith("hist") and (key.endswith(".absorption") or ".surf_rough" in key):
+            i = int(key[4:key.index(".")])
+            bragg = i < len(ev.models) and ev.models[i].geometry.lower().startswith("bragg")
+            if bragg == key.endswith(".absorption"):
+                raise ValueError(f"{key!r}: histogram {i} is {ev.models[i].geometry if i < len(ev.models) else '?'}; "
+                                 "cylinder absorption applies to Debye-Scherrer histograms, surface roughness to "
+                                 "Bragg-Brentano ones")
         if key.endswith(".background") and key[:-11] + ".bkg[0]" in idx:
             j = 0
             while f"{key[:-11]}.bkg[{j}]" in idx:
