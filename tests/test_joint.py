@@ -21,7 +21,7 @@ XRY = DATA / "gsas2-pbso4" / "INST_XRY.PRM"
 pytestmark = pytest.mark.skipif(not TOF_INST.is_file() or not XRY.is_file(), reason="shared instrument files absent")
 
 
-def _tof_hist(phase, two_theta=None, difc_factor=1.0, scale=3.0):
+def _tof_hist(phase, two_theta=None, difc_factor=1.0, scale=3000.0):
     from layerscope.diffraction.instrument import read_instprm
     from layerscope.diffraction.pattern import build_model, initial_params
 
@@ -30,7 +30,7 @@ def _tof_hist(phase, two_theta=None, difc_factor=1.0, scale=3.0):
         inst = dataclasses.replace(inst, two_theta=two_theta, difc=inst.difc * difc_factor)
     tof = np.linspace(12000.0, 60000.0, 1500)
     m = build_model([phase], tof, inst, n_background=2, mustrain={phase.name: 800.0}, lorentz=True)
-    p = initial_params(m, scales={phase.name: scale}, background=np.array([3.0, -0.5]), mustrain={phase.name: 800.0})
+    p = initial_params(m, scales={phase.name: scale}, background=np.array([500.0, -50.0]), mustrain={phase.name: 800.0})
     return m, p
 
 
@@ -91,7 +91,9 @@ def _recover(hists, free, seeds=(1,)):
 
 @pytest.mark.slow
 def test_two_tof_banks_and_tof_plus_xray_recover_the_cell():
-    """Measured (seed 1): a, c errors/esd within ±2; the joint esd of a is below the 90° bank's alone."""
+    """Seed 1, from a +0.002 / c −0.01 Å: a and c within 3 esd of the truth for the two banks and for
+    TOF + X-ray (bank 1 alone, measured: a 2.839925 ± 0.000215 Å, truth 2.84); the joint esd of a is
+    below the 90° bank's alone (~4 min on a loaded 2-core machine)."""
     from layerscope.crystal.presets import preset_phase
 
     o3 = preset_phase("lrm-100-cycles:O3")
