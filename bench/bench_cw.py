@@ -1,7 +1,7 @@
 """Bench: one constant-wavelength X-ray Rietveld refinement, layerscope beside cryspy 0.18 on the same
 input, in one run.
 
-Input (``shared/data/gsas2-pbso4``): ``PBSO4.XRA`` (Cu Kα, Bragg–Brentano, 16–110° 2θ, 4 700 points),
+Input (``shared/data/gsas2-pbso4``): ``PBSO4.XRA`` (Cu Kα, Bragg–Brentano, 16–110° 2θ, 3 761 points),
 ``INST_XRY.PRM``, ``PbSO4-Wyckoff.cif``. The job, three cumulative stages each to convergence (the first
 three stages of GSAS-II's PbSO4 regression test, X-ray histogram alone):
 
