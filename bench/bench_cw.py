@@ -93,11 +93,11 @@ def rcif_text(x, y, s) -> str:
     v = read_prm_values(DATA / "INST_XRY.PRM")
     k = float(8 * np.log(2) / 1e4)
     x, y, s = (np.asarray(a, float).tolist() for a in (x, y, s))
-    # GSAS-II "Polariz." P: LP ∝ (1 − P + P cos²2θ)-like; cryspy: (1 + cthm·cos²2θ)/(1 + cthm) with its
-    # monochromator term; only the ratio matters with a refined scale: cthm = P/(1 − P)
-    cthm = v["polariz"] / (1.0 - v["polariz"])
+    # GSAS-II "Polariz." P at azimuth 0: pola = P + (1 − P)·cos²2θ; cryspy: 1 − k + k·cthm·cos²2θ, so
+    # k = 1 − P with cthm = 1 gives the same factor
+    k_pol = 1.0 - v["polariz"]
     e = ["data_xray", f"_setup_wavelength {v['lam1']}", "_setup_radiation X-rays", f"_setup_offset_2theta {v['zero'] / 100}",
-         "_setup_k 0.0", f"_setup_cthm {cthm!r}",
+         f"_setup_k {k_pol!r}", "_setup_cthm 1.0",
          f"_pd_instr_resolution_u {v['u'] * k!r}", f"_pd_instr_resolution_v {v['v'] * k!r}",
          f"_pd_instr_resolution_w {v['w'] * k!r}", f"_pd_instr_resolution_x {v['y'] / 100!r}",
          f"_pd_instr_resolution_y {v['x'] / 100!r}",
