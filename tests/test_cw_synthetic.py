@@ -83,7 +83,7 @@ def _run(case: str, seeds) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarra
     from layerscope.refine.engine import least_squares
 
     s = _setup(case)
-    ev, fs, names = s["ev"], s["fs"], list(s["ev"].names)
+    ev, fs = s["ev"], s["fs"]
     # free-column values: the true vector projected on the free columns (unit columns for these keys,
     # except the cell, whose columns tie equal axes: the value of a column is its first entry's)
     a = np.asarray(fs.A)

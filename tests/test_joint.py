@@ -89,7 +89,7 @@ def _recover(hists, free, seeds=(1,)):
     return ev, out
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_two_tof_banks_and_tof_plus_xray_recover_the_cell():
     """Seed 1, from a +0.002 / c −0.01 Å: a and c within 3 esd of the truth for the two banks and for
     TOF + X-ray (bank 1 alone, measured: a 2.839925 ± 0.000215 Å, truth 2.84); the joint esd of a is
