@@ -217,7 +217,6 @@ def test_cli_cw_march_dollase_and_surface_roughness(tmp_path, capsys):
     CLI with --march-dollase Al=1,1,1 and a strategy freeing Al@hist0.md recovers the ratio within 3 esd;
     asking for cylinder absorption on this Bragg–Brentano histogram, or md without an axis, is an
     InputError naming the strategy file."""
-
     import numpy as np
 
     from layerscope.crystal.presets import preset_phase
