@@ -23,7 +23,7 @@ The peer's driver (as ``bench_refine.py``): ``scipy.optimize.least_squares`` (MI
 finite-difference Jacobian) on y = B_cheb + h·I_cryspy(cell, xyz, B), where I_cryspy is cryspy's
 Bragg pattern (``calc_chi_sq_for_pd_by_dictionary``, background points 0, its phase scale 1) —
 generous to cryspy: the background and scale columns cost no cryspy call. cryspy's own refinement
-(scipy BFGS on χ²) is not used: it is much slower on a 25-parameter job.
+(scipy BFGS on χ² with numerical gradients) is not used and not timed here.
 
 Timing: ``--repeats`` interleaved rounds; the first layerscope run is cold (JAX compilation), the rest
 warm. cryspy's time includes parsing its .rcif. Printed: per stage Rwp of both codes, the refined
