@@ -208,3 +208,49 @@ def test_cli_cw_synthetic_al_recovers_cell_and_writes_outputs(tmp_path, capsys):
     assert s["histograms"][0]["radiation"] == "xray" and s["histograms"][0]["rwp"] == pytest.approx(s["rwp"])
     for f in ("Al.cif", "report.txt", "fit.png", "fit_hist0.csv"):
         assert (out / f).is_file(), f
+
+
+@pytest.mark.slow
+def test_cli_cw_march_dollase_and_surface_roughness(tmp_path, capsys):
+    """Al simulated on Cu Kα Bragg–Brentano with March–Dollase ratio 0.85 along [111] and Suortti
+    surface roughness (A 0.4, B 0.3 fixed at truth: they correlate with the Debye–Waller factor): the
+    CLI with --march-dollase Al=1,1,1 and a strategy freeing Al@hist0.md recovers the ratio within 3 esd;
+    asking for cylinder absorption on this Bragg–Brentano histogram, or md without an axis, is an
+    InputError naming the strategy file."""
+    import numpy as np
+
+    from layerscope.crystal.presets import preset_phase
+    from layerscope.diffraction import cw_pattern as cw
+    from layerscope.diffraction.cw_instrument import read_cw_instprm
+
+    inst_file = tmp_path / "cu.instprm"
+    inst_file.write_text("#GSAS-II instrument parameter file\nType:PXC\nLam1:1.5405\nLam2:1.5443\nI(L2)/I(L1):0.5\n"
+                         "Zero:0.0\nPolariz.:0.7\nAzimuth:0.0\nU:2.0\nV:-2.0\nW:5.0\nX:0.0\nY:0.0\nZ:0.0\nSH/L:0.002\n")
+    al = preset_phase("Al")
+    x = np.arange(30.0, 140.0, 0.02)
+    m = cw.build_cw_model([al], x, read_cw_instprm(inst_file), n_background=2, march_dollase=(1, 1, 1))
+    p = cw.cw_initial_params(m, scale=20.0, background=np.array([50.0, -5.0]))
+    p["phases"]["Al"]["md"] = 0.85
+    p["hist"]["surf_rough_a"], p["hist"]["surf_rough_b"] = 0.4, 0.3
+    y_true = cw.cw_pattern(m, p)["total"]
+    y = np.random.default_rng(5).poisson(y_true).astype(float)
+    data = tmp_path / "al.xye"
+    np.savetxt(data, np.column_stack([x, y, np.sqrt(np.maximum(y, 1.0))]), header="2theta I esd")
+    strat = tmp_path / "md.toml"
+    strat.write_text('[[stage]]\nname = "scale"\nfree = ["hist0.scale", "hist0.background"]\n'
+                     '[stage.start]\n"hist0.surf_rough_a" = 0.4\n"hist0.surf_rough_b" = 0.3\n\n'
+                     '[[stage]]\nname = "cell, md"\nfree = ["Al.cell", "Al@hist0.md"]\n')
+    out = tmp_path / "out"
+    rc, log = _cli([data, "--instprm", inst_file, "--phase", "Al", "--nbkg", 2, "--strategy", strat,
+                    "--march-dollase", "Al=1,1,1", "--out", out], capsys)
+    assert rc == 0, log
+    s = json.loads((out / "summary.json").read_text())
+    md = s["histograms"][0]["refined"]["Al@hist0.md"]
+    assert abs(md["value"] - 0.85) < 3 * md["esd"], md
+    rc, log = _cli([data, "--instprm", inst_file, "--phase", "Al", "--strategy", strat, "--out", tmp_path / "o2"],
+                   capsys)
+    assert rc == 2 and "md.toml" in log and "--march-dollase" in log, log
+    strat.write_text('[[stage]]\nname = "abs"\nfree = ["hist0.scale", "hist0.absorption"]\n')
+    rc, log = _cli([data, "--instprm", inst_file, "--phase", "Al", "--strategy", strat, "--out", tmp_path / "o3"],
+                   capsys)
+    assert rc == 2 and "md.toml" in log and "Debye-Scherrer" in log, log

@@ -37,9 +37,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from layerscope._errors import InputError  # noqa: E402
-from layerscope.crystal.phase import Phase  # noqa: E402
+from layerscope.crystal.phase import Phase, symmetry_operations  # noqa: E402
 from layerscope.crystal.scattering import b_coh_fm, element_of  # noqa: E402
 from layerscope.diffraction import cw_profile as cp  # noqa: E402
+from layerscope.diffraction import cw_sample as sm  # noqa: E402
 from layerscope.diffraction import cw_texture as tx  # noqa: E402
 from layerscope.diffraction.cw_instrument import CWInstrument  # noqa: E402
 from layerscope.diffraction.reflections import reflections  # noqa: E402
@@ -73,6 +74,11 @@ class CWPhaseSetup:
     sh_terms: tuple = ()
     #: Stephens generalized microstrain coefficient names (empty: isotropic microstrain)
     stephens: tuple = ()
+    #: March–Dollase axis (reciprocal-lattice h, k, l; None: off), the equivalents of each
+    #: reflection (n, k, 3) and their 0/1 mask (n, k) (:mod:`layerscope.diffraction.cw_sample`)
+    md_axis: tuple | None = None
+    md_eq: np.ndarray | None = None
+    md_mask: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,8 @@ def _scattering_tables(phase: Phase, tables: SiteTables, inst: CWInstrument, ano
 def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, limits=None, n_background: int = 6,
                    geometry: str | None = None, gonio_radius: float = 200.0, size_um=None, mustrain=None,
                    mx: float = 1.0, anomalous=None, scattering_lengths=None, convention: str = "gsas2",
-                   start_params: dict | None = None, sh_order=None, stephens=None) -> CWModel:
+                   start_params: dict | None = None, sh_order=None, stephens=None,
+                   march_dollase=None) -> CWModel:
     """Reflections, scattering factors, peak windows and FCJ nodes for phases on a 2θ grid.
 
     ``two_theta`` is the measured grid (degrees); with ``limits`` = (lo, hi) the model covers
@@ -167,6 +174,11 @@ def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, 
     (:mod:`layerscope.diffraction.cw_texture`; coefficients ``params["phases"][name]["sh"]``).
     ``stephens`` (True, or a set/dict of phase names) replaces the isotropic microstrain by
     Stephens's generalized model (coefficients ``params["phases"][name]["stephens"]``).
+    ``march_dollase`` (an axis (h, k, l) for every phase, or a dict by phase name) switches on
+    GSAS-II's March–Dollase preferred orientation along that reciprocal-lattice axis (ratio
+    ``params["phases"][name]["md"]``, 1 = none); a phase takes either it or ``sh_order``.
+    Absorption (Debye–Scherrer: cylinder μR ``params["hist"]["absorption"]``) or surface
+    roughness (Bragg–Brentano: Suortti ``surf_rough_a``, ``surf_rough_b``) apply to every model.
     """
     if convention not in ("gsas2", "exact"):
         raise ValueError(f"convention must be 'gsas2' or 'exact', got {convention!r}")
@@ -199,10 +211,21 @@ def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, 
         terms = tuple(tx.sh_terms(laue, int(order))) if order else ()
         use_st = (ph.name in stephens) if isinstance(stephens, (set, dict, list, tuple)) else bool(stephens)
         st_names = tx.stephens_terms(laue) if use_st else ()
+        axis = march_dollase.get(ph.name) if isinstance(march_dollase, dict) else march_dollase
+        md = {}
+        if axis is not None:
+            ax = tuple(float(v) for v in axis)
+            if len(ax) != 3 or not any(ax):
+                raise ValueError(f"March–Dollase axis of {ph.name} must be three numbers (h, k, l), not all 0")
+            if terms:
+                raise ValueError(f"phase {ph.name}: choose March–Dollase or spherical harmonics, not both")
+            rot, _ = symmetry_operations(ph.spacegroup)
+            eq, mask = sm.equivalent_reflections(r.hkl, rot)
+            md = {"md_axis": ax, "md_eq": eq, "md_mask": mask}
         setups.append(CWPhaseSetup(phase=ph, hkl=r.hkl, multiplicity=r.multiplicity, tables=t, fa=fa, fb=fb, fc=fc,
                                    fprime=fp, fdprime=fpp, start=np.zeros(2 * n, int), length=np.zeros(2 * n, int),
                                    xq=np.zeros((2 * n, 1)), wq=np.zeros((2 * n, 1)), laue=laue, sh_terms=terms,
-                                   stephens=st_names))
+                                   stephens=st_names, **md))
     model = CWModel(x=x, instrument=inst, phases=tuple(setups), n_background=n_background, geometry=geometry,
                     gonio_radius=gonio_radius, window=1, convention=convention, scattering=scat)
     params = start_params or cw_initial_params(model, size_um=size_um, mustrain=mustrain, mx=mx)
@@ -232,6 +255,7 @@ def cw_initial_params(model: CWModel, *, scale=1.0, scales=None, background=None
     i = model.instrument
     hist = {"scale": scale, "zero": i.zero, "u": i.u, "v": i.v, "w": i.w, "x": i.x, "y": i.y, "z": i.z,
             "shl": i.shl, "shift": 0.0, "transparency": 0.0, "displace_x": 0.0, "displace_y": 0.0,
+            "absorption": 0.0, "surf_rough_a": 0.0, "surf_rough_b": 0.0,
             "background": np.zeros(model.n_background) if background is None else np.asarray(background, float)}
     phases = {}
     for s in model.phases:
@@ -240,6 +264,7 @@ def cw_initial_params(model: CWModel, *, scale=1.0, scales=None, background=None
                         "xyz": np.asarray(t.xyz), "biso": np.asarray(t.biso), "occ": np.asarray(t.occ),
                         "size_um": (size_um or {}).get(name, 1.0), "mustrain": (mustrain or {}).get(name, 1000.0),
                         "mx_size": mx, "mx_strain": mx, "hstrain": np.zeros(6), "sh": np.zeros(len(s.sh_terms)),
+                        "md": 1.0,
                         "stephens": _stephens_start(s, (mustrain or {}).get(name, 1000.0))}
     return {"hist": hist, "phases": phases}
 
@@ -261,6 +286,14 @@ def _stephens_start(s: CWPhaseSetup, mustrain: float) -> np.ndarray:
     if s.laue in ("4/m", "4/mmm"):
         return np.array([g[0, 0] ** 2, g[2, 2] ** 2, 2.0 * g[0, 0] ** 2 / 3.0,
                          2.0 * g[0, 0] * g[2, 2] / 3.0]) * mustrain**2
+    if s.laue in ("6/m", "6/mmm", "3m1") and len(s.stephens) == 3:
+        # (g00 (h² + k² + hk) + g22 l²)², g01 = g00/2 on hexagonal axes
+        return np.array([g[0, 0] ** 2, g[2, 2] ** 2, 2.0 * g[0, 0] * g[2, 2] / 3.0]) * mustrain**2
+    if s.laue == "2/m" and s.stephens[6:] == ("S301", "S103", "S121"):
+        # b unique: (g00 h² + g11 k² + g22 l² + 2 g02 hl)² on GSAS-II's monomials
+        g00, g11, g22, g02 = g[0, 0], g[1, 1], g[2, 2], g[0, 2]
+        return np.array([g00**2, g11**2, g22**2, 2 * g00 * g11 / 3, (2 * g00 * g22 + 4 * g02**2) / 3,
+                         2 * g11 * g22 / 3, 2 * g00 * g02, 2 * g22 * g02, g11 * g02]) * mustrain**2
     return np.full(len(s.stephens), 0.01)
 
 
@@ -310,7 +343,13 @@ def _peak_terms(model: CWModel, params: dict):
         if s.sh_terms:
             po = tx.sh_po_correction(s.sh_terms, jnp.asarray(pp["sh"]), hkl, jnp.asarray(pp["cell"]), s.laue,
                                      pos / 2.0, model.geometry)
-            icorr = icorr * po
+        if s.md_axis is not None:
+            po = po * sm.march_dollase(pp.get("md", 1.0), s.md_axis, s.md_eq, s.md_mask, jnp.asarray(pp["cell"]))
+        icorr = icorr * po
+        if model.geometry.lower().startswith("bragg"):
+            icorr = icorr * sm.surface_roughness(hp.get("surf_rough_a", 0.0), hp.get("surf_rough_b", 0.0), pos)
+        else:
+            icorr = icorr * sm.cylinder_absorption(hp.get("absorption", 0.0), pos)
         pos2 = cp.ka2_position(pos, inst.lam1, inst.lam2) if inst.lam2 is not None else pos
         out.append({"d": d, "pos": pos, "pos2": pos2, "sig": sig, "gam": gam, "fcsq": fcsq, "icorr": icorr, "f0": f0,
                     "po": po * jnp.ones_like(pos)})

@@ -49,7 +49,9 @@ def laue_class(spacegroup: str) -> str:
     if laue in ("m-3", "m-3m"):
         return {"m-3": "m3", "m-3m": "m3m"}[laue]
     if laue in ("-3", "-3m"):
-        if sg.ext == "R" or sg.hm.startswith("R"):
+        # GSAS-II's 3R/3mR are the rhombohedral axes (a = b = c, α = β = γ); an R lattice on
+        # hexagonal axes (gemmi ext 'H', the usual setting of layered oxides) is 3 / 3m1 there
+        if sg.ext == "R":
             return "3R" if laue == "-3" else "3mR"
         if laue == "-3":
             return "3"

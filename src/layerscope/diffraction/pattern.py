@@ -7,7 +7,8 @@ For every reflection h of phase p (Rietveld 1969; GSAS-II TOF conventions)::
 
 with P the unit-area TOF profile of :mod:`layerscope.diffraction.tof_profile`,
 t_h the calibrated TOF of d_h, B a Chebyshev background and
-A(d) = exp(−μ·2 d sin θ) a simple wavelength-linear absorption term (μ = 0 by default).
+A(d) = exp(−μ·2 d sin θ) a simple wavelength-linear absorption term (μ = 0 by default), or with
+``absorption_form="cylinder"`` GSAS-II's Debye–Scherrer cylinder at μR = μ·λ.
 With the 1/V² in the model S_p is proportional to the phase's volume fraction;
 :mod:`layerscope.diffraction.fractions` turns scales into weight/molar fractions.
 
@@ -32,6 +33,7 @@ import numpy as np  # noqa: E402
 from layerscope.crystal.phase import Phase  # noqa: E402
 from layerscope.diffraction import tof_profile as tp  # noqa: E402
 from layerscope.diffraction.background import chebyshev_background  # noqa: E402
+from layerscope.diffraction.cw_sample import tof_cylinder_absorption  # noqa: E402
 from layerscope.diffraction.instrument import TOFInstrument  # noqa: E402
 from layerscope.diffraction.reflections import reflections  # noqa: E402
 from layerscope.diffraction.structure_factors import (  # noqa: E402
@@ -77,6 +79,9 @@ class PatternModel:
     lorentz_convention: str = "exact"
     #: neutron scattering-length table: "sears1992" or "gsas2" (``crystal.scattering``)
     scattering: str = "sears1992"
+    #: the ``absorption`` parameter's form: "exponential" exp(−μ λ), or "cylinder" GSAS-II's
+    #: Debye–Scherrer cylinder with μR = absorption·λ (``cw_sample.tof_cylinder_absorption``)
+    absorption_form: str = "exponential"
 
     @property
     def phase_names(self) -> list[str]:
@@ -103,7 +108,8 @@ def _cell_inv_d2(cell, hkl):
 def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_background: int = 6,
                 lorentz: bool | None = None, size_um=None, mustrain=None, mx=1.0,
                 tail_fraction: float = 1e-4, window_margin: float = 1.3, d_min: float | None = None,
-                lorentz_convention: str = "exact", scattering: str = "sears1992") -> PatternModel:
+                lorentz_convention: str = "exact", scattering: str = "sears1992",
+                absorption_form: str = "exponential") -> PatternModel:
     """Prepare reflection lists and windows for a set of phases on a TOF grid.
 
     ``lorentz=None`` switches the Lorentzian term on when the instrument has X/Y/Z > 0 or any
@@ -113,7 +119,10 @@ def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_bac
     reflections down to 3 % below the first TOF point are kept for their tails.
     ``lorentz_convention="gsas2"`` evaluates GSAS-II's TOF Lorentzian (see ``tof_peak_rows``).
     ``scattering`` names the neutron scattering-length table (``"sears1992"`` or ``"gsas2"``).
+    ``absorption_form`` chooses what the ``absorption`` parameter means (``PatternModel``).
     """
+    if absorption_form not in ("exponential", "cylinder"):
+        raise ValueError(f"absorption_form must be 'exponential' or 'cylinder', got {absorption_form!r}")
     if lorentz_convention not in ("exact", "gsas2"):
         raise ValueError(f"lorentz_convention must be 'exact' or 'gsas2', got {lorentz_convention!r}")
     tof = np.asarray(tof_us, dtype=float)
@@ -146,7 +155,8 @@ def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_bac
         rows.append((d, left, _shape_np(d, inst, s_um, mu, mx)))
     widths = _profile_widths(tof, rows, max(s.window for s in setups), lorentz)
     return PatternModel(tof, tuple(setups), int(n_background), bool(lorentz), inst.two_theta,
-                        (float(tof[0]), float(tof[-1])), inst, widths, lorentz_convention, scattering)
+                        (float(tof[0]), float(tof[-1])), inst, widths, lorentz_convention, scattering,
+                        absorption_form)
 
 
 def _profile_widths(tof, rows, k, lorentz):
@@ -224,7 +234,7 @@ def initial_params(model: PatternModel, *, scales=None, background=None, size_um
     }
 
 
-def _phase_peaks(setup: PhaseSetup, pp: dict, ip: dict, absorption, sin_theta):
+def _phase_peaks(setup: PhaseSetup, pp: dict, ip: dict, absorption, sin_theta, form="exponential", tth=90.0):
     """Per-reflection intensity, position and profile terms of one phase."""
     hkl = jnp.asarray(setup.hkl)
     inv_d2, vol = _cell_inv_d2(pp["cell"], hkl)
@@ -233,7 +243,11 @@ def _phase_peaks(setup: PhaseSetup, pp: dict, ip: dict, absorption, sin_theta):
     f = structure_factor_kernel(t.hr, t.ht, inv_d2, t.site_weight, t.spec_site, t.spec_b,
                                 pp["xyz"], pp["biso"], pp["occ"], **aniso_arguments(t, pp))
     f2 = jnp.real(f) ** 2 + jnp.imag(f) ** 2
-    inten = pp["scale"] * setup.multiplicity * f2 * d**4 / vol**2 * jnp.exp(-absorption * 2.0 * d * sin_theta)
+    if form == "cylinder":
+        trans = tof_cylinder_absorption(absorption, d, tth)
+    else:
+        trans = jnp.exp(-absorption * 2.0 * d * sin_theta)
+    inten = pp["scale"] * setup.multiplicity * f2 * d**4 / vol**2 * trans
     return inten, f2, d, _peak_shape_terms(d, pp, ip)
 
 
@@ -256,7 +270,8 @@ def _all_peaks(model: PatternModel, params: dict):
     sin_theta = float(np.sin(np.radians(model.two_theta / 2)))
     out = []
     for s, pp in zip(model.phases, params["phases"]):
-        inten, f2, d, (th, alpha, beta, sig2, gam) = _phase_peaks(s, pp, ip, params["absorption"], sin_theta)
+        inten, f2, d, (th, alpha, beta, sig2, gam) = _phase_peaks(s, pp, ip, params["absorption"], sin_theta,
+                                                                  model.absorption_form, model.two_theta)
         out.append((inten, f2, d, th, alpha, beta, sig2, gam))
     return tuple(jnp.concatenate(cols) for cols in zip(*out))
 

@@ -19,6 +19,21 @@ def refine_files(data_path, instprm, phase_specs, *, strategy=None, tmin=None, t
                   calibrate=calibrate, align=align, log=log)
 
 
+def _md_axes(specs):
+    """``PHASE=H,K,L`` → {phase: (h, k, l)}; InputError-style ValueError naming the bad value."""
+    out = {}
+    for spec in specs or ():
+        name, _, axis = spec.partition("=")
+        try:
+            ax = tuple(float(v) for v in axis.split(","))
+        except ValueError:
+            ax = ()
+        if not name or len(ax) != 3 or not any(ax):
+            raise ValueError(f"--march-dollase {spec!r}: expected PHASE=H,K,L (three numbers, not all 0)")
+        out[name] = ax
+    return out or None
+
+
 def _refine(args) -> int:
     from layerscope.refine.output import write_outputs
 
@@ -30,8 +45,8 @@ def _refine(args) -> int:
 
     if route(args.data, args.instprm) == "cw":
         return _refine_cw(args)
-    if args.limits or args.texture or args.anomalous:
-        raise ValueError("--limits, --texture and --anomalous apply to constant-wavelength data only "
+    if args.limits or args.texture or args.anomalous or args.march_dollase:
+        raise ValueError("--limits, --texture, --march-dollase and --anomalous apply to constant-wavelength data only "
                          "(a TOF range is --tmin/--tmax)")
     args.data, args.instprm = args.data[0], args.instprm[0]
     if len(args.nbkg) != 1:
@@ -93,7 +108,8 @@ def _refine_cw(args) -> int:
 
     run = refine_cw_files(args.data, args.instprm, args.phase, strategy=args.strategy, limits=limits,
                           n_background=args.nbkg, cycles=args.cycles, texture=args.texture, anomalous=anomalous,
-                          scattering=scattering, prm_reading=args.prm_reading, progress=progress)
+                          scattering=scattering, prm_reading=args.prm_reading, progress=progress,
+                          march_dollase=_md_axes(args.march_dollase))
     files = write_cw_outputs(run, args.out, plot=not args.no_plot)
     for w in run.warnings:
         print("warning:", w)
@@ -181,6 +197,9 @@ def register(sub) -> None:
     c.add_argument("--texture", type=int, metavar="ORDER",
                    help="add a spherical-harmonics preferred-orientation stage of this even order on every "
                    "Bragg-Brentano (X-ray) histogram (default: none)")
+    c.add_argument("--march-dollase", action="append", metavar="PHASE=H,K,L",
+                   help="March-Dollase preferred orientation of PHASE along the reciprocal axis H,K,L (repeat per "
+                   "phase; refine it with PHASE@histN.md in a strategy stage)")
     c.add_argument("--anomalous", action="append", metavar="EL=F1,F2",
                    help="X-ray f' and f'' of an element (repeat; default gemmi's Cromer-Liberman at Kα1)")
     c.add_argument("--prm-reading", choices=("gsas2", "as_written"), default="gsas2",

@@ -4,13 +4,16 @@ Levenberg–Marquardt engine (:func:`layerscope.refine.engine.least_squares`).
 Full parameter vector (names):
 
 * per histogram i: ``hist{i}.scale``, ``hist{i}.zero``, ``hist{i}.shift``, ``hist{i}.transparency``,
-  ``hist{i}.displace_x``, ``hist{i}.displace_y``, ``hist{i}.bkg[j]``;
+  ``hist{i}.displace_x``, ``hist{i}.displace_y``, ``hist{i}.absorption`` (Debye–Scherrer cylinder
+  μR), ``hist{i}.surf_rough_a``, ``hist{i}.surf_rough_b`` (Bragg–Brentano, Suortti), ``hist{i}.bkg[j]``;
 * per histogram and phase p (GSAS-II's "HAP" terms): ``p@hist{i}.scale``, ``p@hist{i}.mustrain``,
   ``p@hist{i}.size``, ``p@hist{i}.hstrain[k]`` (D11, D22, D33, D12, D13, D23);
 * per phase, shared by all histograms: ``p.a`` … ``p.gamma``, ``p.LABEL.x|y|z``, ``p.LABEL.biso``.
 
 :func:`cw_free_set` frees groups by key: ``hist{i}.scale``, ``hist{i}.background``,
 ``hist{i}.zero``, ``hist{i}.shift``, ``hist{i}.transparency``, ``hist{i}.displace`` (X and Y),
+``hist{i}.absorption``, ``hist{i}.surf_rough`` (A and B), ``p@hist{i}.md`` (March–Dollase ratio of a
+model built with ``march_dollase=``),
 ``p@hist{i}.scale``, ``p@hist{i}.mustrain``, ``p@hist{i}.size``, ``p@hist{i}.hstrain`` (the
 Laue-class combinations GSAS-II allows), ``p@hist{i}.stephens`` (Stephens S_HKL of a model built
 with ``stephens=``), ``p@hist{i}.texture`` (the C(L,N) of a model built with
@@ -40,7 +43,8 @@ from layerscope.refine.parameters import FreeSet, cell_columns, site_shift_basis
 __all__ = ["CWJointEvaluator", "cw_free_set", "refine_cw", "histogram_stats"]
 
 _CELL = ("a", "b", "c", "alpha", "beta", "gamma")
-_HIST = ("scale", "zero", "shift", "transparency", "displace_x", "displace_y")
+_HIST = ("scale", "zero", "shift", "transparency", "displace_x", "displace_y", "absorption", "surf_rough_a",
+         "surf_rough_b")
 
 
 def _hstrain_columns(spacegroup: str) -> np.ndarray:
@@ -88,7 +92,7 @@ class CWJointEvaluator:
             h = p["hist"]
             for k in _HIST:
                 names.append(f"hist{i}.{k}")
-                vals.append(float(h[k]))
+                vals.append(float(h.get(k, 0.0)))
             for j, b in enumerate(np.asarray(h["background"], float)):
                 names.append(f"hist{i}.bkg[{j}]")
                 vals.append(b)
@@ -107,6 +111,9 @@ class CWJointEvaluator:
                 for (L, n), v in zip(setup.sh_terms, np.asarray(pp.get("sh", np.zeros(len(setup.sh_terms))), float)):
                     names.append(f"{ph}@hist{i}.C({L},{n})")
                     vals.append(v)
+                if setup.md_axis is not None:
+                    names.append(f"{ph}@hist{i}.md")
+                    vals.append(float(pp.get("md", 1.0)))
         p0 = self.base[0]["phases"]
         for s in self.models[0].phases:
             ph = s.phase.name
@@ -152,6 +159,8 @@ class CWJointEvaluator:
                 terms = m.phases[m.phase_names.index(ph)].sh_terms
                 if terms:
                     pp["sh"] = full[jnp.array([idx[f"{ph}@hist{i}.C({L},{n})"] for L, n in terms])]
+                if m.phases[m.phase_names.index(ph)].md_axis is not None:
+                    pp["md"] = full[idx[f"{ph}@hist{i}.md"]]
                 phases[ph] = pp
             out.append({"hist": hist, "phases": phases})
         return out
@@ -182,6 +191,13 @@ def cw_free_set(ev: CWJointEvaluator, free: list[str], x0=None) -> FreeSet:
 
     phases = {s.phase.name: s.phase for s in ev.models[0].phases}
     for key in free:
+        if key.startswith("hist") and (key.endswith(".absorption") or ".surf_rough" in key):
+            i = int(key[4:key.index(".")])
+            bragg = i < len(ev.models) and ev.models[i].geometry.lower().startswith("bragg")
+            if bragg == key.endswith(".absorption"):
+                raise ValueError(f"{key!r}: histogram {i} is {ev.models[i].geometry if i < len(ev.models) else '?'}; "
+                                 "cylinder absorption applies to Debye-Scherrer histograms, surface roughness to "
+                                 "Bragg-Brentano ones")
         if key.endswith(".background") and key[:-11] + ".bkg[0]" in idx:
             j = 0
             while f"{key[:-11]}.bkg[{j}]" in idx:
@@ -190,6 +206,9 @@ def cw_free_set(ev: CWJointEvaluator, free: list[str], x0=None) -> FreeSet:
         elif key.endswith(".displace") and key + "_x" in idx:
             add(idx[key + "_x"], key + "_x")
             add(idx[key + "_y"], key + "_y")
+        elif key.endswith(".surf_rough") and key + "_a" in idx:
+            add(idx[key + "_a"], key + "_a")
+            add(idx[key + "_b"], key + "_b")
         elif key in idx:
             add(idx[key], key)
         elif key.endswith(".hstrain") and "@" in key:
@@ -237,6 +256,12 @@ def cw_free_set(ev: CWJointEvaluator, free: list[str], x0=None) -> FreeSet:
             lower[i] = 0.0
         elif nm.endswith(".size"):
             lower[i] = 1e-3
+        elif nm.endswith(".md"):  # March–Dollase ratio: > 0 (GSAS-II puts no bound; 0.05-20 is far beyond use)
+            lower[i], upper[i] = 0.05, 20.0
+        elif nm.endswith(".absorption") or nm.endswith(".surf_rough_b"):
+            lower[i] = 0.0
+        elif nm.endswith(".surf_rough_a"):
+            lower[i], upper[i] = 0.0, 1.0
     if not cols:
         a = np.zeros((n, 0))
     else:

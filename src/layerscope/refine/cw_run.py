@@ -46,8 +46,9 @@ from layerscope.refine.strategy import Stage, Strategy
 __all__ = ["route", "instrument_kind", "default_cw_strategy", "expand_cw_free", "check_cw_names",
            "refine_cw_files", "CWRun"]
 
-_HIST_KEYS = ("scale", "zero", "shift", "transparency", "displace", "displace_x", "displace_y", "background")
-_HAP_KEYS = ("scale", "mustrain", "size", "hstrain", "stephens", "texture")
+_HIST_KEYS = ("scale", "zero", "shift", "transparency", "displace", "displace_x", "displace_y", "background",
+              "absorption", "surf_rough", "surf_rough_a", "surf_rough_b")
+_HAP_KEYS = ("scale", "mustrain", "size", "hstrain", "stephens", "texture", "md")
 _PHASE_KEYS = ("cell", "xyz", "biso")
 
 
@@ -157,7 +158,8 @@ def check_cw_names(free, n_hist: int, phase_names, source: str = "strategy", sta
             if k in _PHASE_KEYS or k in _HAP_KEYS or re.fullmatch(r"[^.]+\.(x|y|z|biso)|[a-c]|alpha|beta|gamma", k):
                 continue
         raise InputError(f"{key!r} is not a constant-wavelength parameter (names: hist{{i}}.scale|background|zero|"
-                         f"shift|transparency|displace, PHASE@hist{{i}}.scale|mustrain|size|hstrain|stephens|texture, "
+                         f"shift|transparency|displace|absorption|surf_rough, "
+                         f"PHASE@hist{{i}}.scale|mustrain|size|hstrain|stephens|texture|md, "
                          f"PHASE.cell|xyz|biso; phases {', '.join(phase_names)})", path=source, where=where)
 
 
@@ -289,7 +291,7 @@ def _read_strategy_doc(path):
 
 def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limits=None, n_background=6,
                     cycles=None, texture=None, anomalous=None, scattering=None, prm_reading="gsas2",
-                    progress=None, log=print) -> CWRun:
+                    progress=None, log=print, march_dollase=None) -> CWRun:
     """Read CW patterns, their instruments and the phases; refine them jointly, stage by stage.
 
     ``limits``: None or one (low, high) 2θ range per histogram (or one for all); ``n_background``:
@@ -298,7 +300,8 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
     for X-ray histograms (default gemmi's Cromer–Liberman at Kα1); ``scattering``: neutron
     scattering-length table (default that of the instrument file's code: GSAS-II's for
     ``.instprm``/``.prm``); ``prm_reading``: how GSAS-I ``.prm`` files are read ("gsas2" as GSAS-II
-    reads them, or "as_written"; :mod:`layerscope.diffraction.cw_instrument`).
+    reads them, or "as_written"; :mod:`layerscope.diffraction.cw_instrument`); ``march_dollase``:
+    {phase: (h, k, l)} March–Dollase axes (ratio ``PHASE@histN.md`` on every histogram, start 1).
     """
     from layerscope.crystal.load import load_phases
     from layerscope.crystal.scattering import b_coh_fm, element_of
@@ -363,6 +366,15 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
         raise InputError("the strategy refines texture but no order is given (--texture ORDER or [refine] "
                          "texture_order)", path=strategy)
     stephens = _stephens_in(strat, names)
+    md = dict(march_dollase or {})
+    for k in md:
+        if k not in names:
+            raise InputError(f"--march-dollase {k}: no such phase (phases: {', '.join(names)})")
+    for st in strat.stages:
+        for k in st.free:
+            if k.endswith(".md") and k.split("@")[0].split(".")[0] not in md:
+                raise InputError(f"{k!r}: give the phase's March–Dollase axis (--march-dollase PHASE=H,K,L)",
+                                 path=strategy, where=f"stage {st.name!r}")
     if cycles:
         strat = replace(strat, max_cycles=cycles)
     models, params, ys, sigmas = [], [], [], []
@@ -380,7 +392,7 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
                         lengths[element_of(sym)] = b_coh_fm(element_of(sym), scat_table)
         m = cw.build_cw_model(phases, x, inst, limits=lim, n_background=int(nb), anomalous=anomalous or {},
                               scattering_lengths=lengths, sh_order=order if i in tex else None,
-                              stephens=stephens or None)
+                              stephens=stephens or None, march_dollase=md or None)
         sl = cw.computed_range(x, lim)
         y, s = np.asarray(data.y[sl], float), np.asarray(data.sigma[sl], float)
         p0 = cw.cw_initial_params(m, background=np.r_[np.median(y), np.zeros(int(nb) - 1)])
