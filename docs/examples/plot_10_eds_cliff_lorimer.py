@@ -4,7 +4,7 @@ EDS: K-line intensities and Cliff–Lorimer composition
 
 Energy-dispersive X-ray spectra of a Mn/Co/Ni layered oxide overlap strongly (Mn Kβ on Co Kα, Co Kβ on
 Ni Kα). layerscope fits all K lines at once — Gaussians whose width follows the detector resolution
-(FWHM² ∝ E, 130 eV at Mn Kα) plus a polynomial background — by linear least squares, and converts the
+(FWHM² = FWHM²(Mn Kα) + 2.5 eV·(E − 5898.7 eV), Fiori & Newbury 1978, with 130 eV at Mn Kα) plus a polynomial background — by linear least squares, and converts the
 Kα areas to concentrations with the Cliff–Lorimer relation C_i = k_i I_i / Σ_j k_j I_j. A simulated
 spectrum with known Kα areas (counts) checks the deconvolution of the overlapping lines.
 """
