@@ -3,7 +3,7 @@
 ===================================================
 
 Before a 4D-STEM scan can be indexed, the detector needs its reciprocal-space pixel size, its centre
-and its elliptical distortion. A polycrystalline Au film gives rings at |g| = 1/d of the fcc
+and its elliptical distortion. A polycrystalline Au film gives rings at g = 1/d of the fcc
 reflections (111), (200), (220), …; fitting ellipses to the rings and matching their radii to the
 standard's d-spacings gives all three. A simulated pattern with a known pixel size (0.012 Å⁻¹),
 ellipticity (1.04) and centre checks the calibration.
