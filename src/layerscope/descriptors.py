@@ -164,11 +164,39 @@ def phase_descriptors(phase: Phase) -> dict[str, float]:
 
 
 def descriptors(phases) -> dict[str, dict[str, float]]:
-    """:func:`phase_descriptors` of every phase, by phase name.
+    """Structural descriptors (:func:`phase_descriptors`) of every phase, by phase name.
 
-    ``phases``: a :class:`Phase`, a preset or CIF specification (``lrm-pristine``,
-    ``lrm-pristine:O3p``, ``NAC.cif``), a refinement result (its refined phases), or a list of these.
-    Also reached as ``layerscope.descriptors(phases)``.
+    For the O3' (C2/m) phase, with Occ(X, w) the occupancy of species X on Wyckoff site w:
+
+    .. math::
+
+       \\mathrm{DoO} = \\frac{Occ(Li, 2b)}{Occ(Li, 2b) + 2\\,Occ(Li, 4g)} \\quad (1)
+
+       \\mathrm{DoD} = \\frac{2\\,Occ(TM, 4h)}{2\\,Occ(TM, 4h) + 2\\,Occ(TM, 4g) + Occ(TM, 2b)} \\quad (2)
+
+    and the O vacancy of a phase is 1 − the multiplicity-weighted mean O occupancy (the electrode's,
+    eq. 3, is :func:`o_vacancy`). Eq. 1–3 and the layer spacings follow Yang et al. (the paper this
+    package reproduces; Fig. 2c caption for d_inter and d_intra).
+
+    Parameters
+    ----------
+    phases : Phase, str, path, refinement result, or a list of these
+        A preset or CIF specification (``lrm-pristine``, ``lrm-pristine:O3p``, ``NAC.cif``) or a
+        refinement result (its refined phases).
+
+    Returns
+    -------
+    dict
+        ``{phase name: {"phase", "DoO", "DoD", "d_inter", "d_intra", "O_vacancy"}}``: DoO, DoD and
+        O_vacancy as fractions (×100 for %), d_inter and d_intra in Å; DoO and DoD only for a C2/m
+        phase, the spacings only for C2/m and R-3m phases.
+
+    Examples
+    --------
+    >>> import layerscope as ls
+    >>> d = ls.descriptors("lrm-pristine:O3p")["O3p"]
+    >>> round(d["DoO"], 4), round(d["d_inter"], 3)          # table S1: 0.561/(0.561 + 2·0.021)
+    (0.9303, 4.744)
     """
     import os
 

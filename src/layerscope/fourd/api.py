@@ -183,7 +183,7 @@ def index_fourd(scan, *, phases, spacing_deg: float = 1.0, kv: float = 200.0, co
         :class:`~layerscope.fourd.calibrate.Calibration` (pixel size, centre, ellipse, descan origins)
     min_correlation : positions whose best correlation is lower are "not indexed"
     min_signal : positions with fewer scattered counts (inside the matching annulus) are "not indexed"
-    min_peaks, k_max : Bragg-peak lists: fewest peaks (direct beam excluded) and the largest |q| (1/Å) used
+    min_peaks, k_max : Bragg-peak lists: fewest peaks (direct beam excluded) and the largest ``|q|`` (1/Å) used
     scan_shape : (y, x) for 3-D frame stacks
     chunk : probe positions per chunk side
     scheduler : dask.distributed scheduler address (default: local threads)
@@ -194,8 +194,8 @@ def index_fourd(scan, *, phases, spacing_deg: float = 1.0, kv: float = 200.0, co
     -------
     FourDMaps
 
-    Example
-    -------
+    Examples
+    --------
     >>> import layerscope as ls
     >>> m = ls.index_fourd("scan.h5", phases=["lrm-pristine:O3p", "lrm-pristine:S"])   # doctest: +SKIP
     >>> m.to_xarray()["phase_reliability"]                                             # doctest: +SKIP

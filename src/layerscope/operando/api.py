@@ -122,8 +122,8 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
     -------
     SeriesResult
 
-    Example
-    -------
+    Examples
+    --------
     >>> import layerscope as ls
     >>> res = ls.refine_series("sim/series", cycler="sim/cycler.csv")     # doctest: +SKIP
     >>> res.to_xarray()["frac_O3p"]                                       # doctest: +SKIP

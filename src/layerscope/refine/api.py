@@ -75,9 +75,9 @@ def refine(data, *, instrument, phases, strategy=None, conventions=None, tmin=No
         The TOF pattern (µs). Points with σ = 0 get weight 0 (said through ``log``).
     instrument : path (GSAS-II ``.instprm``) or :class:`~layerscope.diffraction.instrument.TOFInstrument`
     phases : preset name / CIF path / Phase / (Phase, scale), or a list of them
-    strategy : path of a strategy TOML, the same as a dict (``{"stage": [{"name": ..., "free": [...]}],
-        "refine": {...}}``), a :class:`~layerscope.refine.strategy.Strategy`, or None (the default staged
-        strategy for these phases)
+    strategy : path, dict, :class:`~layerscope.refine.strategy.Strategy` or None
+        A strategy TOML, the same as a dict (``{"stage": [{"name": ..., "free": [...]}], "refine": {...}}``),
+        or None (the default staged strategy for these phases)
     conventions : None, a preset name ("gsas2", "fullprof", "layerscope") or a dict of options
     tmin, tmax : fitted TOF range (µs); default: the whole pattern
     n_background : Chebyshev background terms
@@ -91,8 +91,8 @@ def refine(data, *, instrument, phases, strategy=None, conventions=None, tmin=No
     -------
     :class:`~layerscope.refine.rietveld.RietveldResult` (stages, refined phases, Rwp, esds, flags)
 
-    Example
-    -------
+    Examples
+    --------
     >>> import layerscope as ls                                          # doctest: +SKIP
     >>> res = ls.refine("PG3_22048.gsa", instrument="POWGEN_2665.instprm",
     ...                 phases=["NAC.cif", "CaF2.cif"])                  # doctest: +SKIP

@@ -450,14 +450,16 @@ def lrm_pouch_cell(protocol: str = "cycling", *, n_cycles: int = 100, dt_s: floa
                    ice: float = 0.86) -> CyclerLog:
     """The 4 Ah graphite || LRM pouch cell of the paper.
 
-    ``protocol``:
-      * ``"formation"``: charge at 250 mA (2 h), 500 mA (2 h), then 1000 mA to 4.5 V; rest;
-        discharge at 500 mA to 2.5 V (first-cycle CE ``ice``);
-      * ``"operando"``: the operando first cycle, 500 mA to 4.5 V, a 4.5 V CV hold until the
-        current falls below 100 mA, rest, 500 mA discharge to 2.5 V;
-      * ``"cycling"``: after formation, ``n_cycles`` cycles at 4 A (1C) in 2.5–4.5 V with
-        capacity fade and average-voltage decay (the branches shift down 1.5 mV per cycle,
-        the resistance grows 0.4 % per cycle).
+    ``protocol`` is one of:
+
+    * ``"formation"``: charge at 250 mA (2 h), 500 mA (2 h), then 1000 mA to 4.5 V; rest;
+      discharge at 500 mA to 2.5 V (first-cycle CE ``ice``);
+    * ``"operando"``: the operando first cycle, 500 mA to 4.5 V, a 4.5 V CV hold until the
+      current falls below 100 mA, rest, 500 mA discharge to 2.5 V;
+    * ``"cycling"``: after formation, ``n_cycles`` cycles at 4 A (1C) in 2.5–4.5 V with
+      capacity fade and average-voltage decay (the branches shift down 1.5 mV per cycle,
+      the resistance grows 0.4 % per cycle).
+
     ``meta['truth']`` holds every per-cycle number from the model (``cv_charge_mAh``: the
     charge passed in CV holds).
     """

@@ -209,8 +209,8 @@ def analyze_haadf(image, *, mode: str = "atomic", zone: str | None = None, pixel
         Tables, lattice, summary and flags; write them with
         :func:`~layerscope.stem.haadf_output.write_haadf`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import layerscope as ls
     >>> r = ls.analyze_haadf("image.tif", zone="100")      # doctest: +SKIP
     >>> r.to_dataframe("cells").m_over_n.median()           # doctest: +SKIP
