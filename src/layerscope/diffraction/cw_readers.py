@@ -233,6 +233,9 @@ def read_xrdml(path, *, scan: int = 0) -> PowderData:
         root = ET.parse(p).getroot()
     except ET.ParseError as e:
         raise InputError(f"not well-formed XML ({e}); expected a PANalytical .xrdml file", path=p) from None
+    except LookupError as e:  # an XML declaration naming an encoding Python does not know
+        raise InputError(f"XML declaration: {e}; expected a PANalytical .xrdml file (UTF-8)",
+                         path=p, where="line 1") from None
     if _local(root.tag) != "xrdMeasurements":
         raise InputError(f"root element <{_local(root.tag)}>; expected <xrdMeasurements>", path=p)
     scans = [e for e in root.iter() if _local(e.tag) == "scan"]
@@ -287,7 +290,11 @@ def read_xrdml(path, *, scan: int = 0) -> PowderData:
     if x.size != n:
         raise InputError(f"scan {scan}: {x.size} 2θ positions for {n} intensities", path=p)
     t_el = _find(dp, "commonCountingTime")
-    t = float(t_el.text) if t_el is not None and t_el.text else None
+    try:
+        t = float(t_el.text) if t_el is not None and t_el.text else None
+    except ValueError:
+        raise InputError(f"scan {scan}: <commonCountingTime> {t_el.text.strip()[:40]!r} is not a number",
+                         path=p) from None
     meta["counting_time_s"] = t
     if per_second:
         if t is not None:

@@ -85,9 +85,13 @@ def read_scan(path, *, scan_shape=None, chunk_positions: int = 32, dataset: str 
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
-            arr = np.load(path, mmap_mode="r")
-        except ValueError as exc:
-            raise ValueError(f"{path}: not a readable .npy array ({exc})") from None
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - a damaged header fails in numpy's parser (ValueError,
+            # SyntaxError, tokenize.TokenError, OSError ...): all mean "not a readable .npy"
+            from layerscope._errors import InputError
+
+            raise InputError(f"a readable .npy array ({type(exc).__name__}: {exc})", path=path,
+                             where="the .npy header") from None
         # chunk the memory map directly: each task reads only its own block of patterns
         chunks = _chunks(arr.shape, chunk_positions) if arr.ndim == 4 else (max(1, chunk_positions**2), -1, -1)
         if arr.ndim not in (3, 4):

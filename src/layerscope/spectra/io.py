@@ -105,6 +105,10 @@ def spectrum_from_arrays(data, axes, *, source="", meta=None) -> Spectrum:
 
 
 def _from_rsciio(path: Path, reader) -> Spectrum:
+    if path.suffix.lower() in (".hspy", ".emd"):
+        from layerscope._h5guard import check_global_heaps
+
+        check_global_heaps(path)  # a damaged HDF5 heap can hang libhdf5 (issue 15 fuzzing)
     try:
         sigs = reader(str(path))
     except Exception as exc:

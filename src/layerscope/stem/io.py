@@ -105,6 +105,9 @@ def _read_rsciio(path: Path, reader) -> STEMImage:
 def _read_hdf5_hyperspy(path: Path) -> STEMImage:
     from rsciio.hspy import file_reader
 
+    from layerscope._h5guard import check_global_heaps
+
+    check_global_heaps(path)  # a damaged HDF5 heap can hang libhdf5 (issue 15 fuzzing)
     return _read_rsciio(path, file_reader)
 
 
