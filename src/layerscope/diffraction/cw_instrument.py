@@ -179,7 +179,11 @@ def read_cw_instprm(path: str | os.PathLike) -> CWInstrument:
         notes.append("Z absent: taken as 0")
     if radiation == "neutron":
         vals.pop("polariz", None)
-    return CWInstrument(radiation=radiation, source=str(p), reading="instprm", notes=tuple(notes), **vals)
+    try:
+        return CWInstrument(radiation=radiation, source=str(p), reading="instprm", notes=tuple(notes), **vals)
+    except ValueError as e:  # the instrument's own checks (wavelengths > 0 ...)
+        raise InputError(f"{str(e).split(': ', 1)[-1]}; expected a physical instrument", path=p,
+                         where="Lam/Lam1/Lam2 values") from None
 
 
 def _ins_records(p: Path) -> dict[str, tuple[int, str]]:
@@ -275,10 +279,14 @@ def read_gsas_prm(path: str | os.PathLike, *, bank: int = 1, reading: str = "gsa
         for note in notes:
             warnings.warn(f"{p}: {note}", stacklevel=2)
     single = not lam2
-    return CWInstrument(radiation=radiation, lam1=lam1, lam2=None if single else lam2,
-                        ratio=0.0 if single else float(ratio), zero=zero_cdeg / 100.0,
-                        polariz=0.0 if polariz is None else float(polariz),
-                        u=u, v=v, w=w, x=x, y=y, z=z, shl=shl, source=str(p), reading=reading, notes=tuple(notes))
+    try:
+        return CWInstrument(radiation=radiation, lam1=lam1, lam2=None if single else lam2,
+                            ratio=0.0 if single else float(ratio), zero=zero_cdeg / 100.0,
+                            polariz=0.0 if polariz is None else float(polariz),
+                            u=u, v=v, w=w, x=x, y=y, z=z, shl=shl, source=str(p), reading=reading, notes=tuple(notes))
+    except ValueError as e:  # the instrument's own checks (wavelengths > 0 ...)
+        raise InputError(f"{str(e).split(': ', 1)[-1]}; expected a physical instrument", path=p,
+                         where=f"line {n_ic} (INS {b} ICONS)") from None
 
 
 def read_cw_instrument(path: str | os.PathLike, *, reading: str = "gsas2", bank: int = 1) -> CWInstrument:
