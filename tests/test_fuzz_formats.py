@@ -143,6 +143,12 @@ def _readers():
     }
 
 
+#: mutants that crash libhdf5 (a segmentation fault inside h5py's attribute read, which no Python code
+#: can catch and which would kill the test process): not fed, listed in tests/FUZZING.md. Seed 222:
+#: four flipped bytes in object headers of the .hspy spectrum.
+_KNOWN_CRASHES = {"HyperSpy spectrum (.hspy)": frozenset({222})}
+
+
 def _seed(seed, tmp_path) -> bytes:
     if isinstance(seed, Path):
         if not seed.is_file():
@@ -156,7 +162,8 @@ def _seed(seed, tmp_path) -> bytes:
 @pytest.mark.parametrize("fmt", list(_readers()))
 def test_reader_survives_mutants(fmt, tmp_path, request):
     suffix, seed, reader = _readers()[fmt]
-    failures = fuzz_format(fmt, reader, _seed(seed, tmp_path), suffix, _n_mutants(request), tmp_path)
+    failures = fuzz_format(fmt, reader, _seed(seed, tmp_path), suffix, _n_mutants(request), tmp_path,
+                           skip=_KNOWN_CRASHES.get(fmt, frozenset()))
     assert not failures, "\n".join(failures[:15])
 
 
@@ -165,5 +172,6 @@ def test_reader_survives_mutants(fmt, tmp_path, request):
 def test_reader_survives_many_mutants(fmt, tmp_path, request):
     """The same with 2 000 mutants per format (``-m fuzz``)."""
     suffix, seed, reader = _readers()[fmt]
-    failures = fuzz_format(fmt, reader, _seed(seed, tmp_path), suffix, _n_mutants(request), tmp_path)
+    failures = fuzz_format(fmt, reader, _seed(seed, tmp_path), suffix, _n_mutants(request), tmp_path,
+                           skip=_KNOWN_CRASHES.get(fmt, frozenset()))
     assert not failures, "\n".join(failures[:15])
