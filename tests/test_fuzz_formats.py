@@ -1,6 +1,7 @@
 """Fuzzing the readers that ``test_fuzz.py`` / ``test_fuzz_more.py`` / ``test_fuzz_images.py`` did not
 cover (issue 15): GSAS-I ``.prm`` and GSAS-II CW ``.instprm`` instrument files, CW 2θ columns (``.xy``,
-``.csv``), PANalytical ``.xrdml``, a HyperSpy ``.hspy`` spectrum, ``.npy`` images and scans.
+``.csv``), PANalytical ``.xrdml``, a HyperSpy ``.hspy`` spectrum, an NCEM ``.emd`` image, ``.npy``
+images and scans.
 
 Same contract (the harness of ``test_fuzz.py``): each mutant reads or raises
 :class:`layerscope.InputError` within 10 s, allocating no more than the file's size allows.
@@ -97,6 +98,20 @@ def _hspy_spectrum(tmp: Path) -> bytes:
     return p.read_bytes()
 
 
+def _emd_image(tmp: Path) -> bytes:
+    """A 64×64 float32 image with a 0.02 nm pixel, written by rosettasciio's EMD (NCEM) writer."""
+    from rsciio.emd import file_writer
+
+    ax = {"size": 64, "scale": 0.02, "offset": 0.0, "units": "nm", "navigate": False}
+    sig = {"data": _IMG, "axes": [dict(ax, name="y"), dict(ax, name="x")],
+           "metadata": {"General": {"title": "fuzz seed"}, "Signal": {"signal_type": ""}},
+           "original_metadata": {}, "attributes": {"_lazy": False}, "tmp_parameters": {},
+           "learning_results": {}, "models": {}, "package_info": {"name": "layerscope fuzz seed", "version": "0"}}
+    p = tmp / "seed_img.emd"
+    file_writer(str(p), sig)
+    return p.read_bytes()
+
+
 def _npy(arr):
     def make(tmp: Path) -> bytes:
         buf = io.BytesIO()
@@ -139,14 +154,15 @@ def _readers():
         "PANalytical .xrdml": (".xrdml", _xrdml, read_xrdml),
         "HyperSpy spectrum (.hspy)": (".hspy", _hspy_spectrum, read_spectrum),
         "NumPy image (.npy)": (".npy", _npy(_IMG), _image),
+        "EMD image (.emd, NCEM)": (".emd", _emd_image, _image),
         "NumPy 4D-STEM scan (.npy)": (".npy", _npy(_SCAN), _scan),
     }
 
 
 #: mutants that crash libhdf5 (a segmentation fault inside h5py's attribute read, which no Python code
 #: can catch and which would kill the test process): not fed, listed in tests/FUZZING.md. Seed 222:
-#: four flipped bytes in object headers of the .hspy spectrum.
-_KNOWN_CRASHES = {"HyperSpy spectrum (.hspy)": frozenset({222})}
+#: four flipped bytes in object headers of the .hspy spectrum; .emd seed 586: flipped bytes too.
+_KNOWN_CRASHES = {"HyperSpy spectrum (.hspy)": frozenset({222}), "EMD image (.emd, NCEM)": frozenset({586})}
 
 
 def _seed(seed, tmp_path) -> bytes:

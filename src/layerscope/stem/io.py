@@ -165,6 +165,9 @@ def read_image(path, *, pixel_size_nm: float | None = None) -> STEMImage:
     elif ext == ".emd":
         from rsciio.emd import file_reader
 
+        from layerscope._h5guard import check_global_heaps
+
+        check_global_heaps(path)  # a damaged HDF5 heap can hang libhdf5 (issue 15 fuzzing)
         img = _read_rsciio(path, file_reader)
     elif ext == ".ser":
         from rsciio.tia import file_reader
