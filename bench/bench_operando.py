@@ -17,10 +17,10 @@ but much less CPU time) come from the progress callback. The median skips the fi
 pattern (it compiles the series' two stage Jacobians).
 
 The first pattern of a fresh process, compilation included: this process is fresh, with JAX's
-persistent compilation cache (``layerscope._jaxcache``; opt-in for users, ``LAYERSCOPE_JAX_CACHE``) pointed
+persistent compilation cache (``layerscope._jaxcache``, as the command line enables it) pointed
 at an empty folder (``--cache-dir``, default a temporary one): everything is compiled ("cold").
 A child process then refines the reference and the first series pattern again with that folder
-filled ("warm": what a later ``layerscope operando`` run sees with the cache switched on; tracing is
+filled ("warm": what every later ``layerscope operando`` run on the machine sees; tracing is
 still paid, the XLA compilation is read from disk). Printed: time from the child's start
 (imports included) to the reference's result, the reference alone, and the first series pattern.
 

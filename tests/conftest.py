@@ -26,9 +26,9 @@ def nac_dir(shared_data) -> Path:
 
 
 def pytest_configure(config):
-    """Tests never read or write a persistent JAX compilation cache (neither in this process nor in
-    the CLI subprocesses they start), unless a test sets LAYERSCOPE_JAX_CACHE itself: cached XLA:CPU
-    executables read back in a long test process crashed CI (see layerscope._jaxcache)."""
+    """Tests never read or write the user's persistent JAX compilation cache (neither in this process
+    nor in the CLI subprocesses they start), unless a test sets LAYERSCOPE_JAX_CACHE itself: results
+    and timings must not depend on what earlier runs left in ~/.cache."""
     import os
 
     os.environ["LAYERSCOPE_JAX_CACHE"] = "off"

@@ -6,19 +6,10 @@ NAC four-stage refinement's first run in a new process goes from 19.5 s to 10.5 
 the rest is tracing and the fit itself). JAX keys every entry on the computation, the JAX/jaxlib
 version, the backend and the compile flags, so a stale entry is never used for another program.
 
-The cache is **off unless asked for** (``LAYERSCOPE_JAX_CACHE=DIR``, or ``=default`` for
-``$XDG_CACHE_HOME/layerscope/jax``, i.e. ``~/.cache/layerscope/jax``; kept below 1 GiB, least
-recently used entries removed). It was on by default until CI aborted inside
-``backend.deserialize_executable`` (SIGSEGV in one run, SIGABRT in the next, both while the NAC
-refinement read back a kernel that an earlier in-process CLI call had cached; jax/jaxlib 0.10.2,
-CPU). Reading a cached CPU executable back is a known weak spot of XLA:CPU (jax-ml/jax#28908:
-segfaults of deserialised executables; reports of LLVM ORC overflowing a worker stack while
-materialising large deserialised modules), and a crash of the whole process is a worse failure
-than a recompilation, so a user who wants the faster start opts in knowingly. ``off``, ``0`` or an
-empty value switch it off explicitly.
-
 Only the command line (and the study runner's workers) switch it on: importing layerscope as a
-library changes no global JAX setting.
+library changes no global JAX setting. ``LAYERSCOPE_JAX_CACHE`` chooses the folder; ``off``, ``0``
+or an empty value switches the cache off. The default is ``$XDG_CACHE_HOME/layerscope/jax``
+(``~/.cache/layerscope/jax``), kept below 1 GiB (least recently used entries are removed).
 """
 
 from __future__ import annotations
@@ -33,14 +24,12 @@ _OFF = {"", "0", "off", "no", "false"}
 
 
 def cache_dir() -> Path | None:
-    """The cache folder the environment asks for, or None when it is off (the default)."""
+    """The cache folder the environment asks for, or None when it is switched off."""
     v = os.environ.get("LAYERSCOPE_JAX_CACHE")
-    if v is None or v.strip().lower() in _OFF:
-        return None
-    if v.strip().lower() == "default":
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        return Path(base) / "layerscope" / "jax"
-    return Path(v).expanduser()
+    if v is not None:
+        return None if v.strip().lower() in _OFF else Path(v).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "layerscope" / "jax"
 
 
 def enable_compilation_cache() -> Path | None:
