@@ -125,12 +125,7 @@ def integral_sensitivities(energy_eV, counts, *, background_eV, l3_eV, l2_eV, po
         a = w.copy()
         a[mp] -= (w @ basis) @ proj                        # d I / d sig
         if background_eV is not None:
-            b = (e >= background_eV[0]) & (e <= background_eV[1])
-            x = np.column_stack([np.ones(b.sum()), np.log(e[b])])
-            slope, icpt = np.polyfit(np.log(e[b]), np.log(y[b]), 1)
-            bg = np.exp(icpt) * e ** slope
-            lmat = np.column_stack([np.ones(len(e)), np.log(e)])
-            a[b] -= ((a * bg) @ lmat) @ np.linalg.pinv(x) / y[b]   # sig = y - bg(y)
+            _through_power_law(a, e, y, background_eV)            # sig = y - bg(y)
         out.append(a)
     return out[0], out[1]
 
@@ -141,13 +136,19 @@ def window_sensitivity(energy_eV, counts, window_eV, background_eV=None) -> np.n
     y = np.asarray(counts, float)
     a = _trapezoid_weights(e, (e >= window_eV[0]) & (e <= window_eV[1]))
     if background_eV is not None:
-        b = (e >= background_eV[0]) & (e <= background_eV[1])
-        x = np.column_stack([np.ones(b.sum()), np.log(e[b])])
-        slope, icpt = np.polyfit(np.log(e[b]), np.log(y[b]), 1)
-        bg = np.exp(icpt) * e ** slope
-        lmat = np.column_stack([np.ones(len(e)), np.log(e)])
-        a[b] -= ((a * bg) @ lmat) @ np.linalg.pinv(x) / y[b]
+        _through_power_law(a, e, y, background_eV)
     return a
+
+
+def _through_power_law(a, e, y, background_eV) -> None:
+    """Add to ``a`` (d I / d sig, in place) the path through the power-law background fitted to
+    ``y`` over ``background_eV`` (sig = y - bg(y)), giving d I / d y."""
+    b = (e >= background_eV[0]) & (e <= background_eV[1])
+    x = np.column_stack([np.ones(b.sum()), np.log(e[b])])
+    slope, icpt = np.polyfit(np.log(e[b]), np.log(y[b]), 1)
+    bg = np.exp(icpt) * e ** slope
+    lmat = np.column_stack([np.ones(len(e)), np.log(e)])
+    a[b] -= ((a * bg) @ lmat) @ np.linalg.pinv(x) / y[b]
 
 
 def quadratic_forms(noise: NoiseModel, counts, vectors) -> np.ndarray:
