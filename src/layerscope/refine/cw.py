@@ -62,7 +62,22 @@ def _hstrain_columns(spacegroup: str) -> np.ndarray:
     return e
 
 
-class CWJointEvaluator:
+class JittedEvaluator:
+    """The engine's evaluator protocol for a subclass that sets ``_f`` (full vector → pattern) and
+    ``_fj`` (full vector, tangent columns → pattern, Jacobian columns), both jitted."""
+
+    def reset_cache(self):
+        pass
+
+    def calc(self, full):
+        return np.asarray(self._f(jnp.asarray(full))), None
+
+    def calc_jac(self, full, a):
+        y, j = self._fj(jnp.asarray(full), jnp.asarray(a))
+        return np.asarray(y), np.asarray(j)
+
+
+class CWJointEvaluator(JittedEvaluator):
     """``calc(full) -> (y_calc, None)``, ``calc_jac(full, A) -> (y_calc, J)`` over all histograms."""
 
     def __init__(self, models: list[cw.CWModel], params: list[dict]):
@@ -165,15 +180,6 @@ class CWJointEvaluator:
             out.append({"hist": hist, "phases": phases})
         return out
 
-    def reset_cache(self):
-        pass
-
-    def calc(self, full):
-        return np.asarray(self._f(jnp.asarray(full))), None
-
-    def calc_jac(self, full, a):
-        y, j = self._fj(jnp.asarray(full), jnp.asarray(a))
-        return np.asarray(y), np.asarray(j)
 
 
 def cw_free_set(ev: CWJointEvaluator, free: list[str], x0=None) -> FreeSet:

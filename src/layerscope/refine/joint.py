@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from layerscope.diffraction import cw_pattern as cwp  # noqa: E402
 from layerscope.diffraction import pattern as tofp  # noqa: E402
 from layerscope.diffraction.cw_pattern import CWModel  # noqa: E402
-from layerscope.refine.cw import CWJointEvaluator, cw_free_set  # noqa: E402
+from layerscope.refine.cw import CWJointEvaluator, JittedEvaluator, cw_free_set  # noqa: E402
 from layerscope.refine.engine import FitStats, fit_stats, least_squares  # noqa: E402
 from layerscope.refine.parameters import FreeSet, cell_columns, make_layout, site_shift_basis  # noqa: E402
 
@@ -57,7 +57,7 @@ def _tof_shared_name(name: str, phases: set) -> str | None:
     return None
 
 
-class JointEvaluator:
+class JointEvaluator(JittedEvaluator):
     """``calc(full)``/``calc_jac(full, A)`` over TOF and CW histograms sharing the phases' structures.
 
     ``histograms``: a list of (model, params) with model a TOF ``PatternModel`` (params the pytree of
@@ -143,15 +143,6 @@ class JointEvaluator:
     def index(self, name: str) -> int:
         return self._index[name]
 
-    def reset_cache(self):
-        pass
-
-    def calc(self, full):
-        return np.asarray(self._f(jnp.asarray(full))), None
-
-    def calc_jac(self, full, a):
-        y, j = self._fj(jnp.asarray(full), jnp.asarray(a))
-        return np.asarray(y), np.asarray(j)
 
 
 def joint_free_set(ev: JointEvaluator, free: list[str], x0=None) -> FreeSet:
