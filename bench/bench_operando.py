@@ -5,7 +5,7 @@ The series: the simulated graphite || LRM pouch-cell experiment (``layerscope si
 seed 0, 4 000 log-spaced TOF points of the ``gppd_like()`` bank, 8 phases), its 60-min reference
 pattern and the first ``--patterns`` series patterns (every ``--every``-th 30-min pattern).
 
-layerscope: :func:`layerscope.refine.sequential.refine_series` with the built-in protocol
+layerscope: :func:`layerscope.operando.sequential.refine_series` with the built-in protocol
 (``operando_lrm.toml``) exactly as ``layerscope operando`` runs it — the reference refined fully,
 then per pattern stage 1 (12 Chebyshev background terms, histogram scale, the six LRM/anode
 scales, the O3', O3 and spinel cells; O3 below 2 % keeps its cell fixed) and stage 2 (+ the Al
@@ -73,7 +73,7 @@ from layerscope.diffraction.instrument import read_instprm  # noqa: E402
 from layerscope.echem.io import read_cycler  # noqa: E402
 from layerscope.operando.align import align_to_cycler  # noqa: E402
 from layerscope.operando.series import read_manifest, read_series_patterns  # noqa: E402
-from layerscope.refine.sequential import refine_series  # noqa: E402
+from layerscope.operando.sequential import refine_series  # noqa: E402
 from layerscope.simulate.operando import simulate_operando  # noqa: E402
 
 CRYSPY_CELLS = {"O3p": (0, 1, 2, 4), "S": (0,)}
@@ -106,8 +106,9 @@ def baseline_run(records, patterns, model, layout, phases, fractions):
     (see the module docstring). Returns [(name, wall s, CPU s, FitResult, stage rules)]."""
     from layerscope.refine.engine import Evaluator
     from layerscope.refine.parameters import free_set
-    from layerscope.refine.sequential import (
-        _window_bounds, conservation_totals, default_series_protocol, refine_one, stop_rules)
+    from layerscope.operando.guards import _window_bounds
+    from layerscope.operando.protocol import default_series_protocol
+    from layerscope.operando.stages import conservation_totals, refine_one, stop_rules
     from layerscope.refine.strategy import stage_bounds
 
     protocol = default_series_protocol()

@@ -116,7 +116,7 @@ def _head(path: Path, n_lines: int):
 def _readers():
     from layerscope.echem.io import read_cycler
     from layerscope.refine.pcr import read_pcr
-    from layerscope.refine.sequential import read_series_protocol
+    from layerscope.operando.protocol import read_series_protocol
     from layerscope.spectra.io import read_spectrum
     from layerscope.study.schema import read_study
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from layerscope.cli import main
-from layerscope.refine.sequential import BRIDGED
+from layerscope.operando.bridge import BRIDGED
 from layerscope.simulate.operando import Protocol, cell_state, cycler_log, simulate_operando, truth_row
 
 
@@ -169,7 +169,7 @@ def test_manifest_errors_name_file_and_line(tmp_path):
 
 
 def test_series_protocol_errors(tmp_path):
-    from layerscope.refine.sequential import read_series_protocol
+    from layerscope.operando.protocol import read_series_protocol
 
     p = tmp_path / "s.toml"
     p.write_text("[series]\nmin_fraction = 0.1\n")
@@ -231,7 +231,7 @@ def test_manifest_header_forms_and_errors(tmp_path):
 
 
 def test_series_protocol_new_keys_and_errors(tmp_path):
-    from layerscope.refine.sequential import default_series_protocol, read_series_protocol
+    from layerscope.operando.protocol import default_series_protocol, read_series_protocol
 
     proto = default_series_protocol()
     assert proto.keep == pytest.approx(proto.min_fraction / 4) and proto.max_cell_step == 0.005
@@ -263,7 +263,9 @@ def test_window_holds_the_foil_cell_near_the_reference():
     from layerscope.diffraction.instrument import gppd_like
     from layerscope.diffraction.pattern import build_model, initial_params
     from layerscope.refine.parameters import default_bounds, make_layout
-    from layerscope.refine.sequential import _window_bounds, default_series_protocol, refine_series
+    from layerscope.operando.guards import _window_bounds
+    from layerscope.operando.protocol import default_series_protocol
+    from layerscope.operando.sequential import refine_series
 
     proto = default_series_protocol()
     assert proto.window == (("Al.a", 1e-3),)
@@ -296,7 +298,8 @@ def test_weight_fractions_follow_the_refined_composition_and_cell():
     from layerscope.diffraction.instrument import gppd_like
     from layerscope.diffraction.pattern import build_model, initial_params
     from layerscope.refine.parameters import make_layout
-    from layerscope.refine.sequential import _lrm_fractions, default_series_protocol
+    from layerscope.operando.observables import _lrm_fractions
+    from layerscope.operando.protocol import default_series_protocol
 
     proto = default_series_protocol()
     phases = list(preset("lrm-pouch").phases)
@@ -325,7 +328,8 @@ def test_weight_fractions_follow_the_refined_composition_and_cell():
 def test_active_phases_hysteresis_and_held_parameters():
     """A phase refined before keeps its cell free down to keep_fraction; a new one needs
     min_fraction; O3' exchange/migration occupancies are held while O3' is a minority."""
-    from layerscope.refine.sequential import active_phases, default_series_protocol, held_params
+    from layerscope.operando.guards import active_phases, held_params
+    from layerscope.operando.protocol import default_series_protocol
 
     proto = default_series_protocol()   # min_fraction 0.02, keep 0.005
     fr = {"O3p": 0.96, "O3": 0.015, "S": 0.012}
@@ -412,8 +416,9 @@ def test_collapse_and_trust_region_are_flagged():
     from layerscope.diffraction.instrument import gppd_like
     from layerscope.diffraction.pattern import build_model, initial_params
     from layerscope.refine.parameters import default_bounds, make_layout
-    from layerscope.refine.sequential import (_implausible, _lrm_fractions, _trust_bounds,
-                                              default_series_protocol)
+    from layerscope.operando.guards import _implausible, _trust_bounds
+    from layerscope.operando.observables import _lrm_fractions
+    from layerscope.operando.protocol import default_series_protocol
 
     proto = default_series_protocol()
     m = preset("lrm-pouch")

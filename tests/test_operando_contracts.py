@@ -17,7 +17,8 @@ from layerscope.diffraction.instrument import gppd_like
 from layerscope.diffraction.pattern import build_model, initial_params
 from layerscope.echem._table import CyclerLog
 from layerscope.operando.align import align_to_cycler, window_mean
-from layerscope.refine.determined import determination, phase_signals, undetermined_keys
+from layerscope.operando.observables import undetermined_keys
+from layerscope.refine.determined import determination, phase_signals
 from layerscope.operando.model import load_series_model
 from layerscope.operando.outputs import drawn_as_measurement
 from layerscope.operando.series import SeriesEntry
@@ -175,7 +176,7 @@ def test_chi2_change_rule_stops_earlier_at_the_same_minimum():
 
 
 def test_protocol_determination_and_convergence_keys(tmp_path):
-    from layerscope.refine.sequential import default_series_protocol, read_series_protocol
+    from layerscope.operando.protocol import default_series_protocol, read_series_protocol
 
     proto = default_series_protocol()
     assert (proto.max_relative_esd, proto.min_signal, proto.chi2_tol) == (0.5, 5.0, 1e-4)

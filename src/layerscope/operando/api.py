@@ -1,6 +1,6 @@
 """``refine_series``: an operando series folder and its cycler log in, a :class:`SeriesResult` out.
 
-The series is refined pattern by pattern (:func:`layerscope.refine.sequential.refine_series`:
+The series is refined pattern by pattern (:func:`layerscope.operando.sequential.refine_series`:
 the reference pattern with the protocol's ``[reference]`` stages, then every pattern from its
 neighbour's result), each pattern aligned in time with the cycler log
 (:func:`~layerscope.operando.align.align_to_cycler`). :class:`SeriesResult` holds one row per
@@ -32,11 +32,11 @@ class SeriesResult:
     ----------
     rows : one dict per pattern: ``pattern``, ``time_h``, ``voltage_V``, ..., ``rwp``, ``converged``,
         ``flag``, ``held``, ``note``, ``undetermined``, and every observable with its ``_esd``
-    records : the :class:`~layerscope.refine.sequential.SeriesRecord` of each pattern (full parameters)
+    records : the :class:`~layerscope.operando.checkpoint.SeriesRecord` of each pattern (full parameters)
     patterns : ``(name, tof_us, y, sigma)`` of each pattern as refined
     instrument : the :class:`~layerscope.diffraction.instrument.TOFInstrument`
     model, layout : the pattern model and its parameter layout
-    protocol : the series protocol (:class:`~layerscope.refine.sequential.SeriesProtocol`)
+    protocol : the series protocol (:class:`~layerscope.operando.protocol.SeriesProtocol`)
     provenance : series folder, cycler log, model, strategy (and its SHA-256), instrument, criteria
     """
 
@@ -133,8 +133,8 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
     from layerscope.operando.align import align_to_cycler
     from layerscope.operando.model import load_series_model
     from layerscope.operando.series import read_manifest, read_series_patterns
-    from layerscope.refine.sequential import default_series_protocol, read_series_protocol
-    from layerscope.refine.sequential import refine_series as _sequential
+    from layerscope.operando.protocol import default_series_protocol, read_series_protocol
+    from layerscope.operando.sequential import refine_series as _sequential
 
     series_dir = Path(series)
     entries = read_manifest(series_dir)

@@ -98,8 +98,8 @@ def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None =
 def drawn_as_measurement(rows, key) -> np.ndarray:
     """Which rows' ``key`` the figures draw as measurements (filled markers on the line): the
     value was refined in that pattern (finite esd) and does not depend on a phase the pattern
-    did not determine (:func:`layerscope.refine.determined.undetermined_keys`)."""
-    from layerscope.refine.determined import undetermined_keys
+    did not determine (:func:`layerscope.operando.observables.undetermined_keys`)."""
+    from layerscope.operando.observables import undetermined_keys
 
     e = np.array([r.get(f"{key}_esd", np.nan) for r in rows], dtype=float)
     v = np.array([r.get(key, np.nan) for r in rows], dtype=float)
@@ -209,7 +209,7 @@ def write_html(out_dir, rows, figures: dict, *, title: str, notes: str = "") -> 
             "DoD", "O_vacancy", "flag", "undetermined", "note"]
     head = "".join(f"<th>{k}</th>" for k in keys)
     body = []
-    from layerscope.refine.determined import undetermined_keys
+    from layerscope.operando.observables import undetermined_keys
 
     for r in rows:
         cells = []

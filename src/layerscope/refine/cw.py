@@ -63,7 +63,7 @@ def _hstrain_columns(spacegroup: str) -> np.ndarray:
 
 
 class JittedEvaluator:
-    """The engine's evaluator protocol for a subclass that sets ``_f`` (full vector → pattern) and
+    """The engine's evaluator interface for a subclass that sets ``_f`` (full vector → pattern) and
     ``_fj`` (full vector, tangent columns → pattern, Jacobian columns), both jitted."""
 
     def reset_cache(self):

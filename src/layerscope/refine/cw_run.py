@@ -15,7 +15,7 @@ that leaves χ²ν higher than it found it undone (``revert_worse``):
    fractions of the second and later phases);
 2. cells: every phase's cell (crystal-system columns); the cell is set by the first histogram,
    every later histogram gets GSAS-II's hydrostatic strain (``P@hist{i}.hstrain``) so that its
-   wavelength calibration does not pull the shared cell (GSAS-II's own PbSO4 X-ray + neutron protocol);
+   wavelength calibration does not pull the shared cell (GSAS-II's own PbSO4 X-ray + neutron job);
 3. profile + sample: isotropic microstrain of every phase in every histogram, sample shift
    (Bragg–Brentano) or DisplaceX/Y (Debye–Scherrer);
 4. atoms: coordinates along each Wyckoff position's free directions and Biso of every site;

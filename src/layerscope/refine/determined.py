@@ -12,13 +12,12 @@ determine the phase. Each phase with a fraction column gets, per pattern,
   fraction (a fraction ≤ 0 included), or when ``signal_<p>`` is below ``min_signal``;
 * the row's ``undetermined`` column: ``"PHASE: why; …"`` for the phases that are not.
 
-The thresholds are the protocol's (``[series] max_relative_esd``, ``min_signal``; defaults
-0.5 and 5 σ) and are written to every output. The values stay in the outputs (with their
-esds); figures draw the values that depend on an undetermined phase as open markers off the
-line (:func:`undetermined_keys`), and they take no part in the trend lines.
+The thresholds are the caller's (defaults 0.5 and 5 σ); a caller writes them to its outputs.
+The values stay in the outputs (with their esds); which reported values depend on an
+undetermined phase is the caller's to say.
 
-Written here because the quantities (Hill–Howard fractions of a sequential protocol, the
-background model of the pattern) are layerscope's own; the Δχ² test is the usual
+Written here because the quantities (weight fractions of a refined model, the background
+model of the pattern) are layerscope's own; the Δχ² test is the usual
 likelihood-ratio measure of a component's significance.
 """
 
@@ -26,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["phase_signals", "determination", "undetermined_keys", "DEFAULT_MAX_RELATIVE_ESD", "DEFAULT_MIN_SIGNAL"]
+__all__ = ["phase_signals", "determination", "DEFAULT_MAX_RELATIVE_ESD", "DEFAULT_MIN_SIGNAL"]
 
 DEFAULT_MAX_RELATIVE_ESD = 0.5
 DEFAULT_MIN_SIGNAL = 5.0
@@ -83,21 +82,3 @@ def determination(row: dict, signals: dict, *, max_relative_esd: float = DEFAULT
             why_all.append(f"{p}: {', '.join(why)}")
     out["undetermined"] = "; ".join(why_all)
     return out
-
-
-def undetermined_keys(row: dict, *, descriptor_phase: str = "O3p", lrm=("O3p", "O3", "S")) -> set[str]:
-    """The row's reported values that depend on a phase this pattern did not determine: its
-    fraction, cell and layer spacings; the O3' descriptors (DoO, DoD) with the O3' phase; the
-    O-vacancy content when no LRM phase is determined."""
-    bad = {k.removeprefix("determined_") for k, v in row.items()
-           if k.startswith("determined_") and v in (False, "False")}
-    keys = set()
-    for p in bad:
-        keys |= {f"frac_{p}", f"d_inter_{p}", f"d_intra_{p}"}
-        keys |= {f"{p}_{x}" for x in ("a", "b", "c", "beta")}
-    if descriptor_phase in bad:
-        keys |= {"DoO", "DoD"}
-    present = [p for p in lrm if f"determined_{p}" in row]
-    if present and all(p in bad for p in present):
-        keys.add("O_vacancy")
-    return keys

@@ -501,7 +501,7 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
     ``HessianLSQ``: plain Gauss–Newton (λ = 0) until a step raises χ² by more than ``ftol``
     (relative; the allowance doubles at each retry), then λ = 10⁻³, ×10 per retry, up to 10
     ("stuck"), ÷10 after a step; a step may raise χ² within the allowance; converged when χ²
-    falls by less than ``ftol`` (relative) in a cycle. It is there to re-run a GSAS-II protocol
+    falls by less than ``ftol`` (relative) in a cycle. It is there to re-run a GSAS-II job
     cycle by cycle (a GSAS-II "cycles = 2" stage is often not converged).
 
     ``chi2_tol`` (``layerscope`` schedule; None: off) adds GSAS-II's second rule: the run also

@@ -450,7 +450,7 @@ def free_set(layout: Layout, x_full: np.ndarray, free: list[str], *, constraints
     bounds : (lower, upper) on the full vector; default :func:`default_bounds`
     cell_jacobian : "exact", or "gsas2" to take the Jacobian of cubic/tetragonal/hexagonal cell
         columns along GSAS-II's directions (:func:`gsas2_cell_direction`; the step still moves
-        the symmetric cell) — for re-running a GSAS-II protocol cycle by cycle
+        the symmetric cell) — for re-running a GSAS-II job cycle by cycle
     """
     if cell_jacobian not in ("exact", "gsas2"):
         raise ValueError(f"cell_jacobian must be 'exact' or 'gsas2', got {cell_jacobian!r}")

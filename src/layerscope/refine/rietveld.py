@@ -10,7 +10,7 @@ Scale conventions (``Strategy.scale_model``):
 * ``"phase"`` (FullProf): one scale S_p per phase, I_h = S_p m |F|² d⁴ / V² (S ∝ volume fraction).
 * ``"gsas"`` (GSAS-II): S_p = h · f_p · V_p · sin θ, with the histogram scale h and phase
   fractions f_p = 1 at the start. GSAS-II's TOF intensity is h·f·m|F|² d⁴ sin θ / V
-  (its ``Vst·Lorenz``), which is ours with that S_p; this lets a GSAS-II protocol that frees
+  (its ``Vst·Lorenz``), which is ours with that S_p; this lets a GSAS-II job that frees
   one phase fraction and the histogram scale be re-run step by step.
 """
 

@@ -23,10 +23,10 @@ A strategy file::
     min_phase_fraction = 0.02            # phases below 2 wt% keep these fixed in this stage
 
     [[constraint]]                       # Σ coeff·p = value (value omitted: keep the current sum)
-    terms = { "O3p.occ[M2b:Li]" = 1.0, "O3p.occ[M2b:Mn]" = 1.0 }
+    terms = { "NMC.occ[M3b:Li]" = 1.0, "NMC.occ[M3b:Ni]" = 1.0 }
 
     [[tie]]                              # equal values (one Biso for a group of sites)
-    params = ["O3p.biso[O1]", "O3p.biso[O2]"]
+    params = ["NMC.biso[O1]", "NMC.biso[O2]"]
 
     [conventions]                        # optional; each overrides the instrument file's default
     lorentz = "gsas2"                    # "exact" | "gsas2"   (TOF Lorentzian, see refine.conventions)
@@ -228,7 +228,7 @@ def default_strategy(phase_names, *, n_background: int = 6, calibrate=(), atoms:
 
 
 def gsas_nac_strategy(max_cycles: int | None = None, *, protocol: str = "layerscope") -> Strategy:
-    """GSAS-II's regression protocol for PG3_22048 (see /shared/data/README.md).
+    """GSAS-II's regression job for PG3_22048 (see /shared/data/README.md).
 
     ``protocol="layerscope"`` runs each stage to convergence with layerscope's engine and the
     exact TOF profile. ``protocol="gsas2"`` re-runs GSAS-II's own job: 2 cycles per stage with

@@ -1,0 +1,69 @@
+"""One refined pattern of a series (:class:`SeriesRecord`) and the checkpoint of a run.
+
+After every pattern the state (full parameter vector, results row) is appended to
+``checkpoint.json`` (written atomically); a run that is killed resumes after the last
+completed pattern and produces identical results, because each pattern's refinement is a
+deterministic function of its data and its seed vector.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["SeriesRecord"]
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    """One refined pattern: its name, the full parameter vector and the derived row."""
+
+    name: str
+    full: list
+    row: dict
+    warnings: list = field(default_factory=list)
+
+
+class _Checkpoint:
+    """Append-only JSON checkpoint, rewritten atomically after every pattern."""
+
+    def __init__(self, out_dir, names, protocol, phase_names):
+        self.path = Path(out_dir) / "checkpoint.json"
+        self.key = {"patterns": list(names), "protocol": protocol.digest, "phases": list(phase_names)}
+
+    def load(self) -> dict:
+        if not self.path.exists():
+            return {}
+        try:
+            doc = json.loads(self.path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{self.path}: unreadable checkpoint ({exc}); delete it to start over") from None
+        if doc.get("key") != self.key:
+            raise ValueError(f"{self.path}: checkpoint belongs to another series or protocol; "
+                             "use a new --out folder or delete the checkpoint")
+        return {r["name"]: SeriesRecord(r["name"], r["full"], r["row"], r.get("warnings", [])) for r in doc["records"]}
+
+    def append(self, rec: SeriesRecord) -> None:
+        doc = {"key": self.key, "records": []}
+        if self.path.exists():
+            doc = json.loads(self.path.read_text())
+        doc["records"].append({"name": rec.name, "full": rec.full, "row": _jsonable(rec.row),
+                               "warnings": rec.warnings})
+        from layerscope._io import write_text
+
+        write_text(self.path, json.dumps(doc))
+
+
+def _jsonable(row: dict) -> dict:
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, (np.floating, float)):
+            out[k] = float(v)
+        elif isinstance(v, (np.integer, int)) and not isinstance(v, bool):
+            out[k] = int(v)
+        else:
+            out[k] = v
+    return out
