@@ -1,6 +1,6 @@
 """``refine``: one TOF pattern, its instrument and phases → a :class:`RietveldResult`.
 
-The Python entry point behind ``layerscope refine`` (``refine._cli.refine_files`` is a thin
+The Python entry point behind ``layerscope refine`` (``layerscope.cli.refine.refine_files`` is a thin
 wrapper of it) and ``layerscope.refine(...)``. ``data``, ``instrument`` and ``phases`` may be
 paths (as on the command line) or loaded objects (:class:`PowderData`, :class:`TOFInstrument`,
 :class:`Phase` or ``(Phase, scale)`` pairs).

@@ -1,6 +1,6 @@
 """``analyze_eels``: EELS spectra (a path or a loaded :class:`Spectrum`) → an :class:`EelsAnalysis`.
 
-The Python entry point behind ``layerscope eels`` (``spectra._cli.run_eels`` parses the options,
+The Python entry point behind ``layerscope eels`` (``layerscope.cli.eels.run_eels`` parses the options,
 calls this and writes the files) and ``layerscope.analyze_eels(...)``.
 """
 
