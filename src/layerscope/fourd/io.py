@@ -78,7 +78,26 @@ def _chunks(shape, chunk_positions):
 
 @reader
 def read_scan(path, *, scan_shape=None, chunk_positions: int = 32, dataset: str | None = None) -> Scan4D:
-    """Open a 4D-STEM scan lazily; see the module docstring for the formats."""
+    """Open a 4D-STEM scan lazily; see the module docstring for the formats.
+
+    Parameters
+    ----------
+    path : str or Path
+        The scan (``.npy``, ``.h5``/``.hdf5``/``.emd``, ``.hspy``, ``.zspy``, ``.mib``, ``.zip``,
+        ``.blo`` or EMPAD ``.raw``).
+    scan_shape : (int, int), optional
+        Scan (y, x) positions for a 3-D stack of frames (default: from the file).
+    chunk_positions : int
+        Probe positions per dask chunk side.
+    dataset : str, optional
+        The HDF5 dataset, or the ``.mib`` inside a ``.zip``, when the file holds several.
+
+    Returns
+    -------
+    Scan4D
+        A dask array (scan y, scan x, ky, kx), its source and, for layerscope's own files, the
+        detector calibration (1/Å per pixel) and the scan step (nm).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such 4D-STEM scan")

@@ -1,6 +1,6 @@
 """``analyze_eels``: EELS spectra (a path or a loaded :class:`Spectrum`) → an :class:`EelsAnalysis`.
 
-The Python entry point behind ``layerscope eels`` (``spectra._cli.run_eels`` parses the options,
+The Python entry point behind ``layerscope eels`` (``layerscope.cli.eels.run_eels`` parses the options,
 calls this and writes the files) and ``layerscope.analyze_eels(...)``.
 """
 
@@ -104,18 +104,29 @@ def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, alig
     ----------
     spectrum : path, :class:`~layerscope.spectra.io.Spectrum` (single, line scan or spectrum image), or
         a tuple (energy_eV, counts) with the energy axis last
-    low_loss : path or Spectrum of the same pixels: each zero-loss peak is moved to 0 eV
-    align_edge : "O-K", "Mn-L3", "Co-L3" or "Ni-L3": move that edge to its reference energy
-        (``align_energy_eV`` for another target), on the summed spectra
-    shift_eV : added to the energy axis last (eV)
-    pca : denoise a line scan / spectrum image with this many principal components first
-    options : :class:`~layerscope.spectra.analysis.EelsOptions`, or its fields as keywords
-        (``background="none"``, ``step="flat"``, ``snr_min=5``, ...)
+    low_loss : path or Spectrum, optional
+        Low-loss spectra of the same pixels: each zero-loss peak is moved to 0 eV.
+    align_edge : str, optional
+        "O-K", "Mn-L3", "Co-L3" or "Ni-L3": move that edge to its reference energy, on the summed
+        spectra.
+    align_energy_eV : float, optional
+        Another target energy (eV) for ``align_edge``.
+    shift_eV : float
+        Added to the energy axis last (eV).
+    pca : int, optional
+        Denoise a line scan / spectrum image with this many principal components first.
+    options : :class:`~layerscope.spectra.analysis.EelsOptions`, optional
+        The analysis options (edge windows in eV, background, step, SNR threshold).
+    **option_values
+        The fields of ``options`` as keywords (``background="none"``, ``step="flat"``,
+        ``snr_min=5``, ...).
 
     Returns
     -------
-    EelsAnalysis: ``l3_over_l2``, ``valence``, ``o_pre_edge_ratio``, ``shift_eV``, ``flags`` (one per
-    spectrum; NaN with a flag where a value cannot be determined), ``record``, ``to_xarray()``, ``write(out)``.
+    EelsAnalysis
+        ``l3_over_l2``, ``valence``, ``o_pre_edge_ratio``, ``shift_eV`` (eV), ``flags`` (one per
+        spectrum; NaN with a flag where a value cannot be determined), ``record``,
+        ``to_xarray()``, ``write(out)``.
     """
     from layerscope.spectra.pipeline import eels_pipeline
 

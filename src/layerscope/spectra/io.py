@@ -194,6 +194,18 @@ def read_spectrum(path) -> Spectrum:
 
     Supported: ``.dm3`` ``.dm4`` ``.msa``/``.ems`` ``.hspy`` ``.zspy`` ``.emd`` (rosettasciio) and
     ``.csv``/``.txt``/``.dat`` columns. Raises :class:`~layerscope.InputError` naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The spectrum file.
+
+    Returns
+    -------
+    Spectrum
+        Energy axis (eV, from the file's calibration), counts ((n_channels,) or (n_spectra,
+        n_channels)), the probe positions (nm) of a line scan, the navigation shape and the file's
+        metadata.
     """
     path = Path(path)
     if not path.exists():

@@ -34,7 +34,23 @@ def write_strain(path: Path, res, px, source) -> Path:
 
 
 def write_haadf(result, out, *, figures: bool = True) -> dict[str, Path]:
-    """Write a HAADF result into the folder ``out`` (created); returns the written files by name."""
+    """Write a HAADF result into the folder ``out`` (created): its tables as CSV, the strain maps
+    as HDF5, ``summary.json`` and (``figures``) the PNG figures of :func:`plot_haadf`.
+
+    Parameters
+    ----------
+    result : HaadfResult
+        The result of :func:`~layerscope.stem.haadf.analyze_haadf`.
+    out : str or Path
+        The output folder.
+    figures : bool
+        Also write the figures.
+
+    Returns
+    -------
+    dict of str to Path
+        The written files by name.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -52,7 +68,18 @@ def write_haadf(result, out, *, figures: bool = True) -> dict[str, Path]:
 
 
 def plot_haadf(result) -> dict:
-    """The figures of a HAADF result by name (``m_over_n``, ``variants``, ``strain``, ``columns``, ...)."""
+    """The figures of a HAADF result by name (``m_over_n``, ``variants``, ``strain``, ``columns``, ...).
+
+    Parameters
+    ----------
+    result : HaadfResult
+        The result of :func:`~layerscope.stem.haadf.analyze_haadf`.
+
+    Returns
+    -------
+    dict of str to matplotlib.figure.Figure
+        The figures (no pyplot, no backend chosen: save them with ``fig.savefig``).
+    """
     fd = result._figure_data
     return {"crystal": _crystal, "layered-100": _layered, "zone-210": _domains, "lowmag": _lowmag,
             "shell": _shell}[result.analysis](result, fd)

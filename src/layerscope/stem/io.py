@@ -145,7 +145,13 @@ def read_image(path, *, pixel_size_nm: float | None = None) -> STEMImage:
     path : str or Path
         .dm3, .dm4, .emd, .ser, .hspy, .hdf5/.h5 (HyperSpy), .tif/.tiff or .npy.
     pixel_size_nm : float, optional
-        Overrides the file's calibration (or supplies one where it is missing).
+        Pixel size in nm; overrides the file's calibration (or supplies one where it is missing).
+
+    Returns
+    -------
+    STEMImage
+        The (ny, nx) float image, its pixel size (nm, or None when neither the file nor the
+        caller gives one) and its source.
 
     Raises
     ------
