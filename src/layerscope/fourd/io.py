@@ -166,6 +166,9 @@ def _read_h5(path, scan_shape, chunk_positions, dataset) -> Scan4D:
         import hdf5plugin  # noqa: F401  (registers bitshuffle/LZ4 and other filters with h5py)
     except ImportError:
         pass
+    from layerscope._h5guard import check_hdf5
+
+    check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -231,6 +234,9 @@ def _read_dectris(f, path, scan_shape, chunk_positions) -> Scan4D:
         if meta != path and meta.exists():
             import h5py
 
+            from layerscope._h5guard import check_hdf5
+
+            check_hdf5(meta)
             with h5py.File(meta, "r") as m:
                 a = m["STEM Metadata"].attrs if "STEM Metadata" in m else {}
                 if "NumPixelsY" in a and "NumPixelsX" in a:
@@ -323,6 +329,10 @@ def _read_rsciio(path, suffix, scan_shape, chunk_positions) -> Scan4D:
 
     mod = {".hspy": "rsciio.hspy", ".zspy": "rsciio.zspy", ".mib": "rsciio.quantumdetector",
            ".blo": "rsciio.blockfile"}[suffix]
+    if suffix == ".hspy":
+        from layerscope._h5guard import check_hdf5
+
+        check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
     try:
         reader = importlib.import_module(mod).file_reader
         sigs = reader(str(path), lazy=True)

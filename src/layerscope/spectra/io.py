@@ -106,9 +106,9 @@ def spectrum_from_arrays(data, axes, *, source="", meta=None) -> Spectrum:
 
 def _from_rsciio(path: Path, reader) -> Spectrum:
     if path.suffix.lower() in (".hspy", ".emd"):
-        from layerscope._h5guard import check_global_heaps
+        from layerscope._h5guard import check_hdf5
 
-        check_global_heaps(path)  # a damaged HDF5 heap can hang libhdf5 (issue 15 fuzzing)
+        check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
     try:
         sigs = reader(str(path))
     except Exception as exc:
