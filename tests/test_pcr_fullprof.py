@@ -51,7 +51,8 @@ from layerscope.diffraction.background import chebyshev_basis
 from layerscope.diffraction.instrument import TOFInstrument
 from layerscope.diffraction.pattern import build_model, compute_pattern
 from layerscope.refine.pcr import read_pcr
-from layerscope.refine.pcr_run import read_sum_cells, refine_pcr_job
+from layerscope.refine.pcr_run import (evaluate_pcr_job, read_out_parameters, read_sum_cells, read_sum_stats,
+                                       refine_pcr_job)
 from layerscope.refine.pcr_background import FullProfBackground
 
 # a BaAl4-type phase (I4/mmm): Ba 2a, Al 4d, (Al,Ga) 4e (0,0,z). Occ written as FullProf users often
@@ -338,7 +339,12 @@ def test_chebyshev_background_matches_fullprof_prf_up_to_its_plot_shift():
 
 # ---------------------------------------------------------------- real FullProf example jobs
 
+DATA = Path(__file__).resolve().parent / "data" / "fullprof-tof"  # README.md there: origin and licence
+
+
 def _example_dirs():
+    """Further jobs (a folder each: .pcr, .sum, data) from ``$LAYERSCOPE_FULLPROF_EXAMPLES`` or
+    ``shared/data/fullprof-tof`` — for jobs whose data are not public."""
     roots = [os.environ.get("LAYERSCOPE_FULLPROF_EXAMPLES"),
              Path(__file__).resolve().parents[2] / "shared" / "data" / "fullprof-tof"]
     out = []
@@ -352,10 +358,90 @@ def _example_dirs():
 KNOWN_UNSUPPORTED = {"cecual.pcr": "Extinc", "cecoal.pcr": r"Iwg \(weighting scheme\) = 1",
                      "arg_si_ic.pcr": "Npr = 13", "Ceo2_PEARL.pcr": "Iabscor = 2"}
 
+#: FullProf's own TOF examples in tests/data (their data are not public): every unsupported feature,
+#: as (line, what the message must say), in line order, all in one InputError
+EXAMPLE_FEATURES = {
+    "cecoal-polaris/cecoal.pcr": [(5, r"Iwg \(weighting scheme\) = 1 is not supported: FullProf's maximum-likelihood"),
+                                  (11, r"Iabscor = 2 with ABSCOR1 = 0.01561, ABSCOR2 = 0 \(line 72\).*cylinder"),
+                                  (57, r"Extinc = 0.0016 is not supported: FullProf's TOF extinction")],
+    "si-sepd-ic/arg_si_ic.pcr": [(5, r"Npr = 13 is not supported: FullProf's TOF profile function #3, the "
+                                     r"Ikeda-Carpenter"),
+                                 (11, r"Iabscor = 2 with ABSCOR1 = 0.00336"),
+                                 (47, r"Extinc = 4.0301 \(refined, code 121\) is not supported")],
+    "ceo2-pearl/Ceo2_PEARL.pcr": [(11, r"Iabscor = 2 with ABSCOR1 = 0.00029, ABSCOR2 = 0 \(line 59\)")],
+}
+
+
+@pytest.mark.parametrize("job", sorted(EXAMPLE_FEATURES))
+def test_fullprof_examples_name_every_unsupported_feature(job):
+    """FullProf's own TOF examples (cecoal, arg_si_ic, Ceo2_PEARL) stop with one InputError that names
+    the file and, in line order, each FullProf feature they use that layerscope does not reproduce."""
+    pcr = DATA / job
+    with pytest.raises(InputError) as err:
+        read_pcr(pcr)
+    msg = str(err.value)
+    features = EXAMPLE_FEATURES[job]
+    assert msg.startswith(f"{pcr}, line {features[0][0]}: ")
+    pos = 0
+    for no, text in features:
+        m = re.compile((rf"line {no}: " if pos else "") + text).search(msg, pos)
+        assert m, (no, text, msg)
+        pos = m.end()
+    assert msg.count(" is not supported") == len(features)
+    # the .sum beside each job reads: FullProf's cells and R factors (for when its data are at hand)
+    (cells,) = read_sum_cells(next(pcr.parent.glob("*.sum"))).values()
+    stats = read_sum_stats(next(pcr.parent.glob("*.sum")))
+    assert len(cells) == 6 and set(stats) == {"Rp", "Rwp", "Rexp", "Chi2"}
+
+
+@pytest.mark.slow
+def test_diamond_job_at_fullprof_values_reproduces_its_sum():
+    """diffraction-lib's DREAM diamond job as FullProf 8.40 ran it (every parameter fixed, Npr 9,
+    8 interpolated background points, data with σ): evaluated at the pcr's own values (scale
+    translated, not re-solved) layerscope's R factors are FullProf's to the .sum's printed digits
+    (+0.2 %).
+    Measured: Rp 15.739, Rwp 16.949, Rexp 3.973 %, χ² 18.199 (FullProf: 15.7, 17.0, 3.97, 18.2)."""
+    folder = DATA / "diamond-dream"
+    job = read_pcr(folder / "diamond.pcr", data=folder / "diamond.dat")
+    assert job.free_names == ()
+    res = evaluate_pcr_job(job)
+    fp = read_sum_stats(folder / "diamond.sum")
+    ours = res["stats"]
+    print({k: round(float(v), 4) for k, v in ours.items()}, "FullProf", fp)
+    assert len(res["y"]) == 1948  # FullProf's N − P + C: points in 8675.1074–66503.6875 µs less 0–9999 µs
+    # the .sum prints 3 digits; beyond its rounding, ours may differ by 0.2 % (χ² 0.11 % below FullProf's
+    # unrounded 18.228 of scale-fit.out: peak windows, FullProf's single-precision sums)
+    for key, printed in (("Rp", 0.05), ("Rwp", 0.05), ("Rexp", 0.005), ("Chi2", 0.05)):
+        assert abs(ours[key] - fp[key]) <= printed + 0.002 * fp[key], (key, ours[key], fp[key])
+    (cells,) = read_sum_cells(folder / "diamond.sum").values()
+    assert [c for c, _ in cells] == list(job.phases[0].cell)
+
+
+@pytest.mark.slow
+def test_diamond_scale_fit_as_fullprof_ran_it():
+    """The scale-only refinement FullProf ran on the DREAM diamond job (edi's scale-fit.inp, start
+    14.5708): layerscope's refined scale, in FullProf's units, is FullProf's 14.572590(69818) within
+    3 esd, with FullProf's esd (both scaled by √χ²) and χ². Cells are fixed in the job and stay
+    FullProf's. Measured: 14.57259 ± 0.06978 (FullProf ± 0.06982), χ² 18.208 (FullProf 18.23)."""
+    folder = DATA / "diamond-dream"
+    job = read_pcr(folder / "scale-fit.pcr", data=folder / "diamond.dat")
+    assert job.free_names == ("Diamond.scale",)
+    res = refine_pcr_job(job)
+    k = job.scale_per_fullprof["Diamond"]
+    scale, esd = res.value("Diamond.scale") / k, res.esd("Diamond.scale") / k
+    fp_scale, fp_esd = read_out_parameters(folder / "scale-fit.out")["Scale_ph1_pat1"]
+    print(f"scale {scale:.6f} ± {esd:.6f}  FullProf {fp_scale:.6f} ± {fp_esd:.6f}  chi2 {res.final.stats.chi2:.4f}")
+    assert abs(scale - fp_scale) <= 3 * fp_esd
+    assert abs(esd / fp_esd - 1) < 0.02
+    assert abs(res.final.stats.chi2 / 18.23 - 1) < 0.005  # FullProf: Residual 0.3549E+05 / (N − P + C = 1947)
+    assert res.final.stats.n_points == 1948
+    (cells,) = read_sum_cells(folder / "diamond.sum").values()
+    assert tuple(res.phases[0].cell) == tuple(c for c, _ in cells)
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("folder", _example_dirs() or [pytest.param(None, marks=pytest.mark.skip(
-    reason="no FullProf example jobs: set LAYERSCOPE_FULLPROF_EXAMPLES or add shared/data/fullprof-tof"))])
+    reason="no further FullProf jobs: set LAYERSCOPE_FULLPROF_EXAMPLES or add shared/data/fullprof-tof"))])
 def test_fullprof_example_jobs_against_their_sum(folder):
     (pcr,) = [p for p in folder.glob("*.pcr")][:1]
     ref = read_sum_cells(next(folder.glob("*.sum")))
@@ -373,6 +459,9 @@ def test_fullprof_example_jobs_against_their_sum(folder):
             print(f"{folder.name} {ph.name}.{name}: FullProf {fp[k][0]:.5f}({fp[k][1]:.5f}) layerscope {val:.5f}"
                   f"({esd:.5f})")
             assert abs(val - fp[k][0]) <= tol or fp[k][1] == 0 and abs(val - fp[k][0]) < 1e-5
+    stats = read_sum_stats(next(folder.glob("*.sum")))
+    print(f"{folder.name}: Rwp {res.final.stats.rwp:.2f} (FullProf {stats['Rwp']}), chi2 "
+          f"{res.final.stats.chi2:.2f} (FullProf {stats['Chi2']})")
 
 
 def test_read_sum_cells(tmp_path):
