@@ -394,6 +394,40 @@ def test_fullprof_examples_name_every_unsupported_feature(job):
     assert len(cells) == 6 and set(stats) == {"Rp", "Rwp", "Rexp", "Chi2"}
 
 
+def test_ikeda_carpenter_profile_reproduces_fullprof_si_111():
+    """FullProf's Npr = 13 profile (Ikeda-Carpenter ⊗ TCH pseudo-Voigt) from arg_si_ic.pcr's own
+    values reproduces FullProf 8.40's calculated Si 111 peak (its .prf, 124 points around 23 404 µs)
+    up to one scale and one constant (FullProf's .prf background column sits 30.1 counts below its
+    series; pcr_background's docstring). Measured: max residual 3.3e-5 of the peak height, constant 30.12."""
+    from layerscope.diffraction.tof_ikeda_carpenter import ic_parameters, ikeda_carpenter_pv
+
+    t, _, ycal, bkg = np.loadtxt(DATA / "si-sepd-ic" / "arg_si_ic_111.prf.txt").T
+    # arg_si_ic.pcr: Zero −5.18082, Dtt1 7476.91016, Dtt2 −1.54, 2θ 144.845; a 5.426329; Sig-1 33.0362,
+    # Sig-0 8.4088; Gam-1 2.6035; alph0 0, beta0 21.668488, alph1 0.879, kappa 75.321373
+    text = (DATA / "si-sepd-ic" / "arg_si_ic.pcr").read_text()
+    assert "-5.18082   11.00  7476.91016" in text and "21.668488    0.879000   75.321373" in text
+    d = 5.426329 / np.sqrt(3.0)
+    t_h = -5.18082 + 7476.91016 * d - 1.54 * d * d
+    alpha, beta, r, lam = ic_parameters(d, 144.845, 0.0, 0.879, 21.668488, 75.321373)
+    prof = ikeda_carpenter_pv(t - t_h, alpha, beta, r, 33.0362 * d * d + 8.4088, 2.6035 * d)
+    design = np.column_stack([prof, np.ones_like(prof)])
+    coef, *_ = np.linalg.lstsq(design, ycal - bkg, rcond=None)
+    resid = ycal - bkg - design @ coef
+    peak = np.max(ycal - bkg)
+    print(f"lambda {lam:.4f} A alpha {alpha:.5f} beta {beta:.5f} R {r:.5f}; max |resid| {np.max(np.abs(resid)):.2f} "
+          f"of {peak:.0f} ({np.max(np.abs(resid)) / peak:.2e}); constant {coef[1]:.2f}")
+    # .prf rounding is 0.05 counts; measured: λ 1 % off misses by 3.7e-3, k = 0.02 / 0.1 by 4.1e-4 / 1.6e-3
+    assert np.max(np.abs(resid)) < 2e-4 * peak
+    assert abs(coef[1] - 30.1) < 0.2
+    # the k-expansion keeps the area ≈ 1; a shift of the position by 1 µs breaks the match
+    grid = np.linspace(-400.0, 3000.0, 200001)
+    area = np.sum(ikeda_carpenter_pv(grid, alpha, beta, r, 332.66, 8.16)) * (grid[1] - grid[0])
+    assert abs(area - 1.0) < 0.01, area
+    shifted = ikeda_carpenter_pv(t - t_h - 1.0, alpha, beta, r, 33.0362 * d * d + 8.4088, 2.6035 * d)
+    coef2, *_ = np.linalg.lstsq(np.column_stack([shifted, np.ones_like(t)]), ycal - bkg, rcond=None)
+    assert np.max(np.abs(ycal - bkg - np.column_stack([shifted, np.ones_like(t)]) @ coef2)) > 20 * np.max(np.abs(resid))
+
+
 @pytest.mark.slow
 def test_diamond_job_at_fullprof_values_reproduces_its_sum():
     """diffraction-lib's DREAM diamond job as FullProf 8.40 ran it (every parameter fixed, Npr 9,

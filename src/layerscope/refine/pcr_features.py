@@ -10,9 +10,10 @@ commit cfed024, ``knowledge/fitting/fullprof/``). Why each is refused rather tha
 
 * ``Npr = 13`` — FullProf's "T.O.F Profile Function #3: Ikeda-Carpenter function convoluted with
   pseudo-Voigt: Omega(DT) = (1+delta(t)*R) <*> TCH-Pseudo-Voigt" (arg_si_ic.out); the moderator
-  function of S. Ikeda & J. M. Carpenter, Nucl. Instrum. Methods A 239 (1985) 536, whose α, β, R
-  FullProf derives from the ``alph0 beta0 alph1 kappa`` line by a parametrisation no document
-  within reach gives. layerscope has only the back-to-back exponentials ⊗ pseudo-Voigt (Npr = 9).
+  function of S. Ikeda & J. M. Carpenter, Nucl. Instrum. Methods A 239 (1985) 536 with FullProf's
+  α = 1/(alph0 + λ·alph1), β = 1/beta0, R = exp(−81.799/(κλ²)). The profile itself is implemented and
+  reproduces FullProf's calculated Si 111 peak to 3e-5 (:mod:`layerscope.diffraction.tof_ikeda_carpenter`),
+  but the refinement engine evaluates only the back-to-back exponentials ⊗ pseudo-Voigt (Npr = 9).
 * ``Iwg = 1`` — "Maximum Likelihood weighting scheme ( w=1/(calculated variance) )" (cecoal.out):
   weights recomputed from the model every cycle, from a variance whose form for data given with
   their own σ (cecoal's POLARIS intensities are normalised, "multiplied by 10000") is not stated.
@@ -27,7 +28,9 @@ commit cfed024, ``knowledge/fitting/fullprof/``). Why each is refused rather tha
   A = exp(−ABSCOR1·λ), is reproduced (:mod:`layerscope.refine.pcr`).
 
 Searched (2026-12): the docs, pages and code corpora for the FullProf manual's TOF sections and for
-an open implementation (CrysFML/CFML, cryspy, easydiffraction): none gives these formulas. The
+an open implementation (CrysFML/CFML, cryspy, easydiffraction, Mantid): only the Npr = 13 profile is
+documented (Mantid's IkedaCarpenterPV restates FullProf's); the weighting, extinction and absorption
+formulas are not. The
 example jobs' data files are not public either, so no implementation could be checked against
 FullProf's refinement (``tests/data/fullprof-tof/README.md``).
 """
@@ -37,8 +40,9 @@ from __future__ import annotations
 __all__ = ["Unsupported", "NPR13", "IWG", "EXTINC", "ABSORPTION"]
 
 NPR13 = ("Npr = {npr} is not supported: FullProf's TOF profile function #3, the Ikeda-Carpenter moderator "
-         "function convolved with a TCH pseudo-Voigt, (1 + δ(t)·R) ⊗ TCH-pV, parameters alph0 beta0 alph1 kappa; "
-         "only the back-to-back exponentials ⊗ pseudo-Voigt (Npr = 9) is reproduced")
+         "function convolved with a TCH pseudo-Voigt, (1 + δ(t)·R) ⊗ TCH-pV, parameters alph0 beta0 alph1 kappa "
+         "(layerscope.diffraction.tof_ikeda_carpenter computes it, but the refinement engine evaluates only the "
+         "back-to-back exponentials ⊗ pseudo-Voigt of Npr = 9)")
 IWG = ("Iwg (weighting scheme) = {iwg} is not supported: FullProf's {what}; layerscope weights every point "
        "by 1/σ² of the data (Iwg = 0)")
 IWG_WHAT = {1: "maximum-likelihood weights w = 1/(calculated variance), recomputed from the model each cycle",
