@@ -143,7 +143,9 @@ def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, alig
                                 low_loss=None if ll is None else ll.counts,
                                 low_loss_energy_eV=None if ll is None else ll.energy_eV,
                                 align_edge=align_edge, align_energy_eV=align_energy_eV,
-                                shift_eV=float(shift_eV or 0.0), options=opts, pca=pca, source=str(spec.source))
+                                shift_eV=float(shift_eV or 0.0), options=opts, pca=pca, source=str(spec.source),
+                                acquisition=spec.meta.get("acquisition"),
+                                low_loss_acquisition=None if ll is None else ll.meta.get("acquisition"))
     if not np.isfinite(res.l3_over_l2).any() and not np.isfinite(res.o_pre_edge_ratio).any():
         raise InputError(f"neither a Mn L2,3 nor an O-K edge analysed in any spectrum "
                          f"({spec.energy_eV.min():.0f}-{spec.energy_eV.max():.0f} eV); first: "

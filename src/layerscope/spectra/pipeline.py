@@ -31,6 +31,9 @@ from layerscope.spectra.calibration import MN_DE_STATUS
 #: Range (eV) in which the Mn L3 maximum of Mn oxides lies on a correct absolute scale
 #: (MnO ~640 eV to MnO2 ~644 eV); a calibrated maximum outside it is reported as a warning.
 MN_L3_EXPECTED_EV = (638.0, 646.0)
+#: Range (eV) of the O-K pre-edge peak (O 2p - TM 3d) of layered/spinel/rock-salt TM oxides on a
+#: correct absolute scale; a calibrated pre-edge outside it is reported as a warning.
+O_PRE_EDGE_EXPECTED_EV = (527.0, 533.0)
 
 COLUMNS = ["index", "position_nm", "l3_over_l2", "valence", "o_pre_edge_ratio", "shift_eV", "flag",
            "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr", "l3_over_l2_stat_err",
@@ -62,8 +65,15 @@ def _common_axis(energy, spectra, shift):
 
 def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None, align_edge=None,
                   align_energy_eV=None, shift_eV: float = 0.0, options: EelsOptions | None = None,
-                  pca: int | None = None, source: str = "") -> tuple[EelsResult, dict]:
-    """Calibrate and analyse; returns the per-spectrum result and the record for ``record.json``."""
+                  pca: int | None = None, source: str = "", acquisition: dict | None = None,
+                  low_loss_acquisition: dict | None = None) -> tuple[EelsResult, dict]:
+    """Calibrate and analyse; returns the per-spectrum result and the record for ``record.json``.
+
+    ``acquisition`` / ``low_loss_acquisition``: the files' acquisition settings
+    (:func:`~layerscope.spectra.acquisition.spectrometer_settings`), recorded and compared
+    (:func:`~layerscope.spectra.acquisition.pairing_notes`: a low-loss from a separate acquisition
+    is named in the warnings).
+    """
     opts = options or EelsOptions()
     e = np.asarray(energy_eV, float)
     s = np.atleast_2d(np.asarray(spectra, float))
@@ -80,6 +90,10 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         shift = shift + (np.repeat(z.shift_eV, n) if len(ll) == 1 else z.shift_eV)
         calib["steps"].append({"method": "zero-loss peak to 0 eV", **z.detail,
                                "flagged": [f for f in z.flags if f]})
+        from layerscope.spectra.acquisition import pairing_notes
+        for msg in pairing_notes(acquisition or {}, low_loss_acquisition or {}):
+            warnings.warn(msg, stacklevel=2)
+            notes.append(msg)
     if align_edge is not None:
         a = edge_shifts(e, s, align_edge, target_eV=align_energy_eV, base_shift=shift,
                         background=opts.background != "none")
@@ -129,7 +143,18 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         notes.append("valence_mlls is NaN: no reference spectra given (--reference VALENCE=FILE)")
     if opts.calibration.status not in ("checked", "measured", "user-given"):
         notes.append(f"white-line calibration: {opts.calibration.status}")
+    o_pre = res.o_pre_edge_eV[np.isfinite(res.o_pre_edge_eV)]
+    if len(o_pre):
+        med = float(np.median(o_pre))
+        if not O_PRE_EDGE_EXPECTED_EV[0] <= med <= O_PRE_EDGE_EXPECTED_EV[1]:
+            msg = (f"after calibration the O-K pre-edge peak lies at {med:.1f} eV (median), outside "
+                   f"{O_PRE_EDGE_EXPECTED_EV[0]:g}-{O_PRE_EDGE_EXPECTED_EV[1]:g} eV where transition-metal "
+                   f"oxides have it: the absolute energy scale is off by about "
+                   f"{np.mean(O_PRE_EDGE_EXPECTED_EV) - med:+.0f} eV (--align-edge O-K corrects it)")
+            warnings.warn(msg, stacklevel=2)
+            notes.append(msg)
     record = {"source": source, "n_spectra": n,
+              "acquisition": {"core_loss": acquisition or {}, "low_loss": low_loss_acquisition or {}},
               "calibration": {**calib, "shift_eV_median": float(np.median(shift)),
                               "shift_eV_min": float(shift.min()), "shift_eV_max": float(shift.max())},
               "methods": opts.as_dict(), "pca": pca_info,
