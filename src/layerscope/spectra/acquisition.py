@@ -20,10 +20,15 @@ Why this matters (measured, NMC spectrum image of ``shared/data/eels``): the cor
 spectrum images are two acquisitions. The zero-loss peaks sit at -3.2 eV (-2.9 to -3.3), and
 exSpy's ``align_zero_loss_peak(also_align=[core_loss])`` moves the core-loss by the same amount as
 :func:`layerscope.spectra.calibrate.zlp_shifts` (per pixel within 0.21 eV). After it the O-K
-pre-edge peak lies at 521.4 eV and the Mn L3 maximum at 633.4 eV, 8-10 eV below where every
-transition-metal oxide has them (529-531 and 640-644 eV); the Co and Ni L3 maxima lie 12 and
-16 eV below their EELS Atlas edge energies. The offset is in the data (the core-loss energy
-scale at the 500 V setting, not the zero-loss peak), not in the calibration arithmetic.
+pre-edge peak lies at 521.4 eV and the Mn L3 maximum at 633.5 eV, 8-10 eV below where every
+transition-metal oxide has them (529-531 and 640-644 eV); the Co and Ni L3 maxima (767.4 and
+837.8 eV) lie 12 and 17 eV below the EELS Atlas edge energies (779, 855 eV). The offset grows with
+the energy loss, and the L3-L2 separations measured on the same axis (Mn 10.2, Co 13.9, Ni 17.0 eV)
+are 2-8 % smaller than the 2p spin-orbit splittings (about 11.2, 15.0, 17.3 eV): besides an offset
+of the 500 V setting, the nominal 0.3 eV/channel dispersion of the core-loss seems ~2 % small.
+Either way the offset is in the data (the core-loss energy scale), not in the calibration
+arithmetic; ``--align-edge O-K`` puts the absolute scale right at the O-K pre-edge (Mn L3 then
+at 642 eV), and the L3/L2 ratios do not depend on it (windows follow the L3 maximum).
 
 Written by hand: a few dictionary look-ups on the tag tree rosettasciio returns.
 """
