@@ -52,6 +52,16 @@ def _own_calibration(refs: dict, g):
         raise InputError(f"--calibration references: L3/L2 {ratios} of valences {vals}: {exc}") from None
 
 
+def _offset(text):
+    if text is None or text == "auto":
+        return text
+    try:
+        dy, dx = (int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--low-loss-offset expects 'auto' or DY,DX (integers), got {text!r}") from None
+    return dy, dx
+
+
 def run_eels(args) -> int:
     from layerscope.spectra.analysis import EelsOptions
     from layerscope.spectra.calibration import MN_L3L2_TAN2012
@@ -77,12 +87,14 @@ def run_eels(args) -> int:
                      _table(g("calibration"), "L3/L2") if g("calibration") else MN_L3L2_TAN2012),
         shift_calibration=_table(g("shift_calibration"), "dE(Mn L3 - O K pre-edge) eV")
         if g("shift_calibration") else None,
-        references=refs, other_elements=tuple(g("elements") or ()))
+        references=refs, other_elements=tuple(g("elements") or ()),
+        deconvolve=g("deconvolve", "none") or "none")
     from layerscope.spectra.api import analyze_eels
 
     ana = analyze_eels(spec, low_loss=read_spectrum(g("low_loss")) if g("low_loss") else None,
                        align_edge=g("align_edge"), align_energy_eV=g("align_energy"),
-                       shift_eV=float(g("shift_eV", 0.0) or 0.0), pca=g("pca"), options=opts)
+                       shift_eV=float(g("shift_eV", 0.0) or 0.0), pca=g("pca"), options=opts,
+                       low_loss_offset=_offset(g("low_loss_offset")))
     res, record = ana.result, ana.record
     ana.write(args.out)
     v = res.valence[np.isfinite(res.valence)]
@@ -107,6 +119,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     c = p.add_argument_group("energy calibration (applied in this order)")
     c.add_argument("--low-loss", help="low-loss spectrum/SI of the same pixels: zero-loss peak to 0 eV")
+    c.add_argument("--low-loss-offset", metavar="auto|DY,DX",
+                   help="pair core-loss pixel (y, x) with low-loss pixel (y+DY, x+DX); 'auto': the "
+                        "offset estimated from the two thickness maps (a separately acquired low-loss "
+                        "image of a drifting specimen); default: same index")
     c.add_argument("--align-edge", choices=["O-K", "Mn-L3", "Co-L3", "Ni-L3"],
                    help="move the O-K pre-edge peak to 530 eV or the Mn L3 half-rise to 640 eV "
                         "(on the summed spectra)")
@@ -141,6 +157,9 @@ def register(subparsers) -> None:
                    help="reference spectrum of known Mn valence for MLLS (repeat)")
     m.add_argument("--elements", nargs="+", choices=["Co", "Ni"], default=(),
                    help="also give the L3/L2 ratio of these L2,3 edges (columns co_l3_over_l2, ...)")
+    m.add_argument("--deconvolve", choices=["none", "fourier-ratio"], default="none",
+                   help="remove plural scattering from the L2,3 edges by Fourier-ratio deconvolution "
+                        "with each pixel's low-loss (needs --low-loss; t/λ is written either way)")
     m.add_argument("--pca", type=int, default=None, metavar="K",
                    help="denoise a line scan/SI with K principal components first")
     p.set_defaults(func=run_eels)

@@ -115,6 +115,7 @@ class EelsOptions:
     shift_calibration: ValenceCalibration | None = None
     references: dict = field(default_factory=dict)   # valence -> (energy_eV, counts)
     other_elements: tuple = ()             # further L2,3 ratios (no valence): "Co", "Ni"
+    deconvolve: str = "none"               # or "fourier-ratio" (needs the low-loss of each spectrum)
 
     def as_dict(self) -> dict:
         return {"background": self.background,
@@ -132,6 +133,11 @@ class EelsOptions:
                                       else {"status": MN_DE_STATUS}),
                 "mlls_references": sorted(float(v) for v in self.references),
                 "other_l23_elements": list(self.other_elements),
+                "plural_scattering": ("Fourier-ratio deconvolution of the L2,3 region (from the Mn "
+                                      "background window up) with each spectrum's own low-loss, "
+                                      "reconvolved with a Gaussian of the zero-loss width; O-K not "
+                                      "deconvolved (layerscope.spectra.plural)"
+                                      if self.deconvolve == "fourier-ratio" else "not removed"),
                 "l23_edges_eV": {k: L23_EDGES_EV[k] for k in ("Mn", *self.other_elements)}}
 
 
@@ -154,6 +160,7 @@ class EelsResult:
     example: dict
     other: dict = field(default_factory=dict)   # element -> {"l3_over_l2", "l3_eV", "snr"} arrays
     valence_esd: np.ndarray | None = None       # esd of ``valence`` from l3_over_l2_stat_err
+    t_over_lambda: np.ndarray | None = None     # log-ratio t/λ of the paired low-loss (NaN without)
 
 
 def _subtract(e, y, window, kind):

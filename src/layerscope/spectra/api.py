@@ -19,7 +19,7 @@ __all__ = ["EelsAnalysis", "analyze_eels"]
 #: units of the per-spectrum columns of ``eels.csv``
 UNITS = {"position_nm": "nm", "shift_eV": "eV", "delta_e_eV": "eV", "l3_eV": "eV", "o_pre_edge_eV": "eV",
          "l3_over_l2": "1", "valence": "1", "valence_shift": "1", "valence_mlls": "1", "o_pre_edge_ratio": "1",
-         "snr": "1", "l3_over_l2_stat_err": "1", "valence_esd": "1"}
+         "snr": "1", "l3_over_l2_stat_err": "1", "valence_esd": "1", "t_over_lambda": "1"}
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,7 @@ def _read(x, what):
 
 def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, align_energy_eV: float | None = None,
                  shift_eV: float = 0.0, pca: int | None = None, options: EelsOptions | None = None,
+                 low_loss_offset=None,
                  **option_values) -> EelsAnalysis:
     """Mn L3/L2 (with valence by three methods) and the O-K pre-edge of every spectrum.
 
@@ -115,6 +116,9 @@ def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, alig
         Added to the energy axis last (eV).
     pca : int, optional
         Denoise a line scan / spectrum image with this many principal components first.
+    low_loss_offset : None, "auto" or (int, int), optional
+        Pairing of core-loss and low-loss pixels: None (same index), "auto" (the navigation
+        offset estimated from the thickness maps) or (dy, dx) in pixels.
     options : :class:`~layerscope.spectra.analysis.EelsOptions`, optional
         The analysis options (edge windows in eV, background, step, SNR threshold).
     **option_values
@@ -154,7 +158,10 @@ def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, alig
                                 low_loss=None if ll is None else ll.counts,
                                 low_loss_energy_eV=None if ll is None else ll.energy_eV,
                                 align_edge=align_edge, align_energy_eV=align_energy_eV,
-                                shift_eV=float(shift_eV or 0.0), options=opts, pca=pca, source=str(spec.source))
+                                shift_eV=float(shift_eV or 0.0), options=opts, pca=pca, source=str(spec.source),
+                                acquisition=spec.meta.get("acquisition"),
+                                low_loss_acquisition=None if ll is None else ll.meta.get("acquisition"),
+                                nav_shape=tuple(spec.nav_shape), low_loss_offset=low_loss_offset)
     if not np.isfinite(res.l3_over_l2).any() and not np.isfinite(res.o_pre_edge_ratio).any():
         raise InputError(f"neither a Mn L2,3 nor an O-K edge analysed in any spectrum "
                          f"({spec.energy_eV.min():.0f}-{spec.energy_eV.max():.0f} eV); first: "

@@ -118,8 +118,11 @@ def _from_rsciio(path: Path, reader) -> Spectrum:
         raise InputError("no signal in the file", path=path)
     # a file may hold images next to spectra (EMD, hspy): take the first signal with an energy axis
     sig = next((s for s in sigs if any(_unit(a) in _UNIT_TO_EV for a in s["axes"])), sigs[0])
+    from layerscope.spectra.acquisition import spectrometer_settings
+
     return spectrum_from_arrays(sig["data"], sig["axes"], source=str(path),
-                                meta={"rsciio_metadata": sig.get("metadata", {})})
+                                meta={"rsciio_metadata": sig.get("metadata", {}),
+                                      "acquisition": spectrometer_settings(sig.get("original_metadata", {}))})
 
 
 def from_signal(signal) -> Spectrum:
@@ -139,7 +142,11 @@ def from_signal(signal) -> Spectrum:
                      "scale": getattr(ax, "scale", 1.0), "index_in_array": ax.index_in_array,
                      "axis": np.asarray(ax.axis, float), "navigate": ax.navigate})
     title = getattr(getattr(signal, "metadata", None), "General", None)
-    return spectrum_from_arrays(data, axes, source=str(getattr(title, "title", "") or "signal"))
+    from layerscope.spectra.acquisition import spectrometer_settings
+
+    om = getattr(signal, "original_metadata", None)
+    return spectrum_from_arrays(data, axes, source=str(getattr(title, "title", "") or "signal"),
+                                meta={"acquisition": spectrometer_settings(om) if om is not None else {}})
 
 
 def _from_text(path: Path) -> Spectrum:

@@ -31,10 +31,13 @@ from layerscope.spectra.calibration import MN_DE_STATUS
 #: Range (eV) in which the Mn L3 maximum of Mn oxides lies on a correct absolute scale
 #: (MnO ~640 eV to MnO2 ~644 eV); a calibrated maximum outside it is reported as a warning.
 MN_L3_EXPECTED_EV = (638.0, 646.0)
+#: Range (eV) of the O-K pre-edge peak (O 2p - TM 3d) of layered/spinel/rock-salt TM oxides on a
+#: correct absolute scale; a calibrated pre-edge outside it is reported as a warning.
+O_PRE_EDGE_EXPECTED_EV = (527.0, 533.0)
 
 COLUMNS = ["index", "position_nm", "l3_over_l2", "valence", "o_pre_edge_ratio", "shift_eV", "flag",
            "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr", "l3_over_l2_stat_err",
-           "valence_esd"]
+           "valence_esd", "t_over_lambda"]
 
 
 def pca_denoise(spectra, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,8 +65,22 @@ def _common_axis(energy, spectra, shift):
 
 def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None, align_edge=None,
                   align_energy_eV=None, shift_eV: float = 0.0, options: EelsOptions | None = None,
-                  pca: int | None = None, source: str = "") -> tuple[EelsResult, dict]:
-    """Calibrate and analyse; returns the per-spectrum result and the record for ``record.json``."""
+                  pca: int | None = None, source: str = "", acquisition: dict | None = None,
+                  low_loss_acquisition: dict | None = None, nav_shape: tuple = (),
+                  low_loss_offset=None) -> tuple[EelsResult, dict]:
+    """Calibrate and analyse; returns the per-spectrum result and the record for ``record.json``.
+
+    ``acquisition`` / ``low_loss_acquisition``: the files' acquisition settings
+    (:func:`~layerscope.spectra.acquisition.spectrometer_settings`), recorded and compared
+    (:func:`~layerscope.spectra.acquisition.pairing_notes`: a low-loss from a separate acquisition
+    is named in the warnings).
+
+    ``low_loss_offset``: how core-loss pixels are paired with low-loss pixels of a separate
+    acquisition: ``None`` same index; ``"auto"`` the navigation offset estimated by
+    :func:`~layerscope.spectra.plural.register_navigation` (core-loss counts vs. low-loss t/λ,
+    both growing with the thickness); ``(dy, dx)`` given. The estimate is always recorded, and a
+    non-zero one that is not applied is warned about.
+    """
     opts = options or EelsOptions()
     e = np.asarray(energy_eV, float)
     s = np.atleast_2d(np.asarray(spectra, float))
@@ -77,9 +94,16 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
             raise InputError(f"low-loss data hold {len(ll)} spectra, the core-loss data {n}: "
                              f"expected the same number (DualEELS) or one")
         z = zlp_shifts(low_loss_energy_eV, ll)
-        shift = shift + (np.repeat(z.shift_eV, n) if len(ll) == 1 else z.shift_eV)
+        pair, reg = _pair_low_loss(s, ll, low_loss_energy_eV, nav_shape, low_loss_offset, notes)
+        shift = shift + (np.repeat(z.shift_eV, n) if len(ll) == 1 else z.shift_eV[pair])
         calib["steps"].append({"method": "zero-loss peak to 0 eV", **z.detail,
                                "flagged": [f for f in z.flags if f]})
+        if reg:
+            calib["low_loss_registration"] = reg
+        from layerscope.spectra.acquisition import pairing_notes
+        for msg in pairing_notes(acquisition or {}, low_loss_acquisition or {}):
+            warnings.warn(msg, stacklevel=2)
+            notes.append(msg)
     if align_edge is not None:
         a = edge_shifts(e, s, align_edge, target_eV=align_energy_eV, base_shift=shift,
                         background=opts.background != "none")
@@ -93,9 +117,23 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         warnings.warn(msg, stacklevel=2)
         notes.append(msg)
     data = s
+    t_over_lambda = np.full(n, np.nan)
+    if low_loss is not None:
+        from layerscope.spectra.plural import log_ratio_thickness
+        tl, _ = log_ratio_thickness(low_loss_energy_eV, ll)
+        t_over_lambda = np.repeat(tl, n) if len(ll) == 1 else tl[pair]
+    if opts.deconvolve == "fourier-ratio":
+        if low_loss is None:
+            raise InputError("Fourier-ratio deconvolution needs the low-loss spectra of the same "
+                             "pixels (--low-loss)")
+        data, frd_flags = _deconvolve_all(e, s, shift, ll, low_loss_energy_eV,
+                                          np.zeros(n, int) if len(ll) == 1 else pair, opts)
+    elif opts.deconvolve != "none":
+        raise InputError(f"unknown deconvolution {opts.deconvolve!r} (none, fourier-ratio)")
+    data_raw = data
     pca_info = None
     if pca:
-        data, ref = _common_axis(e, s, shift)
+        data, ref = _common_axis(e, data, shift)
         data, sv = pca_denoise(data, int(pca))
         shift_for_analysis = np.full(n, ref)
         pca_info = {"components": int(pca), "singular_values_normalised": [float(v) for v in sv[:20]],
@@ -106,11 +144,14 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
     else:
         shift_for_analysis = shift
     res = analyse_eels(e, data, shift_for_analysis, opts)
-    res = replace(res, shift_eV=shift)
+    res = replace(res, shift_eV=shift, t_over_lambda=t_over_lambda)
+    if opts.deconvolve == "fourier-ratio" and any(frd_flags):
+        res = replace(res, flags=tuple((f + "; " if f else f"spectrum {i}: ") + g if g else f
+                                       for i, (f, g) in enumerate(zip(res.flags, frd_flags))))
     if pca:
         # a rebuilt spectrum always looks clean (vacuum pixels get the mean edge): detection and
         # its flags come from the raw spectra, only the values from the denoised ones
-        raw = analyse_eels(e, s, shift, opts)
+        raw = analyse_eels(e, s if opts.deconvolve == "none" else data_raw, shift, opts)
         res = _mask_undetected(res, raw, opts)
         pca_info["raw_valence"] = _summary(raw.valence)
         pca_info["denoised_valence"] = _summary(res.valence)
@@ -129,7 +170,18 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         notes.append("valence_mlls is NaN: no reference spectra given (--reference VALENCE=FILE)")
     if opts.calibration.status not in ("checked", "measured", "user-given"):
         notes.append(f"white-line calibration: {opts.calibration.status}")
+    o_pre = res.o_pre_edge_eV[np.isfinite(res.o_pre_edge_eV)]
+    if len(o_pre):
+        med = float(np.median(o_pre))
+        if not O_PRE_EDGE_EXPECTED_EV[0] <= med <= O_PRE_EDGE_EXPECTED_EV[1]:
+            msg = (f"after calibration the O-K pre-edge peak lies at {med:.1f} eV (median), outside "
+                   f"{O_PRE_EDGE_EXPECTED_EV[0]:g}-{O_PRE_EDGE_EXPECTED_EV[1]:g} eV where transition-metal "
+                   f"oxides have it: the absolute energy scale is off by about "
+                   f"{np.mean(O_PRE_EDGE_EXPECTED_EV) - med:+.0f} eV (--align-edge O-K corrects it)")
+            warnings.warn(msg, stacklevel=2)
+            notes.append(msg)
     record = {"source": source, "n_spectra": n,
+              "acquisition": {"core_loss": acquisition or {}, "low_loss": low_loss_acquisition or {}},
               "calibration": {**calib, "shift_eV_median": float(np.median(shift)),
                               "shift_eV_min": float(shift.min()), "shift_eV_max": float(shift.max())},
               "methods": opts.as_dict(), "pca": pca_info,
@@ -144,6 +196,55 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
               "valence_weighted_mean": weighted_mean(res.valence, res.valence_esd),
               "warnings": notes}
     return res, record
+
+
+def _pair_low_loss(core, low, low_energy, nav_shape, offset, notes):
+    """Which low-loss spectrum belongs to each core-loss spectrum (see ``low_loss_offset``)."""
+    n = len(core)
+    if len(low) != n or not nav_shape or len(nav_shape) > 2:
+        return np.zeros(n, int) if len(low) == 1 else np.arange(n), None
+    from layerscope.spectra.plural import log_ratio_thickness, paired_index, register_navigation
+    tl, _ = log_ratio_thickness(low_energy, low)
+    shape = tuple(nav_shape) if len(nav_shape) == 2 else (1, n)
+    if not np.all(np.isfinite(tl)):
+        return np.arange(n), {"estimated_offset_px": None, "note": "t/λ not measurable in every pixel"}
+    dy, dx, c, c0 = register_navigation(core.sum(axis=1).reshape(shape), tl.reshape(shape))
+    reg = {"estimated_offset_px": [dy, dx], "correlation": c, "correlation_at_0": c0,
+           "method": "normalised cross-correlation of the core-loss counts and the low-loss t/λ "
+                     "maps; low-loss pixel (y+dy, x+dx) pairs with core-loss pixel (y, x)"}
+    if offset is None:
+        applied = (0, 0)
+        if (dy, dx) != (0, 0):
+            msg = (f"the low-loss map appears displaced by (dy, dx) = ({dy}, {dx}) pixels from the "
+                   f"core-loss map (thickness correlation {c:.3f} against {c0:.3f} unshifted): pixels "
+                   f"are paired by index as asked; low_loss_offset='auto' (--low-loss-offset auto) "
+                   f"pairs the same places")
+            warnings.warn(msg, stacklevel=3)
+            notes.append(msg)
+    elif isinstance(offset, str):
+        if offset != "auto":
+            raise InputError(f"low-loss offset {offset!r}: expected 'auto' or two integers DY DX")
+        applied = (dy, dx)
+    else:
+        applied = tuple(int(v) for v in offset)
+    idx, outside = paired_index(shape, *applied)
+    reg["applied_offset_px"] = list(applied)
+    reg["n_paired_at_border"] = int(outside.sum())
+    return idx, reg
+
+
+def _deconvolve_all(e, spectra, shift, low, low_energy, pair, opts):
+    """Fourier-ratio deconvolution of each spectrum's L2,3 region; failures keep the raw spectrum."""
+    from layerscope.spectra.plural import deconvolve_edge_region
+    out = np.array(spectra, float)
+    flags = [""] * len(out)
+    for i, y in enumerate(spectra):
+        try:
+            out[i], _ = deconvolve_edge_region(e + shift[i], y, low_energy + shift[i], low[pair[i]],
+                                               background=opts.background != "none")
+        except (ValueError, FloatingPointError) as exc:
+            flags[i] = f"not deconvolved ({exc})"
+    return out, flags
 
 
 def weighted_mean(values, esd) -> dict | None:
@@ -210,7 +311,8 @@ def result_rows(res: EelsResult, position_nm=None) -> list[dict]:
              "valence_mlls": res.valence_mlls[i], "delta_e_eV": res.delta_e_eV[i],
              "l3_eV": res.l3_eV[i], "o_pre_edge_eV": res.o_pre_edge_eV[i], "snr": res.snr[i],
              "l3_over_l2_stat_err": res.l3_over_l2_stat_err[i],
-             "valence_esd": (res.valence_esd[i] if res.valence_esd is not None else np.nan)}
+             "valence_esd": (res.valence_esd[i] if res.valence_esd is not None else np.nan),
+             "t_over_lambda": (res.t_over_lambda[i] if res.t_over_lambda is not None else np.nan)}
             for i in range(n)]
 
 
@@ -251,7 +353,7 @@ def analyse_signal(signal, *, low_loss=None, **kwargs) -> dict:
     shape = spec.nav_shape or ()
     maps = {k: np.asarray(getattr(res, k)).reshape(shape) for k in
             ("l3_over_l2", "valence", "valence_shift", "valence_mlls", "o_pre_edge_ratio", "shift_eV",
-             "valence_esd", "l3_over_l2_stat_err")}
+             "valence_esd", "l3_over_l2_stat_err", "t_over_lambda")}
     maps["flag"] = np.array(res.flags, dtype=object).reshape(shape)
     maps["record"] = record
     return maps
