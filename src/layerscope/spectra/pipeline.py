@@ -359,7 +359,10 @@ def analyse_signal(signal, *, low_loss=None, **kwargs) -> dict:
     spec = from_signal(signal)
     ll = from_signal(low_loss) if low_loss is not None else None
     res, record = eels_pipeline(spec.energy_eV, spec.counts, low_loss=None if ll is None else ll.counts,
-                                low_loss_energy_eV=None if ll is None else ll.energy_eV, **kwargs)
+                                low_loss_energy_eV=None if ll is None else ll.energy_eV,
+                                acquisition=spec.meta.get("acquisition"),
+                                low_loss_acquisition=None if ll is None else ll.meta.get("acquisition"),
+                                nav_shape=tuple(spec.nav_shape), **kwargs)
     shape = spec.nav_shape or ()
     maps = {k: np.asarray(getattr(res, k)).reshape(shape) for k in
             ("l3_over_l2", "valence", "valence_shift", "valence_mlls", "o_pre_edge_ratio", "shift_eV",
