@@ -171,3 +171,11 @@ def test_nmc_thickness_registration_and_fourier_ratio_deconvolution(tmp_path):
     assert any("displaced by (dy, dx) = (0, 2)" in x for x in raw.record["warnings"])
     assert any("plural scattering" in x and "--deconvolve" in x for x in raw.record["warnings"])
     assert not any("median t/λ" in x for x in rec["warnings"])
+
+
+def test_bad_pairing_or_deconvolution_requests_exit_2(tmp_path, capsys):
+    core, low = str(DATA / "TM+O_EELS_Spectrum_Image.dm3"), str(DATA / "ZLP_EELS_Spectrum_Image.dm3")
+    assert main(["eels", core, "--low-loss", low, "--low-loss-offset", "1,x", "--out", str(tmp_path / "a")]) == 2
+    assert "--low-loss-offset expects 'auto' or DY,DX" in capsys.readouterr().err
+    assert main(["eels", core, "--deconvolve", "fourier-ratio", "--out", str(tmp_path / "b")]) == 2
+    assert "needs the low-loss spectra" in capsys.readouterr().err
