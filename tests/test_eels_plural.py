@@ -99,6 +99,7 @@ def test_registration_finds_a_displaced_thickness_map():
     assert register_navigation(core, core)[:2] == (0, 0)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")   # the t/λ warning, asserted in the record
 def test_pipeline_deconvolution_returns_the_single_scattering_ratio():
     """End to end: a Mn L2,3 spectrum (power-law background + white lines of L3/L2 2.5) convolved
     with the low-loss of a t/λ = 1 specimen (direct convolution, background included), analysed
@@ -126,3 +127,14 @@ def test_pipeline_deconvolution_returns_the_single_scattering_ratio():
     assert dec.l3_over_l2[0] == pytest.approx(ref.l3_over_l2[0], rel=0.02)
     assert any("plural scattering" in w for w in rec["warnings"])
     assert "Fourier-ratio" in rec_d["methods"]["plural_scattering"]
+
+
+def test_pipeline_refuses_to_deconvolve_with_two_dispersions():
+    from layerscope._errors import InputError
+    from layerscope.spectra.analysis import EelsOptions
+    from layerscope.spectra.pipeline import eels_pipeline
+
+    low, _ = _low_loss(0.5)
+    with pytest.raises(InputError, match="one dispersion: core-loss 0.3 eV/ch, low-loss 0.25"):
+        eels_pipeline(EC, _edge(2.0) + 1e3, low_loss=low, low_loss_energy_eV=-60 + 0.25 * np.arange(2048),
+                      options=EelsOptions(deconvolve="fourier-ratio"))

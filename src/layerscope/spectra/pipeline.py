@@ -129,6 +129,10 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         if low_loss is None:
             raise InputError("Fourier-ratio deconvolution needs the low-loss spectra of the same "
                              "pixels (--low-loss)")
+        dc, dl = float(np.median(np.diff(e))), float(np.median(np.diff(low_loss_energy_eV)))
+        if abs(dc - dl) > 1e-4 * dc:
+            raise InputError(f"Fourier-ratio deconvolution needs one dispersion: core-loss {dc:g} eV/ch, "
+                             f"low-loss {dl:g} eV/ch (resample one of them first)")
         data, frd_flags = _deconvolve_all(e, s, shift, ll, low_loss_energy_eV,
                                           np.zeros(n, int) if len(ll) == 1 else pair, opts)
     elif opts.deconvolve != "none":
