@@ -33,3 +33,12 @@ def test_separate_acquisitions_are_named_simultaneous_ones_are_not():
     assert pairing_notes({}, low) == [] and pairing_notes(core, {}) == []
     d = pairing_notes(core, spectrometer_settings(_om(0.0, 0.0, "10:00:00 AM", disp=0.05)))
     assert len(d) == 1 and "dispersions differ (0.3 eV/ch core-loss, 0.05 eV/ch low-loss)" in d[0]
+
+
+def test_saturated_low_loss_is_named():
+    om = _om(0.0, 0.0, "10:06:30 AM")
+    om["ImageList"]["TagGroup1"]["ImageTags"]["EELS"] = {"Acquisition": {"Saturation fraction": [float("inf"), 0.4, 0.97]}}
+    low = spectrometer_settings(om)
+    assert low["saturation_fraction_max"] == 0.97
+    notes = pairing_notes(spectrometer_settings(_om(500.0, 500.0, "10:06:30 AM")), low)
+    assert len(notes) == 1 and "reached 97% of the detector's saturation" in notes[0]

@@ -97,3 +97,44 @@ def test_registration_finds_a_displaced_thickness_map():
     idx, outside = paired_index((2, 21), dy, dx)
     assert idx[0] == 2 and idx[21] == 23 and outside.sum() == 4   # last 2 columns of each row
     assert register_navigation(core, core)[:2] == (0, 0)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")   # the t/λ warning, asserted in the record
+def test_pipeline_deconvolution_returns_the_single_scattering_ratio():
+    """End to end: a Mn L2,3 spectrum (power-law background + white lines of L3/L2 2.5) convolved
+    with the low-loss of a t/λ = 1 specimen (direct convolution, background included), analysed
+    with its low-loss: deconvolved, the ratio is the one the same analysis gives on the
+    single-scattering spectrum; without deconvolution it is not, and t/λ is reported."""
+    from layerscope.simulate.spectra import mn_l23_eels
+    from layerscope.spectra.analysis import EelsOptions
+    from layerscope.spectra.pipeline import eels_pipeline
+
+    el = -30 + D * np.arange(1024)
+    low, k0 = _low_loss(1.0, zlp_at=0.0)
+    low = np.interp(el, EL, low)
+    k0 = int(np.argmin(np.abs(el)))
+    ext = 440 + D * np.arange(1500)                       # single scattering from 440 eV up
+    _, single, truth = mn_l23_eels(ext, l3_over_l2=2.5)
+    plural = np.convolve(single, low[k0 - 40:] / low[el < 2.5].sum())[40:40 + len(ext)]
+    keep = (ext >= 540) & (ext < 540 + D * 1024)
+    e, s1, sp = ext[keep], single[keep], plural[keep]
+    ref, _ = eels_pipeline(e, s1, shift_eV=1e-9)
+    raw, rec = eels_pipeline(e, sp, low_loss=low, low_loss_energy_eV=el)
+    dec, rec_d = eels_pipeline(e, sp, low_loss=low, low_loss_energy_eV=el,
+                               options=EelsOptions(deconvolve="fourier-ratio"))
+    assert raw.t_over_lambda[0] == pytest.approx(1.0, rel=0.02)
+    assert abs(raw.l3_over_l2[0] / ref.l3_over_l2[0] - 1) > 0.1           # plural scattering
+    assert dec.l3_over_l2[0] == pytest.approx(ref.l3_over_l2[0], rel=0.02)
+    assert any("plural scattering" in w for w in rec["warnings"])
+    assert "Fourier-ratio" in rec_d["methods"]["plural_scattering"]
+
+
+def test_pipeline_refuses_to_deconvolve_with_two_dispersions():
+    from layerscope._errors import InputError
+    from layerscope.spectra.analysis import EelsOptions
+    from layerscope.spectra.pipeline import eels_pipeline
+
+    low, _ = _low_loss(0.5)
+    with pytest.raises(InputError, match="one dispersion: core-loss 0.3 eV/ch, low-loss 0.25"):
+        eels_pipeline(EC, _edge(2.0) + 1e3, low_loss=low, low_loss_energy_eV=-60 + 0.25 * np.arange(2048),
+                      options=EelsOptions(deconvolve="fourier-ratio"))

@@ -124,6 +124,7 @@ def test_nmc_acquisitions_recorded_and_not_dual_eels():
     assert acq["core_loss"]["drift_tube_V"] == 500.0 and acq["low_loss"]["drift_tube_V"] == 0.0
     assert acq["core_loss"]["start_time"] == "12:02:18 PM" and acq["low_loss"]["start_time"] == "12:08:33 PM"
     assert acq["core_loss"]["dispersion_eV_per_channel"] == pytest.approx(0.3)
+    assert acq["low_loss"]["saturation_fraction_max"] < 0.5              # zero-loss not clipped
     w = " | ".join(ana.record["warnings"])
     assert "separate acquisition (started 6.2 min after the core-loss)" in w
     assert "O-K pre-edge peak lies at 521.4 eV" in w and "Mn L3 maximum lies at 633.5 eV" in w
@@ -168,3 +169,13 @@ def test_nmc_thickness_registration_and_fourier_ratio_deconvolution(tmp_path):
     raw = analyze_eels(DATA / "TM+O_EELS_Spectrum_Image.dm3", low_loss=DATA / "ZLP_EELS_Spectrum_Image.dm3")
     assert np.nanmedian(raw.l3_over_l2[thick]) - np.median(r[thick]) > 0.3
     assert any("displaced by (dy, dx) = (0, 2)" in x for x in raw.record["warnings"])
+    assert any("plural scattering" in x and "--deconvolve" in x for x in raw.record["warnings"])
+    assert not any("median t/λ" in x for x in rec["warnings"])
+
+
+def test_bad_pairing_or_deconvolution_requests_exit_2(tmp_path, capsys):
+    core, low = str(DATA / "TM+O_EELS_Spectrum_Image.dm3"), str(DATA / "ZLP_EELS_Spectrum_Image.dm3")
+    assert main(["eels", core, "--low-loss", low, "--low-loss-offset", "1,x", "--out", str(tmp_path / "a")]) == 2
+    assert "--low-loss-offset expects 'auto' or DY,DX" in capsys.readouterr().err
+    assert main(["eels", core, "--deconvolve", "fourier-ratio", "--out", str(tmp_path / "b")]) == 2
+    assert "needs the low-loss spectra" in capsys.readouterr().err

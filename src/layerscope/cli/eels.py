@@ -1,11 +1,14 @@
 """``layerscope eels FILE --out DIR``: Mn L3/L2, valence (three methods) and O-K of EELS spectra.
 
-Energy calibration: ``--low-loss FILE`` (zero-loss peak per pixel, DualEELS), ``--align-edge
+Energy calibration: ``--low-loss FILE`` (zero-loss peak per pixel, DualEELS; ``--low-loss-offset
+auto|DY,DX`` pairs the pixels of a separately acquired, displaced low-loss image), ``--align-edge
 O-K|Mn-L3`` (with ``--align-energy`` for another target), ``--shift-eV X`` (added last). Writes
 ``DIR/eels.csv`` (``index, position_nm, l3_over_l2, valence, o_pre_edge_ratio, shift_eV, flag,
-valence_shift, valence_mlls, delta_e_eV, l3_eV, o_pre_edge_eV, snr``; NaN with a flag where a value
+valence_shift, valence_mlls, delta_e_eV, l3_eV, o_pre_edge_eV, snr, l3_over_l2_stat_err, valence_esd,
+t_over_lambda``; NaN with a flag where a value
 cannot be determined), ``DIR/record.json`` (calibration, windows, methods, warnings) and
-``DIR/eels.png`` (windows, background and continuum steps over the edges).
+``DIR/eels.png`` (windows, background and continuum steps over the edges). ``--deconvolve
+fourier-ratio`` removes plural scattering from the L2,3 edges with each pixel's low-loss.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
+
 #: DigitalMicrograph tag (under ``ImageTags``) -> key of :func:`spectrometer_settings`.
 _TAGS = {
     ("EELS Spectrometer", "Drift tube voltage (V)"): "drift_tube_V",
@@ -90,6 +92,15 @@ def spectrometer_settings(original_metadata) -> dict:
     if not tags:
         return {}
     out = {}
+    sat = ((tags.get("EELS") or {}).get("Acquisition") or {}).get("Saturation fraction")
+    if sat is not None:
+        try:
+            v = np.asarray(sat, float).ravel()
+            v = v[np.isfinite(v)]
+            if len(v):
+                out["saturation_fraction_max"] = float(v.max())
+        except (TypeError, ValueError):
+            pass
     for path, key in _TAGS.items():
         node = tags
         for p in path:
@@ -132,6 +143,10 @@ def pairing_notes(core: dict, low: dict) -> list[str]:
             f"drift between the acquisitions and any error of the drift-tube/energy-loss offset of "
             f"the core-loss stay in its axis (check the absolute scale on an edge: --align-edge); "
             f"per-pixel shifts may also belong to slightly different places if the specimen drifted")
+    if low.get("saturation_fraction_max", 0.0) >= 0.95:
+        notes.append(f"the low-loss acquisition reached {low['saturation_fraction_max']:.0%} of the detector's "
+                     f"saturation (DM tag 'Saturation fraction'): a clipped zero-loss peak makes t/λ too "
+                     f"large and Fourier-ratio deconvolution over-correct")
     dc, dl = core.get("dispersion_eV_per_channel"), low.get("dispersion_eV_per_channel")
     if dc and dl and abs(dc - dl) > 1e-6 * max(abs(dc), abs(dl)):
         notes.append(f"dispersions differ ({dc:g} eV/ch core-loss, {dl:g} eV/ch low-loss): the "

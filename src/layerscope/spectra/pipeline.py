@@ -31,6 +31,9 @@ from layerscope.spectra.calibration import MN_DE_STATUS
 #: Range (eV) in which the Mn L3 maximum of Mn oxides lies on a correct absolute scale
 #: (MnO ~640 eV to MnO2 ~644 eV); a calibrated maximum outside it is reported as a warning.
 MN_L3_EXPECTED_EV = (638.0, 646.0)
+#: Median t/λ above which a run without Fourier-ratio deconvolution is warned about (at t/λ ~ 1 the
+#: NMC spectrum image's L3/L2 drops by ~0.4 when deconvolved).
+PLURAL_TL_WARN = 0.5
 #: Range (eV) of the O-K pre-edge peak (O 2p - TM 3d) of layered/spinel/rock-salt TM oxides on a
 #: correct absolute scale; a calibrated pre-edge outside it is reported as a warning.
 O_PRE_EDGE_EXPECTED_EV = (527.0, 533.0)
@@ -126,6 +129,10 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         if low_loss is None:
             raise InputError("Fourier-ratio deconvolution needs the low-loss spectra of the same "
                              "pixels (--low-loss)")
+        dc, dl = float(np.median(np.diff(e))), float(np.median(np.diff(low_loss_energy_eV)))
+        if abs(dc - dl) > 1e-4 * dc:
+            raise InputError(f"Fourier-ratio deconvolution needs one dispersion: core-loss {dc:g} eV/ch, "
+                             f"low-loss {dl:g} eV/ch (resample one of them first)")
         data, frd_flags = _deconvolve_all(e, s, shift, ll, low_loss_energy_eV,
                                           np.zeros(n, int) if len(ll) == 1 else pair, opts)
     elif opts.deconvolve != "none":
@@ -170,6 +177,13 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         notes.append("valence_mlls is NaN: no reference spectra given (--reference VALENCE=FILE)")
     if opts.calibration.status not in ("checked", "measured", "user-given"):
         notes.append(f"white-line calibration: {opts.calibration.status}")
+    tl_edge = t_over_lambda[np.isfinite(res.l3_over_l2) & np.isfinite(t_over_lambda)]
+    if opts.deconvolve == "none" and len(tl_edge) and np.median(tl_edge) > PLURAL_TL_WARN:
+        msg = (f"median t/λ {np.median(tl_edge):.2f} of the spectra with an L3/L2 ratio: plural scattering "
+               f"(plasmon replicas of the white lines under the post-edge continuum window, the loss "
+               f"tail under L2) raises L3/L2; --deconvolve fourier-ratio removes it")
+        warnings.warn(msg, stacklevel=2)
+        notes.append(msg)
     o_pre = res.o_pre_edge_eV[np.isfinite(res.o_pre_edge_eV)]
     if len(o_pre):
         med = float(np.median(o_pre))
@@ -349,7 +363,10 @@ def analyse_signal(signal, *, low_loss=None, **kwargs) -> dict:
     spec = from_signal(signal)
     ll = from_signal(low_loss) if low_loss is not None else None
     res, record = eels_pipeline(spec.energy_eV, spec.counts, low_loss=None if ll is None else ll.counts,
-                                low_loss_energy_eV=None if ll is None else ll.energy_eV, **kwargs)
+                                low_loss_energy_eV=None if ll is None else ll.energy_eV,
+                                acquisition=spec.meta.get("acquisition"),
+                                low_loss_acquisition=None if ll is None else ll.meta.get("acquisition"),
+                                nav_shape=tuple(spec.nav_shape), **kwargs)
     shape = spec.nav_shape or ()
     maps = {k: np.asarray(getattr(res, k)).reshape(shape) for k in
             ("l3_over_l2", "valence", "valence_shift", "valence_mlls", "o_pre_edge_ratio", "shift_eV",
