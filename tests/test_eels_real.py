@@ -179,3 +179,29 @@ def test_bad_pairing_or_deconvolution_requests_exit_2(tmp_path, capsys):
     assert "--low-loss-offset expects 'auto' or DY,DX" in capsys.readouterr().err
     assert main(["eels", core, "--deconvolve", "fourier-ratio", "--out", str(tmp_path / "b")]) == 2
     assert "needs the low-loss spectra" in capsys.readouterr().err
+
+
+def test_nmc_two_point_calibration_and_its_independent_check():
+    # O-K pre-edge and Mn L3 maximum of the summed NMC spectrum image (on its zero-loss axis:
+    # 521.42 and 633.50 eV) moved to 530.0 / 641.0 eV: gain 0.990 (a 1 % dispersion correction,
+    # not the ~2 % expected from the Ni offset). Co and Ni, not used to calibrate, then lie at
+    # 773.7 and 843.1 eV, 5-12 eV (25-60 esd) below their tabulated L3 energies (779, 855): no
+    # linear axis fits O, Mn, Co and Ni together, and the calibration says so (a warning)
+    from layerscope.spectra.calibrate import zlp_shifts
+    from layerscope.spectra.energy_scale import two_point_calibration
+    from layerscope.spectra.io import read_spectrum
+    from layerscope.spectra.pipeline import _pair_low_loss
+    core = read_spectrum(DATA / "TM+O_EELS_Spectrum_Image.dm3")
+    low = read_spectrum(DATA / "ZLP_EELS_Spectrum_Image.dm3")
+    s = np.atleast_2d(core.counts).reshape(-1, len(core.energy_eV))
+    ll = np.atleast_2d(low.counts).reshape(-1, len(low.energy_eV))
+    pair, reg = _pair_low_loss(s, ll, low.energy_eV, tuple(core.nav_shape), "auto", [])
+    base = zlp_shifts(low.energy_eV, ll).shift_eV[pair]
+    tp = two_point_calibration(core.energy_eV, s, {"O-K": 530.0, "Mn-L3": 641.0}, base_shift=base)
+    assert tp.measured_eV["O-K"] == pytest.approx(521.42, abs=0.05)
+    assert tp.measured_eV["Mn-L3"] == pytest.approx(633.50, abs=0.05)
+    assert tp.gain == pytest.approx(0.9904, abs=5e-4) and tp.gain_esd < 2e-3
+    assert tp.check_eV["Co-L3"] == pytest.approx(773.7, abs=0.3)
+    assert tp.check_eV["Ni-L3"] == pytest.approx(843.1, abs=0.3)
+    assert 779.0 - tp.check_eV["Co-L3"] > 10 * tp.axis_esd_eV(779.0)
+    assert any("may not be linear" in w for w in tp.warnings)

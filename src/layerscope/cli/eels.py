@@ -2,10 +2,11 @@
 
 Energy calibration: ``--low-loss FILE`` (zero-loss peak per pixel, DualEELS; ``--low-loss-offset
 auto|DY,DX`` pairs the pixels of a separately acquired, displaced low-loss image), ``--align-edge
-O-K|Mn-L3`` (with ``--align-energy`` for another target), ``--shift-eV X`` (added last). Writes
+O-K|Mn-L3`` (with ``--align-energy`` for another target), ``--calibrate-edges O-K=530,Mn-L3=641`` (offset and dispersion from two
+features), ``--shift-eV X`` (added last). Writes
 ``DIR/eels.csv`` (``index, position_nm, l3_over_l2, valence, o_pre_edge_ratio, shift_eV, flag,
 valence_shift, valence_mlls, delta_e_eV, l3_eV, o_pre_edge_eV, snr, l3_over_l2_stat_err, valence_esd,
-t_over_lambda``; NaN with a flag where a value
+t_over_lambda, energy_gain, energy_offset_eV``; NaN with a flag where a value
 cannot be determined), ``DIR/record.json`` (calibration, windows, methods, warnings) and
 ``DIR/eels.png`` (windows, background and continuum steps over the edges). ``--deconvolve
 fourier-ratio`` removes plural scattering from the L2,3 edges with each pixel's low-loss.
@@ -97,7 +98,8 @@ def run_eels(args) -> int:
     ana = analyze_eels(spec, low_loss=read_spectrum(g("low_loss")) if g("low_loss") else None,
                        align_edge=g("align_edge"), align_energy_eV=g("align_energy"),
                        shift_eV=float(g("shift_eV", 0.0) or 0.0), pca=g("pca"), options=opts,
-                       low_loss_offset=_offset(g("low_loss_offset")))
+                       low_loss_offset=_offset(g("low_loss_offset")),
+                       calibrate_edges=g("calibrate_edges"))
     res, record = ana.result, ana.record
     ana.write(args.out)
     v = res.valence[np.isfinite(res.valence)]
@@ -130,6 +132,12 @@ def register(subparsers) -> None:
                    help="move the O-K pre-edge peak to 530 eV or the Mn L3 half-rise to 640 eV "
                         "(on the summed spectra)")
     c.add_argument("--align-energy", type=float, help="target energy (eV) for --align-edge")
+    c.add_argument("--calibrate-edges", metavar="FEATURE=eV,FEATURE=eV",
+                   help="two-point calibration of offset AND dispersion after the zero-loss step, e.g. "
+                        "'O-K=530.0,Mn-L3=641.0': the O-K pre-edge maximum and an L3 white-line maximum "
+                        "(O-K, Mn-L3, Co-L3, Ni-L3) of the summed spectra are moved to the energies you "
+                        "give; the gain and offset go to record.json and eels.csv (energy_gain, "
+                        "energy_offset_eV); not with --align-edge")
     c.add_argument("--shift-eV", type=float, default=0.0, help="shift added to the energy axis (eV)")
     m = p.add_argument_group("methods")
     m.add_argument("--background", choices=["power-law", "none"], default="power-law",

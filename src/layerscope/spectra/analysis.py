@@ -161,6 +161,8 @@ class EelsResult:
     other: dict = field(default_factory=dict)   # element -> {"l3_over_l2", "l3_eV", "snr"} arrays
     valence_esd: np.ndarray | None = None       # esd of ``valence`` from l3_over_l2_stat_err
     t_over_lambda: np.ndarray | None = None     # log-ratio t/λ of the paired low-loss (NaN without)
+    energy_gain: float = 1.0                    # calibrated axis: energy_gain * E_stored + energy_offset_eV
+    energy_offset_eV: np.ndarray | None = None
 
 
 def _subtract(e, y, window, kind):
@@ -170,9 +172,16 @@ def _subtract(e, y, window, kind):
     return y - bg, bg
 
 
-def mn_edge(e, y, opts: EelsOptions, element: str = "Mn") -> dict:
-    """White lines of one calibrated spectrum; raises ValueError with the reason if impossible."""
-    (lo, hi), split_ok, w = _edge_setup(element)
+def l3_region(e, y, opts: EelsOptions, element: str = "Mn", search_eV=None) -> tuple:
+    """``(m3, background window, signal, background)``: the L3 edge of one spectrum located (the
+    half-rise point, then the channel of the maximum within 8 eV of it) and the power law fitted
+    in the window relative to it subtracted. Raises ValueError with the reason if impossible.
+
+    ``search_eV``: where the L3 edge is looked for (default: tabulated L3 −14 … +20 eV).
+    """
+    (lo, hi), _, w = _edge_setup(element)
+    if search_eV is not None:
+        lo, hi = (float(v) for v in search_eV)
     if e[0] > lo - (30 if opts.background != "none" else 0) or e[-1] < hi + 25:
         raise ValueError(f"energy range {e[0]:.0f}-{e[-1]:.0f} eV does not cover {element} L2,3 "
                          f"({lo - 30:.0f}-{hi + 25:.0f} eV needed)")
@@ -187,6 +196,26 @@ def mn_edge(e, y, opts: EelsOptions, element: str = "Mn") -> dict:
     if fixed_bg is None and opts.background != "none":
         bgw = (m3 + w["background"][0], m3 + w["background"][1])
         sig, bg = _subtract(e, y, bgw, opts.background)
+    return m3, bgw, sig, bg
+
+
+def l3_maximum(e, y, opts: EelsOptions, element: str = "Mn", search_eV=None) -> float:
+    """The L3 white-line maximum (eV) as :func:`mn_edge` reports it (``l3_eV``): a parabola through
+    the three top channels of the background-subtracted signal within ±3 eV of the top channel."""
+    from layerscope.spectra.eels import _peak_position
+    m3, _, sig, _ = l3_region(e, y, opts, element, search_eV)
+    w = _edge_setup(element)[2]["l3_search"]
+    m = (e >= m3 + w[0]) & (e <= m3 + w[1])
+    return _peak_position(e[m], sig[m])
+
+
+def mn_edge(e, y, opts: EelsOptions, element: str = "Mn", search_eV=None) -> dict:
+    """White lines of one calibrated spectrum; raises ValueError with the reason if impossible.
+
+    ``search_eV``: where the L3 edge is looked for (default: tabulated L3 −14 … +20 eV).
+    """
+    _, split_ok, w = _edge_setup(element)
+    m3, bgw, sig, bg = l3_region(e, y, opts, element, search_eV)
     wl = white_line_ratio(e, sig, l3_range_eV=(m3 + w["l3_search"][0], m3 + w["l3_search"][1]),
                           l2_range_eV=(m3 + w["l2_search"][0], m3 + w["l2_search"][1]),
                           post_edge_eV=(m3 + w["post_edge"][0], m3 + w["post_edge"][1]),

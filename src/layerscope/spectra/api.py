@@ -19,7 +19,8 @@ __all__ = ["EelsAnalysis", "analyze_eels"]
 #: units of the per-spectrum columns of ``eels.csv``
 UNITS = {"position_nm": "nm", "shift_eV": "eV", "delta_e_eV": "eV", "l3_eV": "eV", "o_pre_edge_eV": "eV",
          "l3_over_l2": "1", "valence": "1", "valence_shift": "1", "valence_mlls": "1", "o_pre_edge_ratio": "1",
-         "snr": "1", "l3_over_l2_stat_err": "1", "valence_esd": "1", "t_over_lambda": "1"}
+         "snr": "1", "l3_over_l2_stat_err": "1", "valence_esd": "1", "t_over_lambda": "1",
+         "energy_gain": "1", "energy_offset_eV": "eV"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def _read(x, what):
 
 def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, align_energy_eV: float | None = None,
                  shift_eV: float = 0.0, pca: int | None = None, options: EelsOptions | None = None,
-                 low_loss_offset=None,
+                 low_loss_offset=None, calibrate_edges=None,
                  **option_values) -> EelsAnalysis:
     """Mn L3/L2 (with valence by three methods) and the O-K pre-edge of every spectrum.
 
@@ -119,6 +120,11 @@ def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, alig
     low_loss_offset : None, "auto" or (int, int), optional
         Pairing of core-loss and low-loss pixels: None (same index), "auto" (the navigation
         offset estimated from the thickness maps) or (dy, dx) in pixels.
+    calibrate_edges : str or dict, optional
+        Two-point calibration of offset and dispersion, e.g. ``"O-K=530.0,Mn-L3=641.0"`` or
+        ``{"O-K": 530.0, "Mn-L3": 641.0}``: the O-K pre-edge maximum / the L3 white-line maximum of
+        the summed spectra are moved to these energies (after the zero-loss step;
+        :mod:`layerscope.spectra.energy_scale`). Not with ``align_edge``.
     options : :class:`~layerscope.spectra.analysis.EelsOptions`, optional
         The analysis options (edge windows in eV, background, step, SNR threshold).
     **option_values
@@ -145,6 +151,12 @@ def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, alig
             zlp_shifts(ll.energy_eV, ll.counts)
         except ValueError as exc:
             raise InputError(f"expected a zero-loss peak in the low-loss data: {exc}", path=ll.source) from None
+    if calibrate_edges is not None:
+        from layerscope.spectra.energy_scale import parse_reference_features
+        try:
+            parse_reference_features(calibrate_edges)
+        except ValueError as exc:
+            raise InputError(f"calibrate_edges (--calibrate-edges FEATURE=eV,FEATURE=eV): {exc}") from None
     if align_edge:
         from layerscope.spectra.calibrate import edge_shifts
         try:
@@ -161,7 +173,8 @@ def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, alig
                                 shift_eV=float(shift_eV or 0.0), options=opts, pca=pca, source=str(spec.source),
                                 acquisition=spec.meta.get("acquisition"),
                                 low_loss_acquisition=None if ll is None else ll.meta.get("acquisition"),
-                                nav_shape=tuple(spec.nav_shape), low_loss_offset=low_loss_offset)
+                                nav_shape=tuple(spec.nav_shape), low_loss_offset=low_loss_offset,
+                                calibrate_edges=calibrate_edges)
     if not np.isfinite(res.l3_over_l2).any() and not np.isfinite(res.o_pre_edge_ratio).any():
         raise InputError(f"neither a Mn L2,3 nor an O-K edge analysed in any spectrum "
                          f"({spec.energy_eV.min():.0f}-{spec.energy_eV.max():.0f} eV); first: "

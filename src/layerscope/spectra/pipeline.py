@@ -40,7 +40,7 @@ O_PRE_EDGE_EXPECTED_EV = (527.0, 533.0)
 
 COLUMNS = ["index", "position_nm", "l3_over_l2", "valence", "o_pre_edge_ratio", "shift_eV", "flag",
            "valence_shift", "valence_mlls", "delta_e_eV", "l3_eV", "o_pre_edge_eV", "snr", "l3_over_l2_stat_err",
-           "valence_esd", "t_over_lambda"]
+           "valence_esd", "t_over_lambda", "energy_gain", "energy_offset_eV"]
 
 
 def pca_denoise(spectra, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +70,7 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
                   align_energy_eV=None, shift_eV: float = 0.0, options: EelsOptions | None = None,
                   pca: int | None = None, source: str = "", acquisition: dict | None = None,
                   low_loss_acquisition: dict | None = None, nav_shape: tuple = (),
-                  low_loss_offset=None) -> tuple[EelsResult, dict]:
+                  low_loss_offset=None, calibrate_edges=None) -> tuple[EelsResult, dict]:
     """Calibrate and analyse; returns the per-spectrum result and the record for ``record.json``.
 
     ``acquisition`` / ``low_loss_acquisition``: the files' acquisition settings
@@ -83,6 +83,11 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
     :func:`~layerscope.spectra.plural.register_navigation` (core-loss counts vs. low-loss t/λ,
     both growing with the thickness); ``(dy, dx)`` given. The estimate is always recorded, and a
     non-zero one that is not applied is warned about.
+
+    ``calibrate_edges``: ``{feature: energy_eV}`` or ``"O-K=530,Mn-L3=641"``: two-point calibration
+    of offset and dispersion after the zero-loss step
+    (:func:`~layerscope.spectra.energy_scale.two_point_calibration`); excludes ``align_edge``.
+    The analysis then runs on ``gain × E_stored + energy_offset_eV`` per spectrum.
     """
     opts = options or EelsOptions()
     e = np.asarray(energy_eV, float)
@@ -107,6 +112,25 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         for msg in pairing_notes(acquisition or {}, low_loss_acquisition or {}):
             warnings.warn(msg, stacklevel=2)
             notes.append(msg)
+    gain, two_point = 1.0, None
+    if calibrate_edges is not None and align_edge is not None:
+        raise InputError("give either a two-point calibration (--calibrate-edges) or an edge "
+                         "alignment (--align-edge), not both")
+    if calibrate_edges is not None:
+        from layerscope.spectra.energy_scale import two_point_calibration
+        try:
+            two_point = two_point_calibration(e, s, calibrate_edges, base_shift=shift, options=opts)
+        except ValueError as exc:
+            raise InputError(f"two-point energy calibration: {exc}") from None
+        gain, shift = two_point.gain, two_point.offset_eV.copy()
+        calib["steps"].append(two_point.as_dict())
+        for msg in two_point.warnings:
+            warnings.warn(msg, stacklevel=2)
+            notes.append(msg)
+        if {"O-K", "Mn-L3"} <= set(two_point.target_eV):
+            notes.append("the calibration puts the summed spectra's O-K pre-edge and Mn L3 maximum at "
+                         "the energies given, so the mean ΔE(Mn L3 − O K) is set by them, not measured: "
+                         "delta_e_eV and valence_shift carry only the differences between spectra")
     if align_edge is not None:
         a = edge_shifts(e, s, align_edge, target_eV=align_energy_eV, base_shift=shift,
                         background=opts.background != "none")
@@ -114,11 +138,14 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
                                "correction_eV": float(np.median(a.shift_eV - shift))})
         shift = a.shift_eV
     shift = shift + float(shift_eV)
-    if low_loss is None and align_edge is None and shift_eV == 0.0:
+    if low_loss is None and align_edge is None and calibrate_edges is None and shift_eV == 0.0:
         msg = ("energy axis used as stored (no --low-loss, --align-edge or --shift-eV): absolute "
                "edge energies are as good as the spectrometer calibration")
         warnings.warn(msg, stacklevel=2)
         notes.append(msg)
+    # the axis the analysis runs on: E'_i = gain * e + shift_i (gain 1 without a two-point calibration)
+    e_an = gain * e
+    le_an = None if low_loss is None else gain * np.asarray(low_loss_energy_eV, float)
     data = s
     t_over_lambda = np.full(n, np.nan)
     if low_loss is not None:
@@ -129,18 +156,18 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         if low_loss is None:
             raise InputError("Fourier-ratio deconvolution needs the low-loss spectra of the same "
                              "pixels (--low-loss)")
-        dc, dl = float(np.median(np.diff(e))), float(np.median(np.diff(low_loss_energy_eV)))
+        dc, dl = float(np.median(np.diff(e))), float(np.median(np.diff(low_loss_energy_eV)))  # stored
         if abs(dc - dl) > 1e-4 * dc:
             raise InputError(f"Fourier-ratio deconvolution needs one dispersion: core-loss {dc:g} eV/ch, "
                              f"low-loss {dl:g} eV/ch (resample one of them first)")
-        data, frd_flags = _deconvolve_all(e, s, shift, ll, low_loss_energy_eV,
+        data, frd_flags = _deconvolve_all(e_an, s, shift, ll, le_an,
                                           np.zeros(n, int) if len(ll) == 1 else pair, opts)
     elif opts.deconvolve != "none":
         raise InputError(f"unknown deconvolution {opts.deconvolve!r} (none, fourier-ratio)")
     data_raw = data
     pca_info = None
     if pca:
-        data, ref = _common_axis(e, data, shift)
+        data, ref = _common_axis(e_an, data, shift)
         data, sv = pca_denoise(data, int(pca))
         shift_for_analysis = np.full(n, ref)
         pca_info = {"components": int(pca), "singular_values_normalised": [float(v) for v in sv[:20]],
@@ -150,15 +177,19 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
                               "(an upper bound for the denoised values)"}
     else:
         shift_for_analysis = shift
-    res = analyse_eels(e, data, shift_for_analysis, opts)
-    res = replace(res, shift_eV=shift, t_over_lambda=t_over_lambda)
+    res = analyse_eels(e_an, data, shift_for_analysis, opts)
+    # shift_eV: E' - E_stored (at the first reference feature's energy with a two-point calibration)
+    t_ref = next(iter(two_point.target_eV.values())) if two_point is not None else 0.0
+    shift_out = shift if two_point is None else t_ref - (t_ref - shift) / gain
+    res = replace(res, shift_eV=shift_out, t_over_lambda=t_over_lambda, energy_gain=gain,
+                  energy_offset_eV=shift.copy())
     if opts.deconvolve == "fourier-ratio" and any(frd_flags):
         res = replace(res, flags=tuple((f + "; " if f else f"spectrum {i}: ") + g if g else f
                                        for i, (f, g) in enumerate(zip(res.flags, frd_flags))))
     if pca:
         # a rebuilt spectrum always looks clean (vacuum pixels get the mean edge): detection and
         # its flags come from the raw spectra, only the values from the denoised ones
-        raw = analyse_eels(e, s if opts.deconvolve == "none" else data_raw, shift, opts)
+        raw = analyse_eels(e_an, s if opts.deconvolve == "none" else data_raw, shift, opts)
         res = _mask_undetected(res, raw, opts)
         pca_info["raw_valence"] = _summary(raw.valence)
         pca_info["denoised_valence"] = _summary(res.valence)
@@ -196,8 +227,14 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
             notes.append(msg)
     record = {"source": source, "n_spectra": n,
               "acquisition": {"core_loss": acquisition or {}, "low_loss": low_loss_acquisition or {}},
-              "calibration": {**calib, "shift_eV_median": float(np.median(shift)),
-                              "shift_eV_min": float(shift.min()), "shift_eV_max": float(shift.max())},
+              "calibration": {**calib, "shift_eV_median": float(np.median(shift_out)),
+                              "shift_eV_min": float(shift_out.min()), "shift_eV_max": float(shift_out.max()),
+                              "energy_gain": gain,
+                              "energy_offset_eV_median": float(np.median(shift)),
+                              "axis": "E_calibrated = energy_gain * E_stored + energy_offset_eV (per "
+                                      "spectrum, eels.csv)"
+                                      + ("; shift_eV is E_calibrated - E_stored at the first reference "
+                                         "feature's energy" if two_point is not None else "")},
               "methods": opts.as_dict(), "pca": pca_info,
               "windows_example": {"index": res.example.get("index"),
                                   "mn": res.example.get("windows"),
@@ -326,7 +363,10 @@ def result_rows(res: EelsResult, position_nm=None) -> list[dict]:
              "l3_eV": res.l3_eV[i], "o_pre_edge_eV": res.o_pre_edge_eV[i], "snr": res.snr[i],
              "l3_over_l2_stat_err": res.l3_over_l2_stat_err[i],
              "valence_esd": (res.valence_esd[i] if res.valence_esd is not None else np.nan),
-             "t_over_lambda": (res.t_over_lambda[i] if res.t_over_lambda is not None else np.nan)}
+             "t_over_lambda": (res.t_over_lambda[i] if res.t_over_lambda is not None else np.nan),
+             "energy_gain": res.energy_gain,
+             "energy_offset_eV": (res.energy_offset_eV[i] if res.energy_offset_eV is not None
+                                  else res.shift_eV[i])}
             for i in range(n)]
 
 
