@@ -302,8 +302,15 @@ def run_eels(opts, out: Path) -> dict:
     from layerscope.spectra.api import analyze_eels
 
     mn_bg, o_bg = opts["mn_background_eV"], opts["o_background_eV"]
-    ana = analyze_eels(opts["spectrum"], mn_background_eV=tuple(mn_bg) if mn_bg else None,
-                       o_background_eV=tuple(o_bg) if o_bg else None, step_width_eV=1.0)
+    off = opts.get("low_loss_offset")
+    if off is not None and off != "auto":
+        off = tuple(int(v) for v in off.split(","))
+    ana = analyze_eels(opts["spectrum"], low_loss=opts.get("low_loss"), low_loss_offset=off,
+                       calibrate_edges=opts.get("calibrate_edges"), align_edge=opts.get("align_edge"),
+                       align_energy_eV=opts.get("align_energy_eV"), shift_eV=opts.get("shift_eV") or 0.0,
+                       mn_background_eV=tuple(mn_bg) if mn_bg else None,
+                       o_background_eV=tuple(o_bg) if o_bg else None, step_width_eV=1.0,
+                       deconvolve=opts.get("deconvolve") or "none")
     # the eels command's record.json (calibration, windows, methods) is replaced by the runner's (the
     # mark of a finished task): the command writes into a hidden staging folder, its tables and figure
     # are moved out and its record is kept inside the runner's; a kill never leaves a record.json
