@@ -160,11 +160,13 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
         if abs(dc - dl) > 1e-4 * dc:
             raise InputError(f"Fourier-ratio deconvolution needs one dispersion: core-loss {dc:g} eV/ch, "
                              f"low-loss {dl:g} eV/ch (resample one of them first)")
-        data, frd_flags = _deconvolve_all(e_an, s, shift, ll, le_an,
-                                          np.zeros(n, int) if len(ll) == 1 else pair, opts)
+        data, frd_flags, through = _deconvolve_all(e_an, s, shift, ll, le_an,
+                                                   np.zeros(n, int) if len(ll) == 1 else pair, opts)
     elif opts.deconvolve != "none":
         raise InputError(f"unknown deconvolution {opts.deconvolve!r} (none, fourier-ratio)")
     data_raw = data
+    if opts.deconvolve != "fourier-ratio":
+        through = None
     pca_info = None
     if pca:
         data, ref = _common_axis(e_an, data, shift)
@@ -177,7 +179,7 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
                               "(an upper bound for the denoised values)"}
     else:
         shift_for_analysis = shift
-    res = analyse_eels(e_an, data, shift_for_analysis, opts)
+    res = analyse_eels(e_an, data, shift_for_analysis, opts, through=None if pca else through)
     # shift_eV: E' - E_stored (at the first reference feature's energy with a two-point calibration)
     t_ref = next(iter(two_point.target_eV.values())) if two_point is not None else 0.0
     shift_out = shift if two_point is None else t_ref - (t_ref - shift) / gain
@@ -189,7 +191,7 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
     if pca:
         # a rebuilt spectrum always looks clean (vacuum pixels get the mean edge): detection and
         # its flags come from the raw spectra, only the values from the denoised ones
-        raw = analyse_eels(e_an, s if opts.deconvolve == "none" else data_raw, shift, opts)
+        raw = analyse_eels(e_an, s if opts.deconvolve == "none" else data_raw, shift, opts, through=through)
         res = _mask_undetected(res, raw, opts)
         pca_info["raw_valence"] = _summary(raw.valence)
         pca_info["denoised_valence"] = _summary(res.valence)
@@ -285,17 +287,37 @@ def _pair_low_loss(core, low, low_energy, nav_shape, offset, notes):
 
 
 def _deconvolve_all(e, spectra, shift, low, low_energy, pair, opts):
-    """Fourier-ratio deconvolution of each spectrum's L2,3 region; failures keep the raw spectrum."""
+    """Fourier-ratio deconvolution of each spectrum's L2,3 region; failures keep the raw spectrum.
+
+    Also returns, per spectrum, the ``through`` callable of :func:`~layerscope.spectra.analysis.mn_edge`
+    that carries the error propagation back to the raw spectrum (None where not deconvolved).
+    """
     from layerscope.spectra.plural import deconvolve_edge_region
     out = np.array(spectra, float)
     flags = [""] * len(out)
+    through = [None] * len(out)
     for i, y in enumerate(spectra):
         try:
             out[i], _ = deconvolve_edge_region(e + shift[i], y, low_energy + shift[i], low[pair[i]],
                                                background=opts.background != "none")
+            through[i] = _raw_noise_path(e + shift[i], y, low_energy + shift[i], low[pair[i]], opts)
         except (ValueError, FloatingPointError) as exc:
             flags[i] = f"not deconvolved ({exc})"
-    return out, flags
+    return out, flags, through
+
+
+def _raw_noise_path(e, y, low_energy, low, opts):
+    """``through`` for a deconvolved spectrum: the raw spectrum's noise model (estimated in the same
+    window) and the sensitivities carried back through the deconvolution
+    (:func:`~layerscope.spectra.plural.edge_region_adjoint`)."""
+    from layerscope.spectra.plural import edge_region_adjoint
+    from layerscope.spectra.uncertainty import estimate_noise
+    use_bg = opts.background != "none"
+
+    def through(window, vectors):
+        noise = estimate_noise(e, y, window, proportional=use_bg)
+        return noise, y, edge_region_adjoint(e, y, low_energy, low, vectors, background=use_bg)
+    return through
 
 
 def weighted_mean(values, esd) -> dict | None:

@@ -104,9 +104,15 @@ def fourier_ratio_deconvolve(core_energy_eV, edge, low_energy_eV, low_loss, *, f
     background (its noise level, its SNR).
     Raises ValueError for different dispersions or a low-loss without a zero-loss peak.
     """
+    j = np.asarray(edge, float)
+    taper, n, h = _fr_operator(core_energy_eV, len(j), low_energy_eV, low_loss, fwhm_eV, taper_eV)
+    return np.fft.irfft(np.fft.rfft(taper * j, n) * h, n)[:len(j)]
+
+
+def _fr_operator(core_energy_eV, n_core, low_energy_eV, low_loss, fwhm_eV, taper_eV):
+    """The linear map of :func:`fourier_ratio_deconvolve`: ``K = irfft(rfft(taper · J, n) · H)[:len(J)]``."""
     ec = np.asarray(core_energy_eV, float)
     el = np.asarray(low_energy_eV, float)
-    j = np.asarray(edge, float)
     low = np.asarray(low_loss, float)
     dc, dl = float(np.median(np.diff(ec))), float(np.median(np.diff(el)))
     if abs(dc - dl) > 1e-4 * dc:
@@ -115,17 +121,15 @@ def fourier_ratio_deconvolve(core_energy_eV, edge, low_energy_eV, low_loss, *, f
     e0 = zlp_position(el, low)
     w = zlp_width(el, low) if fwhm_eV is None else float(fwhm_eV)
     n_t = int(round(taper_eV / dc))
-    jt = _taper(j, n_t)
+    taper = _taper(np.ones(n_core), n_t)
     lt = _taper(low, n_t)
-    n = int(2 ** np.ceil(np.log2(len(jt) + len(lt))))
+    n = int(2 ** np.ceil(np.log2(n_core + len(lt))))
     x = (np.arange(n) - (e0 - el[0]) / dl)            # channels from the zero-loss centre
     x = (x + n / 2) % n - n / 2                        # wrapped: the Gaussian is whole
     sig = w / (2 * np.sqrt(2 * np.log(2))) / dl
     r = np.exp(-0.5 * (x / sig) ** 2)
     r *= float(low.sum()) / r.sum()
-    fl = np.fft.rfft(lt, n)
-    out = np.fft.irfft(np.fft.rfft(jt, n) * np.fft.rfft(r, n) / fl, n)
-    return out[:len(j)]
+    return taper, n, np.fft.rfft(r, n) / np.fft.rfft(lt, n)
 
 
 def deconvolve_edge_region(energy_eV, counts, low_energy_eV, low_loss, *, edge: str = "Mn",
@@ -154,6 +158,46 @@ def deconvolve_edge_region(energy_eV, counts, low_energy_eV, low_loss, *, edge: 
     tl, thr = log_ratio_thickness(low_energy_eV, low_loss)
     return np.where(above, bg + k, y), {"from_eV": float(ws[0]), "background_eV": [float(ws[0]), float(ws[1])],
                                         "t_over_lambda": float(tl[0])}
+
+
+def edge_region_adjoint(energy_eV, counts, low_energy_eV, low_loss, vectors, *, edge: str = "Mn",
+                        background: bool = True, fwhm_eV=None) -> np.ndarray:
+    """``vectors`` (rows: d quantity / d deconvolved channel) carried back through
+    :func:`deconvolve_edge_region` to d quantity / d raw channel (the transposed Jacobian).
+
+    The map is ``z = y`` below the window and ``bg(y) + C·[above · (y − bg(y))]`` from it up, with
+    ``C`` the Fourier-ratio convolution (:func:`_fr_operator`) and ``bg`` the power law fitted to
+    ``y``; its transpose applied to ``a`` is ``a·(1 − above) + q + Bᵀ(a·above − q)``,
+    ``q = above · Cᵀ(a · above)`` (``Cᵀ``: the correlation with the same kernel, ``conj(H)``) and
+    ``Bᵀ`` the transposed Jacobian of the power-law fit. With these vectors the noise of the raw
+    spectrum, whose channels are (nearly) independent, gives the variance of a quantity of the
+    deconvolved spectrum, whose channels are correlated over a plasmon energy and more.
+    """
+    from layerscope.spectra.analysis import MN_WINDOWS, _edge_setup
+    from layerscope.spectra.calibrate import edge_feature
+
+    e = np.asarray(energy_eV, float)
+    y = np.asarray(counts, float)
+    (lo, hi), _, _ = _edge_setup(edge)
+    m3 = edge_feature(e, y, f"{edge}-L3", search_eV=(lo, hi), background=background)
+    ws = (m3 + MN_WINDOWS["background"][0] - 4.0, m3 + MN_WINDOWS["background"][1] - 2.0)
+    above = (e >= ws[0]).astype(float)
+    taper, n, h = _fr_operator(e, len(e), low_energy_eV, low_loss, fwhm_eV, 10.0)
+    out = []
+    for a in np.atleast_2d(np.asarray(vectors, float)):
+        u = a * above
+        q = above * taper * np.fft.irfft(np.fft.rfft(u, n) * np.conj(h), n)[:len(e)]
+        w = u - q
+        res = a * (1.0 - above) + q
+        if background:
+            b = (e >= ws[0]) & (e <= ws[1])
+            x = np.column_stack([np.ones(b.sum()), np.log(e[b])])
+            slope, icpt = np.polyfit(np.log(e[b]), np.log(y[b]), 1)
+            bg = np.exp(icpt) * e ** slope
+            lmat = np.column_stack([np.ones(len(e)), np.log(e)])
+            res[b] += ((w * bg) @ lmat) @ np.linalg.pinv(x) / y[b]     # Bᵀ w
+        out.append(res)
+    return np.array(out)
 
 
 def register_navigation(core_map, low_map, *, max_shift: int = 3, min_overlap: float = 0.75):
