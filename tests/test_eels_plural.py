@@ -169,3 +169,26 @@ def test_deconvolved_esd_matches_the_scatter_of_poisson_draws():
     # within 30 % either way: 1/1.3 < esd / scatter < 1.3
     assert 0.77 < np.median(res.l3_over_l2_stat_err) / np.std(r, ddof=1) < 1.3
     assert 0.77 < np.median(res.valence_esd) / np.std(v, ddof=1) < 1.3
+
+
+def test_edge_region_adjoint_is_the_transposed_jacobian_of_the_deconvolution():
+    """aᵀ [T(y + δ) − T(y)] = (Jᵀa)ᵀ δ for small δ, T the deconvolution of the L2,3 region
+    (power law subtracted, Fourier-ratio, power law added back)."""
+    from layerscope.simulate.spectra import mn_l23_eels
+    from layerscope.spectra.plural import deconvolve_edge_region, edge_region_adjoint
+
+    el = -30 + D * np.arange(1024)
+    low, _ = _low_loss(1.0, zlp_at=0.0)
+    low = np.interp(el, EL, low)
+    e = 540 + D * np.arange(1024)
+    _, y, _ = mn_l23_eels(e, l3_over_l2=2.5)
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2, len(e)))
+    z0, _ = deconvolve_edge_region(e, y, el, low)
+    back = edge_region_adjoint(e, y, el, low, a)
+    d = rng.normal(size=len(e)) * np.sqrt(y) * 1e-3
+    z1, _ = deconvolve_edge_region(e, y + d, el, low)
+    np.testing.assert_allclose(a @ (z1 - z0), back @ d, rtol=1e-4)
+    # below the deconvolved region the spectrum is unchanged: the vector passes through as it is
+    lo = e < 590
+    np.testing.assert_array_equal(back[:, lo], a[:, lo])
