@@ -160,3 +160,41 @@ def test_cli_bad_calibrate_edges_exits_2(tmp_path, capsys):
     # a feature outside the spectrum is named
     assert main(["eels", str(f), "--calibrate-edges", "O-K=530,Ni-L3=1100", "--out", str(tmp_path / "o")]) == 2
     assert "Ni-L3 not found" in capsys.readouterr().err
+
+
+def test_two_point_with_fourier_ratio_deconvolution(truth):
+    """Core-loss and low-loss with the same 2 % dispersion error (one spectrometer setting) and a
+    t/λ = 0.8 plasmon: the two-point calibration scales both axes, the deconvolution runs on them,
+    and L3/L2 is the single-scattering one of the true axis within 2 %."""
+    disp, off = 0.02, -6.0
+    single = stored(off, disp)
+    el_s = -20.0 + 0.25 * np.arange(800)                  # stored low-loss axis
+    el_t = (1 + disp) * el_s                               # its true energies (zero-loss at 0)
+    plasmon = el_t * 22.0 ** 2 * 6.0 / ((el_t ** 2 - 22.0 ** 2) ** 2 + (el_t * 6.0) ** 2)
+    plasmon = np.where(el_t > 0, plasmon, 0.0)
+    plasmon /= plasmon.sum()
+    zlp = _g(el_t, 0.0, 0.4)
+    zlp /= zlp.sum()
+    # Poisson sum of plural plasmon scattering, by direct convolutions in channels
+    k0 = int(np.argmin(np.abs(el_t)))
+    dist, term = np.zeros(len(el_s)), np.zeros(len(el_s))
+    dist[k0] = term[k0] = 1.0
+    for n in range(1, 12):
+        term = np.convolve(term, plasmon)[k0:k0 + len(el_s)] * 0.8 / n
+        dist += term
+    low = np.convolve(dist, zlp)[k0:k0 + len(el_s)] * 1e6
+    kernel = low[k0 - 40:] / low[el_t < 2.0].sum()
+    plural = np.convolve(single, kernel)[40:40 + len(single)]
+    refs = {"O-K": truth["O-K"], "Mn-L3": truth["Mn-L3"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dec, rec = eels_pipeline(E_STORED, plural, low_loss=low, low_loss_energy_eV=el_s, calibrate_edges=refs,
+                                 options=EelsOptions(deconvolve="fourier-ratio"))
+        raw, _ = eels_pipeline(E_STORED, plural, low_loss=low, low_loss_energy_eV=el_s, calibrate_edges=refs)
+    ref = analyse_eels(E_STORED, model(E_STORED))
+    assert dec.t_over_lambda[0] == pytest.approx(0.8, rel=0.03)
+    assert dec.energy_gain == pytest.approx(1 + disp, abs=5e-4)
+    # plural scattering spoils the ratio without deconvolution (here the L2 is lost: NaN + flag)
+    assert not abs(raw.l3_over_l2[0] / ref.l3_over_l2[0] - 1) <= 0.05, raw.flags
+    assert dec.l3_over_l2[0] == pytest.approx(ref.l3_over_l2[0], rel=0.02)
+    assert dec.l3_eV[0] == pytest.approx(truth["Mn-L3"], abs=0.15)

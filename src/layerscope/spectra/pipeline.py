@@ -124,6 +124,10 @@ def eels_pipeline(energy_eV, spectra, *, low_loss=None, low_loss_energy_eV=None,
             raise InputError(f"two-point energy calibration: {exc}") from None
         gain, shift = two_point.gain, two_point.offset_eV.copy()
         calib["steps"].append(two_point.as_dict())
+        if low_loss is not None:
+            calib["steps"][-1]["low_loss_axis"] = (
+                "scaled by the same gain for t/λ and the deconvolution (one spectrometer dispersion "
+                "for both acquisitions assumed); the zero-loss shifts were measured on its stored axis")
         for msg in two_point.warnings:
             warnings.warn(msg, stacklevel=2)
             notes.append(msg)
