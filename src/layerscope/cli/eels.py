@@ -103,8 +103,9 @@ def run_eels(args) -> int:
     res, record = ana.result, ana.record
     ana.write(args.out)
     v = res.valence[np.isfinite(res.valence)]
+    gain = record["calibration"].get("energy_gain", 1.0)
     print(f"{args.file}: {len(res.flags)} spectra, shift {record['calibration']['shift_eV_median']:+.2f} eV "
-          f"(median); L3/L2 valence in {len(v)}"
+          f"(median)" + (f", energy gain {gain:.5f}" if gain != 1.0 else "") + f"; L3/L2 valence in {len(v)}"
           + (f", {v.min():.2f}-{v.max():.2f} (median {np.median(v):.2f}, median esd "
              f"{np.nanmedian(res.valence_esd):.2f})" if len(v) else "")
           + f"; {record['n_flagged']} flagged; wrote {args.out}/eels.csv, record.json")
