@@ -8,32 +8,24 @@ header, 6-value alpha/beta line, one-line absorption, ``Nba = -4`` cosine backgr
   from its truth with FullProf's cosine background computed independently (cos(jπT/T_max)), with
   Poisson noise: cells and z within 3 esd, χ²ν ≈ 1, fixed background coefficients kept;
 * unsupported options stop with an InputError naming the keyword, its value and its line;
-* real FullProf example jobs (a folder per job: .pcr, its data file, FullProf's .sum) found under
-  ``$LAYERSCOPE_FULLPROF_EXAMPLES`` or ``shared/data/fullprof-tof`` are refined and their cells
-  compared with the .sum within 3 esd (skipped when no such folder exists: the known jobs are GPL
-  or of unclear licence and are not copied into this repository).
+* FullProf's own TOF jobs, committed in ``tests/data/fullprof-tof`` (README there: enhantica/edi,
+  BSD-3-Clause, commit cfed024; FullProf 8.40 re-runs with their .sum/.out/.prf):
+  - diffraction-lib's DREAM diamond job (data public): evaluated at the pcr's values, layerscope's
+    Rp/Rwp/Rexp/χ² are FullProf's .sum values (15.739/16.949/3.973/18.199 vs 15.7/17.0/3.97/18.2); its
+    scale-only fit, as FullProf ran it, gives FullProf's scale 14.572590(69818) (layerscope
+    14.572586(69781)); its cells are fixed by the job;
+  - cecoal (POLARIS), arg_si_ic (SEPD), Ceo2_PEARL (PEARL), FullProf's own Examples, whose data are
+    not public: their features are checked against FullProf's output instead — the Npr = 13
+    Ikeda-Carpenter profile against FullProf's calculated Si 111 peak (.prf), the Iabscor = 2
+    cylinder (Hewat) and the TOF extinction against the CORR column of FullProf's reflection lists;
+    Ceo2_PEARL reads; cecoal (Iwg = 1) and arg_si_ic (Npr = 13 in the engine, refined Extinc) stop
+    with one InputError naming each unsupported feature and its line;
+* further jobs with their data under ``$LAYERSCOPE_FULLPROF_EXAMPLES`` or ``shared/data/fullprof-tof``
+  are refined and their cells compared with the .sum within 3 esd (skipped when absent).
 
-Real FullProf TOF jobs found (searched 2026-12: FullProf's own Examples as vendored, with FullProf 8.40
-re-runs and their .sum, in enhantica/edi ``knowledge/fitting/fullprof/`` at commit cfed024; cryspy's
-``tests/functional/tof/fp/cecual.pcr``; easydiffraction/diffraction-lib's FullProf verification jobs,
-which fix every parameter and so test no refinement). Every one with free parameters uses something
-layerscope does not reproduce, and the reader stops naming it and its line (measured):
-
-* ``pd-neut-tof_cecoal-polaris_chebyshev/cecoal.pcr`` (FullProf Examples, POLARIS, Nba = -5):
-  ``line 5: Iwg (weighting scheme) = 1`` (maximum-likelihood weights); with Iwg = 0 it stops next at
-  ``line 57: Extinc = 0.0016`` (TOF extinction), and it refines a cylinder absorption (Iabscor = 2,
-  ABSCOR1 0.0156(36)). Its Chebyshev background (Nba = -5) is read (checked against its .prf,
-  test_chebyshev_background_matches_fullprof_prf_up_to_its_plot_shift). FullProf's cells:
-  7.65038(114), 4.05133(59), 6.90536(101) Å.
-* ``pd-neut-tof_si-sepd_ikeda-carpenter/arg_si_ic.pcr`` (built from FullProf's arg_si, SEPD):
-  ``line 5: Npr = 13`` (Ikeda-Carpenter); also refined extinction 4.03(2.69) and absorption.
-  FullProf's cell 5.42633(5) Å.
-* ``pd-neut-tof_ceo2-pearl_polynomial/Ceo2_PEARL.pcr``: the cell is fixed (a calibration job) and
-  it refines a cylinder absorption (Iabscor = 2).
-* cryspy's ``cecual.pcr``: TOF extinction (``Extinc``); no .sum beside it.
-
-To run them: copy each job's .pcr and .sum (and its data, where the folder has it) into a folder per
-job under ``$LAYERSCOPE_FULLPROF_EXAMPLES``.
+Other FullProf TOF jobs found (searched 2026-12): cryspy's ``tests/functional/tof/fp/cecual.pcr`` (GPL,
+no .sum beside it); edi's BEER duplex (two banks, Npr 7: refused) and Fe job (no data file; its
+``fe_1.prf`` suggests the multi-pattern layout; not tried).
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 from layerscope.crystal.phase import Phase  # noqa: E402
 from layerscope.diffraction import tof_profile as tp  # noqa: E402
 from layerscope.diffraction.background import chebyshev_background  # noqa: E402
-from layerscope.diffraction.cw_sample import tof_cylinder_absorption, tof_hewat_absorption  # noqa: E402
+from layerscope.diffraction.cw_sample import (  # noqa: E402
+    tof_cylinder_absorption, tof_extinction, tof_hewat_absorption)
 from layerscope.diffraction.instrument import TOFInstrument  # noqa: E402
 from layerscope.diffraction.reflections import reflections  # noqa: E402
 from layerscope.diffraction.structure_factors import (  # noqa: E402
@@ -63,6 +64,7 @@ class PhaseSetup:
     window: int
     left: int
     #: FullProf's TOF extinction parameter (fixed): I × (1 + ext·|F|²·λ²/V²)^(−1/2), |F| in 10⁻¹² cm
+    #: (``cw_sample.tof_extinction``)
     extinction: float = 0.0
 
 
@@ -126,7 +128,7 @@ def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_bac
     ``lorentz_convention="gsas2"`` evaluates GSAS-II's TOF Lorentzian (see ``tof_peak_rows``).
     ``scattering`` names the neutron scattering-length table (``"sears1992"`` or ``"gsas2"``).
     ``absorption_form`` chooses what the ``absorption`` parameter means (``PatternModel``);
-    ``extinction`` gives FullProf's fixed TOF extinction parameter by phase name (:func:`tof_extinction`).
+    ``extinction`` gives FullProf's fixed TOF extinction parameter by phase name (``cw_sample.tof_extinction``).
     """
     if absorption_form not in ABSORPTION_FORMS:
         raise ValueError(f"absorption_form must be one of {', '.join(ABSORPTION_FORMS)}, got {absorption_form!r}")
@@ -261,15 +263,6 @@ def _phase_peaks(setup: PhaseSetup, pp: dict, ip: dict, absorption, sin_theta, f
     if setup.extinction:  # FullProf's TOF extinction (``tof_extinction``); f2 in fm², FullProf's in (10 fm)²
         inten = inten * tof_extinction(setup.extinction, f2 / 100.0, 2.0 * d * sin_theta, vol)
     return inten, f2, d, _peak_shape_terms(d, pp, ip)
-
-
-def tof_extinction(ext, f2_fullprof, lam, volume):
-    """FullProf's TOF extinction factor E = (1 + Ext·|F|²·λ²/V²)^(−1/2) (|F|² in 10⁻²⁴ cm², λ = 2 d sin θ
-    in Å, V in Å³): Sabine's x = (λ F l / V)² form with Ext in the role of l². Determined from and
-    checked against the CORR column of FullProf 8.40's reflection list of its arg_si_ic job (Si, SEPD,
-    Extinc 4.03): 15 reflections with |F|² > 0 give x/(Ext·|F|²·λ²/V²) = 1.0004 ± 0.0003 after
-    Hewat's absorption (``tests/test_pcr_fullprof.py``); only that one bank (2θ = 144.8°) was checked."""
-    return (1.0 + ext * f2_fullprof * lam * lam / (volume * volume)) ** -0.5
 
 
 def _peak_shape_terms(d, pp, ip):

@@ -31,23 +31,17 @@ Translation to layerscope (GSAS-II parameter meanings, :mod:`layerscope.diffract
 * background (:mod:`layerscope.refine.pcr_background`): Nba = 0 and −3 polynomials, the
   Nba = −4 cosine Fourier series and the Nba = −5 Chebyshev series exactly (Chebyshev series constrained to FullProf's free
   directions), Nba ≥ 2 interpolated points approximately (with a note); others refused;
-* absorption: Iabscor = 3 with ABSCOR2 = 0 read as A(λ) = exp(−ABSCOR1·λ), λ = 2 d sin θ, and
-  Iabscor = 2 with ABSCOR2 = 0 as FullProf's cylinder, Hewat's form at μR = ABSCOR1·λ
-  (:func:`~layerscope.diffraction.cw_sample.hewat_cylinder_absorption`; it reproduces the CORR
-  column of FullProf's reflection lists), each with a note; Iabscor = 1 (flat plate) or a non-zero
-  ABSCOR2 is refused (below);
-* extinction: a fixed Extinc ≠ 0 as FullProf's TOF extinction (1 + Extinc·|F|²·λ²/V²)^(−1/2)
-  (:func:`~layerscope.diffraction.pattern.tof_extinction`, from FullProf's reflection-list CORR),
-  with a note; a refinement code on it is refused (below);
+* absorption (ABSCOR2 = 0): Iabscor = 3 as A(λ) = exp(−ABSCOR1·λ), λ = 2 d sin θ; Iabscor = 2 as
+  Hewat's cylinder at μR = ABSCOR1·λ (:func:`~layerscope.diffraction.cw_sample.hewat_cylinder_absorption`,
+  FullProf's: it reproduces the CORR column of FullProf's reflection lists); each with a note;
+* extinction: a fixed Extinc as FullProf's (1 + Extinc·|F|²·λ²/V²)^(−1/2), with a note
+  (:func:`~layerscope.diffraction.cw_sample.tof_extinction`, from FullProf's reflection-list CORR);
 * codes: 0 fixed; ±(10·p + m) refines parameter number p with multiplier ±m. Parameters
   that share p move together (δx_i / m_i equal) — linear ties; coordinates and cells are
   refined along their symmetry-allowed directions.
 
-Recognised but not reproduced, and refused together in one :class:`~layerscope.InputError` that
-names each with its line and what FullProf does there (:mod:`layerscope.refine.pcr_features`):
-Npr = 13 (Ikeda–Carpenter ⊗ TCH pseudo-Voigt), Iwg ≠ 0 (maximum-likelihood or unit weights),
-a refinement code on Extinc (TOF extinction is read, fixed), Iabscor = 1 (flat plate) or Iabscor = 2
-with ABSCOR2 ≠ 0.
+Recognised but not reproduced (Npr = 13 in the engine, Iwg ≠ 0, a refined Extinc, Iabscor = 1,
+ABSCOR2 ≠ 0) are refused together in one InputError (:mod:`layerscope.refine.pcr_features`).
 
 Refused with an :class:`~layerscope.InputError` naming the keyword, its value and its line (no
 exact counterpart here): Npr ≠ 9 (10: thermal/epithermal crossover), Nba
@@ -99,7 +93,7 @@ class PcrJob:
     scale_per_fullprof: dict = field(default_factory=dict)
     #: what ``absorption`` means: "exponential" (Iabscor = 3) or "cylinder-hewat" (Iabscor = 2)
     absorption_form: str = "exponential"
-    #: FullProf's fixed TOF extinction parameter by phase (``pattern.tof_extinction``)
+    #: FullProf's fixed TOF extinction parameter by phase (``cw_sample.tof_extinction``)
     extinction: dict = field(default_factory=dict)
     #: assumptions made in the translation (printed as warnings by the CLI)
     notes: tuple[str, ...] = ()

@@ -20,7 +20,7 @@ commit cfed024, ``knowledge/fitting/fullprof/``). Why each is refused rather tha
   layerscope weights by 1/σ² of the data (FullProf's Iwg = 0).
 * a refinement code on ``Extinc`` — FullProf's "T.O.F. Extinction parameter" (cecoal.out,
   arg_si_ic.sum). A fixed Extinc is read: FullProf's reflection-list CORR column of arg_si_ic gives
-  E = (1 + Extinc·|F|²·λ²/V²)^(−1/2) (:func:`layerscope.diffraction.pattern.tof_extinction`); the
+  E = (1 + Extinc·|F|²·λ²/V²)^(−1/2) (:func:`layerscope.diffraction.cw_sample.tof_extinction`); the
   refinement engine has no extinction parameter to refine.
 * ``Iabscor = 1`` (flat plate), or ``2`` (cylinder) with a non-zero ABSCOR2 — FullProf's "Absorption
   correction type" 1/2 for TOF. Its cylinder with ABSCOR2 = 0 is Hewat's form at μR = ABSCOR1·λ:

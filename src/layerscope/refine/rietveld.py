@@ -167,7 +167,7 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
     mustrain, size_um : starting sample broadening by phase name
     absorption : starting μ of the absorption term exp(−μ·λ) (λ in Å), or of μR = μ·λ of a cylinder
         when ``absorption_form`` is "cylinder" (GSAS-II's) or "cylinder-hewat" (FullProf's)
-    extinction : FullProf's TOF extinction parameter by phase name, fixed (``pattern.tof_extinction``)
+    extinction : FullProf's TOF extinction parameter by phase name, fixed (``cw_sample.tof_extinction``)
     progress : optional callable(stage_name, FitResult) called after each stage
     d_min, window_margin : passed to :func:`~layerscope.diffraction.pattern.build_model` (GSAS-II
         drops reflections below its low TOF limit / difC and evaluates peaks over ~50 FWHM;
