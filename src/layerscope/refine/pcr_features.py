@@ -15,9 +15,9 @@ commit cfed024, ``knowledge/fitting/fullprof/``). Why each is refused rather tha
   reproduces FullProf's calculated Si 111 peak to 3e-5 (:mod:`layerscope.diffraction.tof_ikeda_carpenter`),
   but the refinement engine evaluates only the back-to-back exponentials ⊗ pseudo-Voigt (Npr = 9).
 * ``Iwg = 1`` — "Maximum Likelihood weighting scheme ( w=1/(calculated variance) )" (cecoal.out):
-  weights recomputed from the model every cycle, from a variance whose form for data given with
-  their own σ (cecoal's POLARIS intensities are normalised, "multiplied by 10000") is not stated.
-  layerscope weights by 1/σ² of the data (FullProf's Iwg = 0).
+  weights from a variance calculated from the model, whose form for data given with their own σ
+  (cecoal's POLARIS intensities are normalised, "multiplied by 10000") is not stated, and cecoal's
+  data, which would show it, are not public. layerscope weights by 1/σ² of the data (FullProf's Iwg = 0).
 * a refinement code on ``Extinc`` — FullProf's "T.O.F. Extinction parameter" (cecoal.out,
   arg_si_ic.sum). A fixed Extinc is read: FullProf's reflection-list CORR column of arg_si_ic gives
   E = (1 + Extinc·|F|²·λ²/V²)^(−1/2) (:func:`layerscope.diffraction.cw_sample.tof_extinction`); the
@@ -31,9 +31,9 @@ commit cfed024, ``knowledge/fitting/fullprof/``). Why each is refused rather tha
 Searched (2026-12): the docs, pages and code corpora for the FullProf manual's TOF sections and for
 an open implementation (CrysFML/CFML, cryspy, easydiffraction, Mantid): only the Npr = 13 profile is
 documented (Mantid's IkedaCarpenterPV restates FullProf's); the ML weighting is not, and the
-extinction and cylinder-absorption formulas were read off FullProf's own reflection lists. The
-example jobs' data files are not public either, so no implementation could be checked against
-FullProf's refinement (``tests/data/fullprof-tof/README.md``).
+extinction and cylinder-absorption formulas were read off FullProf's own reflection lists. The data
+of these three jobs are not public, so none of them can be refined against its .sum here
+(``tests/data/fullprof-tof/README.md``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ NPR13 = ("Npr = {npr} is not supported: FullProf's TOF profile function #3, the 
          "back-to-back exponentials ⊗ pseudo-Voigt of Npr = 9)")
 IWG = ("Iwg (weighting scheme) = {iwg} is not supported: FullProf's {what}; layerscope weights every point "
        "by 1/σ² of the data (Iwg = 0)")
-IWG_WHAT = {1: "maximum-likelihood weights w = 1/(calculated variance), recomputed from the model each cycle",
+IWG_WHAT = {1: "maximum-likelihood weights w = 1/(calculated variance), a variance from the model, not the data's σ",
             2: "unit weights"}
 EXTINC = ("Extinc = {ext:g} refined (code {code:g}) is not supported: FullProf's TOF extinction of phase {phase}, "
           "(1 + Extinc·|F|²·λ²/V²)^(−1/2), is applied with Extinc fixed only (set its code to 0)")
