@@ -18,7 +18,8 @@ header, 6-value alpha/beta line, one-line absorption, ``Nba = -4`` cosine backgr
     not public: their features are checked against FullProf's output instead — the Npr = 13
     Ikeda-Carpenter profile against FullProf's calculated Si 111 peak (.prf), the Iabscor = 2
     cylinder (Hewat) and the TOF extinction against the CORR column of FullProf's reflection lists;
-    Ceo2_PEARL reads; cecoal (Iwg = 1) and arg_si_ic (Npr = 13 in the engine, refined Extinc) stop
+    Ceo2_PEARL reads and, at its pcr's values, gives FullProf's calculated pattern (.prf Ycal) to
+    1e-3 of the peak; cecoal (Iwg = 1) and arg_si_ic (Npr = 13 in the engine, refined Extinc) stop
     with one InputError naming each unsupported feature and its line;
 * further jobs with their data under ``$LAYERSCOPE_FULLPROF_EXAMPLES`` or ``shared/data/fullprof-tof``
   are refined and their cells compared with the .sum within 3 esd (skipped when absent).
@@ -397,6 +398,26 @@ def test_fullprof_examples_read_cylinder_absorption_and_fixed_extinction(tmp_pat
     job = read_pcr(tmp_path / "cecoal.pcr")
     assert (job.absorption, job.absorption_form, job.extinction) == (0.01561, "cylinder-hewat", {"CeCoAl3": 0.0016})
     assert "absorption" in job.free_names and "CeCoAl3.cell" in job.free_names
+
+
+@pytest.mark.slow
+def test_ceo2_pearl_at_fullprof_values_reproduces_fullprof_ycal():
+    """FullProf's own CeO2/PEARL example (Npr 9, Nba 0 polynomial, Iabscor 2 cylinder; its data are
+    not public): evaluated at the pcr's values, with nothing re-solved, layerscope's pattern is FullProf's
+    calculated one (its .prf Ycal, 4898-6772 µs) to 1.0e-3 of the highest peak (40 counts in 38 273,
+    where FullProf cuts the 422 tail at its peak window; rms 3.1e-4); a free scale would be 0.9994."""
+    from types import SimpleNamespace
+
+    t, yobs, ycal = np.loadtxt(DATA / "ceo2-pearl" / "Ceo2_PEARL_4898-6772.prf.txt").T
+    job = read_pcr(DATA / "ceo2-pearl" / "Ceo2_PEARL.pcr")
+    ours = evaluate_pcr_job(job, data=SimpleNamespace(x=t, y=yobs, sigma=np.sqrt(yobs)))["y_calc"]
+    diff, peak = ours - ycal, ycal.max()
+    scale = float(ours @ ycal / (ours @ ours))
+    print(f"max |ours − Ycal| {np.max(np.abs(diff)):.1f} of {peak:.0f}, rms {np.sqrt(np.mean(diff ** 2)):.1f}, "
+          f"LSQ scale {scale:.5f}")
+    assert np.max(np.abs(diff)) < 1.5e-3 * peak
+    assert np.sqrt(np.mean(diff**2)) < 5e-4 * peak
+    assert abs(scale - 1.0) < 1e-3
 
 
 def _si_intensities(absorption, extinction):
