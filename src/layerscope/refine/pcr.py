@@ -31,16 +31,17 @@ Translation to layerscope (GSAS-II parameter meanings, :mod:`layerscope.diffract
 * background (:mod:`layerscope.refine.pcr_background`): Nba = 0 and −3 polynomials, the
   Nba = −4 cosine Fourier series and the Nba = −5 Chebyshev series exactly (Chebyshev series constrained to FullProf's free
   directions), Nba ≥ 2 interpolated points approximately (with a note); others refused;
-* absorption: Iabscor = 3 with ABSCOR2 = 0 read as A(λ) = exp(−ABSCOR1·λ), λ = 2 d sin θ
-  (with a note); Iabscor = 1 (flat plate) or 2 (cylinder) with a non-zero ABSCOR is refused (below);
+* absorption (ABSCOR2 = 0): Iabscor = 3 as A(λ) = exp(−ABSCOR1·λ), λ = 2 d sin θ; Iabscor = 2 as
+  Hewat's cylinder at μR = ABSCOR1·λ (:func:`~layerscope.diffraction.cw_sample.hewat_cylinder_absorption`,
+  FullProf's: it reproduces the CORR column of FullProf's reflection lists); each with a note;
+* extinction: a fixed Extinc as FullProf's (1 + Extinc·|F|²·λ²/V²)^(−1/2), with a note
+  (:func:`~layerscope.diffraction.cw_sample.tof_extinction`, from FullProf's reflection-list CORR);
 * codes: 0 fixed; ±(10·p + m) refines parameter number p with multiplier ±m. Parameters
   that share p move together (δx_i / m_i equal) — linear ties; coordinates and cells are
   refined along their symmetry-allowed directions.
 
-Recognised but not reproduced, and refused together in one :class:`~layerscope.InputError` that
-names each with its line and what FullProf does there (:mod:`layerscope.refine.pcr_features`):
-Npr = 13 (Ikeda–Carpenter ⊗ TCH pseudo-Voigt), Iwg ≠ 0 (maximum-likelihood or unit weights),
-Extinc ≠ 0 (TOF extinction), Iabscor = 1/2 with ABSCOR ≠ 0 (flat-plate/cylinder absorption).
+Recognised but not reproduced (Npr = 13 in the engine, Iwg ≠ 0, a refined Extinc, Iabscor = 1,
+ABSCOR2 ≠ 0) are refused together in one InputError (:mod:`layerscope.refine.pcr_features`).
 
 Refused with an :class:`~layerscope.InputError` naming the keyword, its value and its line (no
 exact counterpart here): Npr ≠ 9 (10: thermal/epithermal crossover), Nba
@@ -90,6 +91,10 @@ class PcrJob:
     free_names: tuple[str, ...] = field(default_factory=tuple)
     #: our phase scale per unit of FullProf's Scale (S·sin θ·V²/100, over the Occ normalisation²)
     scale_per_fullprof: dict = field(default_factory=dict)
+    #: what ``absorption`` means: "exponential" (Iabscor = 3) or "cylinder-hewat" (Iabscor = 2)
+    absorption_form: str = "exponential"
+    #: FullProf's fixed TOF extinction parameter by phase (``cw_sample.tof_extinction``)
+    extinction: dict = field(default_factory=dict)
     #: assumptions made in the translation (printed as warnings by the CLI)
     notes: tuple[str, ...] = ()
 
@@ -309,7 +314,7 @@ def read_pcr(path, *, data=None) -> PcrJob:
     sin_t = float(np.sin(np.radians(two_theta / 2)))
 
     coded: list[tuple[str, float, float]] = []     # (our name or group, code, multiplier factor)
-    phases, scales, profiles, scale_per_fp = [], {}, [], {}
+    phases, scales, profiles, scale_per_fp, extinction = [], {}, [], {}, {}
     absorption = 0.0
     notes = []
     for k in range(nph):
@@ -355,9 +360,12 @@ def read_pcr(path, *, data=None) -> PcrJob:
         sc, no = L.named(f"Scale Extinc Bov Str1 Str2 Str3 Strain-Model of phase {pname}",
                          ("Scale", "Extinc", "Bov", "Str1", "Str2", "Str3", "Strain-Model"), ("Scale",))
         c_sc = L.numbers(f"the Scale codes of phase {pname}", 1, at_most=7)
-        if sc.get("Extinc", 0.0) or (len(c_sc) > 1 and c_sc[1]):
-            todo.add(no, EXTINC.format(ext=sc.get("Extinc", 0.0), phase=pname,
-                                       coded=f" (refined, code {c_sc[1]:g})" if len(c_sc) > 1 and c_sc[1] else ""))
+        if len(c_sc) > 1 and c_sc[1]:
+            todo.add(no, EXTINC.format(ext=sc.get("Extinc", 0.0), phase=pname, code=c_sc[1]))
+        elif sc.get("Extinc", 0.0):
+            extinction[pname] = float(sc["Extinc"])
+            notes.append(f"phase {pname}: Extinc = {sc['Extinc']:g} read as FullProf's TOF extinction "
+                         "(1 + Extinc·|F|²·λ²/V²)^(−1/2), fixed")
         _refuse(L, no, {k2: v for k2, v in sc.items() if k2 not in ("Scale", "Extinc")},
                 f"phase {pname}: no overall B or strain model here")
         if any(c_sc[2:]):
@@ -414,13 +422,13 @@ def read_pcr(path, *, data=None) -> PcrJob:
         else:
             abs12, c_abs, abs_no = [0.0, 0.0], [0.0], None
         if abs12[0] or abs12[1] or any(c_abs):
-            if iabs in GEOMETRY:
+            if iabs == 1 or (iabs == 2 and (abs12[1] != 0 or (len(c_abs) > 1 and c_abs[1]))):
                 todo.add(no_bk, ABSORPTION.format(iabs=iabs, a1=abs12[0], a2=abs12[1], abs_no=abs_no,
                                                   geometry=GEOMETRY[iabs]))
-            elif iabs != 3:
+            elif iabs not in (2, 3):
                 raise L.error(f"Iabscor = {iabs} with ABSCOR1 = {abs12[0]:g}, ABSCOR2 = {abs12[1]:g} (line "
                               f"{abs_no}) is not supported: only the exponential A = exp(−ABSCOR1·λ) "
-                              "(Iabscor = 3, ABSCOR2 = 0) has a counterpart here", no_bk)
+                              "(Iabscor = 3, ABSCOR2 = 0) and Hewat's cylinder (Iabscor = 2, ABSCOR2 = 0) are", no_bk)
             elif abs12[1] != 0 or (len(c_abs) > 1 and c_abs[1]):
                 raise L.error(f"phase {pname}: ABSCOR2 = {abs12[1]:g} is not supported (A = exp(−ABSCOR1·λ))",
                               abs_no)
@@ -455,7 +463,11 @@ def read_pcr(path, *, data=None) -> PcrJob:
         scales[pname] = sc_ours
         scale_per_fp[pname] = sc_ours / sc["Scale"] if sc["Scale"] else float("nan")
     todo.raise_if_any()
-    if absorption:
+    absorption_form = {2: "cylinder-hewat"}.get(iabs, "exponential")
+    if absorption and iabs == 2:
+        notes.append(f"absorption Iabscor = 2 read as FullProf's (Hewat's) cylinder at μR = {absorption:g}·λ, "
+                     "λ = 2 d sin θ")
+    elif absorption:
         notes.append(f"absorption Iabscor = 3 read as A = exp(−{absorption:g}·λ), λ = 2 d sin θ")
     if bkg.kind == "chebyshev":
         notes.append(f"Nba = -5: background Σ B_n T_n(x), x = 2(T − {tmin:g})/({tmax:g} − {tmin:g}) − 1 (TOF-min "
@@ -495,7 +507,8 @@ def read_pcr(path, *, data=None) -> PcrJob:
     data_file = _data_file(path, L.comments, data)
     m0, _, _ = bkg.chebyshev((tmin, tmax))
     return PcrJob(str(path), title, data_file, tuple(phases), scales, inst, (tmin, tmax), excluded, m0.shape[0],
-                  bkg, bkpos, absorption, strategy, tuple(free), notes=tuple(notes), scale_per_fullprof=scale_per_fp)
+                  bkg, bkpos, absorption, strategy, tuple(free), notes=tuple(notes), scale_per_fullprof=scale_per_fp,
+                  absorption_form=absorption_form, extinction=extinction)
 
 
 def _read_background(L: _Lines, nba: int, bkg_points, bkpos: float, tmax: float,

@@ -15,24 +15,25 @@ commit cfed024, ``knowledge/fitting/fullprof/``). Why each is refused rather tha
   reproduces FullProf's calculated Si 111 peak to 3e-5 (:mod:`layerscope.diffraction.tof_ikeda_carpenter`),
   but the refinement engine evaluates only the back-to-back exponentials ⊗ pseudo-Voigt (Npr = 9).
 * ``Iwg = 1`` — "Maximum Likelihood weighting scheme ( w=1/(calculated variance) )" (cecoal.out):
-  weights recomputed from the model every cycle, from a variance whose form for data given with
-  their own σ (cecoal's POLARIS intensities are normalised, "multiplied by 10000") is not stated.
-  layerscope weights by 1/σ² of the data (FullProf's Iwg = 0).
-* ``Extinc ≠ 0`` — FullProf's "T.O.F. Extinction parameter" (cecoal.out, arg_si_ic.sum), an
-  intensity correction that depends on |F|², d and λ by a formula not in the documentation within
-  reach (the TOF extinction formulas of CrysFML's ``CFML_Extinction_Correction`` are for single
-  crystals, not this powder parameter).
-* ``Iabscor = 1`` (flat plate) or ``2`` (cylinder) with a non-zero ABSCOR1/ABSCOR2 — FullProf's
-  "Absorption correction type" 1/2 for TOF, a λ-dependent transmission of a flat plate or a
-  cylinder whose dependence on ABSCOR1/ABSCOR2 is not documented within reach. Only Iabscor = 3,
-  A = exp(−ABSCOR1·λ), is reproduced (:mod:`layerscope.refine.pcr`).
+  weights from a variance calculated from the model, whose form for data given with their own σ
+  (cecoal's POLARIS intensities are normalised, "multiplied by 10000") is not stated, and cecoal's
+  data, which would show it, are not public. layerscope weights by 1/σ² of the data (FullProf's Iwg = 0).
+* a refinement code on ``Extinc`` — FullProf's "T.O.F. Extinction parameter" (cecoal.out,
+  arg_si_ic.sum). A fixed Extinc is read: FullProf's reflection-list CORR column of arg_si_ic gives
+  E = (1 + Extinc·|F|²·λ²/V²)^(−1/2) (:func:`layerscope.diffraction.cw_sample.tof_extinction`); the
+  refinement engine has no extinction parameter to refine.
+* ``Iabscor = 1`` (flat plate), or ``2`` (cylinder) with a non-zero ABSCOR2 — FullProf's "Absorption
+  correction type" 1/2 for TOF. Its cylinder with ABSCOR2 = 0 is Hewat's form at μR = ABSCOR1·λ:
+  that reproduces the CORR column of FullProf 8.40's reflection lists (cecoal, arg_si_ic) to their 6
+  digits and is read (:mod:`layerscope.refine.pcr`); the flat plate and ABSCOR2's role are not
+  documented within reach.
 
 Searched (2026-12): the docs, pages and code corpora for the FullProf manual's TOF sections and for
 an open implementation (CrysFML/CFML, cryspy, easydiffraction, Mantid): only the Npr = 13 profile is
-documented (Mantid's IkedaCarpenterPV restates FullProf's); the weighting, extinction and absorption
-formulas are not. The
-example jobs' data files are not public either, so no implementation could be checked against
-FullProf's refinement (``tests/data/fullprof-tof/README.md``).
+documented (Mantid's IkedaCarpenterPV restates FullProf's); the ML weighting is not, and the
+extinction and cylinder-absorption formulas were read off FullProf's own reflection lists. The data
+of these three jobs are not public, so none of them can be refined against its .sum here
+(``tests/data/fullprof-tof/README.md``).
 """
 
 from __future__ import annotations
@@ -45,14 +46,14 @@ NPR13 = ("Npr = {npr} is not supported: FullProf's TOF profile function #3, the 
          "back-to-back exponentials ⊗ pseudo-Voigt of Npr = 9)")
 IWG = ("Iwg (weighting scheme) = {iwg} is not supported: FullProf's {what}; layerscope weights every point "
        "by 1/σ² of the data (Iwg = 0)")
-IWG_WHAT = {1: "maximum-likelihood weights w = 1/(calculated variance), recomputed from the model each cycle",
+IWG_WHAT = {1: "maximum-likelihood weights w = 1/(calculated variance), a variance from the model, not the data's σ",
             2: "unit weights"}
-EXTINC = ("Extinc = {ext:g}{coded} is not supported: FullProf's TOF extinction correction of phase {phase} "
-          "(its formula in |F|², d and λ is not documented within reach, so it is not reproduced); "
-          "set Extinc = 0 with code 0 to refine without it")
+EXTINC = ("Extinc = {ext:g} refined (code {code:g}) is not supported: FullProf's TOF extinction of phase {phase}, "
+          "(1 + Extinc·|F|²·λ²/V²)^(−1/2), is applied with Extinc fixed only (set its code to 0)")
 ABSORPTION = ("Iabscor = {iabs} with ABSCOR1 = {a1:g}, ABSCOR2 = {a2:g} (line {abs_no}) is not supported: "
-              "FullProf's {geometry} absorption for TOF has no documented formula here; only the exponential "
-              "A = exp(−ABSCOR1·λ) (Iabscor = 3, ABSCOR2 = 0) has a counterpart")
+              "FullProf's {geometry} absorption for TOF with these terms has no documented formula here; only "
+              "A = exp(−ABSCOR1·λ) (Iabscor = 3) and Hewat's cylinder at μR = ABSCOR1·λ (Iabscor = 2), both with "
+              "ABSCOR2 = 0, have a counterpart")
 GEOMETRY = {1: "flat-plate", 2: "cylinder"}
 
 

@@ -122,7 +122,8 @@ def evaluate_pcr_job(job: PcrJob, *, data=None, conventions=None) -> dict:
     t_range = (float(x[0]), float(x[-1]))
     n_bkg, c0, _, _ = job.background_model(t_range, t_eval=x)
     model = build_model(list(job.phases), x, job.instrument, n_background=n_bkg,
-                        lorentz_convention=conv.lorentz, scattering=conv.scattering)
+                        lorentz_convention=conv.lorentz, scattering=conv.scattering,
+                        absorption_form=job.absorption_form, extinction=job.extinction)
     pat = compute_pattern(model, scales=dict(job.scales), background=np.asarray(c0), absorption=job.absorption)
     return {"tof_us": x, "y": y, "sigma": s, "y_calc": pat.total, "background": pat.background,
             "stats": fullprof_r_factors(y, pat.total, s, 0)}
@@ -161,4 +162,5 @@ def refine_pcr_job(job: PcrJob, *, data=None, tmin=None, tmax=None, cycles=None,
                              scattering=conv.scattering, lorentz_convention=conv.lorentz)
     return refine_pattern(x, y, s, list(job.phases), job.instrument, strategy, scales=scales,
                           n_background=n_bkg, background=np.asarray(c0), absorption=job.absorption,
+                          absorption_form=job.absorption_form, extinction=job.extinction,
                           progress=progress, scattering=conv.scattering, conventions=conv.as_dict(), log=say)
