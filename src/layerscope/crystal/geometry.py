@@ -45,7 +45,7 @@ def metric_tensor(cell, xp=np):
 
     Examples
     --------
-    >>> metric_tensor((2.0, 2.0, 3.0, 90, 90, 90))[2, 2]
+    >>> float(metric_tensor((2.0, 2.0, 3.0, 90, 90, 90))[2, 2])
     9.0
     """
     a, b, c, ca, cb, cg = _parts(cell, xp)
