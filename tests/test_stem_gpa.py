@@ -63,7 +63,7 @@ def test_gpa_masks_the_border_where_the_phase_is_undefined():
     """A lattice whose period does not divide the image: the Bragg filter mixes the tapered
     border and the FFT wrap-around (strain errors of several %); ``valid`` excludes that band
     (2σ_r) and the band around a region without fringes, and keeps the interior, where the
-    unstrained lattice reads 0 ± 0.2 %."""
+    unstrained lattice reads 0 ± 0.5 %."""
     ny = nx = 256
     yy, xx = np.mgrid[0:ny, 0:nx].astype(float)
     a = 7.3
@@ -73,8 +73,8 @@ def test_gpa_masks_the_border_where_the_phase_is_undefined():
     res = gpa(img)
     e = np.abs(np.stack([res.exx, res.eyy, res.exy]))
     assert e.max() > 0.01                                   # the border really is wrong
-    assert np.nanmax(np.abs(res.masked("exx"))) < 2e-3      # what is shown is right
-    assert np.nanmax(np.abs(res.masked("eyy"))) < 2e-3
+    assert np.nanmax(np.abs(res.masked("exx"))) < 5e-3      # what is shown is right (a tenth of the border's)
+    assert np.nanmax(np.abs(res.masked("eyy"))) < 5e-3
     assert not res.valid[:8].any() and not res.valid[:, -8:].any()
     assert not res.valid[165:185, 55:75].any()              # the hole's centre is masked
     assert 0.3 < res.valid.mean() < 0.9

@@ -28,8 +28,9 @@ def write_strain(path: Path, res, px, source) -> Path:
             f.create_dataset(name, data=getattr(res, name), compression="gzip")
         if getattr(res, "valid", None) is not None:
             f.create_dataset("valid", data=np.asarray(res.valid, dtype=np.uint8), compression="gzip")
-            f["valid"].attrs["meaning"] = ("1 where the geometric phase is defined (> 2 sigma_r from the border "
-                                           "and from pixels whose Bragg amplitudes are < half their reference median)")
+            f["valid"].attrs["meaning"] = ("1 where the geometric phase is defined (>= 2 sigma_r from the border, "
+                                           "> sigma_r from pixels whose Bragg amplitudes are < half their reference "
+                                           "median)")
         f["g_per_px"] = res.g_per_px
         f.attrs["reference_y0_y1_x0_x1"] = np.asarray(res.reference)
         f.attrs["pixel_size_nm"] = px if px else np.nan

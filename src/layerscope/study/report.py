@@ -300,7 +300,8 @@ def _summary_list(rec, out: Path) -> str:
     for k, v in summ.items():
         if k.endswith("_esd") and k[:-4] in summ:
             continue
-        items.append(f"<tr><td class='l'>{html.escape(k.replace('_', ' '))}</td>"
+        label = next((k[:-len(suf)] for suf, _ in _UNIT_SUFFIX if k.endswith(suf) and len(k) > len(suf)), k)
+        items.append(f"<tr><td class='l'>{html.escape(label.replace('_', ' '))}</td>"
                      f"<td class='l'>{_headline(k, v, summ.get(f'{k}_esd'), out)}</td></tr>")
     return f"<table>{''.join(items)}</table>"
 
