@@ -326,6 +326,11 @@ def run_eels(opts, out: Path) -> dict:
     l3l2, val = ana.l3_over_l2, ana.valence
     summary = {"spectra": len(l3l2), "l3_over_l2_mean": float(np.nanmean(l3l2)),
                "valence_mean": float(np.nanmean(val))}
+    # esds of the means from the per-spectrum statistical esds (independent spectra): √Σσ²/n
+    for key, v, e in (("l3_over_l2_mean", l3l2, ana.l3_over_l2_stat_err), ("valence_mean", val, ana.valence_esd)):
+        ok = np.isfinite(np.asarray(v, float))
+        if e is not None and ok.any() and np.all(np.isfinite(np.asarray(e, float)[ok])):  # else undetermined
+            summary[f"{key}_esd"] = float(np.sqrt(np.sum(np.asarray(e, float)[ok] ** 2)) / ok.sum())
     validation = []
     truth = _truth(opts)
     if truth:
