@@ -1,4 +1,5 @@
-"""``layerscope fourd-calibrate``: detector pixel size and ellipse from a ring pattern; descan origins and scan rotation from a scan."""
+"""``layerscope fourd-calibrate``: detector pixel size and ellipse from a ring pattern; descan origins and scan
+rotation from a scan (parse → :mod:`layerscope.fourd.calibrate` → ``calibration.json`` + ``calibration.png``)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,6 @@ def _read_pattern_or_scan(path, scan_shape=None):
 
 
 def _calibrate(args) -> int:
-    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
-
     from layerscope._errors import InputError
     from layerscope.fourd import calibrate as cb
 
@@ -62,20 +61,7 @@ def _calibrate(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cal.to_json(out / "calibration.json")
-    fig = Figure(figsize=(5.5, 5.5))
-    ax = fig.subplots()
-    ax.imshow(np.log1p(np.clip(mean, 0, None)), cmap="gray")
-    if cal.ring_radii_px:
-        t = np.linspace(0, 2 * np.pi, 361)
-        minv = np.linalg.inv(cal.distortion())
-        for r, hkl in zip(cal.ring_radii_px, cal.ring_hkl):
-            d = minv @ np.stack([r * np.cos(t), r * np.sin(t)])
-            ax.plot(cal.center_px[1] + d[0], cal.center_px[0] + d[1], lw=0.6, color="orange")
-            ax.annotate("".join(str(v) for v in hkl), (cal.center_px[1] + d[0, 0], cal.center_px[0] + d[1, 0]),
-                        color="cyan", fontsize=7)
-    ax.set_title(f"{cal.pixel_inv_angstrom or float('nan'):.5g} 1/Å/px, ellipticity {cal.ellipticity:.4f} at "
-                 f"{cal.ellipse_angle_deg:.1f}°", fontsize=9)
-    save_figure(fig, out / "calibration.png", dpi=110, bbox_inches="tight")
+    save_figure(cb.calibration_figure(cal, mean), out / "calibration.png", dpi=110, bbox_inches="tight")
     parts = [f"centre (y, x) {cal.center_px[0]:.2f}, {cal.center_px[1]:.2f} px"]
     if cal.pixel_inv_angstrom:
         parts.append(f"pixel {cal.pixel_inv_angstrom:.6g} 1/Å" + (f" ({cal.pixel_mrad:.4g} mrad)" if cal.pixel_mrad

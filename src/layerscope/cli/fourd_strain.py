@@ -1,4 +1,5 @@
-"""``layerscope fourd-strain``: strain maps from Bragg disks relative to a reference region."""
+"""``layerscope fourd-strain``: strain maps from Bragg disks relative to a reference region (parse →
+:func:`layerscope.fourd.strain.strain_map` → :func:`~layerscope.fourd.strain.write_strain_maps`)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._io import save_figure
-
 
 def _strain(args) -> int:
-    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
-
     from layerscope._errors import InputError
-    from layerscope._io import atomic_path
     from layerscope.fourd import calibrate as cb, read_scan
-    from layerscope.fourd.strain import strain_map
+    from layerscope.fourd.strain import strain_map, write_strain_maps
 
     scan = read_scan(args.scan, scan_shape=tuple(args.scan_shape) if args.scan_shape else None)
     ny, nx = scan.data.shape[:2]
@@ -39,24 +35,7 @@ def _strain(args) -> int:
     except ValueError as exc:
         raise InputError(f"a scan with Bragg disks of a 2-D lattice ({exc})", path=args.scan) from None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    import h5py
-
-    with atomic_path(out / "strain.h5", ".h5") as tmp, h5py.File(tmp, "w") as f:
-        for k in ("exx", "eyy", "exy", "rotation_deg", "lattice", "n_indexed", "reference_lattice"):
-            f.create_dataset(k, data=getattr(sm, k))
-        f.attrs.update({"frame": sm.frame, "source": str(args.scan), "reference_y0_y1_x0_x1": list(args.reference),
-                        "convention": "F = G^-T G0^T; eps = (F + F^T)/2 - I; rotation = atan2(F10 - F01, F00 + F11)"})
-    fig = Figure(figsize=(14, 3.4))
-    axs = fig.subplots(1, 4)
-    lim = max(float(np.nanpercentile(np.abs(np.stack([sm.exx, sm.eyy, sm.exy])), 98)) * 100, 1e-3)
-    for ax, (name, v) in zip(axs, (("εxx (%)", sm.exx * 100), ("εyy (%)", sm.eyy * 100), ("εxy (%)", sm.exy * 100),
-                                   ("rotation (°)", sm.rotation_deg))):
-        vmax = lim if "%" in name else max(float(np.nanmax(np.abs(v))), 1e-3)
-        im = ax.imshow(v, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        ax.set_title(f"{name}, {sm.frame} frame", fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    save_figure(fig, out / "strain.png", dpi=110, bbox_inches="tight")
+    write_strain_maps(sm, out, source=str(args.scan), reference=args.reference)
     bad = int(np.isnan(sm.exx).sum())
     print(f"strain of {ny * nx} positions vs reference {args.reference}: εxx rms {np.nanstd(sm.exx) * 100:.3f} %, "
           f"εyy rms {np.nanstd(sm.eyy) * 100:.3f} %; {bad} positions with < {args.min_disks} indexed disks (NaN); "

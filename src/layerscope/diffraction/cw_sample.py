@@ -31,6 +31,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope.crystal.geometry import reciprocal_metric  # noqa: E402
+
 __all__ = ["equivalent_reflections", "march_dollase", "cylinder_absorption", "tof_cylinder_absorption",
            "surface_roughness"]
 
@@ -57,16 +59,9 @@ def equivalent_reflections(hkl, rotations) -> tuple[np.ndarray, np.ndarray]:
     return out, mask
 
 
-def _gstar(cell, xp=jnp):
-    a, b, c, al, be, ga = (cell[i] for i in range(6))
-    ca, cb, cg = xp.cos(al * _RPD), xp.cos(be * _RPD), xp.cos(ga * _RPD)
-    g = xp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    return xp.linalg.inv(g)
-
-
 def march_dollase(ratio, axis, equivalents, mask, cell, xp=jnp):
     """GSAS-II's March–Dollase factor of each reflection (see the module docstring)."""
-    gs = _gstar(cell, xp)
+    gs = reciprocal_metric(cell, xp)
     ax = xp.asarray(axis, dtype=float)
     h = xp.asarray(equivalents)
     hg = xp.einsum("nki,ij->nkj", h, gs)

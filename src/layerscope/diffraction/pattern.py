@@ -31,6 +31,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope.crystal import geometry  # noqa: E402
 from layerscope.crystal.phase import Phase  # noqa: E402
 from layerscope.diffraction import tof_profile as tp  # noqa: E402
 from layerscope.diffraction.background import chebyshev_background  # noqa: E402
@@ -105,12 +106,8 @@ class PatternResult:
 
 
 def _cell_inv_d2(cell, hkl):
-    a, b, c, al, be, ga = cell[0], cell[1], cell[2], cell[3], cell[4], cell[5]
-    ca, cb, cg = jnp.cos(jnp.deg2rad(al)), jnp.cos(jnp.deg2rad(be)), jnp.cos(jnp.deg2rad(ga))
-    g = jnp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    gstar = jnp.linalg.inv(g)
-    vol = jnp.sqrt(jnp.linalg.det(g))
-    return jnp.einsum("ni,ij,nj->n", hkl, gstar, hkl), vol
+    """(1/d² of ``hkl``, cell volume) of a traced cell (:mod:`layerscope.crystal.geometry`)."""
+    return geometry.inv_d2(cell, hkl, xp=jnp), geometry.volume(cell, xp=jnp)
 
 
 def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_background: int = 6,

@@ -41,6 +41,7 @@ def compute_and_write_pattern(phase_specs, out_csv, *, instprm=None, tof_range=N
     dict
         ``csv`` and ``png`` (paths), ``model``, ``result`` (the computed pattern) and ``instrument``.
     """
+    from layerscope.crystal.geometry import d_spacing
     from layerscope.crystal.load import load_phases
     from layerscope.diffraction.instrument import gppd_like, read_instprm
     from layerscope.diffraction.pattern import build_model, compute_pattern, initial_params
@@ -70,7 +71,7 @@ def compute_and_write_pattern(phase_specs, out_csv, *, instprm=None, tof_range=N
         np.savetxt(tmp, np.column_stack(cols), delimiter=",", header=header, comments="", fmt="%.8g")
     ticks = {}
     for s in model.phases:
-        dd = 1.0 / np.sqrt(np.einsum("ni,ij,nj->n", s.hkl, np.linalg.inv(s.phase.metric_tensor), s.hkl))
+        dd = d_spacing(s.phase.cell, s.hkl)
         ticks[s.phase.name] = np.asarray(tof_from_d(dd, inst.zero, inst.difc, inst.difa, inst.difb))
     png = plot_powder(out_csv.with_suffix(".png"), tof, res.total, ticks=ticks,
                       components={n: res.phases[n] for n in names}, title=title)

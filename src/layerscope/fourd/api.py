@@ -326,16 +326,14 @@ def plot_fourd(result) -> dict:
     dict of str to ndarray
         (ny, nx, 3) RGB images in [0, 1] (``vbf``: (ny, nx)).
     """
-    import matplotlib
-
+    from layerscope.fourd.figures import phase_colours
     from layerscope.fourd.maps import ipf_colours
 
     maps = result.maps
-    cmap = matplotlib.colormaps["tab10"]
-    colours = np.array([[0, 0, 0]] + [cmap(i)[:3] for i in range(9)])
-    code = np.where(maps.phase == result.not_indexed_code, -1, np.clip(maps.phase, 0, 9))
-    rgb = colours[np.clip(code, 0, 9)]
-    rgb[code < 0] = 0.5                       # "not indexed": grey
+    colours = phase_colours(result)           # "not indexed": grey
+    rgb = np.zeros((*np.shape(maps.phase), 3))
+    for code, c in colours.items():
+        rgb[maps.phase == code] = c
     out = {"phase_map": rgb, "orientation_map": ipf_colours(maps, result.symmetry)}
     if "vbf" in result.extra:
         out = {"vbf": result.extra["vbf"], **out}
@@ -344,7 +342,8 @@ def plot_fourd(result) -> dict:
 
 def write_fourd(result, out) -> dict[str, Path]:
     """Write what ``layerscope fourd`` writes into the folder ``out``: ``maps.h5``, ``calibration.json``
-    (scans) or ``phase_fractions.csv`` (peak lists), ``vbf.png``, ``phase_map.png``, ``orientation_map.png``.
+    (scans) or ``phase_fractions.csv`` (peak lists), ``vbf.png``, ``phase_map.png`` (with its legend),
+    ``orientation_map.png`` (with the inverse-pole-figure colour key of each phase).
 
     Parameters
     ----------
@@ -358,7 +357,7 @@ def write_fourd(result, out) -> dict[str, Path]:
     dict of str to Path
         The files written, by kind.
     """
-    from layerscope._io import save_image, write_csv
+    from layerscope._io import save_figure, save_image, write_csv
     from layerscope.fourd.maps import write_maps
 
     out = Path(out)
@@ -368,8 +367,15 @@ def write_fourd(result, out) -> dict[str, Path]:
         written["calibration"] = result.calibration.to_json(out / "calibration.json")
     if result.kind == "peaks":
         written["phase_fractions"] = write_csv(out / "phase_fractions.csv", result.phase_fractions())
+    from layerscope.fourd.figures import orientation_map_figure, phase_map_figure
+
     for name, img in plot_fourd(result).items():
-        save_image(out / f"{name}.png", img, **({"cmap": "gray"} if name == "vbf" else {}))
+        if name == "phase_map":        # with its legend
+            save_figure(phase_map_figure(result, img), out / f"{name}.png", dpi=110, bbox_inches="tight")
+        elif name == "orientation_map":  # with the colour key of each phase
+            save_figure(orientation_map_figure(result, img), out / f"{name}.png", dpi=110, bbox_inches="tight")
+        else:
+            save_image(out / f"{name}.png", img, cmap="gray")
         written[name] = out / f"{name}.png"
     return written
 
