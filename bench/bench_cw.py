@@ -235,10 +235,10 @@ def run_layerscope():
     bg[0] = np.median(y)
     params = cw.cw_initial_params(m, background=bg)
     pn = ph.name
-    free, start, rwp = [], None, []
+    free, start, rwp, ev = [], None, [], None
     for add in (["hist0.scale", "hist0.background"], [f"{pn}.cell"], [f"{pn}.xyz", f"{pn}.biso"]):
         free = free + add
-        res, hs, ev = refine_cw([m], [params], [y], [s], free, start=start, max_cycles=50)
+        res, hs, ev = refine_cw([m], [params], [y], [s], free, start=start, max_cycles=50, evaluator=ev)
         start = res.full
         rwp.append(hs[0].rwp)
     names = list(ev.names)

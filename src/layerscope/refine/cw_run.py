@@ -244,27 +244,29 @@ def _stephens_in(strategy, phase_names):
     return out
 
 
-def _linear_start(model, params, y, sigma):
-    """Histogram scale (first phase), phase fractions of the others and the Chebyshev background by
-    weighted linear least squares at the starting structure (every term enters y linearly)."""
-    from layerscope.diffraction import cw_pattern as cw
-
-    calc = cw.cw_pattern(model, params)
+def _linear_start(ev, full, i, y, sigma):
+    """Histogram i's scale (first phase), phase fractions of the others and Chebyshev background by
+    weighted linear least squares at the starting structure (every term enters y linearly), written
+    into the full vector ``full`` of the evaluator ``ev``; returns a note when it fails."""
+    model = ev.models[i]
+    calc = ev.components(full)[i]
     x = np.asarray(model.x)
     u = -1.0 + 2.0 * (x - x[0]) / (x[-1] - x[0])
     cheb = np.polynomial.chebyshev.chebvander(u, model.n_background - 1)
-    cols = [calc[p] for p in model.phase_names]
+    scale = full[ev.names.index(f"hist{i}.scale")]
+    cols = [calc[p] / (scale * full[ev.names.index(f"{p}@hist{i}.scale")]) for p in model.phase_names]
     a = np.column_stack(cols + [cheb]) / sigma[:, None]
     coef, *_ = np.linalg.lstsq(a, y / sigma, rcond=None)
     nph = len(cols)
-    s = coef[:nph]
-    if not np.all(np.isfinite(s)) or s[0] <= 0:
-        return params, "linear start gave no positive scale; kept scale 1 and a flat background"
-    params["hist"]["scale"] = float(s[0])
-    for p, sp in zip(model.phase_names[1:], s[1:]):
-        params["phases"][p]["scale"] = float(max(sp / s[0], 1e-4))
-    params["hist"]["background"] = np.asarray(coef[nph:], float)
-    return params, None
+    sc = coef[:nph]
+    if not np.all(np.isfinite(sc)) or sc[0] <= 0:
+        return "linear start gave no positive scale; kept scale 1 and a flat background"
+    full[ev.names.index(f"hist{i}.scale")] = float(sc[0])
+    for p, sp in zip(model.phase_names, sc):
+        full[ev.names.index(f"{p}@hist{i}.scale")] = 1.0 if p == model.phase_names[0] else float(max(sp / sc[0], 1e-4))
+    for j in range(model.n_background):
+        full[ev.names.index(f"hist{i}.bkg[{j}]")] = float(coef[nph + j])
+    return None
 
 
 def _read_strategy_doc(path):
@@ -396,9 +398,6 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
         sl = cw.computed_range(x, lim)
         y, s = np.asarray(data.y[sl], float), np.asarray(data.sigma[sl], float)
         p0 = cw.cw_initial_params(m, background=np.r_[np.median(y), np.zeros(int(nb) - 1)])
-        p0, msg = _linear_start(m, p0, y, s)
-        if msg:
-            notes.append(f"hist{i}: {msg}")
         nonpos = int(np.sum(y <= 0))
         if nonpos:
             notes.append(f"hist{i}: {nonpos} point(s) with y <= 0 in the fitted range keep the reader's σ "
@@ -418,6 +417,11 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
         say(f"hist{i}: {data_paths[i]} ({inst.radiation}, {m.geometry}, λ1 {inst.lam1} Å, instrument {inst_paths[i]} "
             f"read as {inst.reading!r}), {m.x[0]:.3f}-{m.x[-1]:.3f}° 2θ, {len(y)} points")
     ev = CWJointEvaluator(models, params)
+    start_full = ev.x0.copy()
+    for i in range(n):
+        msg = _linear_start(ev, start_full, i, ys[i], sigmas[i])
+        if msg:
+            notes.append(f"hist{i}: {msg}")
     yall, sall = np.concatenate(ys), np.concatenate(sigmas)
     conv = {"kind": "constant-wavelength", "prm_reading": prm_reading,
             "instrument_readings": [h["prm_reading"] for h in hists],
@@ -431,7 +435,7 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
         f"{scat_table}, Chebyshev background, GSAS-II CW profile")
     run = CWRun(hists, models, ys, sigmas, ev, conventions=conv, notes=notes)
     free: list[str] = []
-    full = ev.x0.copy()
+    full = start_full.copy()
     names_full = list(ev.names)
     for st in strat.stages:
         for k, v in st.start.items():
