@@ -216,6 +216,16 @@ class CWRun:
         out += [msg for _, _, msg in self.reverted]
         return tuple(out)
 
+    @property
+    def rwp(self) -> float:
+        """Rwp (%) of all histograms together at the final stage."""
+        return float(self.final.stats.rwp)
+
+    @property
+    def rwp_by_histogram(self) -> list[float]:
+        """Rwp (%) of each histogram at the final stage, in the order given."""
+        return [float(s.rwp) for s in self.final_hist_stats]
+
     def value(self, name: str) -> float:
         return float(self.final.full[list(self.evaluator.names).index(name)])
 
@@ -330,11 +340,18 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
         raise InputError(f"--nbkg: one positive number of background terms, or one per histogram ({n})")
     if texture is not None and (int(texture) < 2 or int(texture) % 2):
         raise InputError(f"--texture {texture}: the spherical-harmonics order must be an even integer >= 2")
-    loaded = load_phases(phase_specs)
+    from layerscope.refine.api import as_phases
+
+    loaded = as_phases(phase_specs) if not isinstance(phase_specs, (list, tuple)) or any(
+        not isinstance(x, (str, Path)) for x in phase_specs) else load_phases(phase_specs)
     phases = [p for p, _ in loaded]
     names = [p.name for p in phases]
     notes = []
-    if strategy:
+    if isinstance(strategy, Strategy):
+        strat, order, strategy = strategy, texture, None
+        for st in strat.stages:
+            check_cw_names(st.free, n, names, source="strategy", stage=st.name)
+    elif strategy:
         strat, order = _read_strategy_doc(strategy)
         for st in strat.stages:
             check_cw_names(st.free, n, names, source=str(strategy), stage=st.name)
