@@ -25,6 +25,10 @@ Bragg pattern (``calc_chi_sq_for_pd_by_dictionary``, background points 0, its ph
 generous to cryspy: the background and scale columns cost no cryspy call. cryspy's own refinement
 (scipy BFGS on χ² with numerical gradients) is not used and not timed here.
 
+layerscope's three stages share one evaluator (``refine_cw(..., evaluator=ev)``), so its two kernels
+(the pattern, and the profiles with their position/width partials for the chain-rule Jacobian) are
+compiled once per run; no persistent compilation cache is used here (the command line has one).
+
 Timing: ``--repeats`` interleaved rounds; the first layerscope run is cold (JAX compilation), the rest
 warm. cryspy's time includes parsing its .rcif. Printed: per stage Rwp of both codes, the refined
 cell of both, the medians, the 1-minute load average before and after, and the ratio cryspy /

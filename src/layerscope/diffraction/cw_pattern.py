@@ -240,7 +240,7 @@ def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, 
         if inst.lam2 is None:
             ln[len(ln) // 2:] = 0
         xq, wq = cp.fcj_nodes(pos, gam, max(shl, cp.SHL_MIN))
-        kmax = max(kmax, int(ln.max()))
+        kmax = max(kmax, int(ln.max()) if ln.size else 1)
         new.append(CWPhaseSetup(**{**s.__dict__, "start": ib.astype(int), "length": ln.astype(int), "xq": xq,
                                    "wq": wq}))
     return CWModel(x=x, instrument=inst, phases=tuple(new), n_background=n_background, geometry=geometry,

@@ -3,10 +3,10 @@
 Each pattern has its own instrument file; histogram i of the joint refinement
 (:mod:`layerscope.refine.cw`) is the i-th pattern given, so its parameters are ``hist{i}.…`` and
 ``PHASE@hist{i}.…``. :func:`route` decides from the instrument files whether a command is a TOF
-refinement (one bank; :func:`layerscope.refine._cli.refine_files`) or a CW one
-(:func:`refine_cw_files`), and stops with an :class:`InputError` naming both files when a pattern
-and its instrument file disagree, or when TOF and CW histograms (or several TOF banks) are mixed,
-which this command does not refine yet.
+refinement (one bank; :func:`layerscope.refine._cli.refine_files`), a CW one
+(:func:`refine_cw_files`) or a joint one with TOF banks among the histograms
+(:func:`layerscope.refine.joint_run.refine_joint_files`); a pattern and its instrument file that
+disagree stop with an :class:`InputError` naming both files.
 
 Default CW strategy (:func:`default_cw_strategy`), GSAS-II's usual order, stages cumulative, a stage
 that leaves χ²ν higher than it found it undone (``revert_worse``):
@@ -98,23 +98,18 @@ def instrument_kind(path) -> str:
 
 
 def route(data_paths, inst_paths) -> str:
-    """"tof" (one TOF bank) or "cw" (one or several CW histograms); InputError for what is not supported."""
+    """"tof" (one TOF bank), "cw" (one or several CW histograms) or "joint" (several TOF banks, or TOF
+    and CW histograms together: :mod:`layerscope.refine.joint_run`); InputError when the counts differ."""
     data_paths, inst_paths = list(data_paths), list(inst_paths)
     if len(data_paths) != len(inst_paths):
         raise InputError(f"one instrument file per pattern is needed: {len(data_paths)} pattern(s) "
                          f"({', '.join(map(str, data_paths))}) but {len(inst_paths)} instrument file(s) "
                          f"({', '.join(map(str, inst_paths))}), in the same order")
     kinds = [instrument_kind(i) for i in inst_paths]
-    if all(k == "tof" for k in kinds):
-        if len(kinds) == 1:
-            return "tof"
-        raise InputError(f"{len(kinds)} time-of-flight banks ({', '.join(map(str, data_paths))}) in one refinement "
-                         "are not supported yet (issue 16); refine each bank on its own")
+    if kinds == ["tof"]:
+        return "tof"
     if any(k == "tof" for k in kinds):
-        pairs = "; ".join(f"{d} with {i} ({'TOF' if k == 'tof' else 'CW'})"
-                          for d, i, k in zip(data_paths, inst_paths, kinds))
-        raise InputError(f"time-of-flight and constant-wavelength histograms in one refinement are not supported "
-                         f"yet: {pairs}")
+        return "joint"
     return "cw"
 
 

@@ -3,12 +3,11 @@ jointly against one set of structures, from the notebook.
 
 The histograms share each phase's cell, coordinates and B_iso; each keeps its own scale,
 background, instrument and sample terms (``hist{i}.…``, ``PHASE@hist{i}.…``, i = place in the list
-given). Constant-wavelength histograms (X-ray and/or neutron, any mix) are refined here, by
+given): constant-wavelength histograms alone (X-ray and/or neutron) by
 :func:`layerscope.refine.cw_run.refine_cw_files` (the engine of ``layerscope refine D1 D2 …
---instprm I1 I2 …``); a time-of-flight instrument among them is refused with an
-:class:`~layerscope.InputError` naming the pattern and instrument files, as the command line does
-(mixed TOF + CW or several TOF banks: :mod:`layerscope.refine.joint` holds the evaluator, not yet
-this entry).
+--instprm I1 I2 …``), several TOF banks or TOF and CW histograms together by
+:func:`layerscope.refine.joint_run.refine_joint_files`. A pattern whose instrument file is of the
+other kind stops with an :class:`~layerscope.InputError` naming both files.
 """
 
 from __future__ import annotations
@@ -23,17 +22,18 @@ __all__ = ["refine_joint"]
 def refine_joint(data, *, instruments, phases, strategy=None, limits=None, n_background=6, cycles=None,
                  texture=None, anomalous=None, scattering=None, prm_reading="gsas2", march_dollase=None,
                  progress=None, log=None):
-    """Joint Rietveld refinement of several constant-wavelength histograms.
+    """Joint Rietveld refinement of several histograms (CW X-ray/neutron, TOF banks) against one structure.
 
     Parameters
     ----------
     data : list of paths
-        The patterns (GSAS raw, ``.xye``/``.xy``/``.csv`` in 2θ, ``.xrdml``), histogram i = data[i].
+        The patterns (CW: GSAS raw, ``.xye``/``.xy``/``.csv`` in 2θ, ``.xrdml``; TOF: ``.gsa``/``.fxye``,
+        ``.xye``), histogram i = data[i].
     instruments : list of paths, one per pattern, in the same order (GSAS-II ``.instprm``, GSAS ``.prm``)
     phases : preset names / CIF paths / Phase objects / (Phase, scale) pairs
     strategy : None (GSAS-II's usual order: scales + background, cells, profile + sample, atoms
         [, texture]), a strategy TOML path, or a :class:`~layerscope.refine.strategy.Strategy`
-    limits : None, one (low, high) 2θ range for all, or one per histogram
+    limits : None, one (low, high) 2θ range for all, or one per histogram (µs for a TOF bank)
     n_background : Chebyshev terms, one number or one per histogram
     cycles : maximum cycles per stage (overrides the strategy)
     texture : spherical-harmonics order for the Bragg–Brentano histograms (adds a texture stage)
@@ -46,9 +46,12 @@ def refine_joint(data, *, instruments, phases, strategy=None, limits=None, n_bac
 
     Returns
     -------
-    :class:`~layerscope.refine.cw_run.CWRun`: ``stages`` (name, FitResult, per-histogram FitStats),
-    ``rwp``, ``rwp_by_histogram``, ``value(name)``/``esd(name)``, ``phases`` (refined), ``warnings``,
-    ``converged``, ``histograms`` (what was read and how), ``conventions``.
+    CW histograms only: :class:`~layerscope.refine.cw_run.CWRun`; with TOF banks:
+    :class:`~layerscope.refine.joint_run.JointRun`. Both give ``stages`` (name, FitResult,
+    per-histogram FitStats), ``rwp``, ``rwp_by_histogram``, ``value(name)``/``esd(name)``,
+    ``warnings``, ``converged``, ``histograms`` (what was read and how); a CWRun also the refined
+    ``phases`` and ``conventions``. ``texture``, ``anomalous``, ``march_dollase`` and ``scattering``
+    apply to CW-only refinements.
 
     Examples
     --------
@@ -64,13 +67,25 @@ def refine_joint(data, *, instruments, phases, strategy=None, limits=None, n_bac
     if isinstance(instruments, (str, os.PathLike)):
         instruments = [instruments]
     data, instruments = [os.fspath(d) for d in data], [os.fspath(i) for i in instruments]
-    if route(data, instruments) != "cw":
+    kind = route(data, instruments)
+    if kind == "tof":
         raise InputError(f"{data[0]} with {instruments[0]} is one time-of-flight bank: refine it with "
                          "layerscope.refine(data, instrument=..., phases=...)")
     if isinstance(phases, (str, os.PathLike)):
         phases = [phases]
     if limits is not None and len(limits) == 2 and all(isinstance(v, (int, float)) for v in limits):
         limits = [tuple(limits)]
+    if kind == "joint":
+        from layerscope.refine.joint_run import refine_joint_files
+
+        given = [k for k, v in (("texture", texture), ("anomalous", anomalous), ("march_dollase", march_dollase),
+                                ("scattering", scattering)) if v]
+        if given:
+            raise InputError(f"{', '.join(given)}: not available yet when time-of-flight banks are among the "
+                             f"histograms ({', '.join(data)})")
+        return refine_joint_files(data, instruments, list(phases), strategy=strategy, limits=limits,
+                                  n_background=n_background, cycles=cycles, prm_reading=prm_reading,
+                                  progress=progress, log=log or (lambda m: None))
     return refine_cw_files(data, instruments, list(phases), strategy=strategy, limits=limits,
                            n_background=n_background, cycles=cycles, texture=texture, anomalous=anomalous,
                            scattering=scattering, prm_reading=prm_reading, progress=progress,
