@@ -263,7 +263,8 @@ def _peak_geometry_np(model: CWModel, params: dict) -> list[dict]:
         cell = np.asarray(pp["cell"], dtype=float)
         a, b, c = cell[:3]
         ca, cb, cg = np.cos(np.deg2rad(cell[3:]))
-        g = np.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
+        g = np.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca],
+                      [a * c * cb, b * c * ca, c * c]])
         inv_d2 = np.einsum("ni,ij,nj->n", hkl, np.linalg.inv(g), hkl)
         if "hstrain" in pp:
             h, k, l = hkl.T

@@ -18,8 +18,14 @@ model built with ``march_dollase=``),
 Laue-class combinations GSAS-II allows), ``p@hist{i}.stephens`` (Stephens S_HKL of a model built
 with ``stephens=``), ``p@hist{i}.texture`` (the C(L,N) of a model built with
 ``sh_order``), ``p.cell`` (crystal-system columns), ``p.xyz`` (every
-site along its Wyckoff position's allowed shifts), ``p.biso``. The Jacobian is exact:
-forward-mode autodiff of the jitted CW patterns along the free columns. The engine sees the
+site along its Wyckoff position's allowed shifts), ``p.biso``. The Jacobian is exact, by the chain
+rule: every peak depends on the parameters only through its position, widths and intensity, so one
+compiled kernel (independent of which columns are free) gives each peak's window profile with its
+three partial derivatives (forward mode, three tangents) and the derivatives of every peak's terms
+in the full vector (``jax.jacfwd`` of the cheap per-reflection part); the columns are contracted on
+the host and the windows summed onto the grid by a sparse matrix of fixed structure (scipy), as is
+the pattern itself. The whole-pattern forward-mode Jacobian (``_fj``) is kept as the reference the
+tests compare against. The engine sees the
 concatenated histograms as one pattern (its ``model.tof_us`` is the concatenated grid, used only
 for a shape check); :func:`histogram_stats` splits the residuals again.
 """
