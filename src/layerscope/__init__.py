@@ -11,7 +11,8 @@ The notebook API (``import layerscope as ls``; each name is imported on first us
 * readers: ``ls.load_phases``, ``ls.read_powder``, ``ls.read_instrument``, ``ls.read_cycler``,
   ``ls.read_image``, ``ls.read_spectrum``, ``ls.read_fourd``;
 * analyses: ``ls.refine(data, *, instrument, phases, strategy=None, conventions=None)``,
-  ``ls.refine_joint(data_files, *, instruments, phases, ...)`` (several CW histograms, one structure),
+  ``ls.refine_joint(data_files, *, instruments, phases, ...)`` (several CW histograms and/or TOF banks, one
+  structure),
   ``ls.refine_series(series, *, cycler, ...)`` → ``SeriesResult``,
   ``ls.analyze_haadf(image, *, ...)`` → ``HaadfResult``, ``ls.index_fourd(scan, *, phases, ...)`` →
   ``FourDMaps``, ``ls.descriptors(phases)``, ``ls.cycle_summary(log)``, ``ls.analyze_eels(spectrum)``,
