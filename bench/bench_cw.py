@@ -25,10 +25,17 @@ Bragg pattern (``calc_chi_sq_for_pd_by_dictionary``, background points 0, its ph
 generous to cryspy: the background and scale columns cost no cryspy call. cryspy's own refinement
 (scipy BFGS on χ² with numerical gradients) is not used and not timed here.
 
+layerscope's three stages share one evaluator (``refine_cw(..., evaluator=ev)``), so its two kernels
+(the pattern, and the profiles with their position/width partials for the chain-rule Jacobian) are
+compiled once per run; no persistent compilation cache is used here (the command line has one).
+
 Timing: ``--repeats`` interleaved rounds; the first layerscope run is cold (JAX compilation), the rest
 warm. cryspy's time includes parsing its .rcif. Printed: per stage Rwp of both codes, the refined
 cell of both, the medians, the 1-minute load average before and after, and the ratio cryspy /
-layerscope (warm medians).
+layerscope (warm medians), in wall time and in process CPU time (all threads; steadier on a shared
+machine). Measured 2026-12-03 on 2 shared cores at load 9-14 (layerscope and cryspy run separately):
+layerscope 7.9 s CPU cold, 6.6-7.5 s warm (18-23 s wall); cryspy 132 s CPU (827 s wall), 871
+pattern calls: CPU ratio ~19x warm, ~17x cold (before the chain-rule Jacobian: 23-27 s CPU, ~5x).
 
 Run: PYTHONPATH=src /tmp/civenv/bin/python bench/bench_cw.py [--repeats 3]
 """
@@ -235,10 +242,10 @@ def run_layerscope():
     bg[0] = np.median(y)
     params = cw.cw_initial_params(m, background=bg)
     pn = ph.name
-    free, start, rwp = [], None, []
+    free, start, rwp, ev = [], None, [], None
     for add in (["hist0.scale", "hist0.background"], [f"{pn}.cell"], [f"{pn}.xyz", f"{pn}.biso"]):
         free = free + add
-        res, hs, ev = refine_cw([m], [params], [y], [s], free, start=start, max_cycles=50)
+        res, hs, ev = refine_cw([m], [params], [y], [s], free, start=start, max_cycles=50, evaluator=ev)
         start = res.full
         rwp.append(hs[0].rwp)
     names = list(ev.names)
@@ -255,15 +262,17 @@ def main(argv=None):
     import cryspy
 
     load0 = os.getloadavg()[0]
-    t_ls, t_cry = [], []
+    t_ls, t_cry, c_ls, c_cry = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             rwp_ls, cell_ls = run_layerscope()
             t_ls.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+            c_ls.append(time.process_time() - c0)
+            t0, c0 = time.perf_counter(), time.process_time()
             rwp_cry, cell_cry, calls = run_cryspy(x, y, s, Path(tmp))
             t_cry.append(time.perf_counter() - t0)
+            c_cry.append(time.process_time() - c0)
     load1 = os.getloadavg()[0]
     print(f"PbSO4 Cu Kα X-ray, {len(x)} points {LIMITS[0]}-{LIMITS[1]}°, 3 stages (bkg+scale, +cell, +xyz+Biso)")
     print(f"{'stage':>6} {'layerscope Rwp %':>17} {'cryspy Rwp %':>13}")
@@ -277,6 +286,10 @@ def main(argv=None):
     print(f"load average (1 min) before/after: {load0:.1f} / {load1:.1f} on {os.cpu_count()} CPUs")
     print(f"ratio vs cold layerscope: {statistics.median(t_cry) / t_ls[0]:.1f}x")
     print(f"ratio (cryspy / layerscope warm, medians): {statistics.median(t_cry) / statistics.median(t_ls[1:]):.1f}x")
+    # CPU time of the process (all threads): steadier than wall time on a loaded machine
+    print(f"CPU s layerscope: {', '.join(f'{v:.1f}' for v in c_ls)}; cryspy: {', '.join(f'{v:.1f}' for v in c_cry)}")
+    print(f"CPU ratio (cryspy / layerscope warm, medians): {statistics.median(c_cry) / statistics.median(c_ls[1:]):.1f}x"
+          f"; vs cold: {statistics.median(c_cry) / c_ls[0]:.1f}x")
     return 0
 
 

@@ -37,7 +37,7 @@ def test_import_is_light_and_lists_the_api():
     for name in ("load_phases", "read_powder", "read_instrument", "read_cycler", "read_image", "read_spectrum",
                  "read_fourd", "refine", "descriptors", "cycle_summary", "analyze_eels", "run_study", "simulate",
                  "refine_series", "write_series", "analyze_haadf", "write_haadf", "plot_haadf", "index_fourd",
-                 "write_fourd", "plot_fourd"):
+                 "write_fourd", "plot_fourd", "refine_joint"):
         assert name in ls.__all__ and name in dir(ls)
         assert getattr(ls, name) is not None
     assert "spectra" in dir(ls.simulate)

@@ -43,14 +43,11 @@ def test_tof_data_with_cw_instrument_names_both_files(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not TOF_DATA.is_file(), reason="powgen-nac data absent")
-def test_mixed_and_multi_tof_histograms_are_refused():
+def test_mixed_and_multi_tof_histograms_route_to_the_joint_refinement():
     from layerscope.refine.cw_run import route
 
-    with pytest.raises(InputError, match=r"time-of-flight and constant-wavelength.*PG3_22048.gsa with "
-                                         r".*POWGEN_2665.instprm \(TOF\)"):
-        route([PBSO4 / "PBSO4.XRA", TOF_DATA], [PBSO4 / "INST_XRY.PRM", TOF_INST])
-    with pytest.raises(InputError, match="2 time-of-flight banks .* not supported yet"):
-        route([TOF_DATA, TOF_DATA], [TOF_INST, TOF_INST])
+    assert route([PBSO4 / "PBSO4.XRA", TOF_DATA], [PBSO4 / "INST_XRY.PRM", TOF_INST]) == "joint"
+    assert route([TOF_DATA, TOF_DATA], [TOF_INST, TOF_INST]) == "joint"
     with pytest.raises(InputError, match=r"2 pattern\(s\) .* 1 instrument file"):
         route([PBSO4 / "PBSO4.XRA", PBSO4 / "PBSO4.CWN"], [PBSO4 / "INST_XRY.PRM"])
     assert route([TOF_DATA], [TOF_INST]) == "tof"

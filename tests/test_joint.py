@@ -112,3 +112,27 @@ def test_two_tof_banks_and_tof_plus_xray_recover_the_cell():
         v, e = mixed[0][c]
         assert abs(v - true[c]) < 3 * e, (c, v, e)
     assert mixed[0]["a"][1] < alone[0]["a"][1]
+
+
+@pytest.mark.extended
+def test_per_kind_kernels_equal_whole_vector_forward_mode():
+    """calc/calc_jac (CW histograms by the CW evaluator's chain rule, each TOF bank by its own kernel)
+    give the pattern and Jacobian columns of forward mode through the whole joint vector (``_fj``)
+    (~130 s on 2 loaded cores: extended)."""
+    import jax.numpy as jnp
+
+    from layerscope.crystal.presets import preset_phase
+    from layerscope.refine.joint import JointEvaluator, joint_free_set
+
+    o3 = preset_phase("lrm-100-cycles:O3")
+    ev = JointEvaluator([_cw_hist(o3), _tof_hist(o3)])
+    fs = joint_free_set(ev, ["hist0.scale", "hist0.background", "O3@hist0.mustrain", "hist0.shift", "hist1.hscale",
+                             "hist1.background", "hist1.O3.mustrain", "hist1.inst.difc", "O3.cell", "O3.xyz", "O3.biso"])
+    full = fs.full(np.random.default_rng(2).normal(scale=1e-4, size=fs.n))
+    y, j = ev.calc_jac(full, fs.jacobian_columns)
+    y_ref, j_ref = (np.asarray(v) for v in ev._fj(jnp.asarray(full), jnp.asarray(fs.jacobian_columns)))
+    np.testing.assert_allclose(ev.calc(full)[0], y_ref, rtol=1e-11, atol=1e-9 * np.abs(y_ref).max())
+    np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-9 * np.abs(y_ref).max())
+    col = np.abs(j_ref).max(axis=0)
+    assert np.all(col > 0)
+    np.testing.assert_array_less(np.abs(j - j_ref).max(axis=0), 1e-9 * col)

@@ -11,6 +11,8 @@ The notebook API (``import layerscope as ls``; each name is imported on first us
 * readers: ``ls.load_phases``, ``ls.read_powder``, ``ls.read_instrument``, ``ls.read_cycler``,
   ``ls.read_image``, ``ls.read_spectrum``, ``ls.read_fourd``;
 * analyses: ``ls.refine(data, *, instrument, phases, strategy=None, conventions=None)``,
+  ``ls.refine_joint(data_files, *, instruments, phases, ...)`` (several CW histograms and/or TOF banks, one
+  structure),
   ``ls.refine_series(series, *, cycler, ...)`` → ``SeriesResult``,
   ``ls.analyze_haadf(image, *, ...)`` → ``HaadfResult``, ``ls.index_fourd(scan, *, phases, ...)`` →
   ``FourDMaps``, ``ls.descriptors(phases)``, ``ls.cycle_summary(log)``, ``ls.analyze_eels(spectrum)``,
@@ -37,6 +39,7 @@ _API = {
     # layerscope.refine.api.refine, ``ls.descriptors(...)`` layerscope.descriptors.descriptors
     "refine": "layerscope.refine:",
     "descriptors": "layerscope.descriptors:",
+    "refine_joint": "layerscope.refine.joint_api:refine_joint",
     "refine_series": "layerscope.operando.api:refine_series",
     "write_series": "layerscope.operando.api:write_series",
     "analyze_haadf": "layerscope.stem.haadf:analyze_haadf",

@@ -43,8 +43,11 @@ def _refine(args) -> int:
         raise ValueError("refine needs DATA, --instprm FILE and at least one --phase (or --pcr FILE.pcr)")
     from layerscope.refine.cw_run import route
 
-    if route(args.data, args.instprm) == "cw":
+    kind = route(args.data, args.instprm)
+    if kind == "cw":
         return _refine_cw(args)
+    if kind == "joint":
+        return _refine_joint(args)
     if args.limits or args.texture or args.anomalous or args.march_dollase:
         raise ValueError("--limits, --texture, --march-dollase and --anomalous apply to constant-wavelength data only "
                          "(a TOF range is --tmin/--tmax)")
@@ -161,7 +164,8 @@ def register(sub) -> None:
     p = sub.add_parser("refine", help="Rietveld refinement of a TOF pattern, or of constant-wavelength "
                        "histograms (X-ray, neutron) refined jointly")
     p.add_argument("data", nargs="*", help="powder pattern(s): TOF (.gsa/.fxye, FullProf .dat, .xye), or CW in 2θ "
-                   "(GSAS STD/ESD/ALT raw, .xye/.xy/.csv, .xrdml); several CW patterns are refined jointly")
+                   "(GSAS STD/ESD/ALT raw, .xye/.xy/.csv, .xrdml); several patterns (CW histograms and/or TOF banks) are "
+                   "refined jointly against one structure")
     p.add_argument("--instprm", nargs="+", help="instrument file per pattern, same order: GSAS-II .instprm "
                    "(TOF PNT, CW PXC/PNC) or GSAS-I .prm (CW)")
     p.add_argument("--phase", action="append", help="phase: preset, CIF, NAME=SOURCE:SCALE (repeat)")
@@ -193,7 +197,8 @@ def register(sub) -> None:
     c = p.add_argument_group("constant-wavelength data")
     c.add_argument("--limits", nargs=2, type=float, action="append", metavar=("LOW", "HIGH"),
                    help="2θ range (degrees) of a histogram; once per histogram in order, or once for all "
-                   "(default: the whole pattern; --tmin/--tmax are read as 2θ here)")
+                   "(default: the whole pattern; --tmin/--tmax are read as 2θ here); with TOF banks among the "
+                   "histograms, a TOF bank's LOW HIGH is in µs and --limits is given once per histogram")
     c.add_argument("--texture", type=int, metavar="ORDER",
                    help="add a spherical-harmonics preferred-orientation stage of this even order on every "
                    "Bragg-Brentano (X-ray) histogram (default: none)")
@@ -205,3 +210,27 @@ def register(sub) -> None:
     c.add_argument("--prm-reading", choices=("gsas2", "as_written"), default="gsas2",
                    help="read GSAS-I .prm files as GSAS-II does (default) or as written")
     p.set_defaults(func=_refine)
+
+
+def _refine_joint(args) -> int:
+    """Several TOF banks, or TOF and CW histograms, refined jointly (``refine.joint_run``)."""
+    from layerscope.refine.joint_run import refine_joint_files, write_joint_outputs
+
+    if args.texture or args.anomalous or args.march_dollase:
+        raise ValueError("--texture, --anomalous and --march-dollase are not available yet for a refinement with "
+                         "time-of-flight banks among the histograms")
+
+    def progress(name, fr, hs):
+        print(f"stage {name!r}: Rwp {fr.stats.rwp:.3f} % (" + " / ".join(f"{s.rwp:.3f}" for s in hs)
+              + f")  chi2 {fr.stats.chi2:.3f}  cycles {fr.n_cycles}  {'converged' if fr.converged else 'NOT converged'}")
+
+    run = refine_joint_files(args.data, args.instprm, args.phase, strategy=args.strategy, limits=args.limits,
+                             n_background=args.nbkg, cycles=args.cycles, prm_reading=args.prm_reading,
+                             progress=progress)
+    files = write_joint_outputs(run, args.out)
+    for w in run.warnings:
+        print("warning:", w)
+    st = run.final.stats
+    per = "  ".join(f"hist{i} {r:.3f} %" for i, r in enumerate(run.rwp_by_histogram))
+    print(f"Rwp {st.rwp:.3f} % ({per})  Rexp {st.rexp:.3f} %  chi2 {st.chi2:.3f}  -> {files['summary']}")
+    return 0 if run.converged else 3

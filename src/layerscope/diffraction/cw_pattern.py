@@ -224,8 +224,7 @@ def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, 
                     gonio_radius=gonio_radius, window=1, convention=convention, scattering=scat)
     params = start_params or cw_initial_params(model, size_um=size_um, mustrain=mustrain, mx=mx)
     new, kmax = [], 1
-    terms = jax.jit(lambda p: _peak_terms(model, p))(params)
-    for s, tab in zip(model.phases, terms):
+    for s, tab in zip(model.phases, _peak_geometry_np(model, params)):
         pos = np.concatenate([np.asarray(tab["pos"]), np.asarray(tab["pos2"])])
         sig = np.concatenate([np.asarray(tab["sig"])] * 2)
         gam = np.concatenate([np.asarray(tab["gam"])] * 2)
@@ -235,11 +234,51 @@ def build_cw_model(phases: list[Phase], two_theta, instrument: CWInstrument, *, 
         if inst.lam2 is None:
             ln[len(ln) // 2:] = 0
         xq, wq = cp.fcj_nodes(pos, gam, max(shl, cp.SHL_MIN))
-        kmax = max(kmax, int(ln.max()))
+        kmax = max(kmax, int(ln.max()) if ln.size else 1)
         new.append(CWPhaseSetup(**{**s.__dict__, "start": ib.astype(int), "length": ln.astype(int), "xq": xq,
                                    "wq": wq}))
     return CWModel(x=x, instrument=inst, phases=tuple(new), n_background=n_background, geometry=geometry,
                    gonio_radius=gonio_radius, window=kmax, convention=convention, scattering=scat)
+
+
+def peak_positions(model: CWModel, params: dict) -> dict[str, np.ndarray]:
+    """Kα1 position (degrees 2θ) of every reflection, by phase, computed in numpy (no compilation)."""
+    return {s.phase.name: g["pos"] for s, g in zip(model.phases, _peak_geometry_np(model, params))}
+
+
+def _peak_geometry_np(model: CWModel, params: dict) -> list[dict]:
+    """pos, pos2, sig, gam of every reflection in numpy (the terms of :func:`_peak_terms` that place
+    and size the windows), so that building a model compiles nothing."""
+    inst, hp = model.instrument, params["hist"]
+    out = []
+    for s in model.phases:
+        pp = params["phases"][s.phase.name]
+        hkl = np.asarray(s.hkl, dtype=float)
+        cell = np.asarray(pp["cell"], dtype=float)
+        a, b, c = cell[:3]
+        ca, cb, cg = np.cos(np.deg2rad(cell[3:]))
+        g = np.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca],
+                      [a * c * cb, b * c * ca, c * c]])
+        inv_d2 = np.einsum("ni,ij,nj->n", hkl, np.linalg.inv(g), hkl)
+        if "hstrain" in pp:
+            h, k, l = hkl.T
+            dd = np.asarray(pp["hstrain"], dtype=float)
+            inv_d2 = inv_d2 + dd[0] * h * h + dd[1] * k * k + dd[2] * l * l + dd[3] * h * k + dd[4] * h * l \
+                + dd[5] * k * l
+        d = 1.0 / np.sqrt(inv_d2)
+        pos = cp.two_theta_position(d, inst.lam1, float(hp["zero"]), geometry=model.geometry,
+                                    shift=float(hp["shift"]), transparency=float(hp["transparency"]),
+                                    displace_x=float(hp["displace_x"]), displace_y=float(hp["displace_y"]),
+                                    gonio_radius=model.gonio_radius, xp=np)
+        mustrain = float(pp["mustrain"])
+        if s.stephens:
+            ssum = tx.stephens_monomials(s.hkl, s.laue) @ np.asarray(pp["stephens"], dtype=float)
+            mustrain = d**2 * np.sqrt(np.where(ssum > 0, ssum, 1.0)) * (ssum > 0)
+        sig, gam = cp.cw_sig_gam(pos, inst.lam1, *(float(hp[k]) for k in ("u", "v", "w", "x", "y", "z")),
+                                 float(pp["size_um"]), mustrain, float(pp["mx_size"]), float(pp["mx_strain"]), xp=np)
+        pos2 = cp.ka2_position(pos, inst.lam1, inst.lam2, xp=np) if inst.lam2 is not None else pos
+        out.append({"pos": pos, "pos2": pos2, "sig": sig, "gam": gam})
+    return out
 
 
 def cw_initial_params(model: CWModel, *, scale=1.0, scales=None, background=None, size_um=None, mustrain=None,
@@ -361,27 +400,44 @@ def cw_pattern(model: CWModel, params: dict) -> dict:
     return {k: np.asarray(v) for k, v in make_cw_pattern_function(model)(params).items()}
 
 
+def peak_windows(model: CWModel, s: CWPhaseSetup) -> tuple[np.ndarray, np.ndarray]:
+    """Grid indices (n_peaks, model.window), clipped to the grid, and the 0/1 mask of each peak's window."""
+    n = len(model.x)
+    idx = s.start[:, None] + np.arange(model.window)[None, :]
+    mask = (np.arange(model.window)[None, :] < s.length[:, None]) & (idx < n)
+    return np.clip(idx, 0, n - 1), mask
+
+
+def _peak_inputs(model: CWModel, params: dict) -> list[tuple]:
+    """Per phase: (pos, sig, gam, intensity) of every peak, the Kα1 peaks then the Kα2 ones."""
+    ratio = model.instrument.ratio if model.instrument.lam2 is not None else 0.0
+    out = []
+    for tab in _peak_terms(model, params):
+        area = tab["icorr"] * tab["fcsq"]
+        out.append((jnp.concatenate([tab["pos"], tab["pos2"]]), jnp.concatenate([tab["sig"], tab["sig"]]),
+                    jnp.concatenate([tab["gam"], tab["gam"]]), jnp.concatenate([area, ratio * area])))
+    return out
+
+
+def _window_profiles(model: CWModel, s: CWPhaseSetup, pos, sig, gam, shl, windows=None):
+    """Unit-area profile of every peak on its window, 0 outside it: (n_peaks, model.window)."""
+    idx_c, mask = peak_windows(model, s) if windows is None else windows
+    dx = jnp.asarray(model.x)[idx_c] - pos[:, None]
+    prof = cp.fcj_profile(dx, pos, sig, gam, jnp.asarray(shl) * jnp.ones_like(pos), jnp.asarray(s.xq),
+                          jnp.asarray(s.wq), convention=model.convention)
+    return jnp.where(mask, prof, 0.0)
+
+
 def _cw_pattern(model: CWModel, params: dict) -> dict:
     x = jnp.asarray(model.x)
-    inst, hp = model.instrument, params["hist"]
+    hp = params["hist"]
     n = x.shape[0]
     bg = chebyshev_cw(x, jnp.asarray(hp["background"]), model.x[0], model.x[-1])
     out = {"background": bg}
     total = bg
-    ratio = inst.ratio if inst.lam2 is not None else 0.0
-    for s, tab in zip(model.phases, _peak_terms(model, params)):
-        pos = jnp.concatenate([tab["pos"], tab["pos2"]])
-        sig = jnp.concatenate([tab["sig"], tab["sig"]])
-        gam = jnp.concatenate([tab["gam"], tab["gam"]])
-        area = tab["icorr"] * tab["fcsq"]
-        inten = jnp.concatenate([area, ratio * area])
-        idx = s.start[:, None] + np.arange(model.window)[None, :]
-        mask = (np.arange(model.window)[None, :] < s.length[:, None]) & (idx < n)
-        idx_c = np.clip(idx, 0, n - 1)
-        dx = x[idx_c] - pos[:, None]
-        prof = cp.fcj_profile(dx, pos, sig, gam, jnp.asarray(hp["shl"]) * jnp.ones_like(pos), jnp.asarray(s.xq),
-                              jnp.asarray(s.wq), convention=model.convention)
-        vals = jnp.where(mask, prof * inten[:, None], 0.0)
+    for s, (pos, sig, gam, inten) in zip(model.phases, _peak_inputs(model, params)):
+        idx_c, mask = peak_windows(model, s)
+        vals = _window_profiles(model, s, pos, sig, gam, hp["shl"], (idx_c, mask)) * inten[:, None]
         y = jax.ops.segment_sum(vals.ravel(), idx_c.ravel(), num_segments=n)
         out[s.phase.name] = y
         total = total + y

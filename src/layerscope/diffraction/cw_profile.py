@@ -130,7 +130,7 @@ def fcj_nodes(tth_deg, gam, shl) -> tuple[np.ndarray, np.ndarray]:
     k = np.where(gam > 0, np.floor(300.0 * span / np.where(gam > 0, gam, 1.0)), np.floor(span * 200.0))
     idx = np.minimum(np.searchsorted(_NTERMS, k, side="left"), len(_NTERMS) - 1)
     ngt = _NTERMS[idx]
-    half = int(ngt.max()) // 2
+    half = int(ngt.max()) // 2 if ngt.size else 1
     xs = np.zeros((tth.size, half))
     ws = np.zeros((tth.size, half))
     cache = {}

@@ -18,8 +18,14 @@ model built with ``march_dollase=``),
 Laue-class combinations GSAS-II allows), ``p@hist{i}.stephens`` (Stephens S_HKL of a model built
 with ``stephens=``), ``p@hist{i}.texture`` (the C(L,N) of a model built with
 ``sh_order``), ``p.cell`` (crystal-system columns), ``p.xyz`` (every
-site along its Wyckoff position's allowed shifts), ``p.biso``. The Jacobian is exact:
-forward-mode autodiff of the jitted CW patterns along the free columns. The engine sees the
+site along its Wyckoff position's allowed shifts), ``p.biso``. The Jacobian is exact, by the chain
+rule: every peak depends on the parameters only through its position, widths and intensity, so one
+compiled kernel (independent of which columns are free) gives each peak's window profile with its
+three partial derivatives (forward mode, three tangents) and the derivatives of every peak's terms
+in the full vector (``jax.jacfwd`` of the cheap per-reflection part); the columns are contracted on
+the host and the windows summed onto the grid by a sparse matrix of fixed structure (scipy), as is
+the pattern itself. The whole-pattern forward-mode Jacobian (``_fj``) is kept as the reference the
+tests compare against. The engine sees the
 concatenated histograms as one pattern (its ``model.tof_us`` is the concatenated grid, used only
 for a shape check); :func:`histogram_stats` splits the residuals again.
 """
@@ -77,6 +83,26 @@ class JittedEvaluator:
         return np.asarray(y), np.asarray(j)
 
 
+def _window_csr(windows, n_points, n_blocks=4):
+    """A function (n_blocks, peaks, window) values → the (n_points, n_blocks·peaks) CSR matrix that
+    sums each peak's window onto the grid (structure fixed by the windows, only the values change)."""
+    import scipy.sparse as sps
+
+    idx_c, mask = windows
+    npk = idx_c.shape[0]
+    m4 = np.broadcast_to(mask, (n_blocks,) + mask.shape)
+    rows = np.broadcast_to(idx_c, m4.shape)[m4]
+    cols = (np.arange(n_blocks)[:, None, None] * npk + np.arange(npk)[None, :, None] + np.zeros_like(idx_c))[m4]
+    order = np.lexsort((cols, rows))
+    sel = np.flatnonzero(m4.ravel())[order]
+    indices, indptr = cols[order].astype(np.int64), np.searchsorted(rows[order], np.arange(n_points + 1))
+
+    def make(values):
+        return sps.csr_matrix((np.asarray(values).ravel()[sel], indices, indptr), shape=(n_points, n_blocks * npk))
+
+    return make
+
+
 class CWJointEvaluator(JittedEvaluator):
     """``calc(full) -> (y_calc, None)``, ``calc_jac(full, A) -> (y_calc, J)`` over all histograms."""
 
@@ -98,8 +124,101 @@ class CWJointEvaluator(JittedEvaluator):
             return jnp.concatenate([cw._cw_pattern(m, p)["total"] for m, p in zip(models, ps)])
 
         self._f = jax.jit(f)
+        # reference Jacobian (forward mode along every free column through the whole pattern); calc_jac
+        # uses the chain rule below, which gives the same columns (tests/test_cw_jacobian.py)
         self._fj = jax.jit(lambda full, a: jax.vmap(lambda col: jax.jvp(f, (full,), (col,)), in_axes=1,
                                                     out_axes=(None, 1))(a))
+        self._windows = [[cw.peak_windows(m, s) for s in m.phases] for m in models]
+        self._csr = [[_window_csr(win, len(m.x)) for win in wins] for m, wins in zip(models, self._windows)]
+        self._bkg = []
+        for i, m in enumerate(models):
+            x = np.asarray(m.x)
+            u = -1.0 + 2.0 * (x - x[0]) / (x[-1] - x[0])
+            self._bkg.append((np.polynomial.chebyshev.chebvander(u, m.n_background - 1),
+                              np.array([self.names.index(f"hist{i}.bkg[{j}]") for j in range(m.n_background)])))
+
+        def inputs(full):
+            return [cw._peak_inputs(m, p) for m, p in zip(models, self.unpack(full))]
+
+        def heavy(full):
+            """Per histogram its background and per phase: every peak's intensity × (∂P/∂pos, ∂P/∂sig,
+            ∂P/∂gam) and its profile P on its window (4, peaks, window), its intensity, and the
+            derivatives of its (pos, sig, gam, intensity) in the full vector (4, peaks, n_full)."""
+            dq = jax.jacfwd(inputs)(full)
+            out = []
+            for m, p, qm, dqm, wins in zip(models, self.unpack(full), inputs(full), dq, self._windows):
+                hist = [cw.chebyshev_cw(jnp.asarray(m.x), p["hist"]["background"], m.x[0], m.x[-1])]
+                for s, (pos, sig, gam, inten), dqp, win in zip(m.phases, qm, dqm, wins):
+                    def prof(a, b, c, s=s, win=win, shl=p["hist"]["shl"], m=m):
+                        return cw._window_profiles(m, s, a, b, c, shl, win)
+
+                    one, zero = jnp.ones_like(pos), jnp.zeros_like(pos)
+                    tang = (jnp.stack([one, zero, zero]), jnp.stack([zero, one, zero]), jnp.stack([zero, zero, one]))
+                    pr, dpr = jax.vmap(lambda t0, t1, t2: jax.jvp(prof, (pos, sig, gam), (t0, t1, t2)),
+                                       out_axes=(None, 0))(*tang)
+                    hist.append((jnp.concatenate([inten[None, :, None] * dpr, pr[None]]), inten, jnp.stack(dqp)))
+                out.append(hist)
+            return out
+
+        def prim(full):
+            """Per histogram its background and per phase every peak's intensity × profile on its window."""
+            out = []
+            for m, p, qm, wins in zip(models, self.unpack(full), inputs(full), self._windows):
+                hist = [cw.chebyshev_cw(jnp.asarray(m.x), p["hist"]["background"], m.x[0], m.x[-1])]
+                for s, (pos, sig, gam, inten), win in zip(m.phases, qm, wins):
+                    hist.append(cw._window_profiles(m, s, pos, sig, gam, p["hist"]["shl"], win) * inten[:, None])
+                out.append(hist)
+            return out
+
+        self._heavy = jax.jit(heavy)
+        self._prim = jax.jit(prim)
+        self._sum = [[_window_csr(win, len(m.x), 1) for win in wins] for m, wins in zip(models, self._windows)]
+
+    def components(self, full) -> list[dict]:
+        """Per histogram: ``background``, one curve per phase and ``total`` (as ``cw_pattern``), from the
+        compiled kernel of :meth:`calc`."""
+        out = []
+        for mi, hist in enumerate(self._prim(jnp.asarray(full))):
+            d = {"background": np.array(hist[0])}
+            total = d["background"].copy()
+            for name, vals, csr in zip(self.models[mi].phase_names, hist[1:], self._sum[mi]):
+                d[name] = csr(vals) @ np.ones(vals.shape[0])
+                total = total + d[name]
+            d["total"] = total
+            out.append(d)
+        return out
+
+    def calc(self, full):
+        """The pattern: the windows of :meth:`_prim` summed onto the grid by a fixed sparse matrix."""
+        ys = []
+        for mi, hist in enumerate(self._prim(jnp.asarray(full))):
+            y = np.array(hist[0])
+            for vals, csr in zip(hist[1:], self._sum[mi]):
+                y = y + csr(vals) @ np.ones(vals.shape[0])
+            ys.append(y)
+        return np.concatenate(ys), None
+
+    def calc_jac(self, full, a):
+        """The pattern and its Jacobian columns ``a`` by the chain rule: each peak's window profile and
+        its three partial derivatives (one forward pass with three tangents, independent of ``a``),
+        contracted with the derivatives of the peaks' positions, widths and intensities along ``a``;
+        the windows are summed onto the grid by a sparse matrix of fixed structure. Same columns as
+        forward mode through the whole pattern (``_fj``) to rounding."""
+        a = np.asarray(a, float)
+        ys, js = [], []
+        for mi, (m, hist) in enumerate(zip(self.models, self._heavy(jnp.asarray(full)))):
+            basis, bidx = self._bkg[mi]
+            y = np.array(hist[0])
+            jac = basis @ a[bidx]
+            for (w, inten, dq), csr in zip(hist[1:], self._csr[mi]):
+                w, inten, dq = np.asarray(w), np.asarray(inten), np.asarray(dq)
+                mat = csr(w)                                   # (points, 4·peaks)
+                npk = inten.shape[0]
+                y = y + mat[:, 3 * npk:] @ inten
+                jac = jac + mat @ (dq @ a).reshape(4 * npk, -1)
+            ys.append(y)
+            js.append(jac)
+        return np.concatenate(ys), np.concatenate(js)
 
     def _layout(self):
         names, vals = [], []
@@ -285,16 +404,24 @@ def histogram_stats(ev: CWJointEvaluator, res: FitResult, ys, sigmas) -> list[Fi
     return out
 
 
-def refine_cw(models, params, ys, sigmas, free: list[str], *, start=None, **kw):
+def refine_cw(models, params, ys, sigmas, free: list[str], *, start=None, evaluator=None, **kw):
     """One LM stage over one or several CW histograms sharing their phases.
 
     ``models``/``params``/``ys``/``sigmas`` are lists (one entry per histogram; a single
     model may be given bare). ``start`` is a full vector from a previous stage (same
-    evaluator layout). Returns (FitResult, per-histogram FitStats, evaluator).
+    evaluator layout). ``evaluator``: the evaluator a previous stage returned for the same models
+    and params, reused so that its compiled kernels are not built again. Returns (FitResult,
+    per-histogram FitStats, evaluator).
     """
     if isinstance(models, cw.CWModel):
         models, params, ys, sigmas = [models], [params], [ys], [sigmas]
-    ev = CWJointEvaluator(list(models), list(params))
+    if evaluator is not None:
+        if len(evaluator.models) != len(models) or any(a is not b for a, b in zip(evaluator.models, models)) \
+                or any(a is not b for a, b in zip(evaluator.base, params)):
+            raise ValueError("evaluator= was built for other models or params")
+        ev = evaluator
+    else:
+        ev = CWJointEvaluator(list(models), list(params))
     fs = cw_free_set(ev, free, x0=start)
     res = least_squares(ev, fs, np.concatenate([np.asarray(y, float) for y in ys]),
                         np.concatenate([np.asarray(s, float) for s in sigmas]), **kw)

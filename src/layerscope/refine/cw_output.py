@@ -103,11 +103,12 @@ def cw_report_text(run) -> str:
 def _hist_curves(run):
     from layerscope.diffraction import cw_pattern as cw
 
-    ps = run.evaluator.unpack(run.final.full)
-    for m, p, y, s in zip(run.models, ps, run.ys, run.sigmas):
-        calc = cw.cw_pattern(m, p)
-        ticks = {k: np.asarray(v["pos"]) for k, v in cw.cw_reflection_table(m, p).items()}
-        yield m, y, s, calc, ticks
+    ev = run.evaluator
+    ps = ev.unpack(run.final.full)
+    comps = ev.components(run.final.full) if hasattr(ev, "components") else [cw.cw_pattern(m, p) for m, p in
+                                                                              zip(run.models, ps)]
+    for m, p, y, s, calc in zip(run.models, ps, run.ys, run.sigmas, comps):
+        yield m, y, s, calc, cw.peak_positions(m, p)
 
 
 def write_cw_outputs(run, out_dir, *, plot: bool = True) -> dict:

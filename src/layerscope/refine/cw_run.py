@@ -3,10 +3,10 @@
 Each pattern has its own instrument file; histogram i of the joint refinement
 (:mod:`layerscope.refine.cw`) is the i-th pattern given, so its parameters are ``hist{i}.…`` and
 ``PHASE@hist{i}.…``. :func:`route` decides from the instrument files whether a command is a TOF
-refinement (one bank; :func:`layerscope.refine._cli.refine_files`) or a CW one
-(:func:`refine_cw_files`), and stops with an :class:`InputError` naming both files when a pattern
-and its instrument file disagree, or when TOF and CW histograms (or several TOF banks) are mixed,
-which this command does not refine yet.
+refinement (one bank; :func:`layerscope.refine._cli.refine_files`), a CW one
+(:func:`refine_cw_files`) or a joint one with TOF banks among the histograms
+(:func:`layerscope.refine.joint_run.refine_joint_files`); a pattern and its instrument file that
+disagree stop with an :class:`InputError` naming both files.
 
 Default CW strategy (:func:`default_cw_strategy`), GSAS-II's usual order, stages cumulative, a stage
 that leaves χ²ν higher than it found it undone (``revert_worse``):
@@ -98,23 +98,18 @@ def instrument_kind(path) -> str:
 
 
 def route(data_paths, inst_paths) -> str:
-    """"tof" (one TOF bank) or "cw" (one or several CW histograms); InputError for what is not supported."""
+    """"tof" (one TOF bank), "cw" (one or several CW histograms) or "joint" (several TOF banks, or TOF
+    and CW histograms together: :mod:`layerscope.refine.joint_run`); InputError when the counts differ."""
     data_paths, inst_paths = list(data_paths), list(inst_paths)
     if len(data_paths) != len(inst_paths):
         raise InputError(f"one instrument file per pattern is needed: {len(data_paths)} pattern(s) "
                          f"({', '.join(map(str, data_paths))}) but {len(inst_paths)} instrument file(s) "
                          f"({', '.join(map(str, inst_paths))}), in the same order")
     kinds = [instrument_kind(i) for i in inst_paths]
-    if all(k == "tof" for k in kinds):
-        if len(kinds) == 1:
-            return "tof"
-        raise InputError(f"{len(kinds)} time-of-flight banks ({', '.join(map(str, data_paths))}) in one refinement "
-                         "are not supported yet (issue 16); refine each bank on its own")
+    if kinds == ["tof"]:
+        return "tof"
     if any(k == "tof" for k in kinds):
-        pairs = "; ".join(f"{d} with {i} ({'TOF' if k == 'tof' else 'CW'})"
-                          for d, i, k in zip(data_paths, inst_paths, kinds))
-        raise InputError(f"time-of-flight and constant-wavelength histograms in one refinement are not supported "
-                         f"yet: {pairs}")
+        return "joint"
     return "cw"
 
 
@@ -216,6 +211,16 @@ class CWRun:
         out += [msg for _, _, msg in self.reverted]
         return tuple(out)
 
+    @property
+    def rwp(self) -> float:
+        """Rwp (%) of all histograms together at the final stage."""
+        return float(self.final.stats.rwp)
+
+    @property
+    def rwp_by_histogram(self) -> list[float]:
+        """Rwp (%) of each histogram at the final stage, in the order given."""
+        return [float(s.rwp) for s in self.final_hist_stats]
+
     def value(self, name: str) -> float:
         return float(self.final.full[list(self.evaluator.names).index(name)])
 
@@ -244,27 +249,29 @@ def _stephens_in(strategy, phase_names):
     return out
 
 
-def _linear_start(model, params, y, sigma):
-    """Histogram scale (first phase), phase fractions of the others and the Chebyshev background by
-    weighted linear least squares at the starting structure (every term enters y linearly)."""
-    from layerscope.diffraction import cw_pattern as cw
-
-    calc = cw.cw_pattern(model, params)
+def _linear_start(ev, full, i, y, sigma):
+    """Histogram i's scale (first phase), phase fractions of the others and Chebyshev background by
+    weighted linear least squares at the starting structure (every term enters y linearly), written
+    into the full vector ``full`` of the evaluator ``ev``; returns a note when it fails."""
+    model = ev.models[i]
+    calc = ev.components(full)[i]
     x = np.asarray(model.x)
     u = -1.0 + 2.0 * (x - x[0]) / (x[-1] - x[0])
     cheb = np.polynomial.chebyshev.chebvander(u, model.n_background - 1)
-    cols = [calc[p] for p in model.phase_names]
+    scale = full[ev.names.index(f"hist{i}.scale")]
+    cols = [calc[p] / (scale * full[ev.names.index(f"{p}@hist{i}.scale")]) for p in model.phase_names]
     a = np.column_stack(cols + [cheb]) / sigma[:, None]
     coef, *_ = np.linalg.lstsq(a, y / sigma, rcond=None)
     nph = len(cols)
-    s = coef[:nph]
-    if not np.all(np.isfinite(s)) or s[0] <= 0:
-        return params, "linear start gave no positive scale; kept scale 1 and a flat background"
-    params["hist"]["scale"] = float(s[0])
-    for p, sp in zip(model.phase_names[1:], s[1:]):
-        params["phases"][p]["scale"] = float(max(sp / s[0], 1e-4))
-    params["hist"]["background"] = np.asarray(coef[nph:], float)
-    return params, None
+    sc = coef[:nph]
+    if not np.all(np.isfinite(sc)) or sc[0] <= 0:
+        return "linear start gave no positive scale; kept scale 1 and a flat background"
+    full[ev.names.index(f"hist{i}.scale")] = float(sc[0])
+    for p, sp in zip(model.phase_names, sc):
+        full[ev.names.index(f"{p}@hist{i}.scale")] = 1.0 if p == model.phase_names[0] else float(max(sp / sc[0], 1e-4))
+    for j in range(model.n_background):
+        full[ev.names.index(f"hist{i}.bkg[{j}]")] = float(coef[nph + j])
+    return None
 
 
 def _read_strategy_doc(path):
@@ -328,11 +335,18 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
         raise InputError(f"--nbkg: one positive number of background terms, or one per histogram ({n})")
     if texture is not None and (int(texture) < 2 or int(texture) % 2):
         raise InputError(f"--texture {texture}: the spherical-harmonics order must be an even integer >= 2")
-    loaded = load_phases(phase_specs)
+    from layerscope.refine.api import as_phases
+
+    loaded = as_phases(phase_specs) if not isinstance(phase_specs, (list, tuple)) or any(
+        not isinstance(x, (str, Path)) for x in phase_specs) else load_phases(phase_specs)
     phases = [p for p, _ in loaded]
     names = [p.name for p in phases]
     notes = []
-    if strategy:
+    if isinstance(strategy, Strategy):
+        strat, order, strategy = strategy, texture, None
+        for st in strat.stages:
+            check_cw_names(st.free, n, names, source="strategy", stage=st.name)
+    elif strategy:
         strat, order = _read_strategy_doc(strategy)
         for st in strat.stages:
             check_cw_names(st.free, n, names, source=str(strategy), stage=st.name)
@@ -396,9 +410,6 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
         sl = cw.computed_range(x, lim)
         y, s = np.asarray(data.y[sl], float), np.asarray(data.sigma[sl], float)
         p0 = cw.cw_initial_params(m, background=np.r_[np.median(y), np.zeros(int(nb) - 1)])
-        p0, msg = _linear_start(m, p0, y, s)
-        if msg:
-            notes.append(f"hist{i}: {msg}")
         nonpos = int(np.sum(y <= 0))
         if nonpos:
             notes.append(f"hist{i}: {nonpos} point(s) with y <= 0 in the fitted range keep the reader's σ "
@@ -418,6 +429,11 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
         say(f"hist{i}: {data_paths[i]} ({inst.radiation}, {m.geometry}, λ1 {inst.lam1} Å, instrument {inst_paths[i]} "
             f"read as {inst.reading!r}), {m.x[0]:.3f}-{m.x[-1]:.3f}° 2θ, {len(y)} points")
     ev = CWJointEvaluator(models, params)
+    start_full = ev.x0.copy()
+    for i in range(n):
+        msg = _linear_start(ev, start_full, i, ys[i], sigmas[i])
+        if msg:
+            notes.append(f"hist{i}: {msg}")
     yall, sall = np.concatenate(ys), np.concatenate(sigmas)
     conv = {"kind": "constant-wavelength", "prm_reading": prm_reading,
             "instrument_readings": [h["prm_reading"] for h in hists],
@@ -431,7 +447,7 @@ def refine_cw_files(data_paths, inst_paths, phase_specs, *, strategy=None, limit
         f"{scat_table}, Chebyshev background, GSAS-II CW profile")
     run = CWRun(hists, models, ys, sigmas, ev, conventions=conv, notes=notes)
     free: list[str] = []
-    full = ev.x0.copy()
+    full = start_full.copy()
     names_full = list(ev.names)
     for st in strat.stages:
         for k, v in st.start.items():

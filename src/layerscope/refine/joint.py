@@ -136,9 +136,54 @@ class JointEvaluator(JittedEvaluator):
                 out[i] = tofp._pattern(m, lay.unflatten(full[g]))[0]
             return jnp.concatenate([out[i] for i in order])
 
+        # reference kernels over the whole joint vector (tests); calc/calc_jac use the per-kind kernels below
         self._f = jax.jit(f)
         self._fj = jax.jit(lambda full, a: jax.vmap(lambda col: jax.jvp(f, (full,), (col,)), in_axes=1,
                                                     out_axes=(None, 1))(a))
+        self._cw_pos = cw_pos
+        self._tof_f, self._tof_fj = [], []
+        for _, m, lay, _ in self._tof:
+            def ft(v, m=m, lay=lay):
+                return tofp._pattern(m, lay.unflatten(v))[0]
+
+            self._tof_f.append(jax.jit(ft))
+            self._tof_fj.append(jax.jit(lambda v, a, ft=ft: jax.vmap(lambda col: jax.jvp(ft, (v,), (col,)), in_axes=1,
+                                                                      out_axes=(None, 1))(a)))
+
+    def _assemble(self, full, a=None):
+        """Each histogram from its own kernel: the CW ones by the CW evaluator (chain-rule Jacobian)
+        on the gathered CW vector, each TOF bank by forward mode on its own gathered vector; the
+        gather is a selection, so a column of the joint vector is the same selection of ``a``."""
+        full = np.asarray(full, float)
+        ys, js = {}, {}
+        if self.cw_ev is not None:
+            g = self._cw_gather
+            if a is None:
+                y = self.cw_ev.calc(full[g])[0]
+            else:
+                y, j = self.cw_ev.calc_jac(full[g], np.asarray(a)[g])
+            k = 0
+            for i, n in zip(self._cw_pos, self.cw_ev.sizes):
+                ys[i] = y[k:k + n]
+                if a is not None:
+                    js[i] = j[k:k + n]
+                k += n
+        for (i, _, _, g), ft, fjt in zip(self._tof, self._tof_f, self._tof_fj):
+            v = jnp.asarray(full[g])
+            if a is None:
+                ys[i] = np.asarray(ft(v))
+            else:
+                y, j = fjt(v, jnp.asarray(np.asarray(a)[g]))
+                ys[i], js[i] = np.asarray(y), np.asarray(j)
+        order = range(len(self.models))
+        y = np.concatenate([ys[i] for i in order])
+        return (y, None) if a is None else (y, np.concatenate([js[i] for i in order]))
+
+    def calc(self, full):
+        return self._assemble(full)
+
+    def calc_jac(self, full, a):
+        return self._assemble(full, a)
 
     def index(self, name: str) -> int:
         return self._index[name]
