@@ -24,9 +24,17 @@ header, 6-value alpha/beta line, one-line absorption, ``Nba = -4`` cosine backgr
 * further jobs with their data under ``$LAYERSCOPE_FULLPROF_EXAMPLES`` or ``shared/data/fullprof-tof``
   are refined and their cells compared with the .sum within 3 esd (skipped when absent).
 
-Other FullProf TOF jobs found (searched 2026-12): cryspy's ``tests/functional/tof/fp/cecual.pcr`` (GPL,
-no .sum beside it); edi's BEER duplex (two banks, Npr 7: refused) and Fe job (no data file; its
-``fe_1.prf`` suggests the multi-pattern layout; not tried).
+* no FullProf TOF job was found with public data AND refined cells with esds, so the DREAM diamond job
+  with its cell code turned on (a stated modification; FullProf's own result for it is unknown) is
+  refined from 0.2 % off: layerscope returns to the .sum's a = 3.567 Å within 3 esd.
+
+Other FullProf TOF jobs found (searched 2026-12): cryspy's ``tests/functional/tof/fp/cecual.pcr`` with
+``cecual.prf`` (CeCuAl3, Nba −4, cell refined; cryspy is MIT-licensed, but no .sum/.out and so no esds,
+no data file — only the .prf's Yobs without σ — and it refines Extinc and ABSCOR1, which the engine
+lacks); edi's NCAF/WISH job (``55025-5_6raw.gss`` public, but every parameter fixed, multi-pattern
+layout; global Npr 13, the phase's Npr 9); edi's BEER duplex (data, .sum, but two banks with cells
+fixed, Npr 7: refused); edi's Fe job (no data file; its ``fe_1.prf`` suggests the multi-pattern layout;
+not tried).
 """
 
 from __future__ import annotations
@@ -525,6 +533,22 @@ def test_ikeda_carpenter_profile_reproduces_fullprof_si_111():
     assert np.max(np.abs(ycal - bkg - np.column_stack([shifted, np.ones_like(t)]) @ coef2)) > 20 * np.max(np.abs(resid))
 
 
+def test_ikeda_carpenter_jax_equals_numpy():
+    """The JAX Npr = 13 profile (for the engine) equals the NumPy one checked against FullProf's Si 111
+    peak above, on the SEPD Si 111 parameters from −400 to 3000 µs: measured 2.2e-10 of the peak.
+    (Its forward-mode Jacobian in α, β, R, σ², γ matched central differences to 1e-6 by hand; not in CI:
+    compiling it takes a minute.)"""
+    from layerscope.diffraction.tof_ikeda_carpenter import ic_parameters, ikeda_carpenter_pv, ikeda_carpenter_pv_jax
+
+    d = 5.426329 / np.sqrt(3.0)
+    alpha, beta, r, _ = ic_parameters(d, 144.845, 0.0, 0.879, 21.668488, 75.321373)
+    dt = np.linspace(-400.0, 3000.0, 4001)
+    for s2, gam in ((33.0362 * d * d + 8.4088, 2.6035 * d), (400.0, 0.0), (20.0, 30.0)):
+        ref = ikeda_carpenter_pv(dt, alpha, beta, r, s2, gam)
+        ours = np.asarray(ikeda_carpenter_pv_jax(dt, alpha, beta, r, s2, gam))
+        assert np.max(np.abs(ours - ref)) < 1e-8 * ref.max(), (s2, gam, np.max(np.abs(ours - ref)) / ref.max())
+
+
 @pytest.mark.slow
 def test_diamond_job_at_fullprof_values_reproduces_its_sum():
     """diffraction-lib's DREAM diamond job as FullProf 8.40 ran it (every parameter fixed, Npr 9,
@@ -568,6 +592,51 @@ def test_diamond_scale_fit_as_fullprof_ran_it():
     assert res.final.stats.n_points == 1948
     (cells,) = read_sum_cells(folder / "diamond.sum").values()
     assert tuple(res.phases[0].cell) == tuple(c for c, _ in cells)
+
+
+def _diamond_cell_fit_pcr(tmp_path, start: float) -> Path:
+    """edi's scale-fit.pcr MODIFIED here: the cubic cell refined as well (code 21 on a, b, c, FullProf's
+    way of constraining a = b = c), started at ``start``, 2 refined parameters. FullProf never ran this
+    job: its own result for it is unknown."""
+    text = (DATA / "diamond-dream" / "scale-fit.pcr").read_text()
+    old = ("   3.567000   3.567000   3.567000  90.000000  90.000000  90.000000   \n"
+           "       0.00       0.00       0.00       0.00       0.00       0.00")
+    new = (f"   {start:.6f}   {start:.6f}   {start:.6f}  90.000000  90.000000  90.000000   \n"
+           "      21.00      21.00      21.00       0.00       0.00       0.00")
+    n_old, n_new = "       1    !Number of refined parameters", "       2    !Number of refined parameters"
+    assert text.count(old) == 1 and text.count(n_old) == 1
+    path = tmp_path / "cell-fit.pcr"
+    path.write_text(text.replace(old, new).replace(n_old, n_new))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("factor", [1.002, pytest.param(0.998, marks=pytest.mark.extended)])
+def test_diamond_cell_refined_from_0p2_percent_off_returns_to_the_sum_cell(tmp_path, factor):
+    """Substitute for a FullProf TOF job with public data AND a refined cell, which none was found to be
+    (searched 2026-12: FullProf's Examples cecoal/arg_si/PEARL have no public data; cryspy's CeCuAl3
+    ``cecual.pcr``/``.prf`` (MIT) has no .sum, no σ and refines Extinc and ABSCOR1; edi's NCAF/WISH and
+    BEER duplex jobs have data but fixed cells). The DREAM diamond job (data public) with its cell
+    code turned on (a modification of the job, see ``_diamond_cell_fit_pcr``), started 0.2 % off the
+    .sum's a = 3.567 Å: layerscope's refined a returns to the .sum's value within 3 of its esd (esd
+    scaled by √χ², as FullProf's), with FullProf's χ² of the scale-only fit (18.23) and the same
+    minimum from either side. FullProf's own refined a for this modified job is unknown.
+    Measured: a = 3.5670040 ± 0.0000897 Å from 3.574134 and from 3.559866 (0.04 esd from 3.567),
+    χ² 18.218, Rwp 16.95 % (FullProf, cell fixed: 17.0 %)."""
+    (cells,) = read_sum_cells(DATA / "diamond-dream" / "diamond.sum").values()
+    a_sum = cells[0][0]
+    assert a_sum == 3.567 and cells[0][1] == 0.0  # the job fixes its cell: the .sum has no esd for it
+    job = read_pcr(_diamond_cell_fit_pcr(tmp_path, a_sum * factor), data=DATA / "diamond-dream" / "diamond.dat")
+    assert job.free_names == ("Diamond.scale", "Diamond.cell")
+    assert abs(job.phases[0].cell[0] / a_sum - factor) < 1e-6
+    res = refine_pcr_job(job)
+    a, esd = res.phases[0].cell[0], res.esd("Diamond.a")
+    print(f"start {a_sum * factor:.6f}: a = {a:.7f} ± {esd:.7f} (.sum {a_sum}), chi2 {res.final.stats.chi2:.3f}, "
+          f"Rwp {res.final.stats.rwp:.2f}")
+    assert res.phases[0].cell[:3] == (a, a, a)
+    assert 0 < esd < 5e-4  # a determined: 0.2 % of a is 80 esd
+    assert abs(a - a_sum) <= 3 * esd
+    assert abs(res.final.stats.chi2 / 18.23 - 1) < 0.005  # one more parameter than FullProf's scale fit
 
 
 @pytest.mark.slow

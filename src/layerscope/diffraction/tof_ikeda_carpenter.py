@@ -26,7 +26,10 @@ parameters to 3.3e-5 of the peak height (0.6 counts in 19 560). Hand-written: no
 convolution outside Mantid (GPL, C++).
 
 Not yet in the refinement engine (:mod:`layerscope.diffraction.pattern`): a ``.pcr`` with Npr = 13 is
-still refused by :func:`layerscope.refine.pcr.read_pcr`.
+still refused by :func:`layerscope.refine.pcr.read_pcr`. :func:`ikeda_carpenter_pv_jax` is the same
+function in JAX (jittable, differentiable: the Gaussian part through ``tof_profile``'s overflow-free
+e^u·erfc(y), the Lorentzian part through :func:`layerscope.diffraction.expint.exp_e1`), the piece the
+engine will evaluate; it equals the NumPy function to 1e-10 of the peak (``tests/test_pcr_fullprof.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from scipy.special import erfc, erfcx, exp1
 
 from layerscope.diffraction.tof_profile import EIGHT_LN2, tch_fwhm_eta
 
-__all__ = ["ic_parameters", "ikeda_carpenter_pv", "K_EXPANSION"]
+__all__ = ["ic_parameters", "ikeda_carpenter_pv", "ikeda_carpenter_pv_jax", "K_EXPANSION"]
 
 #: FullProf's step of the second-difference expansion of (αt)²e^{−αt}
 K_EXPANSION = 0.05
@@ -85,4 +88,32 @@ def ikeda_carpenter_pv(dt, alpha, beta, r, sig2, gam, k: float = K_EXPANSION):
                (2.0 * r * alpha**2 * beta * k * k / (x * y * z), beta))
     g = sum(n * _decay_gauss(a, dt, s2) for n, a in weights)
     lor = -(2.0 / np.pi) * sum(n * _decay_lorentz(a, dt, fwhm) for n, a in weights)
+    return norm * ((1.0 - eta) * g + eta * lor)
+
+
+def ikeda_carpenter_pv_jax(dt, alpha, beta, r, sig2, gam, k: float = K_EXPANSION):
+    """:func:`ikeda_carpenter_pv` in JAX (float64; jittable and differentiable in every argument)."""
+    import jax.numpy as jnp
+
+    from layerscope.diffraction import tof_profile as tp
+    from layerscope.diffraction.expint import exp_e1
+
+    dt = jnp.asarray(dt, dtype=float)
+    fwhm, eta = tp.tch_fwhm_eta(jnp.asarray(sig2, dtype=float), jnp.maximum(jnp.asarray(gam, dtype=float), 1e-12))
+    s2 = fwhm**2 / EIGHT_LN2
+    gauss = jnp.exp(-dt * dt / (2.0 * s2))
+
+    def decay_gauss(a):  # e^u erfc(y), u − y² = −Δt²/(2s²)
+        return tp._exp_erfc(0.5 * a * (a * s2 - 2.0 * dt), (a * s2 - dt) / jnp.sqrt(2.0 * s2), gauss)
+
+    def decay_lorentz(a):
+        return jnp.imag(exp_e1(-a * dt + 0.5j * a * fwhm))
+
+    am, ap = alpha * (1.0 - k), alpha * (1.0 + k)
+    x, y, z = am - beta, alpha - beta, ap - beta
+    norm = 0.25 * alpha * (1.0 - k * k) / (k * k)
+    weights = ((1.0 - r * am / x, am), (1.0 - r * ap / z, ap), (-2.0 * (1.0 - r * alpha / y), alpha),
+               (2.0 * r * alpha**2 * beta * k * k / (x * y * z), beta))
+    g = sum(n * decay_gauss(a) for n, a in weights)
+    lor = -(2.0 / jnp.pi) * sum(n * decay_lorentz(a) for n, a in weights)
     return norm * ((1.0 - eta) * g + eta * lor)
