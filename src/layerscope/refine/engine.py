@@ -364,6 +364,8 @@ class FitResult:
     #: which rule ended the run: "shift/esd", "chi2 change" (GSAS-II's), "no lower chi2",
     #: "max cycles", "diverged", "stuck" (gsas2 schedule), "nothing free"
     stop_rule: str = ""
+    #: largest |shift|/esd of the last cycle (GSAS-II's sequential table's shift/esd column)
+    max_shift_esd: float = float("nan")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -689,7 +691,7 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
     stats = fit_stats(y, yc, sigma, k)
     ok = converged and not singular and not diverged
     return FitResult(free, q, full, cov, esd, corr, stats, yc, ok, cycles, singular, diverged, bound_names,
-                     tuple(warnings), tuple(history), rule)
+                     tuple(warnings), tuple(history), rule, float(shift_esd))
 
 
 def linear_scan(ev: Evaluator, x, direction, steps, y, sigma):
