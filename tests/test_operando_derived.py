@@ -69,3 +69,41 @@ free = ["background"]
     with pytest.raises(ValueError, match="needs name"):
         _parse_protocol(base + '[[series.derived]]\nexpr = "1"\n', "p.toml")
     assert parse_derived("v", "p(\"O3p.a\") * 2", {"A"}, {"O3p.a"})[2] == {"O3p.a"}
+
+
+def _trend_rows(seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(12):
+        t = 0.5 * k
+        e = 2e-4 * (1 + 0.5 * (k % 3))
+        rows.append({"pattern": f"P{k}", "time_h": t, "O3p_c": 14.25 + 0.012 * t - 0.001 * t * t + rng.normal(0, e),
+                     "O3p_c_esd": e, "converged": True, "determined_O3p": True})
+    rows[3].update({"O3p_c": 99.0, "determined_O3p": False})     # an undetermined outlier
+    rows[5].update({"O3p_c_esd": float("nan")})                   # held: not refined
+    rows[8].update({"O3p_c": -5.0, "converged": False})           # flagged
+    return rows
+
+
+def test_trend_fit_leaves_out_unmeasured_rows_and_matches_numpy():
+    from layerscope.operando.trends import fit_trend
+
+    rows = _trend_rows()
+    fit = fit_trend(rows, "O3p_c", "time_h", degree=2)
+    assert [p for p, _ in fit.excluded] == ["P3", "P5", "P8"] and fit.n_used == 9
+    # the truth within 3 esd; the same numbers as numpy's own weighted polyfit (unscaled covariance)
+    for c, e, true in zip(fit.coefficients, fit.esd, (14.25, 0.012, -0.001)):
+        assert abs(c - true) < 3 * e, (c, e, true)
+    keep = [r for r in rows if r["pattern"] not in ("P3", "P5", "P8")]
+    x = np.array([r["time_h"] for r in keep])
+    y = np.array([r["O3p_c"] for r in keep])
+    w = 1 / np.array([r["O3p_c_esd"] for r in keep])
+    ref, cov = np.polyfit(x, y, 2, w=w, cov="unscaled")
+    assert np.allclose(fit.coefficients, ref[::-1], rtol=0, atol=1e-10)
+    assert np.allclose(fit.covariance, cov[::-1, ::-1], rtol=1e-8)
+    assert 0.1 < fit.chi2_reduced < 4   # chi2 with 6 degrees of freedom (seeds 0-19: 0.23-3.4)
+    assert fit(2.0) == pytest.approx(np.polyval(ref, 2.0))
+    with pytest.raises(ValueError, match="usable row"):
+        fit_trend(rows[:2], "O3p_c", degree=2)
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        fit_trend(rows, "nope")

@@ -83,6 +83,15 @@ class SeriesResult:
         cols = _columns(self.rows)
         return pd.DataFrame([{k: r.get(k) for k in cols} for r in self.rows], columns=cols).set_index("pattern")
 
+    def fit(self, column: str, against: str = "time_h", degree: int = 1, *, scale_by_gof: bool = False):
+        """Weighted polynomial trend of ``column`` against ``against`` (``time_h``,
+        ``capacity_mAh`` …) over the rows that measured it (:func:`layerscope.operando.trends.fit_trend`:
+        held, flagged and undetermined values left out). Returns a
+        :class:`~layerscope.operando.trends.TrendFit`."""
+        from layerscope.operando.trends import fit_trend
+
+        return fit_trend(self.rows, column, against, degree, scale_by_gof=scale_by_gof)
+
     def __repr__(self) -> str:
         rows = self.rows
         rwp = np.array([r["rwp"] for r in rows], float)
