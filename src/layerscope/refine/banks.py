@@ -7,7 +7,7 @@ keeps its own instrument constants, background, absorption and histogram scale (
 per-histogram ``Scale``; the banks' incident spectra and solid angles differ).
 
 Full vector: the layout of bank 0 (:func:`~layerscope.refine.parameters.make_layout`, its names
-unchanged: ``O3p.a``, ``O3p.scale``, ``hscale``, ``bkg.0``, ``inst.difC`` …), then for every
+unchanged: ``NAC.a``, ``NAC.scale``, ``hscale``, ``bkg.0``, ``inst.difc`` …), then for every
 further bank b its own entries ``bank{b}.inst.*``, ``bank{b}.bkg.*``, ``bank{b}.absorption``,
 ``bank{b}.hscale``. The layout object is a :class:`~layerscope.refine.parameters.Layout` with
 those names, so :func:`~layerscope.refine.parameters.free_set` and the strategies work on it;
