@@ -1,13 +1,14 @@
 """Architecture contract: the layers of DESIGN.md / issue 14, highest first,
 
-    cli (cli, __main__, api, demo, descriptors_cli) → study → simulate →
+    cli (cli, __main__, api, demo) → study → simulate →
     operando : stem : fourd : echem : spectra → refine → diffraction : descriptors → crystal
     → utilities (_errors, _io, _h5guard, _jaxcache, plotting, data)
 
 A module may import its own layer and the layers below it, never one above; and the packages
 import no one another in a cycle. The import graph is grimp's (the engine of import-linter; every
-``import`` counts, at module level or inside a function). Each package's ``_cli`` module counts
-in its package, as the issue asks: the command line is to move to ``layerscope/cli/``.
+``import`` counts, at module level or inside a function). The command line is the package
+``layerscope/cli/`` (one module per command); ``operando/_cli.py`` (still in its package until the
+operando move) counts in ``operando``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ grimp = pytest.importorskip("grimp", reason="grimp (import-linter's graph) is a 
 
 #: highest first; siblings in one layer may import each other (cycles among them are caught below)
 LAYERS = (
-    ("cli", "__main__", "api", "demo", "descriptors_cli"),
+    ("cli", "__main__", "api", "demo"),
     ("study",),
     ("simulate",),
     ("operando", "stem", "fourd", "echem", "spectra"),
@@ -28,7 +29,7 @@ LAYERS = (
     ("_errors", "_io", "_h5guard", "_jaxcache", "_lock", "_toml", "plotting", "data"),
 )
 
-#: upward imports tolerated (none: the ``simulate`` commands live in ``simulate/_cli*.py``)
+#: upward imports tolerated (none)
 KNOWN_UPWARD: set = set()
 
 
@@ -137,3 +138,19 @@ def test_contract_catches_an_upward_import():
     g.add_import(importer="layerscope.crystal.phase", imported="layerscope.refine.engine")
     assert upward_imports(g) == {("layerscope.crystal.phase", "layerscope.refine.engine")}
     assert package_cycles(g) == [{"layerscope.crystal", "layerscope.refine"}]
+
+
+def test_the_command_line_is_one_package_of_thin_command_modules(graph):
+    """Every ``layerscope`` command comes from a module of ``layerscope.cli`` (``operando`` and
+    ``operando-manifest`` excepted until their move), and no science package imports ``layerscope.cli``."""
+    from layerscope.cli.main import _COMMAND_MODULES, build_parser
+
+    assert all(m.startswith("layerscope.cli.") or m == "layerscope.operando._cli" for m in _COMMAND_MODULES)
+    stray = sorted(m for m in graph.modules if m.rsplit(".", 1)[-1].endswith("_cli") and m != "layerscope.operando._cli")
+    assert not stray, stray
+    below = {(a, b) for a in graph.modules for b in graph.find_modules_directly_imported_by(a)
+             if b.startswith("layerscope.cli") and (_layer_of(a) or 0) > 0}
+    assert not below, below
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert {"phases", "pattern", "refine", "operando", "descriptors", "echem", "eels", "haadf", "zone-axis", "fourd",
+            "fourd-calibrate", "fourd-strain", "run", "demo", "simulate"} <= set(sub.choices)

@@ -54,7 +54,7 @@ def test_scan_calibration_origin_rotation_pixel_ellipse():
 
 def test_calibration_cli_json_and_assumed_calibration(tmp_path, capsys):
     from layerscope.cli import main
-    from layerscope.fourd import _cli
+    from layerscope.cli import fourd as _cli
 
     np.save(tmp_path / "ring.npy", simulate_ring_pattern(seed=2))
     assert main(["fourd-calibrate", str(tmp_path / "ring.npy"), "--standard", "Au", "--kv", "300",

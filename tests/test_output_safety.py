@@ -66,7 +66,7 @@ def test_study_dataset_names_that_are_paths_are_refused(tmp_path, name):
 
 def test_empty_fit_range_is_a_clear_error(tmp_path):
     """A fit range outside the data (or reversed) stops before any fitting, naming the range (issue 15)."""
-    from layerscope.refine._cli import refine_files
+    from layerscope.cli.refine import refine_files
 
     d = SHARED / "powgen-nac"
     if not (d / "PG3_22048.gsa").is_file():

@@ -23,9 +23,12 @@ class InputError(ValueError):
 
     Parameters
     ----------
-    message : what was found and what was expected
-    path : the file (optional)
-    where : the place in the file: ``"line 12"``, ``"dataset /data/frames"``, ``"key [refine].tol"``
+    message : str
+        What was found and what was expected.
+    path : str or Path, optional
+        The file.
+    where : str, optional
+        The place in the file: ``"line 12"``, ``"dataset /data/frames"``, ``"key [refine].tol"``.
     """
 
     def __init__(self, message: str, *, path=None, where: str | None = None):

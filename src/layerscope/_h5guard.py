@@ -16,8 +16,6 @@ from __future__ import annotations
 import mmap
 from pathlib import Path
 
-from layerscope._errors import InputError
-
 #: files larger than this are not scanned (a scan reads the whole file)
 MAX_SCAN_BYTES = 512 * 2**20
 
@@ -37,6 +35,8 @@ def check_global_heaps(path) -> None:
 
 
 def _check_collection(m, start: int, size: int, p: Path) -> None:
+    from layerscope._errors import InputError
+
     coll = int.from_bytes(m[start + 8:start + 16], "little")
     if coll < 4096:
         return  # not a collection header (HDF5 collections are at least 4 kB): bytes that happen to read GCOL
@@ -60,3 +60,202 @@ def _check_collection(m, start: int, size: int, p: Path) -> None:
         if pos > end:
             raise InputError(f"heap object {index} of {nbytes} bytes runs past the collection (ends at byte "
                              f"{end}); expected an intact HDF5 heap", path=p, where=where)
+
+
+# --------------------------------------------------------------------------------------------------
+# A damaged HDF5 file can crash libhdf5 itself (a segmentation fault in an attribute read or a group
+# iteration: fuzzing, issue 15), which no Python code can catch: it kills the user's process. So before
+# layerscope opens an HDF5 file in its own process, a child process walks what a reader may touch —
+# every group's links, every object's attributes, every dataset's layout and chunk index, and the
+# data bytes up to a budget — and reports back. A crash of the child (a negative exit code) becomes an
+# InputError, a walk over ``CHILD_TIMEOUT_S`` too; any Python-level error in the child is ignored
+# (the reader in this process raises its own, clear, error). The child is one long-lived worker
+# (``python -c``, h5py only: ~0.3 s to start, paid once per process), restarted after a crash; a
+# crash is retried once in a fresh worker so that a worker hurt by an earlier file cannot blame a
+# sound one. Files already walked are remembered by (path, size, mtime).
+
+#: seconds a walk may take before the file is refused (a libhdf5 loop on a damaged file)
+CHILD_TIMEOUT_S = 60.0
+#: dataset bytes the child reads in full per file; beyond it, a dataset's chunk index is walked and
+#: its first and last chunks are read
+CHILD_READ_BYTES = 64 * 2**20
+
+_CHECKED: dict = {}
+_LOCK = None
+_WORKER = None
+
+
+def check_hdf5(path) -> None:
+    """Raise InputError when ``path`` is an HDF5 file that would hang or crash libhdf5.
+
+    Runs :func:`check_global_heaps`, then the child-process walk (cached by path, size, mtime). Set
+    the environment variable ``LAYERSCOPE_HDF5_CHILD=0`` to skip the walk (trusted files, speed)."""
+    import os
+    import threading
+
+    global _LOCK
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _CHECKED:
+        return
+    check_global_heaps(p)
+    if os.environ.get("LAYERSCOPE_HDF5_CHILD", "1") != "0":
+        if _LOCK is None:
+            _LOCK = threading.Lock()
+        with _LOCK:
+            _walk_in_child(p)
+    _CHECKED[key] = True
+
+
+def _walk_in_child(p: Path) -> None:
+    from layerscope._errors import InputError
+
+    global _WORKER
+    for attempt in (1, 2):
+        if _WORKER is None or _WORKER.proc.poll() is not None:
+            _WORKER = _Worker()
+        outcome = _WORKER.walk(p)
+        if outcome == "ok":
+            return
+        _WORKER.close()
+        _WORKER = None
+        if outcome == "timeout":
+            raise InputError(f"the HDF5 file is damaged: libhdf5 did not finish reading its structure in "
+                             f"{CHILD_TIMEOUT_S:.0f} s; expected an intact HDF5 file", path=p)
+    raise InputError("the HDF5 file is damaged: libhdf5 crashed reading it (in a child process); "
+                     f"expected an intact HDF5 file ({outcome})", path=p)
+
+
+class _Worker:
+    """The child process: one JSON request per line on stdin, one line back per file walked."""
+
+    def __init__(self):
+        import atexit
+        import queue
+        import subprocess
+        import sys
+        import threading
+
+        code = ("import sys; sys.path[:] = [p for p in sys.path if p]; import importlib.util as u; "
+                f"s = u.spec_from_file_location('_layerscope_h5walk', {str(Path(__file__))!r}); "
+                "m = u.module_from_spec(s); s.loader.exec_module(m); m._serve()")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        atexit.register(self.close)
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)  # the child ended
+
+    def walk(self, p: Path) -> str:
+        """"ok", "timeout", or how the child ended."""
+        import json
+        import queue
+
+        try:
+            self.proc.stdin.write(json.dumps({"path": str(p), "budget": CHILD_READ_BYTES}) + "\n")
+            self.proc.stdin.flush()
+            line = self.lines.get(timeout=CHILD_TIMEOUT_S)
+        except queue.Empty:
+            return "timeout"
+        except OSError:  # BrokenPipeError: the child is gone
+            line = None
+        if line is not None:
+            return "ok"
+        rc = self.proc.wait()
+        return f"the child ended with signal {-rc}" if rc < 0 else f"the child exited with code {rc}"
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _serve() -> None:  # pragma: no cover - runs in the child process
+    import json
+    import sys
+
+    try:
+        import hdf5plugin  # noqa: F401  (the filters layerscope's readers register too)
+    except ImportError:
+        pass
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            n = _walk(req["path"], int(req["budget"]))
+        except Exception as exc:  # noqa: BLE001 - a Python-level error is the in-process reader's to report
+            n = f"{type(exc).__name__}"
+        sys.stdout.write(json.dumps({"walked": n}) + "\n")
+        sys.stdout.flush()
+
+
+def _walk(path: str, budget: int) -> int:  # pragma: no cover - runs in the child process
+    """Touch what a reader may touch; every error is swallowed (only a crash or a hang matters)."""
+    import h5py
+
+    seen: set = set()
+    left = [budget]
+
+    def attrs(obj):
+        try:
+            names = list(obj.attrs.keys())
+        except Exception:  # noqa: BLE001
+            return
+        for k in names:
+            try:
+                obj.attrs[k]
+            except Exception:  # noqa: BLE001
+                pass
+
+    def dataset(ds):
+        try:
+            shape, chunks, n = ds.shape, ds.chunks, ds.nbytes if ds.shape is not None else 0
+            ds.dtype, ds.compression, ds.fillvalue
+        except Exception:  # noqa: BLE001
+            return
+        try:
+            if n <= left[0]:
+                left[0] -= n
+                ds[()]
+                return
+            if chunks is not None:
+                ds.id.chunk_iter(lambda info: None)  # the whole chunk index
+                first = tuple(slice(0, c) for c in chunks)
+                last = tuple(slice(max(0, s - 1) // c * c, s) for s, c in zip(shape, chunks))
+                ds[first], ds[last]
+            elif shape:
+                ds[(0,) * len(shape)], ds[tuple(s - 1 for s in shape)]
+        except Exception:  # noqa: BLE001
+            pass
+
+    def visit(obj, depth):
+        try:
+            key = (obj.file.filename, obj.id.__hash__())
+        except Exception:  # noqa: BLE001
+            return
+        if key in seen or depth > 64 or len(seen) > 200_000:
+            return
+        seen.add(key)
+        attrs(obj)
+        if isinstance(obj, h5py.Dataset):
+            dataset(obj)
+        elif isinstance(obj, h5py.Group):
+            try:
+                names = list(obj.keys())
+            except Exception:  # noqa: BLE001
+                return
+            for name in names:
+                try:
+                    obj.get(name, getlink=True)
+                    child = obj[name]  # soft and external links are followed, as a reader would
+                except Exception:  # noqa: BLE001
+                    continue
+                visit(child, depth + 1)
+
+    with h5py.File(path, "r") as f:
+        visit(f, 0)
+    return len(seen)

@@ -83,10 +83,35 @@ def remove_partial(out_dir) -> list[Path]:
     return gone
 
 
+def readable_axes(fig) -> None:
+    """No axis of ``fig`` shows an offset (Matplotlib's "1e−7+9.95e1" above the ticks).
+
+    Every linear axis with a scalar formatter writes its ticks in full. An axis whose data span
+    less than one part per million of its value (a constant up to rounding, e.g. a Coulombic
+    efficiency of 0.995 for every cycle) is widened to ±0.1 % about its centre, so that a flat
+    line reads as one value instead of ticks differing in the ninth digit.
+    """
+    from matplotlib.ticker import ScalarFormatter
+
+    for ax in fig.axes:
+        for axis, get, set_ in ((ax.xaxis, ax.get_xlim, ax.set_xlim), (ax.yaxis, ax.get_ylim, ax.set_ylim)):
+            fmt = axis.get_major_formatter()
+            if axis.get_scale() != "linear" or not isinstance(fmt, ScalarFormatter):
+                continue
+            fmt.set_useOffset(False)
+            lo, hi = get()
+            mid, span = 0.5 * (lo + hi), abs(hi - lo)
+            if np.isfinite(mid) and mid != 0 and span < 1e-6 * abs(mid):
+                w = 1e-3 * abs(mid) * (1 if hi >= lo else -1)   # (an inverted axis stays inverted)
+                set_(mid - w, mid + w)
+
+
 def save_figure(fig, path, **kwargs) -> Path:
-    """``fig.savefig(path, **kwargs)``, atomically (the format from ``path``'s extension)."""
+    """``fig.savefig(path, **kwargs)``, atomically (the format from ``path``'s extension), with
+    :func:`readable_axes` (no axis offsets)."""
     path = Path(path)
     kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
+    readable_axes(fig)
     with atomic_path(path, path.suffix) as tmp:
         fig.savefig(tmp, **kwargs)
     return path

@@ -1,4 +1,4 @@
-"""``layerscope demo``: the main job on built-in data.
+"""The main job on built-in data (what ``layerscope demo`` runs; the command is :mod:`layerscope.cli.demo`).
 
 1. the TOF neutron pattern of the uncharged graphite || LRM pouch cell — LRM O3' +
    spinel (table S2), Al and Cu current collectors, graphite, LiC12 and LiC6 — on the
@@ -29,7 +29,7 @@ def pouch_cell_phases():
 
 
 def run_demo(out_dir: str | Path) -> dict:
-    from layerscope.diffraction._cli import compute_and_write_pattern
+    from layerscope.diffraction.pattern_output import compute_and_write_pattern
     from layerscope.diffraction.fractions import scales_from_weight_fractions
     from layerscope.diffraction.instrument import gppd_like, write_instprm
 
@@ -49,35 +49,3 @@ def run_demo(out_dir: str | Path) -> dict:
     res = compute_and_write_pattern(spec_strings, out / "pouch_cell_pattern.csv", instprm=instprm,
                                     title="uncharged graphite || LRM pouch cell (GPPD-like 90° bank)")
     return res
-
-
-def _demo(args) -> int:
-    import time
-
-    from layerscope.simulate.study import simulate_study
-    from layerscope.study.runner import run_study
-    from layerscope.study.schema import read_study
-
-    t0 = time.perf_counter()
-    out = Path(args.out)
-    res = run_demo(out / "pattern")
-    print(f"[demo] pouch-cell pattern: {res['csv']}")
-    toml = simulate_study(out / "data", seed=args.seed, every=args.every, quick=args.quick)
-    print(f"[demo] simulated study (every modality, four states): {toml} ({time.perf_counter() - t0:.0f} s)")
-    study = read_study(toml)
-    run = run_study(study, out)
-    n_ok, n_val = run["checks"]
-    print(f"[demo] report {run['report']}; results {run['results']}; {n_ok}/{n_val} checks against the "
-          f"simulation's ground truth within tolerance")
-    print(f"[demo] done in {time.perf_counter() - t0:.0f} s")
-    return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser("demo", help="run the main job on built-in demo data")
-    p.add_argument("--out", default="demo-out", help="output folder (default ./demo-out)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated experiment")
-    p.add_argument("--every", type=int, default=2,
-                   help="keep every n-th 30-min operando pattern (default 2; 1: all 33)")
-    p.add_argument("--quick", action="store_true", help="smaller datasets and no operando series (a fast look)")
-    p.set_defaults(func=_demo)

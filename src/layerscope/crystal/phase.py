@@ -24,6 +24,7 @@ from functools import cached_property
 import gemmi
 import numpy as np
 
+from layerscope.crystal.geometry import metric_tensor, reciprocal_lengths, reciprocal_metric, volume as _volume
 from layerscope.crystal.scattering import atomic_weight, b_coh_fm, normalise_species
 
 __all__ = ["Site", "Phase", "ExpandedSites", "space_group", "symmetry_operations", "U_COMPONENTS", "u_matrix",
@@ -208,9 +209,7 @@ class Phase:
     @property
     def volume(self) -> float:
         """Cell volume in Å³."""
-        a, b, c, al, be, ga = self.cell
-        ca, cb, cg = np.cos(np.radians([al, be, ga]))
-        return float(a * b * c * np.sqrt(max(1 - ca**2 - cb**2 - cg**2 + 2 * ca * cb * cg, 0.0)))
+        return float(_volume(self.cell))
 
     @property
     def metric_tensor(self) -> np.ndarray:
@@ -299,20 +298,6 @@ class Phase:
         raise KeyError(f"phase {self.name!r} has no site {label!r} (sites: {[s.label for s in self.sites]})")
 
 
-def metric_tensor(cell) -> np.ndarray:
-    """Direct-space metric tensor G_ij = a_i·a_j for (a, b, c, α, β, γ)."""
-    a, b, c, al, be, ga = cell
-    ca, cb, cg = np.cos(np.radians([al, be, ga]))
-    return np.array([[a * a, a * b * cg, a * c * cb],
-                     [a * b * cg, b * b, b * c * ca],
-                     [a * c * cb, b * c * ca, c * c]])
-
-
-def reciprocal_lengths(cell) -> np.ndarray:
-    """a*, b*, c* (Å⁻¹) of a cell."""
-    return np.sqrt(np.diag(np.linalg.inv(metric_tensor(cell))))
-
-
 def u_matrix(uani) -> np.ndarray:
     """The symmetric 3×3 matrix of (U11, U22, U33, U12, U13, U23)."""
     u = np.asarray(uani, dtype=float)
@@ -333,7 +318,7 @@ def u_cartesian(uani, cell) -> np.ndarray:
 
 def u_isotropic(u_iso: float, cell) -> tuple[float, ...]:
     """The CIF U_ij of an isotropic displacement U: U_ij = U G*_ij / (a*_i a*_j)."""
-    gs = np.linalg.inv(metric_tensor(cell))
+    gs = reciprocal_metric(cell)
     ast = np.sqrt(np.diag(gs))
     return tuple(float(v) for v in _u_vector(u_iso * gs / np.outer(ast, ast)))
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from layerscope.crystal.phase import Phase, metric_tensor
+from layerscope.crystal.geometry import cell_from_metric, d_spacing, reciprocal_metric
+from layerscope.crystal.phase import Phase
 
 __all__ = [
     "O3_TO_O3P", "o3_to_o3p_indices", "o3p_to_o3_indices", "o3p_cell_from_o3", "o3_cell_from_o3p",
@@ -49,35 +50,19 @@ def o3p_to_o3_indices(hkl) -> np.ndarray:
     return np.asarray(hkl, dtype=float) @ np.linalg.inv(O3_TO_O3P)
 
 
-def d_spacing(cell, hkl) -> np.ndarray:
-    """d (Å) of reflections ``hkl`` (..., 3), fractional indices allowed: 1/d² = h G* hᵀ."""
-    gstar = np.linalg.inv(metric_tensor(cell))
-    h = np.asarray(hkl, dtype=float)
-    return 1.0 / np.sqrt(np.einsum("...i,ij,...j->...", h, gstar, h))
-
-
-def cell_from_metric(g: np.ndarray) -> tuple[float, ...]:
-    """(a, b, c, α, β, γ) from a direct metric tensor."""
-    a, b, c = np.sqrt(np.diag(g))
-    al = np.degrees(np.arccos(g[1, 2] / (b * c)))
-    be = np.degrees(np.arccos(g[0, 2] / (a * c)))
-    ga = np.degrees(np.arccos(g[0, 1] / (a * b)))
-    return tuple(float(v) for v in (a, b, c, al, be, ga))
-
-
 def o3_cell_from_o3p(cell) -> tuple[float, ...]:
     """Pseudo-hexagonal O3 cell equivalent to an O3' cell.
 
     Reciprocal bases obey A*_O3 = M A*_O3', so G*_O3 = M G*_O3' Mᵀ.
     """
-    gstar = O3_TO_O3P @ np.linalg.inv(metric_tensor(cell)) @ O3_TO_O3P.T
+    gstar = O3_TO_O3P @ reciprocal_metric(cell) @ O3_TO_O3P.T
     return cell_from_metric(np.linalg.inv(gstar))
 
 
 def o3p_cell_from_o3(cell) -> tuple[float, ...]:
     """O3' (C2/m) cell equivalent to an O3 hexagonal cell (inverse of :func:`o3_cell_from_o3p`)."""
     minv = np.linalg.inv(O3_TO_O3P)
-    gstar = minv @ np.linalg.inv(metric_tensor(cell)) @ minv.T
+    gstar = minv @ reciprocal_metric(cell) @ minv.T
     return cell_from_metric(np.linalg.inv(gstar))
 
 

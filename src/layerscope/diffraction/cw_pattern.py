@@ -37,6 +37,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from layerscope._errors import InputError  # noqa: E402
+from layerscope.crystal import geometry  # noqa: E402
 from layerscope.crystal.phase import Phase, symmetry_operations  # noqa: E402
 from layerscope.crystal.scattering import b_coh_fm, element_of  # noqa: E402
 from layerscope.diffraction import cw_profile as cp  # noqa: E402
@@ -117,13 +118,6 @@ def chebyshev_cw(x, coeffs, x_first, x_last):
         out = out + coeffs[n] * t
         t_prev, t = t, 2.0 * u * t - t_prev
     return out
-
-
-def _cell_inv_d2(cell, hkl):
-    a, b, c = cell[0], cell[1], cell[2]
-    ca, cb, cg = (jnp.cos(jnp.deg2rad(cell[i])) for i in (3, 4, 5))
-    g = jnp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    return jnp.einsum("ni,ij,nj->n", hkl, jnp.linalg.inv(g), hkl), jnp.sqrt(jnp.linalg.det(g))
 
 
 def _scattering_tables(phase: Phase, tables: SiteTables, inst: CWInstrument, anomalous, lengths):
@@ -320,7 +314,8 @@ def _peak_terms(model: CWModel, params: dict):
     for s in model.phases:
         pp = params["phases"][s.phase.name]
         hkl = jnp.asarray(s.hkl, dtype=float)
-        inv_d2, vol = _cell_inv_d2(jnp.asarray(pp["cell"]), hkl)
+        cell = jnp.asarray(pp["cell"])
+        inv_d2, vol = geometry.inv_d2(cell, hkl, xp=jnp), geometry.volume(cell, xp=jnp)
         if "hstrain" in pp:  # GSAS-II HStrain: D11 h² + D22 k² + D33 l² + D12 hk + D13 hl + D23 kl added to 1/d²
             h, k, l = hkl[:, 0], hkl[:, 1], hkl[:, 2]
             dd = jnp.asarray(pp["hstrain"])

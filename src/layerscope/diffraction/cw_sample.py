@@ -31,6 +31,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope.crystal.geometry import reciprocal_metric  # noqa: E402
+
 __all__ = ["equivalent_reflections", "march_dollase", "cylinder_absorption", "tof_cylinder_absorption",
            "surface_roughness"]
 
@@ -57,16 +59,9 @@ def equivalent_reflections(hkl, rotations) -> tuple[np.ndarray, np.ndarray]:
     return out, mask
 
 
-def _gstar(cell, xp=jnp):
-    a, b, c, al, be, ga = (cell[i] for i in range(6))
-    ca, cb, cg = xp.cos(al * _RPD), xp.cos(be * _RPD), xp.cos(ga * _RPD)
-    g = xp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    return xp.linalg.inv(g)
-
-
 def march_dollase(ratio, axis, equivalents, mask, cell, xp=jnp):
     """GSAS-II's March–Dollase factor of each reflection (see the module docstring)."""
-    gs = _gstar(cell, xp)
+    gs = reciprocal_metric(cell, xp)
     ax = xp.asarray(axis, dtype=float)
     h = xp.asarray(equivalents)
     hg = xp.einsum("nki,ij->nkj", h, gs)
@@ -104,6 +99,32 @@ def tof_cylinder_absorption(mur_1a, d, two_theta_bank_deg, xp=jnp):
     """Time of flight: μR = ``mur_1a``·λ with λ = 2 d sin θ_bank (Å), at the bank's 2θ (GSAS-II)."""
     lam = 2.0 * xp.asarray(d) * math.sin(abs(two_theta_bank_deg) * _RPD / 2.0)
     return cylinder_absorption(mur_1a * lam, abs(two_theta_bank_deg) * xp.ones_like(lam), xp)
+
+
+def hewat_cylinder_absorption(mur, two_theta_deg, xp=jnp):
+    """Hewat's approximation of the relative transmission of a cylinder of radius R (A. W. Hewat,
+    Acta Cryst. A35 (1979) 248), the one FullProf uses (its TOF ``Iabscor = 2``):
+    A = exp(−(1.7133 − 0.0368 sin²θ)·μR + (0.0927 + 0.375 sin²θ)·(μR)²); 1 at μR = 0, for μR ≲ 1.
+    It reproduces the CORR column of FullProf 8.40's reflection lists to their 6 printed digits
+    (``tests/test_pcr_fullprof.py``); GSAS-II's Lobanov form differs by up to 1e-3 there."""
+    s2 = xp.sin(two_theta_deg * _RPD / 2.0) ** 2
+    return xp.exp(-(1.7133 - 0.0368 * s2) * mur + (0.0927 + 0.375 * s2) * mur * mur)
+
+
+def tof_hewat_absorption(mur_1a, d, two_theta_bank_deg, xp=jnp):
+    """Time of flight, FullProf's ``Iabscor = 2``: Hewat's cylinder at μR = ``mur_1a``·λ, λ = 2 d sin θ_bank."""
+    lam = 2.0 * xp.asarray(d) * math.sin(abs(two_theta_bank_deg) * _RPD / 2.0)
+    return hewat_cylinder_absorption(mur_1a * lam, abs(two_theta_bank_deg) * xp.ones_like(lam), xp)
+
+
+def tof_extinction(ext, f2_fullprof, lam, volume):
+    """FullProf's TOF extinction factor E = (1 + Ext·|F|²·λ²/V²)^(−1/2) (|F|² in 10⁻²⁴ cm², λ = 2 d sin θ
+    in Å, V in Å³), the form of Sabine's x = (λ·F·l/V)² with Ext in the role of l². Read off and checked
+    against the CORR column of FullProf 8.40's reflection list of its arg_si_ic job (Si, SEPD, Extinc
+    4.03, with Hewat's absorption): at the Extinc the listing implies (4.0337; final 4.0301(2.69)) all 26
+    listed CORR agree within 2.5e-6 (``tests/test_pcr_fullprof.py``). Only that bank (2θ = 144.8°) was
+    checked, so a pure sin θ factor would go unnoticed."""
+    return (1.0 + ext * f2_fullprof * lam * lam / (volume * volume)) ** -0.5
 
 
 def surface_roughness(sra, srb, two_theta_deg, xp=jnp):

@@ -34,6 +34,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope.crystal.geometry import reciprocal_metric  # noqa: E402
 from layerscope.crystal.phase import space_group  # noqa: E402
 
 __all__ = ["laue_class", "sh_terms", "plmpsi", "plm_cos", "crystal_angles", "crystal_direction", "sample_psi",
@@ -165,8 +166,7 @@ def crystal_direction(hkl, cell, laue: str, unique_axis: str = "b", xp=jnp):
     h = xp.asarray(hkl, dtype=float)
     a, b, c, al, be, ga = (cell[i] for i in range(6))
     ca, cb, cg = xp.cos(al * _RPD), xp.cos(be * _RPD), xp.cos(ga * _RPD)
-    g = xp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    gs = xp.linalg.inv(g)
+    gs = reciprocal_metric(cell, xp)
     if laue == "2/m":
         ref = {"a": [1.0, 0, 0], "b": [0, 1.0, 0], "c": [0, 0, 1.0]}[unique_axis]
     elif laue in ("3R", "3mR"):
@@ -204,8 +204,7 @@ def crystal_angles(hkl, cell, laue: str, unique_axis: str = "b", xp=jnp):
     h = xp.asarray(hkl, dtype=float)
     a, b, c, al, be, ga = (cell[i] for i in range(6))
     ca, cb, cg = xp.cos(al * _RPD), xp.cos(be * _RPD), xp.cos(ga * _RPD)
-    g = xp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    gs = xp.linalg.inv(g)
+    gs = reciprocal_metric(cell, xp)
     if laue == "2/m":
         ref = {"a": [1.0, 0, 0], "b": [0, 1.0, 0], "c": [0, 0, 1.0]}[unique_axis]
     elif laue in ("3R", "3mR"):

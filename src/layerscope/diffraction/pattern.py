@@ -8,7 +8,8 @@ For every reflection h of phase p (Rietveld 1969; GSAS-II TOF conventions)::
 with P the unit-area TOF profile of :mod:`layerscope.diffraction.tof_profile`,
 t_h the calibrated TOF of d_h, B a Chebyshev background and
 A(d) = exp(−μ·2 d sin θ) a simple wavelength-linear absorption term (μ = 0 by default), or with
-``absorption_form="cylinder"`` GSAS-II's Debye–Scherrer cylinder at μR = μ·λ.
+``absorption_form="cylinder"`` GSAS-II's Debye–Scherrer cylinder at μR = μ·λ (``"cylinder-hewat"``:
+Hewat's form, FullProf's).
 With the 1/V² in the model S_p is proportional to the phase's volume fraction;
 :mod:`layerscope.diffraction.fractions` turns scales into weight/molar fractions.
 
@@ -30,10 +31,12 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope.crystal import geometry  # noqa: E402
 from layerscope.crystal.phase import Phase  # noqa: E402
 from layerscope.diffraction import tof_profile as tp  # noqa: E402
 from layerscope.diffraction.background import chebyshev_background  # noqa: E402
-from layerscope.diffraction.cw_sample import tof_cylinder_absorption  # noqa: E402
+from layerscope.diffraction.cw_sample import (  # noqa: E402
+    tof_cylinder_absorption, tof_extinction, tof_hewat_absorption)
 from layerscope.diffraction.instrument import TOFInstrument  # noqa: E402
 from layerscope.diffraction.reflections import reflections  # noqa: E402
 from layerscope.diffraction.structure_factors import (  # noqa: E402
@@ -45,6 +48,8 @@ __all__ = ["PhaseSetup", "PatternModel", "build_model", "initial_params", "make_
            "peak_windows", "peak_profiles", "phase_patterns", "profile_derivative_patterns", "profiles_fit",
            "scatter_rows"]
 
+#: meanings of the ``absorption`` parameter (``PatternModel.absorption_form``)
+ABSORPTION_FORMS = ("exponential", "cylinder", "cylinder-hewat")
 INSTRUMENT_KEYS = ("zero", "difc", "difa", "difb", "alpha", "beta0", "beta1", "betaq",
                    "sig0", "sig1", "sig2", "sigq", "x", "y", "z")
 
@@ -59,6 +64,9 @@ class PhaseSetup:
     tables: SiteTables
     window: int
     left: int
+    #: FullProf's TOF extinction parameter (fixed): I × (1 + ext·|F|²·λ²/V²)^(−1/2), |F| in 10⁻¹² cm
+    #: (``cw_sample.tof_extinction``)
+    extinction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,8 @@ class PatternModel:
     #: neutron scattering-length table: "sears1992" or "gsas2" (``crystal.scattering``)
     scattering: str = "sears1992"
     #: the ``absorption`` parameter's form: "exponential" exp(−μ λ), or "cylinder" GSAS-II's
-    #: Debye–Scherrer cylinder with μR = absorption·λ (``cw_sample.tof_cylinder_absorption``)
+    #: Debye–Scherrer cylinder with μR = absorption·λ (``cw_sample.tof_cylinder_absorption``), or
+    #: "cylinder-hewat" FullProf's (Hewat's) cylinder at the same μR (``cw_sample.tof_hewat_absorption``)
     absorption_form: str = "exponential"
 
     @property
@@ -97,19 +106,15 @@ class PatternResult:
 
 
 def _cell_inv_d2(cell, hkl):
-    a, b, c, al, be, ga = cell[0], cell[1], cell[2], cell[3], cell[4], cell[5]
-    ca, cb, cg = jnp.cos(jnp.deg2rad(al)), jnp.cos(jnp.deg2rad(be)), jnp.cos(jnp.deg2rad(ga))
-    g = jnp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    gstar = jnp.linalg.inv(g)
-    vol = jnp.sqrt(jnp.linalg.det(g))
-    return jnp.einsum("ni,ij,nj->n", hkl, gstar, hkl), vol
+    """(1/d² of ``hkl``, cell volume) of a traced cell (:mod:`layerscope.crystal.geometry`)."""
+    return geometry.inv_d2(cell, hkl, xp=jnp), geometry.volume(cell, xp=jnp)
 
 
 def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_background: int = 6,
                 lorentz: bool | None = None, size_um=None, mustrain=None, mx=1.0,
                 tail_fraction: float = 1e-4, window_margin: float = 1.3, d_min: float | None = None,
                 lorentz_convention: str = "exact", scattering: str = "sears1992",
-                absorption_form: str = "exponential") -> PatternModel:
+                absorption_form: str = "exponential", extinction: dict | None = None) -> PatternModel:
     """Prepare reflection lists and windows for a set of phases on a TOF grid.
 
     ``lorentz=None`` switches the Lorentzian term on when the instrument has X/Y/Z > 0 or any
@@ -119,10 +124,11 @@ def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_bac
     reflections down to 3 % below the first TOF point are kept for their tails.
     ``lorentz_convention="gsas2"`` evaluates GSAS-II's TOF Lorentzian (see ``tof_peak_rows``).
     ``scattering`` names the neutron scattering-length table (``"sears1992"`` or ``"gsas2"``).
-    ``absorption_form`` chooses what the ``absorption`` parameter means (``PatternModel``).
+    ``absorption_form`` chooses what the ``absorption`` parameter means (``PatternModel``);
+    ``extinction`` gives FullProf's fixed TOF extinction parameter by phase name (``cw_sample.tof_extinction``).
     """
-    if absorption_form not in ("exponential", "cylinder"):
-        raise ValueError(f"absorption_form must be 'exponential' or 'cylinder', got {absorption_form!r}")
+    if absorption_form not in ABSORPTION_FORMS:
+        raise ValueError(f"absorption_form must be one of {', '.join(ABSORPTION_FORMS)}, got {absorption_form!r}")
     if lorentz_convention not in ("exact", "gsas2"):
         raise ValueError(f"lorentz_convention must be 'exact' or 'gsas2', got {lorentz_convention!r}")
     tof = np.asarray(tof_us, dtype=float)
@@ -151,7 +157,8 @@ def build_model(phases: list[Phase], tof_us, instrument: TOFInstrument, *, n_bac
         mu = mustrain.get(ph.name, 0.0)
         window, left = _window(d, tof, dt, inst, s_um, mu, mx, lorentz, tail_fraction, window_margin)
         setups.append(PhaseSetup(ph, refl.hkl.astype(float), refl.multiplicity.astype(float),
-                                 site_tables(ph, refl.hkl, scattering=scattering), window, left))
+                                 site_tables(ph, refl.hkl, scattering=scattering), window, left,
+                                 float((extinction or {}).get(ph.name, 0.0))))
         rows.append((d, left, _shape_np(d, inst, s_um, mu, mx)))
     widths = _profile_widths(tof, rows, max(s.window for s in setups), lorentz)
     return PatternModel(tof, tuple(setups), int(n_background), bool(lorentz), inst.two_theta,
@@ -245,9 +252,13 @@ def _phase_peaks(setup: PhaseSetup, pp: dict, ip: dict, absorption, sin_theta, f
     f2 = jnp.real(f) ** 2 + jnp.imag(f) ** 2
     if form == "cylinder":
         trans = tof_cylinder_absorption(absorption, d, tth)
+    elif form == "cylinder-hewat":
+        trans = tof_hewat_absorption(absorption, d, tth)
     else:
         trans = jnp.exp(-absorption * 2.0 * d * sin_theta)
     inten = pp["scale"] * setup.multiplicity * f2 * d**4 / vol**2 * trans
+    if setup.extinction:  # FullProf's TOF extinction (``tof_extinction``); f2 in fm², FullProf's in (10 fm)²
+        inten = inten * tof_extinction(setup.extinction, f2 / 100.0, 2.0 * d * sin_theta, vol)
     return inten, f2, d, _peak_shape_terms(d, pp, ip)
 
 

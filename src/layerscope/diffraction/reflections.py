@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from layerscope.crystal.phase import Phase, metric_tensor, symmetry_operations
+from layerscope.crystal.geometry import d_spacing as d_spacings, metric_tensor
+from layerscope.crystal.phase import Phase, symmetry_operations
 
 __all__ = ["ReflectionList", "reflections", "d_spacings"]
 
@@ -39,13 +40,6 @@ class ReflectionList:
 
     def __len__(self) -> int:
         return len(self.d_angstrom)
-
-
-def d_spacings(cell, hkl) -> np.ndarray:
-    """d (Å) for integer or fractional ``hkl`` (n, 3)."""
-    gstar = np.linalg.inv(metric_tensor(cell))
-    h = np.asarray(hkl, dtype=float)
-    return 1.0 / np.sqrt(np.einsum("...i,ij,...j->...", h, gstar, h))
 
 
 def reflections(phase: Phase, d_min: float, d_max: float = np.inf) -> ReflectionList:

@@ -26,6 +26,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope.crystal import geometry  # noqa: E402
 from layerscope.crystal.phase import Phase, symmetry_operations  # noqa: E402
 from layerscope.crystal.scattering import b_coh_fm  # noqa: E402
 
@@ -85,10 +86,7 @@ def site_tables(phase: Phase, hkl: np.ndarray, *, scattering: str = "sears1992")
 
 def reciprocal_lengths(cell):
     """a*, b*, c* (Å⁻¹) of (a, b, c, α, β, γ) — JAX-traceable."""
-    a, b, c = cell[0], cell[1], cell[2]
-    ca, cb, cg = jnp.cos(jnp.deg2rad(cell[3])), jnp.cos(jnp.deg2rad(cell[4])), jnp.cos(jnp.deg2rad(cell[5]))
-    g = jnp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    return jnp.sqrt(jnp.diag(jnp.linalg.inv(g)))
+    return geometry.reciprocal_lengths(cell, xp=jnp)
 
 
 def aniso_arguments(tables: SiteTables, phase_params: dict) -> dict:

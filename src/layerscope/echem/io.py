@@ -88,9 +88,21 @@ def read_cycler(path, *, check: bool = True) -> CyclerLog:
     Parameters
     ----------
     path : str or Path
+        The cycler file (the formats of the module docstring).
     check : bool
         Cross-check every step's capacity against ∫ I dt (see the module docstring);
         a disagreement beyond 1 % plus the sampling allowance raises InputError.
+
+    Returns
+    -------
+    CyclerLog
+        One row per record: time (s), voltage (V), current (mA), capacity (mAh), cycle and step
+        numbers, with the file's conventions and source in its metadata.
+
+    Examples
+    --------
+    >>> import layerscope as ls                                   # doctest: +SKIP
+    >>> ls.cycle_summary(ls.read_cycler("cell.ndax"))             # doctest: +SKIP
     """
     import importlib
 

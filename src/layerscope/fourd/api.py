@@ -173,26 +173,42 @@ def index_fourd(scan, *, phases, spacing_deg: float = 1.0, kv: float = 200.0, co
     scan : path (.npy, .h5/.hdf5/.emd, .hspy, .zspy, .mib, .zip, .blo, .raw, or a py4DSTEM Bragg-peak
         list .h5), a :class:`~layerscope.fourd.io.Scan4D` from :func:`~layerscope.fourd.io.read_scan`, or
         a (scan y, scan x, ky, kx) NumPy/dask array (then give ``pixel_size`` or ``calibration``)
-    phases : phases to match: preset names (``"lrm-pristine:O3p"``), CIF paths or Phase objects
-    spacing_deg : template library spacing (degrees)
-    kv : accelerating voltage (kV)
-    convergence_mrad : probe convergence semi-angle (mrad; sets the disc radius)
-    precession_deg : precession angle (degrees)
-    pixel_size : detector calibration (1/Å per pixel), when there is no calibration file
-    calibration : ``calibration.json`` from ``layerscope fourd-calibrate`` or a
-        :class:`~layerscope.fourd.calibrate.Calibration` (pixel size, centre, ellipse, descan origins)
-    min_correlation : positions whose best correlation is lower are "not indexed"
-    min_signal : positions with fewer scattered counts (inside the matching annulus) are "not indexed"
-    min_peaks, k_max : Bragg-peak lists: fewest peaks (direct beam excluded) and the largest ``|q|`` (1/Å) used
-    scan_shape : (y, x) for 3-D frame stacks
-    chunk : probe positions per chunk side
-    scheduler : dask.distributed scheduler address (default: local threads)
-    checkpoint_dir, checkpoint_key : a folder where finished dask blocks are kept, and what identifies
-        the scan (a JSON-able dict); a rerun with the same key resumes from the kept blocks
+    phases : list of str, path or Phase
+        Phases to match: preset names (``"lrm-pristine:O3p"``), CIF paths or Phase objects.
+    spacing_deg : float
+        Template library spacing (degrees).
+    kv : float
+        Accelerating voltage (kV).
+    convergence_mrad : float
+        Probe convergence semi-angle (mrad; sets the disc radius).
+    precession_deg : float
+        Precession angle (degrees).
+    pixel_size : float, optional
+        Detector calibration (1/Å per pixel), when there is no calibration file.
+    calibration : path or :class:`~layerscope.fourd.calibrate.Calibration`, optional
+        ``calibration.json`` from ``layerscope fourd-calibrate`` or a calibration (pixel size,
+        centre, ellipse, descan origins).
+    min_correlation : float
+        Positions whose best correlation is lower are "not indexed".
+    min_signal : float
+        Positions with fewer scattered counts (inside the matching annulus) are "not indexed".
+    min_peaks, k_max : int, float
+        Bragg-peak lists: fewest peaks (direct beam excluded) and the largest ``|q|`` (1/Å) used.
+    scan_shape : (int, int), optional
+        Scan (y, x) for 3-D frame stacks.
+    chunk : int
+        Probe positions per chunk side.
+    scheduler : str, optional
+        dask.distributed scheduler address (default: local threads).
+    checkpoint_dir, checkpoint_key : path, dict, optional
+        A folder where finished dask blocks are kept, and what identifies the scan (a JSON-able
+        dict); a rerun with the same key resumes from the kept blocks.
 
     Returns
     -------
     FourDMaps
+        Phase, orientation (Euler angles, degrees), twin and reliability maps over the scan, the
+        calibration used and the flags; :meth:`FourDMaps.to_xarray` gives them as a Dataset.
 
     Examples
     --------
@@ -298,17 +314,26 @@ def _index_peaks(path, phases, *, spacing_deg, kv, precession_deg, pixel_size, m
 
 def plot_fourd(result) -> dict:
     """RGB images by name: ``phase_map`` (grey: not indexed), ``orientation_map`` (inverse-pole-figure
-    colours of the beam direction) and, for scans, ``vbf`` (2-D, grey scale)."""
-    import matplotlib
+    colours of the beam direction) and, for scans, ``vbf`` (2-D, grey scale).
 
+    Parameters
+    ----------
+    result : FourDMaps
+        The result of :func:`index_fourd`.
+
+    Returns
+    -------
+    dict of str to ndarray
+        (ny, nx, 3) RGB images in [0, 1] (``vbf``: (ny, nx)).
+    """
+    from layerscope.fourd.figures import phase_colours
     from layerscope.fourd.maps import ipf_colours
 
     maps = result.maps
-    cmap = matplotlib.colormaps["tab10"]
-    colours = np.array([[0, 0, 0]] + [cmap(i)[:3] for i in range(9)])
-    code = np.where(maps.phase == result.not_indexed_code, -1, np.clip(maps.phase, 0, 9))
-    rgb = colours[np.clip(code, 0, 9)]
-    rgb[code < 0] = 0.5                       # "not indexed": grey
+    colours = phase_colours(result)           # "not indexed": grey
+    rgb = np.zeros((*np.shape(maps.phase), 3))
+    for code, c in colours.items():
+        rgb[maps.phase == code] = c
     out = {"phase_map": rgb, "orientation_map": ipf_colours(maps, result.symmetry)}
     if "vbf" in result.extra:
         out = {"vbf": result.extra["vbf"], **out}
@@ -317,8 +342,22 @@ def plot_fourd(result) -> dict:
 
 def write_fourd(result, out) -> dict[str, Path]:
     """Write what ``layerscope fourd`` writes into the folder ``out``: ``maps.h5``, ``calibration.json``
-    (scans) or ``phase_fractions.csv`` (peak lists), ``vbf.png``, ``phase_map.png``, ``orientation_map.png``."""
-    from layerscope._io import save_image, write_csv
+    (scans) or ``phase_fractions.csv`` (peak lists), ``vbf.png``, ``phase_map.png`` (with its legend),
+    ``orientation_map.png`` (with the inverse-pole-figure colour key of each phase).
+
+    Parameters
+    ----------
+    result : FourDMaps
+        The result of :func:`index_fourd`.
+    out : str or Path
+        The output folder (created if missing).
+
+    Returns
+    -------
+    dict of str to Path
+        The files written, by kind.
+    """
+    from layerscope._io import save_figure, save_image, write_csv
     from layerscope.fourd.maps import write_maps
 
     out = Path(out)
@@ -328,8 +367,15 @@ def write_fourd(result, out) -> dict[str, Path]:
         written["calibration"] = result.calibration.to_json(out / "calibration.json")
     if result.kind == "peaks":
         written["phase_fractions"] = write_csv(out / "phase_fractions.csv", result.phase_fractions())
+    from layerscope.fourd.figures import orientation_map_figure, phase_map_figure
+
     for name, img in plot_fourd(result).items():
-        save_image(out / f"{name}.png", img, **({"cmap": "gray"} if name == "vbf" else {}))
+        if name == "phase_map":        # with its legend
+            save_figure(phase_map_figure(result, img), out / f"{name}.png", dpi=110, bbox_inches="tight")
+        elif name == "orientation_map":  # with the colour key of each phase
+            save_figure(orientation_map_figure(result, img), out / f"{name}.png", dpi=110, bbox_inches="tight")
+        else:
+            save_image(out / f"{name}.png", img, cmap="gray")
         written[name] = out / f"{name}.png"
     return written
 

@@ -54,7 +54,7 @@ from scipy import ndimage, optimize, signal
 from layerscope._errors import InputError
 
 __all__ = ["Calibration", "AssumedCalibrationWarning", "fit_rings", "calibrate_pattern", "calibrate_scan",
-           "ring_standard", "beam_origins", "scan_rotation", "circularise_matrix", "gold"]
+           "ring_standard", "beam_origins", "scan_rotation", "circularise_matrix", "gold", "calibration_figure"]
 
 
 class AssumedCalibrationWarning(UserWarning):
@@ -499,3 +499,35 @@ def recentre(data, origins: np.ndarray, centre, *, path=None, min_spread_px: flo
         return out
 
     return arr.map_blocks(shift_block, dtype=np.float32)
+
+
+def calibration_figure(cal, pattern):
+    """The (mean) ring pattern on a log scale with the fitted rings (orange) and their hkl.
+
+    Parameters
+    ----------
+    cal : Calibration
+        The calibration (centre and ring radii in px, ellipse).
+    pattern : array (ky, kx)
+        The pattern it was fitted to (counts).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
+
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.subplots()
+    ax.imshow(np.log1p(np.clip(pattern, 0, None)), cmap="gray")
+    if cal.ring_radii_px:
+        t = np.linspace(0, 2 * np.pi, 361)
+        minv = np.linalg.inv(cal.distortion())
+        for r, hkl in zip(cal.ring_radii_px, cal.ring_hkl):
+            d = minv @ np.stack([r * np.cos(t), r * np.sin(t)])
+            ax.plot(cal.center_px[1] + d[0], cal.center_px[0] + d[1], lw=0.6, color="orange")
+            ax.annotate("".join(str(v) for v in hkl), (cal.center_px[1] + d[0, 0], cal.center_px[0] + d[1, 0]),
+                        color="cyan", fontsize=7)
+    ax.set_title(f"{cal.pixel_inv_angstrom or float('nan'):.5g} 1/Å/px, ellipticity {cal.ellipticity:.4f} at "
+                 f"{cal.ellipse_angle_deg:.1f}°", fontsize=9)
+    return fig

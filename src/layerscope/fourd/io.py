@@ -78,7 +78,26 @@ def _chunks(shape, chunk_positions):
 
 @reader
 def read_scan(path, *, scan_shape=None, chunk_positions: int = 32, dataset: str | None = None) -> Scan4D:
-    """Open a 4D-STEM scan lazily; see the module docstring for the formats."""
+    """Open a 4D-STEM scan lazily; see the module docstring for the formats.
+
+    Parameters
+    ----------
+    path : str or Path
+        The scan (``.npy``, ``.h5``/``.hdf5``/``.emd``, ``.hspy``, ``.zspy``, ``.mib``, ``.zip``,
+        ``.blo`` or EMPAD ``.raw``).
+    scan_shape : (int, int), optional
+        Scan (y, x) positions for a 3-D stack of frames (default: from the file).
+    chunk_positions : int
+        Probe positions per dask chunk side.
+    dataset : str, optional
+        The HDF5 dataset, or the ``.mib`` inside a ``.zip``, when the file holds several.
+
+    Returns
+    -------
+    Scan4D
+        A dask array (scan y, scan x, ky, kx), its source and, for layerscope's own files, the
+        detector calibration (1/Å per pixel) and the scan step (nm).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such 4D-STEM scan")
@@ -147,6 +166,9 @@ def _read_h5(path, scan_shape, chunk_positions, dataset) -> Scan4D:
         import hdf5plugin  # noqa: F401  (registers bitshuffle/LZ4 and other filters with h5py)
     except ImportError:
         pass
+    from layerscope._h5guard import check_hdf5
+
+    check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -212,6 +234,9 @@ def _read_dectris(f, path, scan_shape, chunk_positions) -> Scan4D:
         if meta != path and meta.exists():
             import h5py
 
+            from layerscope._h5guard import check_hdf5
+
+            check_hdf5(meta)
             with h5py.File(meta, "r") as m:
                 a = m["STEM Metadata"].attrs if "STEM Metadata" in m else {}
                 if "NumPixelsY" in a and "NumPixelsX" in a:
@@ -304,6 +329,10 @@ def _read_rsciio(path, suffix, scan_shape, chunk_positions) -> Scan4D:
 
     mod = {".hspy": "rsciio.hspy", ".zspy": "rsciio.zspy", ".mib": "rsciio.quantumdetector",
            ".blo": "rsciio.blockfile"}[suffix]
+    if suffix == ".hspy":
+        from layerscope._h5guard import check_hdf5
+
+        check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
     try:
         reader = importlib.import_module(mod).file_reader
         sigs = reader(str(path), lazy=True)

@@ -209,34 +209,19 @@ def twin_map(maps: OrientationMaps, phase_code: int, law: TwinLaw, symmetry: np.
 def ipf_colours(maps: OrientationMaps, symmetries, *, direction=(0.0, 0.0, 1.0)) -> np.ndarray:
     """RGB (…, 3) inverse-pole-figure colours of the lab ``direction`` in each crystal.
 
-    The crystal direction v = Uᵀ·d is brought into the fundamental sector of the
-    phase's Laue class (the image closest to a fixed reference direction) and
-    coloured by its position: hue from the azimuth about the reference, saturation
-    from the angle to it. Non-crystalline positions are black. (A generic key: it
-    colours equivalent directions alike for any Laue class, without the
-    standard-triangle corners of cubic keys.)
+    The crystal direction v = Uᵀ·d is coloured by :func:`layerscope.fourd.ipf.ipf_rgb` (its
+    place in the fundamental sector of the phase's Laue class; the key:
+    :func:`layerscope.fourd.ipf.ipf_key`). Non-crystalline positions are black.
     """
-    from matplotlib.colors import hsv_to_rgb
+    from layerscope.fourd.ipf import ipf_rgb
 
-    ref = np.array([0.8716, 0.3712, 0.3202])
-    ref /= np.linalg.norm(ref)
     rgb = np.zeros((*maps.phase.shape, 3))
     d = np.asarray(direction, dtype=float)
     for code, sym in symmetries.items():
         sel = maps.phase == code
         if not sel.any():
             continue
-        v = np.einsum("nji,j->ni", maps.rotation[sel], d)
-        laue = np.concatenate([sym, -sym])
-        imgs = np.einsum("sij,nj->nsi", laue, v)
-        w = imgs[np.arange(len(v)), np.argmax(imgs @ ref, axis=1)]
-        e1 = np.cross(ref, [0, 0, 1.0])
-        e1 /= np.linalg.norm(e1)
-        e2 = np.cross(ref, e1)
-        hue = (np.arctan2(w @ e2, w @ e1) / (2 * np.pi)) % 1
-        ang = np.arccos(np.clip(w @ ref, -1, 1))
-        sat = np.clip(ang / max(ang.max(), 1e-6), 0.15, 1)
-        rgb[sel] = hsv_to_rgb(np.stack([hue, sat, np.ones_like(hue)], -1))
+        rgb[sel] = ipf_rgb(np.einsum("nji,j->ni", maps.rotation[sel], d), sym)
     return rgb
 
 

@@ -69,6 +69,9 @@ def is_bragg_peak_file(path) -> bool:
     """True for an HDF5 file holding a py4DSTEM PointListArray of (qx, qy, …) peaks."""
     import h5py
 
+    from layerscope._h5guard import check_hdf5
+
+    check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
     try:
         with h5py.File(path, "r") as f:
             return bool(_find_pointlistarray(f))
@@ -83,6 +86,9 @@ def read_bragg_peaks(path, *, dataset: str | None = None, pixel_inv_angstrom: fl
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such Bragg-peak file")
+    from layerscope._h5guard import check_hdf5
+
+    check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

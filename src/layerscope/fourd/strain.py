@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, signal
 
-__all__ = ["disc_template", "find_disks", "reference_lattice", "fit_lattice", "StrainMaps", "strain_map"]
+__all__ = ["disc_template", "find_disks", "reference_lattice", "fit_lattice", "StrainMaps", "strain_map",
+           "plot_strain_maps", "write_strain_maps"]
 
 
 def disc_template(radius_px: float, *, oversample: int = 4) -> np.ndarray:
@@ -177,3 +178,67 @@ def strain_map(data, *, reference, probe_radius_px: float, origins=None, thresho
     eps = 0.5 * (f + np.swapaxes(f, -1, -2)) - np.eye(2)
     rot = np.degrees(np.arctan2(f[..., 1, 0] - f[..., 0, 1], f[..., 0, 0] + f[..., 1, 1]))
     return StrainMaps(eps[..., 0, 0], eps[..., 1, 1], eps[..., 0, 1], rot, lat, nidx, g_ref, frame)
+
+
+def plot_strain_maps(sm: StrainMaps):
+    """εxx, εyy, εxy (%) and the rotation (degrees) as one Matplotlib figure (no pyplot).
+
+    Parameters
+    ----------
+    sm : StrainMaps
+        The result of :func:`strain_map`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(14, 3.4))
+    axs = fig.subplots(1, 4)
+    lim = max(float(np.nanpercentile(np.abs(np.stack([sm.exx, sm.eyy, sm.exy])), 98)) * 100, 1e-3)
+    for ax, (name, v) in zip(axs, (("εxx (%)", sm.exx * 100), ("εyy (%)", sm.eyy * 100), ("εxy (%)", sm.exy * 100),
+                                   ("rotation (°)", sm.rotation_deg))):
+        vmax = lim if "%" in name else max(float(np.nanmax(np.abs(v))), 1e-3)
+        im = ax.imshow(v, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        ax.set_title(f"{name}, {sm.frame} frame", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def write_strain_maps(sm: StrainMaps, out, *, source: str = "", reference=None) -> dict:
+    """Write ``strain.h5`` (the maps, the lattices and the convention) and ``strain.png`` into ``out``.
+
+    Parameters
+    ----------
+    sm : StrainMaps
+        The result of :func:`strain_map`.
+    out : str or Path
+        The output folder (created if missing).
+    source : str
+        The scan file, recorded in ``strain.h5``.
+    reference : (int, int, int, int), optional
+        The reference region (y0, y1, x0, x1) in scan positions, recorded in ``strain.h5``.
+
+    Returns
+    -------
+    dict of str to Path
+        ``h5`` and ``png``.
+    """
+    from pathlib import Path
+
+    import h5py
+
+    from layerscope._io import atomic_path, save_figure
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "strain.h5", ".h5") as tmp, h5py.File(tmp, "w") as f:
+        for k in ("exx", "eyy", "exy", "rotation_deg", "lattice", "n_indexed", "reference_lattice"):
+            f.create_dataset(k, data=getattr(sm, k))
+        f.attrs.update({"frame": sm.frame, "source": str(source),
+                        "convention": "F = G^-T G0^T; eps = (F + F^T)/2 - I; rotation = atan2(F10 - F01, F00 + F11)"})
+        if reference is not None:
+            f.attrs["reference_y0_y1_x0_x1"] = list(reference)
+    png = save_figure(plot_strain_maps(sm), out / "strain.png", dpi=110, bbox_inches="tight")
+    return {"h5": out / "strain.h5", "png": png}

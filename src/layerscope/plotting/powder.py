@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
 
-from layerscope._io import atomic_path
+from layerscope._io import save_figure
 
 __all__ = ["plot_powder"]
 
@@ -51,6 +51,4 @@ def plot_powder(path: str | os.PathLike, x, calc, *, ticks: dict[str, np.ndarray
     ax.legend(fontsize=7, ncol=3, loc="upper right")
     ax.set_xlim(x.min(), x.max())
     fig.tight_layout()
-    with atomic_path(path, suffix=path.suffix) as tmp:
-        fig.savefig(tmp)
-    return path
+    return save_figure(fig, path)

@@ -1,6 +1,6 @@
 """``refine``: one TOF pattern, its instrument and phases → a :class:`RietveldResult`.
 
-The Python entry point behind ``layerscope refine`` (``refine._cli.refine_files`` is a thin
+The Python entry point behind ``layerscope refine`` (``layerscope.cli.refine.refine_files`` is a thin
 wrapper of it) and ``layerscope.refine(...)``. ``data``, ``instrument`` and ``phases`` may be
 paths (as on the command line) or loaded objects (:class:`PowderData`, :class:`TOFInstrument`,
 :class:`Phase` or ``(Phase, scale)`` pairs).
@@ -73,23 +73,37 @@ def refine(data, *, instrument, phases, strategy=None, conventions=None, tmin=No
     ----------
     data : path or :class:`~layerscope.diffraction.readers.PowderData`
         The TOF pattern (µs). Points with σ = 0 get weight 0 (said through ``log``).
-    instrument : path (GSAS-II ``.instprm``) or :class:`~layerscope.diffraction.instrument.TOFInstrument`
-    phases : preset name / CIF path / Phase / (Phase, scale), or a list of them
+    instrument : path or :class:`~layerscope.diffraction.instrument.TOFInstrument`
+        The diffractometer constants (DIFC µs/Å, DIFA, ZERO µs) and profile: a GSAS-II
+        ``.instprm`` file or a loaded instrument.
+    phases : str, path, Phase, (Phase, float) or a list of them
+        Preset names, CIF paths, phases or (phase, starting scale) pairs.
     strategy : path, dict, :class:`~layerscope.refine.strategy.Strategy` or None
         A strategy TOML, the same as a dict (``{"stage": [{"name": ..., "free": [...]}], "refine": {...}}``),
         or None (the default staged strategy for these phases)
-    conventions : None, a preset name ("gsas2", "fullprof", "layerscope") or a dict of options
-    tmin, tmax : fitted TOF range (µs); default: the whole pattern
-    n_background : Chebyshev background terms
-    cycles : maximum cycles per stage (overrides the strategy)
-    progress : callable(stage_name, FitResult) after each stage
-    calibrate : instrument terms ("zero", "difc") added to the default strategy
-    align : cell alignment before least squares on/off (default: the strategy's)
-    log : callable(str) for notes (default: silent)
+    conventions : str, dict or None
+        A preset name ("gsas2", "fullprof", "layerscope") or a dict of options; None: those of
+        the instrument file's code.
+    tmin, tmax : float, optional
+        Fitted TOF range (µs); default: the whole pattern.
+    n_background : int
+        Chebyshev background terms.
+    cycles : int, optional
+        Maximum least-squares cycles per stage (overrides the strategy).
+    progress : callable, optional
+        ``progress(stage_name, FitResult)`` after each stage.
+    calibrate : sequence of str
+        Instrument terms ("zero", "difc") added to the default strategy.
+    align : bool, optional
+        Cell alignment before least squares on/off (default: the strategy's).
+    log : callable, optional
+        ``log(str)`` for notes (default: silent).
 
     Returns
     -------
-    :class:`~layerscope.refine.rietveld.RietveldResult` (stages, refined phases, Rwp, esds, flags)
+    :class:`~layerscope.refine.rietveld.RietveldResult`
+        Stages, refined phases (cells in Å and degrees), Rwp (%), weight fractions and every
+        refined quantity with its esd, and the flags of what the data could not determine.
 
     Examples
     --------

@@ -22,7 +22,7 @@ The result of each pattern is a :class:`~layerscope.refine.engine.FitResult` (es
 H⁻¹ scaled by that pattern's own reduced χ², singular-matrix and correlation warnings, bound
 hits), the same as ``least_squares`` would give from the same free set and start.
 
-The Jacobian is the engine's (:func:`~layerscope.refine.engine._nonlinear_kernel`: chain rule
+The Jacobian is the engine's (:func:`~layerscope.refine.evaluator._nonlinear_kernel`: chain rule
 through the reflections, the profiles' partial derivatives analytic, every column in one pass),
 mapped over the patterns like the pattern kernel, so it is the exact Jacobian of every pattern.
 
@@ -43,9 +43,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from layerscope.diffraction.pattern import PatternModel  # noqa: E402
-from layerscope.refine.engine import (  # noqa: E402
-    _BUCKETS, Evaluator, FitResult, _bounded_step, _bucket, _gauss_newton_shift, _calc_kernel, _full_names_of, _linear_indices,
-    _nonlinear_kernel, _structure_moved, fit_stats)
+from layerscope.refine.engine import FitResult, _bounded_step, _gauss_newton_shift, finish_fit  # noqa: E402
+from layerscope.refine.evaluator import (  # noqa: E402
+    _BUCKETS, Evaluator, _bucket, _calc_kernel, _linear_indices, _nonlinear_kernel, _structure_moved)
 from layerscope.refine.parameters import FreeSet, Layout  # noqa: E402
 
 __all__ = ["BatchedFit", "refine_batched", "device_summary"]
@@ -235,7 +235,7 @@ def refine_batched(ev_or_model, layout: Layout | None, free: FreeSet, Y, S, star
 
     Parameters
     ----------
-    ev_or_model : :class:`~layerscope.refine.engine.Evaluator`, or a
+    ev_or_model : :class:`~layerscope.refine.evaluator.Evaluator`, or a
         :class:`~layerscope.diffraction.pattern.PatternModel` (then ``layout`` is required)
     layout : the model's layout (ignored when an Evaluator is given)
     free : the free set (same parameters and linear constraints for every pattern), or a
@@ -478,62 +478,8 @@ def _refine_chunk(batch: _Batch, fsets, q0, Y, S, max_cycles, tol, lam0, lam_con
     yc_all = np.concatenate(yc_all)
     out = []
     for i in range(b):
-        out.append(_final_result(fsets[i], q[i], H[i], chi2[i], yc_all[i], Y[i], S[i], converged[i],
-                                 bool(diverged[i] or not np.isfinite(chi2[i])), int(cycles[i]), hits[i],
-                                 shift_esd[i], tol, cond_max, corr_warn, warns[i], history[i]))
+        out.append(finish_fit(fsets[i], q[i], H[i], chi2[i], yc_all[i], Y[i], S[i], converged=bool(converged[i]),
+                              diverged=bool(diverged[i]), cycles=int(cycles[i]), hits=hits[i],
+                              not_converged=f"max shift/esd {shift_esd[i]:.3g} > {tol}", cond_max=cond_max,
+                              correlation_warn=corr_warn, warnings=warns[i], history=history[i]))
     return out
-
-
-def _final_result(free: FreeSet, q, h, chi2, yc, y, sigma, converged, diverged, cycles, hits, shift_esd, tol,
-                  cond_max, corr_warn, warnings, history) -> FitResult:
-    """Esds, singularity and correlation checks of one pattern (as least_squares does)."""
-    k = free.n
-    names = free.names
-    warnings = list(warnings)
-    d = np.diag(h).copy()
-    dead = d <= 1e-300 * max(d.max(), 1e-300)
-    for i in np.where(dead)[0]:
-        warnings.append(f"the pattern does not depend on {names[i]} (no scattering contrast or no "
-                        "reflections): its value is undetermined — fix it or constrain it")
-    d[dead] = 1.0
-    s = 1.0 / np.sqrt(d)
-    hs = h * s[:, None] * s[None, :]
-    ev_vals, ev_vecs = np.linalg.eigh(hs)
-    cond = ev_vals[-1] / max(ev_vals[0], 1e-300)
-    singular = bool(np.any(dead) or cond > cond_max)
-    if cond > cond_max and not np.any(dead):
-        v = ev_vecs[:, 0]
-        involved = [names[i] for i in np.argsort(-np.abs(v))[:4] if abs(v[i]) > 0.1]
-        warnings.append("singular normal matrix (condition number %.1e): a combination of %s is not "
-                        "determined by the data (fully correlated parameters) — fix one or tie them"
-                        % (cond, ", ".join(involved)))
-    dof = max(len(y) - k, 1)
-    cov = np.linalg.pinv(hs, rcond=1e-12) * s[:, None] * s[None, :] * (chi2 / dof)
-    if singular:
-        bad_dir = dead.copy()
-        for j in np.where(ev_vals < ev_vals[-1] / cond_max)[0]:
-            bad_dir |= np.abs(ev_vecs[:, j]) > 0.1
-        cov[bad_dir, :] = np.nan
-        cov[:, bad_dir] = np.nan
-    esd = np.sqrt(np.abs(np.diag(cov)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = cov / np.outer(esd, esd)
-    for i in range(k):
-        for j in range(i + 1, k):
-            if np.isfinite(corr[i, j]) and abs(corr[i, j]) > corr_warn:
-                warnings.append(f"correlation {corr[i, j]:+.3f} between {names[i]} and {names[j]}")
-    fnames = _full_names_of(free)
-    full = free.full(q)
-    at_bound = [j for j in range(len(full)) if np.any(free.A[j] != 0)
-                and (abs(full[j] - free.lower[j]) < 1e-12 or abs(full[j] - free.upper[j]) < 1e-12)]
-    bound_names = tuple(sorted({fnames[j] for j in np.where(hits)[0]} | {fnames[j] for j in at_bound}))
-    for nm in bound_names:
-        warnings.append(f"{nm} reached its bound and was held there")
-    if not converged and not diverged:
-        warnings.append(f"not converged after {cycles} cycles (max shift/esd {shift_esd:.3g} > {tol})")
-    if diverged:
-        warnings.append("the refinement diverged")
-    stats = fit_stats(y, yc, sigma, k)
-    ok = bool(converged and not singular and not diverged)
-    return FitResult(free, np.asarray(q), full, cov, esd, corr, stats, yc, ok, cycles, singular, diverged, bound_names,
-                     tuple(warnings), tuple(history))

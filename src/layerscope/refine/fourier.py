@@ -31,6 +31,7 @@ from scipy import fft as sfft
 
 from layerscope._io import write_text
 
+from layerscope.crystal.geometry import orthogonalisation_matrix as _orth
 from layerscope.crystal.phase import Phase, symmetry_operations
 from layerscope.diffraction.structure_factors import structure_factors
 from layerscope.refine.partition import ReflectionIntensities, partition_phase
@@ -155,15 +156,6 @@ def map_extrema(fmap: FourierMap, n: int = 5, *, sign: int = -1) -> list[tuple[t
     order = np.argsort(-vals)[:n]
     shape = np.asarray(fmap.shape)
     return [(tuple(float(v) for v in idx[j] / shape), float(sign * vals[j])) for j in order]
-
-
-def _orth(cell):
-    a, b, c, al, be, ga = cell
-    al, be, ga = np.radians([al, be, ga])
-    v = np.sqrt(1 - np.cos(al) ** 2 - np.cos(be) ** 2 - np.cos(ga) ** 2 + 2 * np.cos(al) * np.cos(be) * np.cos(ga))
-    return np.array([[a, b * np.cos(ga), c * np.cos(be)],
-                     [0, b * np.sin(ga), c * (np.cos(al) - np.cos(be) * np.cos(ga)) / np.sin(ga)],
-                     [0, 0, c * v / np.sin(ga)]])
 
 
 def write_xplor(fmap: FourierMap, path) -> Path:

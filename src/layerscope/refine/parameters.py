@@ -52,6 +52,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope.crystal.geometry import reciprocal_metric  # noqa: E402
 from layerscope.crystal.phase import (  # noqa: E402
     U_COMPONENTS, adp_basis, space_group, symmetry_operations, u_cartesian, u_isotropic,
 )
@@ -406,10 +407,7 @@ def _group_columns(layout: Layout, key: str, x_full: np.ndarray) -> list[tuple[s
 
 def _gsas_a(cell):
     """GSAS-II's cell variables A = (G*11, G*22, G*33, 2G*12, 2G*13, 2G*23) (Å⁻²)."""
-    a, b, c = cell[0], cell[1], cell[2]
-    ca, cb, cg = jnp.cos(jnp.deg2rad(cell[3])), jnp.cos(jnp.deg2rad(cell[4])), jnp.cos(jnp.deg2rad(cell[5]))
-    g = jnp.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
-    gs = jnp.linalg.inv(g)
+    gs = reciprocal_metric(cell, xp=jnp)
     return jnp.array([gs[0, 0], gs[1, 1], gs[2, 2], 2 * gs[0, 1], 2 * gs[0, 2], 2 * gs[1, 2]])
 
 

@@ -31,18 +31,23 @@ Translation to layerscope (GSAS-II parameter meanings, :mod:`layerscope.diffract
 * background (:mod:`layerscope.refine.pcr_background`): Nba = 0 and −3 polynomials, the
   Nba = −4 cosine Fourier series and the Nba = −5 Chebyshev series exactly (Chebyshev series constrained to FullProf's free
   directions), Nba ≥ 2 interpolated points approximately (with a note); others refused;
-* absorption: Iabscor = 3 with ABSCOR2 = 0 read as A(λ) = exp(−ABSCOR1·λ), λ = 2 d sin θ
-  (with a note); Iabscor = 1 (flat plate) or 2 (cylinder) with a non-zero ABSCOR is refused;
+* absorption (ABSCOR2 = 0): Iabscor = 3 as A(λ) = exp(−ABSCOR1·λ), λ = 2 d sin θ; Iabscor = 2 as
+  Hewat's cylinder at μR = ABSCOR1·λ (:func:`~layerscope.diffraction.cw_sample.hewat_cylinder_absorption`,
+  FullProf's: it reproduces the CORR column of FullProf's reflection lists); each with a note;
+* extinction: a fixed Extinc as FullProf's (1 + Extinc·|F|²·λ²/V²)^(−1/2), with a note
+  (:func:`~layerscope.diffraction.cw_sample.tof_extinction`, from FullProf's reflection-list CORR);
 * codes: 0 fixed; ±(10·p + m) refines parameter number p with multiplier ±m. Parameters
   that share p move together (δx_i / m_i equal) — linear ties; coordinates and cells are
   refined along their symmetry-allowed directions.
 
+Recognised but not reproduced (Npr = 13 in the engine, Iwg ≠ 0, a refined Extinc, Iabscor = 1,
+ABSCOR2 ≠ 0) are refused together in one InputError (:mod:`layerscope.refine.pcr_features`).
+
 Refused with an :class:`~layerscope.InputError` naming the keyword, its value and its line (no
-exact counterpart here): Npr ≠ 9 (10: thermal/epithermal crossover, 13: Ikeda–Carpenter), Nba
-1/−1/−2…, Nsc, Nor, Iwg, Res, Ste, Nre, Cry; per phase Dis, Ang, Jbt, Irf, Isy, Str, Furth,
-Nvk, a phase Npr ≠ 9, Jvi/Jdi/Hel/Sol/Mom/Ter/Brind, atoms with N_t ≠ 0, Extinc (TOF extinction),
-Bov, Str1–3, Strain-/Size-Model, Ani-LSize, Xt/Yt/Z1/Z0, Pref1/Pref2, alph0/alphQ; multi-pattern
-(NPATT) files. The per-phase profile lines must agree between phases (the model has one
+exact counterpart here): Npr ≠ 9 (10: thermal/epithermal crossover), Nba
+1/−1/−2…, Nsc, Nor, Res, Ste, Nre, Cry; per phase Dis, Ang, Jbt, Irf, Isy, Str, Furth,
+Nvk, a phase Npr ≠ 9, Jvi/Jdi/Hel/Sol/Mom/Ter/Brind, atoms with N_t ≠ 0, Bov, Str1–3,
+Strain-/Size-Model, Ani-LSize, Xt/Yt/Z1/Z0, Pref1/Pref2, alph0/alphQ; multi-pattern (NPATT) files. The per-phase profile lines must agree between phases (the model has one
 instrument). Hand-written: no Python library reads FullProf control files.
 """
 
@@ -59,6 +64,8 @@ from layerscope._errors import InputError, reader
 from layerscope.diffraction.instrument import TOFInstrument
 from layerscope.refine.parameters import Constraint
 from layerscope.refine.pcr_background import FullProfBackground
+from layerscope.refine.pcr_features import (ABSORPTION, EXTINC, GEOMETRY, IWG, IWG_WHAT, NPR13,
+                                            Unsupported)
 from layerscope.refine.strategy import Stage, Strategy
 
 __all__ = ["PcrJob", "read_pcr", "pcr_code"]
@@ -82,6 +89,12 @@ class PcrJob:
     absorption: float
     strategy: Strategy
     free_names: tuple[str, ...] = field(default_factory=tuple)
+    #: our phase scale per unit of FullProf's Scale (S·sin θ·V²/100, over the Occ normalisation²)
+    scale_per_fullprof: dict = field(default_factory=dict)
+    #: what ``absorption`` means: "exponential" (Iabscor = 3) or "cylinder-hewat" (Iabscor = 2)
+    absorption_form: str = "exponential"
+    #: FullProf's fixed TOF extinction parameter by phase (``cw_sample.tof_extinction``)
+    extinction: dict = field(default_factory=dict)
     #: assumptions made in the translation (printed as warnings by the CLI)
     notes: tuple[str, ...] = ()
 
@@ -254,7 +267,10 @@ def read_pcr(path, *, data=None) -> PcrJob:
     jobt, npr, nph, nba, nex, nsc = (int(jl[k]) for k in ("Job", "Npr", "Nph", "Nba", "Nex", "Nsc"))
     if jobt != -1:
         raise L.error(f"Job = {jobt}; only TOF neutron patterns (Job = -1) are supported", no)
-    if npr != 9:
+    todo = Unsupported(L)  # features read through, refused together at the end
+    if npr == 13:
+        todo.add(no, NPR13.format(npr=npr))
+    elif npr != 9:
         raise L.error(f"Npr = {npr} is not supported: only the TOF back-to-back exponentials ⊗ pseudo-Voigt "
                       "(Npr = 9) is (10: thermal/epithermal crossover, 13: Ikeda-Carpenter have no "
                       "counterpart here)", no)
@@ -263,8 +279,10 @@ def read_pcr(path, *, data=None) -> PcrJob:
     nor = int(jl.get("Nor", 0))
     if nor not in (0, 1):
         raise L.error(f"Nor = {nor} (preferred-orientation function) is not supported", no)
+    iwg = int(jl.get("Iwg", 0))
+    if iwg:
+        todo.add(no, IWG.format(iwg=iwg, what=IWG_WHAT.get(iwg, "weighting scheme")))
     _refuse(L, no, {"Nsc (additional scattering factors)": nsc,
-                    "Iwg (weighting scheme)": jl.get("Iwg"),
                     "Res (instrumental resolution file .irf, e.g. Res = 5: a look-up table of σ², γ, α, β per d "
                     "spacing; write its analytical parameters into the pcr instead)": jl.get("Res"),
                     "Ste (data thinning)": jl.get("Ste"), "Nre (parameter limits)": jl.get("Nre"),
@@ -296,7 +314,7 @@ def read_pcr(path, *, data=None) -> PcrJob:
     sin_t = float(np.sin(np.radians(two_theta / 2)))
 
     coded: list[tuple[str, float, float]] = []     # (our name or group, code, multiplier factor)
-    phases, scales, profiles = [], {}, []
+    phases, scales, profiles, scale_per_fp, extinction = [], {}, [], {}, {}
     absorption = 0.0
     notes = []
     for k in range(nph):
@@ -311,7 +329,9 @@ def read_pcr(path, *, data=None) -> PcrJob:
                         "Str (strain/size model lines)": nl.get("Str"),
                         "Furth (user parameters)": nl.get("Furth"), "Nvk (propagation vectors)": nl.get("Nvk")},
                 f"phase {pname}")
-        if "Npr" in nl and int(nl["Npr"]) != 9:
+        if "Npr" in nl and int(nl["Npr"]) == 13 == npr:
+            pass  # the pattern's Npr = 13, refused above
+        elif "Npr" in nl and int(nl["Npr"]) != 9:
             raise L.error(f"phase {pname}: Npr = {int(nl['Npr'])} is not supported (only Npr = 9)", no)
         if nl.get("More"):
             ml, no = L.named(f"Jvi Jdi Hel Sol Mom Ter ... of phase {pname}",
@@ -340,10 +360,16 @@ def read_pcr(path, *, data=None) -> PcrJob:
         sc, no = L.named(f"Scale Extinc Bov Str1 Str2 Str3 Strain-Model of phase {pname}",
                          ("Scale", "Extinc", "Bov", "Str1", "Str2", "Str3", "Strain-Model"), ("Scale",))
         c_sc = L.numbers(f"the Scale codes of phase {pname}", 1, at_most=7)
-        _refuse(L, no, {k2: v for k2, v in sc.items() if k2 != "Scale"}, f"phase {pname}: no TOF extinction, "
-                "overall B or strain model here")
-        if any(c_sc[1:]):
-            raise L.error(f"phase {pname}: refinement codes on Extinc/Bov/Str are not supported", L.last_no)
+        if len(c_sc) > 1 and c_sc[1]:
+            todo.add(no, EXTINC.format(ext=sc.get("Extinc", 0.0), phase=pname, code=c_sc[1]))
+        elif sc.get("Extinc", 0.0):
+            extinction[pname] = float(sc["Extinc"])
+            notes.append(f"phase {pname}: Extinc = {sc['Extinc']:g} read as FullProf's TOF extinction "
+                         "(1 + Extinc·|F|²·λ²/V²)^(−1/2), fixed")
+        _refuse(L, no, {k2: v for k2, v in sc.items() if k2 not in ("Scale", "Extinc")},
+                f"phase {pname}: no overall B or strain model here")
+        if any(c_sc[2:]):
+            raise L.error(f"phase {pname}: refinement codes on Bov/Str are not supported", L.last_no)
         sig, no = L.named(f"Sig-2 Sig-1 Sig-0 ... of phase {pname}",
                           ("Sigma-2", "Sigma-1", "Sigma-0", "Sigma-Q", "Iso-GStrain", "Iso-GSize"))
         sv = list(sig.values())
@@ -396,12 +422,14 @@ def read_pcr(path, *, data=None) -> PcrJob:
         else:
             abs12, c_abs, abs_no = [0.0, 0.0], [0.0], None
         if abs12[0] or abs12[1] or any(c_abs):
-            if iabs != 3:
+            if iabs == 1 or (iabs == 2 and (abs12[1] != 0 or (len(c_abs) > 1 and c_abs[1]))):
+                todo.add(no_bk, ABSORPTION.format(iabs=iabs, a1=abs12[0], a2=abs12[1], abs_no=abs_no,
+                                                  geometry=GEOMETRY[iabs]))
+            elif iabs not in (2, 3):
                 raise L.error(f"Iabscor = {iabs} with ABSCOR1 = {abs12[0]:g}, ABSCOR2 = {abs12[1]:g} (line "
                               f"{abs_no}) is not supported: only the exponential A = exp(−ABSCOR1·λ) "
-                              "(Iabscor = 3, ABSCOR2 = 0) has a counterpart here (1: flat plate and 2: "
-                              "cylinder do not)", no_bk)
-            if abs12[1] != 0 or (len(c_abs) > 1 and c_abs[1]):
+                              "(Iabscor = 3, ABSCOR2 = 0) and Hewat's cylinder (Iabscor = 2, ABSCOR2 = 0) are", no_bk)
+            elif abs12[1] != 0 or (len(c_abs) > 1 and c_abs[1]):
                 raise L.error(f"phase {pname}: ABSCOR2 = {abs12[1]:g} is not supported (A = exp(−ABSCOR1·λ))",
                               abs_no)
             absorption = abs12[0]
@@ -433,7 +461,13 @@ def read_pcr(path, *, data=None) -> PcrJob:
             coded.append((f"{pname}.cell", 1.0, 0.0))
         phases.append(phase)
         scales[pname] = sc_ours
-    if absorption:
+        scale_per_fp[pname] = sc_ours / sc["Scale"] if sc["Scale"] else float("nan")
+    todo.raise_if_any()
+    absorption_form = {2: "cylinder-hewat"}.get(iabs, "exponential")
+    if absorption and iabs == 2:
+        notes.append(f"absorption Iabscor = 2 read as FullProf's (Hewat's) cylinder at μR = {absorption:g}·λ, "
+                     "λ = 2 d sin θ")
+    elif absorption:
         notes.append(f"absorption Iabscor = 3 read as A = exp(−{absorption:g}·λ), λ = 2 d sin θ")
     if bkg.kind == "chebyshev":
         notes.append(f"Nba = -5: background Σ B_n T_n(x), x = 2(T − {tmin:g})/({tmax:g} − {tmin:g}) − 1 (TOF-min "
@@ -473,7 +507,8 @@ def read_pcr(path, *, data=None) -> PcrJob:
     data_file = _data_file(path, L.comments, data)
     m0, _, _ = bkg.chebyshev((tmin, tmax))
     return PcrJob(str(path), title, data_file, tuple(phases), scales, inst, (tmin, tmax), excluded, m0.shape[0],
-                  bkg, bkpos, absorption, strategy, tuple(free), tuple(notes))
+                  bkg, bkpos, absorption, strategy, tuple(free), notes=tuple(notes), scale_per_fullprof=scale_per_fp,
+                  absorption_form=absorption_form, extinction=extinction)
 
 
 def _read_background(L: _Lines, nba: int, bkg_points, bkpos: float, tmax: float,

@@ -153,7 +153,8 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
                    scales=None, n_background: int = 6, background=None, mustrain=None, size_um=None,
                    lorentz: bool | None = None, absorption: float = 0.0, progress=None,
                    d_min: float | None = None, window_margin: float = 1.3, scattering: str = "sears1992",
-                   conventions: dict | None = None, log=None) -> RietveldResult:
+                   conventions: dict | None = None, log=None, absorption_form: str = "exponential",
+                   extinction: dict | None = None) -> RietveldResult:
     """Run a staged Rietveld refinement.
 
     Parameters
@@ -164,7 +165,9 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
     strategy : stages, constraints, bounds, cycles and the scale convention
     scales : starting phase scales by name (``"phase"`` convention; ignored for ``"gsas"``)
     mustrain, size_um : starting sample broadening by phase name
-    absorption : starting μ of the absorption term exp(−μ·λ) (λ in Å)
+    absorption : starting μ of the absorption term exp(−μ·λ) (λ in Å), or of μR = μ·λ of a cylinder
+        when ``absorption_form`` is "cylinder" (GSAS-II's) or "cylinder-hewat" (FullProf's)
+    extinction : FullProf's TOF extinction parameter by phase name, fixed (``cw_sample.tof_extinction``)
     progress : optional callable(stage_name, FitResult) called after each stage
     d_min, window_margin : passed to :func:`~layerscope.diffraction.pattern.build_model` (GSAS-II
         drops reflections below its low TOF limit / difC and evaluates peaks over ~50 FWHM;
@@ -197,7 +200,8 @@ def refine_pattern(tof_us, y, sigma, phases, instrument: TOFInstrument, strategy
                     start_size[p.name] = min(start_size.get(p.name, np.inf), 0.5)
     model = build_model(list(phases), tof_us, instrument, n_background=n_background, lorentz=lorentz,
                         mustrain=start_mu, size_um=start_size, d_min=d_min, window_margin=window_margin,
-                        lorentz_convention=strategy.lorentz_convention, scattering=scattering)
+                        lorentz_convention=strategy.lorentz_convention, scattering=scattering,
+                        absorption_form=absorption_form, extinction=extinction)
     sin_t = float(np.sin(np.radians(instrument.two_theta / 2)))
     if strategy.scale_model == "gsas":
         scales = {p.name: p.volume * sin_t for p in phases}

@@ -421,6 +421,30 @@ def lrm_half_cell(kind: str = "coated", *, mass_mg: float = 10.0,
     Then ``cycles_per_rate`` cycles at each discharge rate in ``rates_C`` (charge at C/10).
     ``meta['truth']`` holds every per-cycle number (capacities, energies, CE, average
     voltages) from the model, ``meta['nominal_mAh']`` the C/10 capacity basis (1C).
+
+    Parameters
+    ----------
+    kind : str
+        ``"coated"`` or ``"u-LRM"`` (uncoated): sets the first-cycle CE.
+    mass_mg : float
+        Active mass (mg); with 250 mA/g it sets 1C (mA).
+    rates_C : sequence of float
+        Discharge rates of the rate test (C).
+    cycles_per_rate : int
+        Cycles at each rate.
+    dt_s : float
+        Sampling interval of the record (s).
+
+    Returns
+    -------
+    CyclerLog
+        Time (s), voltage (V), current (mA), capacity (mAh), cycle and step of every record,
+        with the model's per-cycle truth in ``meta['truth']``.
+
+    Examples
+    --------
+    >>> import layerscope as ls                                          # doctest: +SKIP
+    >>> ls.cycle_summary(ls.simulate.lrm_half_cell(mass_mg=8.0))         # doctest: +SKIP
     """
     if kind not in HALF_CELL_ICE:
         raise ValueError(f"kind must be one of {sorted(HALF_CELL_ICE)}, got {kind!r}")
@@ -462,6 +486,23 @@ def lrm_pouch_cell(protocol: str = "cycling", *, n_cycles: int = 100, dt_s: floa
 
     ``meta['truth']`` holds every per-cycle number from the model (``cv_charge_mAh``: the
     charge passed in CV holds).
+
+    Parameters
+    ----------
+    protocol : str
+        ``"formation"``, ``"operando"`` or ``"cycling"`` (above).
+    n_cycles : int
+        Cycles of the ``"cycling"`` protocol.
+    dt_s : float
+        Sampling interval of the record (s).
+    ice : float
+        First-cycle coulombic efficiency (0-1).
+
+    Returns
+    -------
+    CyclerLog
+        Time (s), voltage (V), current (mA), capacity (mAh), cycle and step of every record,
+        with the model's per-cycle truth in ``meta['truth']``.
     """
     m = LRMCell(_POUCH_FIRST, _POUCH_CHARGE, _POUCH_DISCHARGE, y_first_mAh=5400.0,
                 y_window_mAh=4200.0, pol=Polarisation(0.025, 0.035, 600.0, 0.02), eff=0.998,

@@ -65,6 +65,45 @@ def simulate_fourd(*, scan_shape=(40, 40), step_nm: float = 2.0, core: str = "O3
 
     ``core`` is ``"O3p"`` (pristine, Table S1, with A/B/C domains) or ``"O3"``
     (100 cycles, Table S3, ⟨100⟩ zone, (001) twins when ``twins``).
+
+    Parameters
+    ----------
+    scan_shape : (int, int)
+        Probe positions (y, x).
+    step_nm : float
+        Scan step (nm).
+    core : str
+        ``"O3p"`` or ``"O3"`` (above).
+    twins : bool
+        (001) twin lamellae in an O3 core.
+    particle_radius_nm : (float, float), optional
+        Semi-axes of the particle (nm); default from the scan size.
+    shell_nm : (float, float)
+        Thinnest and thickest spinel shell (nm).
+    in_plane_deg : float
+        In-plane rotation of the crystal (degrees).
+    kv : float
+        Accelerating voltage (kV).
+    convergence_mrad : float
+        Probe convergence semi-angle (mrad).
+    precession_deg : float
+        Precession angle (degrees).
+    pixels : int
+        Detector side (pixels).
+    electrons_per_pattern : float
+        Dose per probe position (electrons).
+    max_thickness_nm : float
+        Thickness at the particle centre (nm).
+    scattered_fraction : float
+        Fraction of the dose scattered into the Bragg discs per 60 nm of thickness.
+    seed : int
+        Seed of the Poisson noise.
+
+    Returns
+    -------
+    FourDSimulation
+        The scan (ny, nx, ky, kx) counts, the detector geometry and the truth maps: phase codes,
+        orientations (rotation matrices), twin and domain labels.
     """
     if core not in ("O3p", "O3"):
         raise ValueError(f"core must be 'O3p' or 'O3', got {core!r}")

@@ -355,6 +355,35 @@ def simulate_operando(out_dir, *, seed: int = 0, proto: Protocol = Protocol(), n
     cathode stack). The truth is unchanged (the phases' state), ``truth.csv`` gains the factor
     as ``cathode_signal``.
     Deterministic for a given seed.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The output folder.
+    seed : int
+        Seed of the Poisson noise.
+    proto : Protocol
+        The cycling protocol (currents in mA, durations in h).
+    n_points : int
+        TOF bins per pattern.
+    reference_rexp_percent : float or None
+        Expected Rexp (%) of the reference pattern, which sets the flux.
+    mean_counts_per_bin : float or None
+        Mean Bragg counts per TOF bin of a 30-min pattern (instead of ``reference_rexp_percent``).
+    background_level : float
+        Incoherent background relative to the mean Bragg signal.
+    every : int
+        Keep every n-th operando pattern.
+    experiment_start : str
+        ISO date-time of t = 0.
+    cathode_signal : sequence of float, optional
+        Factor on the cathode scales of each written pattern (default all 1).
+
+    Returns
+    -------
+    dict
+        ``series`` (the folder of patterns with ``series.csv``), ``cycler`` and ``truth`` (CSV
+        paths) and ``n_patterns``.
     """
     from datetime import datetime, timedelta
 

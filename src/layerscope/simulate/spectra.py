@@ -31,11 +31,41 @@ def mn_l23_eels(energy_eV=None, *, l3_over_l2=2.5, i_l2=3000.0, l3_eV=642.0, l2_
                 bg_a=4.0e12, bg_r=3.0, noise=False, seed=0):
     """Mn L2,3 core-loss spectrum with a known white-line ratio.
 
+    Parameters
+    ----------
+    energy_eV : array, optional
+        Energy axis (eV); default 590-700 eV in 0.2 eV steps.
+    l3_over_l2 : float
+        White-line area ratio L3/L2.
+    i_l2 : float
+        L2 white-line area (counts·eV).
+    l3_eV, l2_eV : float
+        White-line energies (eV).
+    sigma_eV : float
+        Gaussian width of the white lines (eV).
+    continuum, continuum_slope_per_eV : float
+        Height (counts) of the double-step continuum at L2 and its slope (counts/eV).
+    step_width_eV : float
+        Width of the arctangent steps (eV).
+    bg_a, bg_r : float
+        Power-law background A·E^(−r) (E in eV).
+    noise : bool
+        Draw Poisson counts (the truths stay those of the noise-free spectrum).
+    seed : int
+        Seed of the noise.
+
     Returns
     -------
     energy_eV, counts : ndarray
+        The energy axis (eV) and the counts.
     truth : dict
         ``l3_over_l2``, ``i_l3``, ``i_l2`` (areas, counts·eV), ``l3_eV``, ``l2_eV``.
+
+    Examples
+    --------
+    >>> e, y, truth = mn_l23_eels(l3_over_l2=2.8)
+    >>> truth["l3_over_l2"]
+    2.8
     """
     e = np.arange(590.0, 700.0, 0.2) if energy_eV is None else np.asarray(energy_eV, float)
     h = continuum + continuum_slope_per_eV * (e - l2_eV)
@@ -50,7 +80,33 @@ def mn_l23_eels(energy_eV=None, *, l3_over_l2=2.5, i_l2=3000.0, l3_eV=642.0, l2_
 
 def o_k_eels(energy_eV=None, *, pre_edge_area=400.0, pre_edge_eV=530.0, main_area=3000.0,
              main_eV=540.0, step=150.0, bg_a=2.0e12, bg_r=3.0, noise=False, seed=0):
-    """O-K core-loss spectrum with a pre-edge peak of known area (counts·eV)."""
+    """O-K core-loss spectrum with a pre-edge peak of known area (counts·eV).
+
+    Parameters
+    ----------
+    energy_eV : array, optional
+        Energy axis (eV); default 480-580 eV in 0.2 eV steps.
+    pre_edge_area, main_area : float
+        Areas of the pre-edge and main-edge Gaussians (counts·eV).
+    pre_edge_eV, main_eV : float
+        Their centres (eV).
+    step : float
+        Height of the edge step (counts; an error function at 535 eV).
+    bg_a, bg_r : float
+        Power-law background A·E^(−r) (E in eV).
+    noise : bool
+        Draw Poisson counts (the truths stay those of the noise-free spectrum).
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    energy_eV, counts : ndarray
+        The energy axis (eV) and the counts.
+    truth : dict
+        ``pre_edge_area``, ``main_area`` and the background-free integrals over the default
+        pre-edge (527-533 eV) and main-edge (533-545 eV) windows (counts·eV).
+    """
     e = np.arange(480.0, 580.0, 0.2) if energy_eV is None else np.asarray(energy_eV, float)
     def edge(x):
         return (step * 0.5 * (1.0 + erf((x - 535.0) / (np.sqrt(2.0) * 1.0)))
@@ -86,6 +142,30 @@ def eds_spectrum(energy_keV=None, *, areas=None, fwhm_mnka_eV=130.0, kbeta_fract
     """EDS spectrum of K lines with known Kα areas (counts) on a smooth background.
 
     ``areas`` maps element -> Kα area; the Kβ area is ``kbeta_fraction`` of it.
+
+    Parameters
+    ----------
+    energy_keV : array, optional
+        Energy axis (keV); default 0-10 keV in 10 eV steps.
+    areas : dict of str to float, optional
+        Kα area (counts) per element (default Mn 5e4, Co 1.2e4, Ni 1.2e4).
+    fwhm_mnka_eV : float
+        Detector resolution at Mn Kα (eV).
+    kbeta_fraction : float
+        Kβ area as a fraction of Kα.
+    bremsstrahlung : float
+        Background level (counts per channel).
+    noise : bool
+        Draw Poisson counts (the truths stay those of the noise-free spectrum).
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    energy_keV, counts : ndarray
+        The energy axis (keV) and the counts per channel.
+    truth : dict
+        ``kalpha``: the Kα areas by element.
     """
     areas = {"Mn": 5.0e4, "Co": 1.2e4, "Ni": 1.2e4} if areas is None else areas
     e = np.arange(0.0, 10.0, 0.01) if energy_keV is None else np.asarray(energy_keV, float)
@@ -106,6 +186,30 @@ def zero_loss_peak(energy_eV=None, *, centre_eV=0.0, fwhm_eV=1.0, area=1.0e6, pl
 
     A stored axis whose zero-loss peak sits at ``centre_eV`` is off by ``centre_eV``: the
     core-loss edges of the same acquisition appear ``centre_eV`` above their true energies.
+
+    Parameters
+    ----------
+    energy_eV : array, optional
+        Energy axis (eV); default −20-80 eV in 0.1 eV steps.
+    centre_eV : float
+        Position of the zero-loss peak on the stored axis (eV).
+    fwhm_eV : float
+        Its full width at half maximum (eV).
+    area : float
+        Its area (counts·eV); the plasmon has 0.3 of it.
+    plasmon_eV : float
+        Plasmon energy above the zero-loss peak (eV).
+    noise : bool
+        Draw Poisson counts (the truths stay those of the noise-free spectrum).
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    energy_eV, counts : ndarray
+        The energy axis (eV) and the counts.
+    truth : dict
+        ``zlp_eV``: the zero-loss position (eV).
     """
     e = np.arange(-20.0, 80.0, 0.1) if energy_eV is None else np.asarray(energy_eV, float)
     sigma = fwhm_eV / (2 * np.sqrt(2 * np.log(2)))

@@ -1,6 +1,6 @@
 """``analyze_eels``: EELS spectra (a path or a loaded :class:`Spectrum`) → an :class:`EelsAnalysis`.
 
-The Python entry point behind ``layerscope eels`` (``spectra._cli.run_eels`` parses the options,
+The Python entry point behind ``layerscope eels`` (``layerscope.cli.eels.run_eels`` parses the options,
 calls this and writes the files) and ``layerscope.analyze_eels(...)``.
 """
 
@@ -19,7 +19,8 @@ __all__ = ["EelsAnalysis", "analyze_eels"]
 #: units of the per-spectrum columns of ``eels.csv``
 UNITS = {"position_nm": "nm", "shift_eV": "eV", "delta_e_eV": "eV", "l3_eV": "eV", "o_pre_edge_eV": "eV",
          "l3_over_l2": "1", "valence": "1", "valence_shift": "1", "valence_mlls": "1", "o_pre_edge_ratio": "1",
-         "snr": "1", "l3_over_l2_stat_err": "1", "valence_esd": "1"}
+         "snr": "1", "l3_over_l2_stat_err": "1", "valence_esd": "1", "t_over_lambda": "1",
+         "energy_gain": "1", "energy_offset_eV": "eV"}
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def _read(x, what):
 
 def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, align_energy_eV: float | None = None,
                  shift_eV: float = 0.0, pca: int | None = None, options: EelsOptions | None = None,
+                 low_loss_offset=None, calibrate_edges=None,
                  **option_values) -> EelsAnalysis:
     """Mn L3/L2 (with valence by three methods) and the O-K pre-edge of every spectrum.
 
@@ -104,18 +106,37 @@ def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, alig
     ----------
     spectrum : path, :class:`~layerscope.spectra.io.Spectrum` (single, line scan or spectrum image), or
         a tuple (energy_eV, counts) with the energy axis last
-    low_loss : path or Spectrum of the same pixels: each zero-loss peak is moved to 0 eV
-    align_edge : "O-K", "Mn-L3", "Co-L3" or "Ni-L3": move that edge to its reference energy
-        (``align_energy_eV`` for another target), on the summed spectra
-    shift_eV : added to the energy axis last (eV)
-    pca : denoise a line scan / spectrum image with this many principal components first
-    options : :class:`~layerscope.spectra.analysis.EelsOptions`, or its fields as keywords
-        (``background="none"``, ``step="flat"``, ``snr_min=5``, ...)
+    low_loss : path or Spectrum, optional
+        Low-loss spectra of the same pixels: each zero-loss peak is moved to 0 eV.
+    align_edge : str, optional
+        "O-K", "Mn-L3", "Co-L3" or "Ni-L3": move that edge to its reference energy, on the summed
+        spectra.
+    align_energy_eV : float, optional
+        Another target energy (eV) for ``align_edge``.
+    shift_eV : float
+        Added to the energy axis last (eV).
+    pca : int, optional
+        Denoise a line scan / spectrum image with this many principal components first.
+    low_loss_offset : None, "auto" or (int, int), optional
+        Pairing of core-loss and low-loss pixels: None (same index), "auto" (the navigation
+        offset estimated from the thickness maps) or (dy, dx) in pixels.
+    calibrate_edges : str or dict, optional
+        Two-point calibration of offset and dispersion, e.g. ``"O-K=530.0,Mn-L3=641.0"`` or
+        ``{"O-K": 530.0, "Mn-L3": 641.0}``: the O-K pre-edge maximum / the L3 white-line maximum of
+        the summed spectra are moved to these energies (after the zero-loss step;
+        :mod:`layerscope.spectra.energy_scale`). Not with ``align_edge``.
+    options : :class:`~layerscope.spectra.analysis.EelsOptions`, optional
+        The analysis options (edge windows in eV, background, step, SNR threshold).
+    **option_values
+        The fields of ``options`` as keywords (``background="none"``, ``step="flat"``,
+        ``snr_min=5``, ...).
 
     Returns
     -------
-    EelsAnalysis: ``l3_over_l2``, ``valence``, ``o_pre_edge_ratio``, ``shift_eV``, ``flags`` (one per
-    spectrum; NaN with a flag where a value cannot be determined), ``record``, ``to_xarray()``, ``write(out)``.
+    EelsAnalysis
+        ``l3_over_l2``, ``valence``, ``o_pre_edge_ratio``, ``shift_eV`` (eV), ``flags`` (one per
+        spectrum; NaN with a flag where a value cannot be determined), ``record``,
+        ``to_xarray()``, ``write(out)``.
     """
     from layerscope.spectra.pipeline import eels_pipeline
 
@@ -130,6 +151,12 @@ def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, alig
             zlp_shifts(ll.energy_eV, ll.counts)
         except ValueError as exc:
             raise InputError(f"expected a zero-loss peak in the low-loss data: {exc}", path=ll.source) from None
+    if calibrate_edges is not None:
+        from layerscope.spectra.energy_scale import parse_reference_features
+        try:
+            parse_reference_features(calibrate_edges)
+        except ValueError as exc:
+            raise InputError(f"calibrate_edges (--calibrate-edges FEATURE=eV,FEATURE=eV): {exc}") from None
     if align_edge:
         from layerscope.spectra.calibrate import edge_shifts
         try:
@@ -143,7 +170,11 @@ def analyze_eels(spectrum, *, low_loss=None, align_edge: str | None = None, alig
                                 low_loss=None if ll is None else ll.counts,
                                 low_loss_energy_eV=None if ll is None else ll.energy_eV,
                                 align_edge=align_edge, align_energy_eV=align_energy_eV,
-                                shift_eV=float(shift_eV or 0.0), options=opts, pca=pca, source=str(spec.source))
+                                shift_eV=float(shift_eV or 0.0), options=opts, pca=pca, source=str(spec.source),
+                                acquisition=spec.meta.get("acquisition"),
+                                low_loss_acquisition=None if ll is None else ll.meta.get("acquisition"),
+                                nav_shape=tuple(spec.nav_shape), low_loss_offset=low_loss_offset,
+                                calibrate_edges=calibrate_edges)
     if not np.isfinite(res.l3_over_l2).any() and not np.isfinite(res.o_pre_edge_ratio).any():
         raise InputError(f"neither a Mn L2,3 nor an O-K edge analysed in any spectrum "
                          f"({spec.energy_eV.min():.0f}-{spec.energy_eV.max():.0f} eV); first: "

@@ -53,6 +53,24 @@ table and no figure value was reachable:
 * Varela et al., PRB 79, 085117 (2009), Riedl et al., Ultramicroscopy 106, 284 (2006) and Kurata
   & Colliex, PRB 48, 2102 (1993): not found in the store.
 
+A second search (3 Dec 2026, later session; pages, docs and code corpora: "Mn L3/L2 white line
+ratio MnO Mn2O3 MnO2 values", Wang/Bentley/Evans 2000 body text, Schmid & Mader 2006, Varela
+2009, Tan 2012 tables, exact strings "Mn L3/L2 ratio" and "white line ratio" in code) found no
+number either: the same title pages and abstracts; an abstract of Sparrow et al. (Chem. Phys.
+Lett. 108, 547, 1984; "L3/L2 white-line intensity ratios in the EELS of 3d transition-metal
+oxides") states only the trend (maximum at d5, e.g. MnO; minimum at d0, e.g. KMnO4), which the
+table follows; globalsino.com's EELS-of-Mn page and xpsfitting.com's Mn page hold no EELS L3/L2
+values. The table therefore stays unverified.
+
+Compatibility with the extraction method (measured, NMC spectrum image of ``shared/data/eels``,
+Mn expected near 4+): without deconvolution the thick pixels (t/λ ≈ 1) give L3/L2 1.9-2.6
+(median 2.2, valence 3.5-3.9 with this table); after Fourier-ratio deconvolution with each pixel's
+low-loss (:mod:`layerscope.spectra.plural`, checked against exSpy) they give 1.65-1.93 (median
+1.78), *below* the table's MnO2 value 1.95, i.e. outside the table (NaN + flag). Plural scattering
+raises the ratio of this method (its post-edge continuum window lies on the plasmon replicas), so
+a table can only be used with spectra of the same thickness regime and extraction as its own
+references: one more reason to calibrate on your own reference spectra.
+
 Hence there is **no built-in ΔE(Mn L3 − O K) calibration** (:data:`MN_DE_CALIBRATION` is
 ``None``): ``valence_shift`` is NaN unless a table is given (``--shift-calibration`` or
 ``EelsOptions(shift_calibration=...)``), and ``delta_e_eV`` holds the measured ΔE. No ΔE number
@@ -259,6 +277,15 @@ LITERATURE_CHECK = (
     {"publication": "public code (GitHub store): chenlabUIUC/OrientedPhaseDomain, "
                     "HailiJia/MultimodalEELS-XAS, exact-string searches", "copy": None,
      "readable": "yes", "found": "no Mn L3/L2 calibration table", "numbers_verified": ()},
+    {"publication": "Sparrow, Williams, Rao & Thomas, Chem. Phys. Lett. 108, 547 (1984)",
+     "copy": "https://network.rawdatalibrary.net/publication/l3-l2-white-line-intensity-ratios-in-the-"
+             "electron-energy-loss-spectra-of-3d-transition-metal-oxides-103bc9",
+     "readable": "abstract", "found": "L3/L2 maximal at d5 (MnO), minimal at d0 (KMnO4) (qualitative)",
+     "numbers_verified": ()},
+    {"publication": "second search (pages/docs/code): Schmid & Mader (Micron 2006), Varela 2009, Tan "
+                    "2012 tables, Wang 2000 body; globalsino.com EELS of Mn; exact strings 'Mn L3/L2 "
+                    "ratio', 'white line ratio'", "copy": None, "readable": "abstracts/title pages only",
+     "found": "no Mn L3/L2 numbers", "numbers_verified": ()},
     {"publication": "Varela et al., Phys. Rev. B 79, 085117 (2009)", "copy": None,
      "readable": "not found in the store", "found": "", "numbers_verified": ()},
     {"publication": "Riedl, Gemming & Wetzig, Ultramicroscopy 106, 284-291 (2006)", "copy": None,

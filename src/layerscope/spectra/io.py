@@ -106,9 +106,9 @@ def spectrum_from_arrays(data, axes, *, source="", meta=None) -> Spectrum:
 
 def _from_rsciio(path: Path, reader) -> Spectrum:
     if path.suffix.lower() in (".hspy", ".emd"):
-        from layerscope._h5guard import check_global_heaps
+        from layerscope._h5guard import check_hdf5
 
-        check_global_heaps(path)  # a damaged HDF5 heap can hang libhdf5 (issue 15 fuzzing)
+        check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
     try:
         sigs = reader(str(path))
     except Exception as exc:
@@ -118,8 +118,11 @@ def _from_rsciio(path: Path, reader) -> Spectrum:
         raise InputError("no signal in the file", path=path)
     # a file may hold images next to spectra (EMD, hspy): take the first signal with an energy axis
     sig = next((s for s in sigs if any(_unit(a) in _UNIT_TO_EV for a in s["axes"])), sigs[0])
+    from layerscope.spectra.acquisition import spectrometer_settings
+
     return spectrum_from_arrays(sig["data"], sig["axes"], source=str(path),
-                                meta={"rsciio_metadata": sig.get("metadata", {})})
+                                meta={"rsciio_metadata": sig.get("metadata", {}),
+                                      "acquisition": spectrometer_settings(sig.get("original_metadata", {}))})
 
 
 def from_signal(signal) -> Spectrum:
@@ -139,7 +142,11 @@ def from_signal(signal) -> Spectrum:
                      "scale": getattr(ax, "scale", 1.0), "index_in_array": ax.index_in_array,
                      "axis": np.asarray(ax.axis, float), "navigate": ax.navigate})
     title = getattr(getattr(signal, "metadata", None), "General", None)
-    return spectrum_from_arrays(data, axes, source=str(getattr(title, "title", "") or "signal"))
+    from layerscope.spectra.acquisition import spectrometer_settings
+
+    om = getattr(signal, "original_metadata", None)
+    return spectrum_from_arrays(data, axes, source=str(getattr(title, "title", "") or "signal"),
+                                meta={"acquisition": spectrometer_settings(om) if om is not None else {}})
 
 
 def _from_text(path: Path) -> Spectrum:
@@ -194,6 +201,18 @@ def read_spectrum(path) -> Spectrum:
 
     Supported: ``.dm3`` ``.dm4`` ``.msa``/``.ems`` ``.hspy`` ``.zspy`` ``.emd`` (rosettasciio) and
     ``.csv``/``.txt``/``.dat`` columns. Raises :class:`~layerscope.InputError` naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The spectrum file.
+
+    Returns
+    -------
+    Spectrum
+        Energy axis (eV, from the file's calibration), counts ((n_channels,) or (n_spectra,
+        n_channels)), the probe positions (nm) of a line scan, the navigation shape and the file's
+        metadata.
     """
     path = Path(path)
     if not path.exists():

@@ -189,19 +189,26 @@ def analyze_haadf(image, *, mode: str = "atomic", zone: str | None = None, pixel
     ----------
     image : path, :class:`~layerscope.stem.io.STEMImage` or 2-D array
         The image (a path is read with :func:`~layerscope.stem.io.read_image`).
-    mode : ``"atomic"`` (columns), ``"lowmag"`` (particles and defects) or ``"shell"`` (spinel shell)
+    mode : str
+        ``"atomic"`` (columns), ``"lowmag"`` (particles and defects) or ``"shell"`` (spinel shell).
     zone : None (any crystal; the layered <100> analysis when the lattice is recognised as one),
         ``"100"`` or ``"210"`` (layered oxide along <100>_O3 or <210>_O3)
-    pixel_size_nm : nm per pixel, overriding the file's calibration
-    denoise : ``"du"``, ``"wiener"``, ``"gaussian"``, ``"nlm"`` or ``"none"``
-    separation_nm : minimum column separation (nm; default from the image's FFT)
-    second_sublattice : layered <100> analysis: also fit columns at midpoints of the first sublattice
+    pixel_size_nm : float, optional
+        Pixel size (nm per pixel), overriding the file's calibration.
+    denoise : str
+        ``"du"``, ``"wiener"``, ``"gaussian"``, ``"nlm"`` or ``"none"``.
+    separation_nm : float, optional
+        Minimum column separation (nm; default from the image's FFT).
+    second_sublattice : bool
+        Layered <100> analysis: also fit columns at midpoints of the first sublattice.
     contrast : ``"auto"`` (from the skewness of the band-passed image), ``"bright-atoms"`` (HAADF/ADF)
         or ``"dark-atoms"`` (ABF/BF: the image is inverted)
     spacing_nm, cell : calibrate the any-crystal analysis from the shortest lattice vector of
         sublattice 0 (nm) or the projected cell ``(A, B[, GAMMA_DEG])`` (nm, nm, degrees)
-    max_sublattices : most sublattices (sites of the averaged cell) to fit
-    intensity_classes : None, ``"auto"`` or a number: Gaussian-mixture classes of column intensities
+    max_sublattices : int
+        Most sublattices (sites of the averaged cell) to fit.
+    intensity_classes : None, ``"auto"`` or int
+        Gaussian-mixture classes of column intensities (None: no classification).
 
     Returns
     -------

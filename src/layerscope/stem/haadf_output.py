@@ -19,12 +19,18 @@ __all__ = ["write_haadf", "plot_haadf", "write_strain"]
 
 
 def write_strain(path: Path, res, px, source) -> Path:
-    """GPA strain maps as HDF5 (``exx``, ``eyy``, ``exy``, ``rotation_rad``, displacements, g vectors)."""
+    """GPA strain maps as HDF5 (``exx``, ``eyy``, ``exy``, ``rotation_rad``, displacements, g vectors,
+    and ``valid``: where the maps are defined)."""
     import h5py
 
     with atomic_path(path, ".h5") as tmp, h5py.File(tmp, "w") as f:
         for name in ("exx", "eyy", "exy", "rotation_rad", "ux_px", "uy_px"):
             f.create_dataset(name, data=getattr(res, name), compression="gzip")
+        if getattr(res, "valid", None) is not None:
+            f.create_dataset("valid", data=np.asarray(res.valid, dtype=np.uint8), compression="gzip")
+            f["valid"].attrs["meaning"] = ("1 where the geometric phase is defined (>= 2 sigma_r from the border, "
+                                           "> sigma_r from pixels whose Bragg amplitudes are < half their reference "
+                                           "median)")
         f["g_per_px"] = res.g_per_px
         f.attrs["reference_y0_y1_x0_x1"] = np.asarray(res.reference)
         f.attrs["pixel_size_nm"] = px if px else np.nan
@@ -34,7 +40,23 @@ def write_strain(path: Path, res, px, source) -> Path:
 
 
 def write_haadf(result, out, *, figures: bool = True) -> dict[str, Path]:
-    """Write a HAADF result into the folder ``out`` (created); returns the written files by name."""
+    """Write a HAADF result into the folder ``out`` (created): its tables as CSV, the strain maps
+    as HDF5, ``summary.json`` and (``figures``) the PNG figures of :func:`plot_haadf`.
+
+    Parameters
+    ----------
+    result : HaadfResult
+        The result of :func:`~layerscope.stem.haadf.analyze_haadf`.
+    out : str or Path
+        The output folder.
+    figures : bool
+        Also write the figures.
+
+    Returns
+    -------
+    dict of str to Path
+        The written files by name.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -52,7 +74,18 @@ def write_haadf(result, out, *, figures: bool = True) -> dict[str, Path]:
 
 
 def plot_haadf(result) -> dict:
-    """The figures of a HAADF result by name (``m_over_n``, ``variants``, ``strain``, ``columns``, ...)."""
+    """The figures of a HAADF result by name (``m_over_n``, ``variants``, ``strain``, ``columns``, ...).
+
+    Parameters
+    ----------
+    result : HaadfResult
+        The result of :func:`~layerscope.stem.haadf.analyze_haadf`.
+
+    Returns
+    -------
+    dict of str to matplotlib.figure.Figure
+        The figures (no pyplot, no backend chosen: save them with ``fig.savefig``).
+    """
     fd = result._figure_data
     return {"crystal": _crystal, "layered-100": _layered, "zone-210": _domains, "lowmag": _lowmag,
             "shell": _shell}[result.analysis](result, fd)
@@ -67,11 +100,15 @@ def _fig(**kw):
 def _strain_fig(strain, lim, prefix=""):
     fig = _fig(figsize=(11, 5))
     axes = fig.subplots(1, 2)
-    for ax, e, name in zip(axes, (strain.exx, strain.eyy), ("εxx", "εyy")):
-        im = ax.imshow(100 * e, cmap="bwr", vmin=-lim, vmax=lim)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["bwr"].with_extremes(bad="0.75")
+    for ax, key, name in zip(axes, ("exx", "eyy"), ("εxx", "εyy")):
+        # the border band of the Bragg filter and the pixels without lattice fringes: grey (NaN)
+        im = ax.imshow(100 * strain.masked(key), cmap=cmap, vmin=-lim, vmax=lim)
         ax.set_title(f"{prefix}{name} (%)")
         ax.set_axis_off()
-    fig.colorbar(im, ax=axes, label="strain (%)")
+    fig.colorbar(im, ax=axes, label="strain (%); grey: phase undefined (image border, no fringes)")
     return fig
 
 

@@ -105,9 +105,9 @@ def _read_rsciio(path: Path, reader) -> STEMImage:
 def _read_hdf5_hyperspy(path: Path) -> STEMImage:
     from rsciio.hspy import file_reader
 
-    from layerscope._h5guard import check_global_heaps
+    from layerscope._h5guard import check_hdf5
 
-    check_global_heaps(path)  # a damaged HDF5 heap can hang libhdf5 (issue 15 fuzzing)
+    check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
     return _read_rsciio(path, file_reader)
 
 
@@ -145,7 +145,13 @@ def read_image(path, *, pixel_size_nm: float | None = None) -> STEMImage:
     path : str or Path
         .dm3, .dm4, .emd, .ser, .hspy, .hdf5/.h5 (HyperSpy), .tif/.tiff or .npy.
     pixel_size_nm : float, optional
-        Overrides the file's calibration (or supplies one where it is missing).
+        Pixel size in nm; overrides the file's calibration (or supplies one where it is missing).
+
+    Returns
+    -------
+    STEMImage
+        The (ny, nx) float image, its pixel size (nm, or None when neither the file nor the
+        caller gives one) and its source.
 
     Raises
     ------
@@ -165,9 +171,9 @@ def read_image(path, *, pixel_size_nm: float | None = None) -> STEMImage:
     elif ext == ".emd":
         from rsciio.emd import file_reader
 
-        from layerscope._h5guard import check_global_heaps
+        from layerscope._h5guard import check_hdf5
 
-        check_global_heaps(path)  # a damaged HDF5 heap can hang libhdf5 (issue 15 fuzzing)
+        check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
         img = _read_rsciio(path, file_reader)
     elif ext == ".ser":
         from rsciio.tia import file_reader

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import base64
 import html
-import json
+import math
+import os
 from pathlib import Path
 
 from layerscope._io import write_text
@@ -135,8 +136,98 @@ def _fmt(v, digits=5) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
+        if not math.isfinite(v):
+            return "—" if math.isnan(v) else html.escape(str(v))
+        if abs(v) < _ZERO:            # a rounding residue of a quantity that is 0 (e.g. −7.9e−20)
+            return "0"
         return f"{v:.{digits}g}"
     return html.escape(str(v))
+
+
+#: |value| below this is printed as 0: no quantity of the report is meaningful at 1e-12
+_ZERO = 1e-12
+
+
+def _value_esd(v, e) -> str:
+    """``v`` with its esd in the crystallographer's notation: 0.9719(12) = 0.9719 ± 0.0012."""
+    v = float(v)
+    e = float(e) if e is not None else float("nan")
+    if not (math.isfinite(e) and e > 0) or not math.isfinite(v):
+        return _fmt(v)
+    first = int(math.floor(math.log10(e)))
+    lead = e / 10.0**first
+    dec = -first + (1 if lead < 2 else 0)        # two esd digits when they start with 1
+    if dec <= 0:
+        return f"{_fmt(v)} ± {_fmt(e, 2)}"
+    digits = round(e * 10.0**dec)
+    if digits >= 100 or (digits >= 20 and lead < 2):  # rounding carried the esd to the next decade
+        dec -= 1
+        digits = round(e * 10.0**dec)
+        if dec <= 0:
+            return f"{_fmt(v)} ± {_fmt(e, 2)}"
+    val = round(v, dec)
+    return f"{0.0 if val == 0 else val:.{dec}f}({digits})"
+
+
+#: units of the headline numbers by key (suffixes first); a key not listed is dimensionless
+_UNIT_SUFFIX = (("_nm", "nm"), ("_px", "px"), ("_mAh", "mAh"), ("_eV", "eV"), ("_keV", "keV"), ("_deg", "°"),
+                ("_percent", "%"), ("_angstrom", "Å"), ("_A2", "Å²"), ("_s", "s"), ("_h", "h"), ("_V", "V"))
+_UNIT_KEY = {"rwp": "%", "rp": "%", "rwp_median": "%", "d_inter": "Å", "d_intra": "Å", "a": "Å", "b": "Å", "c": "Å",
+             "integrals": "arb. units"}
+
+
+def _unit(key: str) -> str:
+    if key in _UNIT_KEY:
+        return _UNIT_KEY[key]
+    base = key[:-len("_mean")] if key.endswith("_mean") else key
+    base = base[:-len("_first")] if base.endswith("_first") else base[:-len("_last")] if base.endswith("_last") else base
+    return next((u for suf, u in _UNIT_SUFFIX if base.endswith(suf)), "")
+
+
+def _with_unit(text: str, unit: str) -> str:
+    return f"{text} {html.escape(unit)}" if unit and text not in ("", "—") else text
+
+
+def _rel(v: str, out: Path) -> str:
+    """A path in a summary, relative to the output folder (the report travels with it)."""
+    p = Path(v)
+    if p.is_absolute():
+        try:
+            return Path(os.path.relpath(p, out)).as_posix()
+        except ValueError:  # another drive (Windows)
+            return v
+    return v
+
+
+def _headline(key, v, esd, out: Path) -> str:
+    """One headline value: numbers with esd and unit, dicts as 'name value' lists, paths relative."""
+    unit = _unit(key)
+    if isinstance(v, dict):
+        esd = esd if isinstance(esd, dict) else {}
+        parts = []
+        for k, x in v.items():
+            if k == "phase" or str(k).endswith("_esd"):
+                continue
+            if isinstance(x, dict):        # e.g. the descriptors of each phase
+                parts.append(f"<b>{html.escape(str(k))}</b>: " + _headline(k, x, esd.get(k), out))
+            else:
+                e = esd.get(k, v.get(f"{k}_esd"))
+                parts.append(f"{html.escape(str(k))} {_headline(k if not unit else key, x, e, out)}")
+        return "; ".join(parts) if parts else '<span class="none">none</span>'
+    if isinstance(v, (list, tuple)):
+        if not v:
+            return '<span class="none">none</span>'
+        if all(isinstance(x, str) for x in v):
+            return "<br>".join(html.escape(x) for x in v)
+        return _with_unit(", ".join(_fmt(float(x)) if isinstance(x, (int, float)) and not isinstance(x, bool)
+                                    else html.escape(str(x)) for x in v), unit)
+    if isinstance(v, bool) or v is None:
+        return _fmt(v)
+    if isinstance(v, (int, float)):
+        return _with_unit(_value_esd(v, esd) if isinstance(v, float) else _fmt(v), unit)
+    if isinstance(v, str) and ("/" in v or "\\" in v):
+        return html.escape(_rel(v, out))
+    return _fmt(v)
 
 
 def _table(header, rows, left=1) -> str:
@@ -170,7 +261,7 @@ def _structure_tables(records, out: Path) -> str:
 
         def ve(row, k):
             v, e = row.get(k, ""), row.get(f"{k}_esd", "")
-            return f"{float(v):.6g}" + (f"({float(e):.1g})" if e not in ("", "None", "nan") else "") if v else ""
+            return _value_esd(v, e if e not in ("", "None") else None) if v not in ("", "None") else ""
 
         parts.append(_table(["phase", "a (Å)", "b (Å)", "c (Å)", "β (°)", "weight fraction", "R_Bragg"],
                             [[html.escape(p["phase"]), ve(p, "a"), ve(p, "b"), ve(p, "c"), ve(p, "beta"),
@@ -201,14 +292,17 @@ def _table_s4(records, out: Path) -> str:
     return _table(["image", "particles", "defects per particle", "mean"], rows)
 
 
-def _summary_list(rec) -> str:
+def _summary_list(rec, out: Path) -> str:
+    """The headline numbers of one analysis: values with their esds (when the summary has
+    ``KEY_esd``) and units, nested values as readable lists, paths relative to ``out``."""
+    summ = rec["summary"]
     items = []
-    for k, v in rec["summary"].items():
-        if isinstance(v, (dict, list)):
-            v = json.dumps(v, default=str)
-            if len(v) > 160:
-                v = v[:157] + "…"
-        items.append(f"<tr><td class='l'>{html.escape(k)}</td><td class='l'>{_fmt(v)}</td></tr>")
+    for k, v in summ.items():
+        if k.endswith("_esd") and k[:-4] in summ:
+            continue
+        label = next((k[:-len(suf)] for suf, _ in _UNIT_SUFFIX if k.endswith(suf) and len(k) > len(suf)), k)
+        items.append(f"<tr><td class='l'>{html.escape(label.replace('_', ' '))}</td>"
+                     f"<td class='l'>{_headline(k, v, summ.get(f'{k}_esd'), out)}</td></tr>")
     return f"<table>{''.join(items)}</table>"
 
 
@@ -273,7 +367,7 @@ def write_report(study, records, out: Path) -> Path:
         sections.append('<section id="other"><h2>Further analyses</h2>' + "".join(body) + "</section>")
         nav.append('<a href="#other">Further</a>')
     # (no run times here: a resumed study gives a byte-identical report)
-    summary_rows = [[html.escape(_label(r)), _summary_list(r)] for r in records]
+    summary_rows = [[html.escape(_label(r)), _summary_list(r, out)] for r in records]
     sections.append('<section id="summaries"><h2>Every analysis: headline numbers</h2>'
                     + _table(["analysis", "summary"], summary_rows, left=2) + "</section>")
     sections.append('<section id="checks"><h2>Checks against ground truth</h2><p class="cap">For simulated '

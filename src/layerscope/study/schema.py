@@ -51,7 +51,7 @@ class StudyError(InputError):
 
 @dataclass(frozen=True)
 class Key:
-    type: str  # str, float, int, bool, file, dir, path, list[str], list[float], table[file], enum
+    type: str  # str, float, int, bool, file, dir, path, list[str], list[float], table[file], table[float], enum
     required: bool = False
     default: Any = None
     choices: tuple = ()
@@ -111,6 +111,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "spectrum": Key("file", required=True, help="EELS spectrum or line scan (.dm3/.dm4/.msa/.csv)"),
         "mn_background_eV": Key("list[float]", length=2, default=[600.0, 632.0]),
         "o_background_eV": Key("list[float]", length=2, default=[490.0, 522.0]),
+        "low_loss": Key("file", help="low-loss spectrum/SI of the same pixels: each zero-loss peak moved to "
+                                     "0 eV, t/λ written (as eels --low-loss)"),
+        "low_loss_offset": Key("str", help="'auto' or 'DY,DX': pair core-loss pixel (y, x) with low-loss "
+                                           "pixel (y+DY, x+DX) (a separately acquired low-loss image)"),
+        "deconvolve": Key("enum", default="none", choices=("none", "fourier-ratio"),
+                          help="remove plural scattering from the L2,3 edges (needs low_loss)"),
+        "calibrate_edges": Key("table[float]", help='two-point calibration of offset and dispersion, '
+                                                   'e.g. {"O-K" = 530.0, "Mn-L3" = 641.0} (features O-K, '
+                                                   'Mn-L3, Co-L3, Ni-L3; after the zero-loss step)'),
+        "align_edge": Key("enum", choices=("O-K", "Mn-L3", "Co-L3", "Ni-L3"),
+                          help="move that edge feature to its reference energy (not with calibrate_edges)"),
+        "align_energy_eV": Key("float", help="target energy of align_edge"),
+        "shift_eV": Key("float", default=0.0, help="shift added to the energy axis last"),
     },
     "xas": {
         "spectra": Key("table[file]", required=True, help="state = file of an O-K sXAS spectrum (energy, mu)"),
@@ -221,11 +234,36 @@ def _check(value, spec: Key, where: str, base: Path):
         if t == "dir" and not p.is_dir():
             raise StudyError(f"{where}: folder not found: {value} (looked for {p})")
         return p
+    if t == "table[float]":
+        if not isinstance(value, dict) or not value:
+            raise StudyError(f"{where}: expected a table of NAME = number, got {value!r}")
+        return {k: _check(v, Key("float"), f"{where}.{k}", base) for k, v in value.items()}
     if t == "table[file]":
         if not isinstance(value, dict) or not value:
             raise StudyError(f"{where}: expected a table of NAME = \"file\", got {value!r}")
         return {k: _check(v, Key("file"), f"{where}.{k}", base) for k, v in value.items()}
     raise AssertionError(t)  # pragma: no cover
+
+
+def _eels_ok(opts: dict, tag: str) -> None:
+    """The eels keys that depend on each other, checked before any work."""
+    if opts.get("calibrate_edges") is not None:
+        from layerscope.spectra.energy_scale import parse_reference_features
+        try:
+            parse_reference_features(opts["calibrate_edges"])
+        except ValueError as exc:
+            raise StudyError(f"{tag} key 'calibrate_edges': {exc}") from None
+        if opts.get("align_edge"):
+            raise StudyError(f"{tag}: give either 'calibrate_edges' or 'align_edge', not both")
+    if opts.get("deconvolve") not in (None, "none") and opts.get("low_loss") is None:
+        raise StudyError(f"{tag} key 'deconvolve': Fourier-ratio deconvolution needs 'low_loss'")
+    off = opts.get("low_loss_offset")
+    if off is not None:
+        if opts.get("low_loss") is None:
+            raise StudyError(f"{tag} key 'low_loss_offset': needs 'low_loss'")
+        parts = off.split(",")
+        if off != "auto" and not (len(parts) == 2 and all(p.strip().lstrip("-").isdigit() for p in parts)):
+            raise StudyError(f"{tag} key 'low_loss_offset': expected 'auto' or 'DY,DX' (integers), got {off!r}")
 
 
 def _phase_specs_ok(specs, where: str, base: Path) -> list[str]:
@@ -294,6 +332,8 @@ def parse_study(doc: dict, path: Path) -> Study:
                     opts[k] = _check(entry[k], spec, f"{tag} key {k!r}", base)
                 else:
                     opts[k] = spec.default
+            if kind == "eels":
+                _eels_ok(opts, tag)
             if "phases" in opts and opts["phases"]:
                 opts["phases"] = _phase_specs_ok(opts["phases"], f"{tag} key 'phases'", base)
             if opts["name"] in names:

@@ -54,6 +54,9 @@ def run_operando(opts, out: Path) -> dict:
         if k.startswith("frac_") and not k.endswith("_esd"):
             summary[f"{k}_first"] = float(rows[0][k])
             summary[f"{k}_last"] = float(rows[-1][k])
+            if f"{k}_esd" in rows[0]:  # the report shows each value with its esd
+                summary[f"{k}_first_esd"] = float(rows[0][f"{k}_esd"])
+                summary[f"{k}_last_esd"] = float(rows[-1][f"{k}_esd"])
     tables = {"timeseries": "timeseries.csv"}
     if "records" in res:
         figures.update(_operando_fits(res, out))
@@ -219,6 +222,7 @@ def run_neutron(opts, out: Path) -> dict:
     summary = {"rwp": summ["rwp"], "rp": summ["rp"], "chi2": summ["chi2"], "converged": summ["converged"],
                "table": opts["table"], "weight_fractions": {p: d["weight_fraction"]["value"]
                                                            for p, d in summ["phases"].items()},
+               "weight_fractions_esd": {p: d["weight_fraction"]["esd"] for p, d in summ["phases"].items()},
                "descriptors": desc, "warnings": summ["warnings"]}
     validation = []
     truth = _truth(opts)
@@ -302,8 +306,15 @@ def run_eels(opts, out: Path) -> dict:
     from layerscope.spectra.api import analyze_eels
 
     mn_bg, o_bg = opts["mn_background_eV"], opts["o_background_eV"]
-    ana = analyze_eels(opts["spectrum"], mn_background_eV=tuple(mn_bg) if mn_bg else None,
-                       o_background_eV=tuple(o_bg) if o_bg else None, step_width_eV=1.0)
+    off = opts.get("low_loss_offset")
+    if off is not None and off != "auto":
+        off = tuple(int(v) for v in off.split(","))
+    ana = analyze_eels(opts["spectrum"], low_loss=opts.get("low_loss"), low_loss_offset=off,
+                       calibrate_edges=opts.get("calibrate_edges"), align_edge=opts.get("align_edge"),
+                       align_energy_eV=opts.get("align_energy_eV"), shift_eV=opts.get("shift_eV") or 0.0,
+                       mn_background_eV=tuple(mn_bg) if mn_bg else None,
+                       o_background_eV=tuple(o_bg) if o_bg else None, step_width_eV=1.0,
+                       deconvolve=opts.get("deconvolve") or "none")
     # the eels command's record.json (calibration, windows, methods) is replaced by the runner's (the
     # mark of a finished task): the command writes into a hidden staging folder, its tables and figure
     # are moved out and its record is kept inside the runner's; a kill never leaves a record.json
@@ -322,6 +333,11 @@ def run_eels(opts, out: Path) -> dict:
     l3l2, val = ana.l3_over_l2, ana.valence
     summary = {"spectra": len(l3l2), "l3_over_l2_mean": float(np.nanmean(l3l2)),
                "valence_mean": float(np.nanmean(val))}
+    # esds of the means from the per-spectrum statistical esds (independent spectra): √Σσ²/n
+    for key, v, e in (("l3_over_l2_mean", l3l2, ana.l3_over_l2_stat_err), ("valence_mean", val, ana.valence_esd)):
+        ok = np.isfinite(np.asarray(v, float))
+        if e is not None and ok.any() and np.all(np.isfinite(np.asarray(e, float)[ok])):  # else undetermined
+            summary[f"{key}_esd"] = float(np.sqrt(np.sum(np.asarray(e, float)[ok] ** 2)) / ok.sum())
     validation = []
     truth = _truth(opts)
     if truth:

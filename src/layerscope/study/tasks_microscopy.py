@@ -43,7 +43,6 @@ def _haadf_atomic_validation(tables, tdir, truth, summary):
     """Issue 5: ≥ 99 % of TM columns found, < 0.5 % false positives, positions within 2 pm RMS
     (columns matched within 3 px, 8 px from the edges, as in the analysis' own tests), m/n of each
     variant within 0.01 RMS of the ideal projected cell (cells not straddling a boundary)."""
-    import h5py
     from scipy.spatial import cKDTree
 
     px = truth["pixel_size_nm"]
@@ -63,7 +62,7 @@ def _haadf_atomic_validation(tables, tdir, truth, summary):
          "tolerance": "< 0.005", "ok": bool(false < 0.005), "note": ""},
         _check("column position RMS per coordinate (pm)", rms_pm, 0.0, 2.0, note="matched within 3 px"),
     ]
-    with h5py.File(tdir / "truth.h5", "r") as f:
+    with _open_h5(tdir / "truth.h5") as f:
         ideal = json.loads(f.attrs["metadata"]).get("m_over_n", {})
     cells = tables.get("cells") or {"m_over_n": np.zeros(0), "variant": np.zeros(0, str), "boundary": np.zeros(0, int)}
     mn, variant, boundary = (np.asarray(cells[k]) for k in ("m_over_n", "variant", "boundary"))
@@ -78,9 +77,7 @@ def _haadf_atomic_validation(tables, tdir, truth, summary):
 def _haadf_domain_validation(tables, tdir, truth, summary):
     """Issue 5: A/B/C domains ≥ 95 % correct per domain, over interior cells (the ±5-column,
     ±1-layer neighbourhood of a cell lies in one domain of the truth map), as in the tests."""
-    import h5py
-
-    with h5py.File(tdir / "truth.h5", "r") as f:
+    with _open_h5(tdir / "truth.h5") as f:
         vm = f["variant_map"][()]
         names = [str(n) for n in f.attrs["variant_names"]]
     px_A = truth["pixel_size_nm"] * 10
@@ -113,10 +110,9 @@ def _haadf_domain_validation(tables, tdir, truth, summary):
 
 def _haadf_lowmag_validation(tables, tdir, truth, summary):
     """Table S4: defects per particle, particles matched by centroid (exact counts expected)."""
-    import h5py
     from scipy import ndimage
 
-    with h5py.File(tdir / "truth.h5", "r") as f:
+    with _open_h5(tdir / "truth.h5") as f:
         lab = f["particle_labels"][()]
         per = f["defects_per_particle"][()]
     n = int(lab.max())
@@ -165,9 +161,22 @@ def run_fourd(opts, out: Path) -> dict:
             "validation": validation}
 
 
+def _open_h5(path):
+    """An HDF5 file of the study folder, opened after the child-process check (``_h5guard``)."""
+    import h5py
+
+    from layerscope._h5guard import check_hdf5
+
+    check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
+    return h5py.File(path, "r")
+
+
 def _has_truth_maps(path) -> bool:
     import h5py
 
+    from layerscope._h5guard import check_hdf5
+
+    check_hdf5(path)  # a damaged HDF5 file can hang or crash libhdf5 (issue 15 fuzzing)
     try:
         with h5py.File(path, "r") as f:
             return "truth_phase" in f and "truth_rotation" in f

@@ -137,6 +137,12 @@ def simulate_haadf(
         If False, return the expected counts.
     seed : int or None
         Seed of the NumPy random generator.
+
+    Returns
+    -------
+    HAADFSimulation
+        The image (counts), its pixel size (nm) and the truth: column centres (px), sublattice,
+        variant and layer labels, the variant and pore maps.
     """
     if scene is None:
         px_A = pixel_size_nm * 10

@@ -1,8 +1,6 @@
-"""``layerscope run STUDY.toml --out DIR`` and ``layerscope simulate study --out DIR``."""
+"""``layerscope run STUDY.toml --out DIR``: every analysis of a study file → results.h5 + report.html."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 
 def _run(args) -> int:
@@ -25,14 +23,6 @@ def _run(args) -> int:
     return 0 if n_ok == n_val else 4 if args.strict else 0
 
 
-def _simulate(args) -> int:
-    from layerscope.simulate.study import simulate_study
-
-    path = simulate_study(args.out, seed=args.seed, every=args.every, quick=args.quick)
-    print(f"wrote {path}; run it with: layerscope run {path} --out {Path(args.out) / 'results'}")
-    return 0
-
-
 def register(sub) -> None:
     p = sub.add_parser("run", help="run every analysis of a study file (TOML) and write results.h5 + report.html")
     p.add_argument("study", nargs="?", help="study file (TOML); `layerscope run --keys` lists its keys")
@@ -43,12 +33,3 @@ def register(sub) -> None:
     p.add_argument("--strict", action="store_true", help="exit with status 4 when a check against truth fails")
     p.add_argument("--keys", action="store_true", help="print every key a study file may hold and exit")
     p.set_defaults(func=_run)
-
-
-def register_simulate(sub) -> None:
-    p = sub.add_parser("study", help="a complete simulated study (every modality, four states) + study.toml")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--every", type=int, default=2, help="keep every n-th 30-min operando pattern (1: all 33)")
-    p.add_argument("--quick", action="store_true", help="smaller datasets, no operando series (for tests)")
-    p.set_defaults(func=_simulate)

@@ -1,8 +1,4 @@
-"""``layerscope simulate fourd``: the command line of :mod:`layerscope.simulate.fourd`.
-
-Moved here from ``fourd._cli`` so that the analysis package does not import the simulators above it
-(tests/test_architecture.py).
-"""
+"""``layerscope simulate fourd``: the command line of :mod:`layerscope.simulate.fourd`."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""``layerscope simulate operando``: the command line of :mod:`layerscope.simulate.operando`.
-
-Moved here from ``operando._cli`` so that the analysis package does not import the simulators above it
-(tests/test_architecture.py).
-"""
+"""``layerscope simulate operando``: the command line of :mod:`layerscope.simulate.operando`."""
 
 from __future__ import annotations
 

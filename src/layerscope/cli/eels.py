@@ -1,11 +1,15 @@
 """``layerscope eels FILE --out DIR``: Mn L3/L2, valence (three methods) and O-K of EELS spectra.
 
-Energy calibration: ``--low-loss FILE`` (zero-loss peak per pixel, DualEELS), ``--align-edge
-O-K|Mn-L3`` (with ``--align-energy`` for another target), ``--shift-eV X`` (added last). Writes
+Energy calibration: ``--low-loss FILE`` (zero-loss peak per pixel, DualEELS; ``--low-loss-offset
+auto|DY,DX`` pairs the pixels of a separately acquired, displaced low-loss image), ``--align-edge
+O-K|Mn-L3`` (with ``--align-energy`` for another target), ``--calibrate-edges O-K=530,Mn-L3=641`` (offset and dispersion from two
+features), ``--shift-eV X`` (added last). Writes
 ``DIR/eels.csv`` (``index, position_nm, l3_over_l2, valence, o_pre_edge_ratio, shift_eV, flag,
-valence_shift, valence_mlls, delta_e_eV, l3_eV, o_pre_edge_eV, snr``; NaN with a flag where a value
+valence_shift, valence_mlls, delta_e_eV, l3_eV, o_pre_edge_eV, snr, l3_over_l2_stat_err, valence_esd,
+t_over_lambda, energy_gain, energy_offset_eV``; NaN with a flag where a value
 cannot be determined), ``DIR/record.json`` (calibration, windows, methods, warnings) and
-``DIR/eels.png`` (windows, background and continuum steps over the edges).
+``DIR/eels.png`` (windows, background and continuum steps over the edges). ``--deconvolve
+fourier-ratio`` removes plural scattering from the L2,3 edges with each pixel's low-loss.
 """
 
 from __future__ import annotations
@@ -52,6 +56,16 @@ def _own_calibration(refs: dict, g):
         raise InputError(f"--calibration references: L3/L2 {ratios} of valences {vals}: {exc}") from None
 
 
+def _offset(text):
+    if text is None or text == "auto":
+        return text
+    try:
+        dy, dx = (int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--low-loss-offset expects 'auto' or DY,DX (integers), got {text!r}") from None
+    return dy, dx
+
+
 def run_eels(args) -> int:
     from layerscope.spectra.analysis import EelsOptions
     from layerscope.spectra.calibration import MN_L3L2_TAN2012
@@ -77,17 +91,21 @@ def run_eels(args) -> int:
                      _table(g("calibration"), "L3/L2") if g("calibration") else MN_L3L2_TAN2012),
         shift_calibration=_table(g("shift_calibration"), "dE(Mn L3 - O K pre-edge) eV")
         if g("shift_calibration") else None,
-        references=refs, other_elements=tuple(g("elements") or ()))
+        references=refs, other_elements=tuple(g("elements") or ()),
+        deconvolve=g("deconvolve", "none") or "none")
     from layerscope.spectra.api import analyze_eels
 
     ana = analyze_eels(spec, low_loss=read_spectrum(g("low_loss")) if g("low_loss") else None,
                        align_edge=g("align_edge"), align_energy_eV=g("align_energy"),
-                       shift_eV=float(g("shift_eV", 0.0) or 0.0), pca=g("pca"), options=opts)
+                       shift_eV=float(g("shift_eV", 0.0) or 0.0), pca=g("pca"), options=opts,
+                       low_loss_offset=_offset(g("low_loss_offset")),
+                       calibrate_edges=g("calibrate_edges"))
     res, record = ana.result, ana.record
     ana.write(args.out)
     v = res.valence[np.isfinite(res.valence)]
+    gain = record["calibration"].get("energy_gain", 1.0)
     print(f"{args.file}: {len(res.flags)} spectra, shift {record['calibration']['shift_eV_median']:+.2f} eV "
-          f"(median); L3/L2 valence in {len(v)}"
+          f"(median)" + (f", energy gain {gain:.5f}" if gain != 1.0 else "") + f"; L3/L2 valence in {len(v)}"
           + (f", {v.min():.2f}-{v.max():.2f} (median {np.median(v):.2f}, median esd "
              f"{np.nanmedian(res.valence_esd):.2f})" if len(v) else "")
           + f"; {record['n_flagged']} flagged; wrote {args.out}/eels.csv, record.json")
@@ -107,10 +125,20 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     c = p.add_argument_group("energy calibration (applied in this order)")
     c.add_argument("--low-loss", help="low-loss spectrum/SI of the same pixels: zero-loss peak to 0 eV")
+    c.add_argument("--low-loss-offset", metavar="auto|DY,DX",
+                   help="pair core-loss pixel (y, x) with low-loss pixel (y+DY, x+DX); 'auto': the "
+                        "offset estimated from the two thickness maps (a separately acquired low-loss "
+                        "image of a drifting specimen); default: same index")
     c.add_argument("--align-edge", choices=["O-K", "Mn-L3", "Co-L3", "Ni-L3"],
                    help="move the O-K pre-edge peak to 530 eV or the Mn L3 half-rise to 640 eV "
                         "(on the summed spectra)")
     c.add_argument("--align-energy", type=float, help="target energy (eV) for --align-edge")
+    c.add_argument("--calibrate-edges", metavar="FEATURE=eV,FEATURE=eV",
+                   help="two-point calibration of offset AND dispersion after the zero-loss step, e.g. "
+                        "'O-K=530.0,Mn-L3=641.0': the O-K pre-edge maximum and an L3 white-line maximum "
+                        "(O-K, Mn-L3, Co-L3, Ni-L3) of the summed spectra are moved to the energies you "
+                        "give; the gain and offset go to record.json and eels.csv (energy_gain, "
+                        "energy_offset_eV); not with --align-edge")
     c.add_argument("--shift-eV", type=float, default=0.0, help="shift added to the energy axis (eV)")
     m = p.add_argument_group("methods")
     m.add_argument("--background", choices=["power-law", "none"], default="power-law",
@@ -141,6 +169,9 @@ def register(subparsers) -> None:
                    help="reference spectrum of known Mn valence for MLLS (repeat)")
     m.add_argument("--elements", nargs="+", choices=["Co", "Ni"], default=(),
                    help="also give the L3/L2 ratio of these L2,3 edges (columns co_l3_over_l2, ...)")
+    m.add_argument("--deconvolve", choices=["none", "fourier-ratio"], default="none",
+                   help="remove plural scattering from the L2,3 edges by Fourier-ratio deconvolution "
+                        "with each pixel's low-loss (needs --low-loss; t/λ is written either way)")
     m.add_argument("--pca", type=int, default=None, metavar="K",
                    help="denoise a line scan/SI with K principal components first")
     p.set_defaults(func=run_eels)

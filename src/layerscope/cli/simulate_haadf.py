@@ -1,8 +1,4 @@
-"""``layerscope simulate haadf``: the command line of :mod:`layerscope.simulate.haadf`.
-
-Moved here from ``stem._cli`` so that the analysis package does not import the simulators above it
-(tests/test_architecture.py).
-"""
+"""``layerscope simulate haadf``: the command line of :mod:`layerscope.simulate.haadf`."""
 
 from __future__ import annotations
 

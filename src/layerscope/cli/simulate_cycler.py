@@ -1,7 +1,6 @@
 """``layerscope simulate cycler ...``: synthetic cycler records with known capacities.
 
-The command line of :mod:`layerscope.simulate.cycler` (moved here from ``echem._cli`` so that
-the echem package does not import the simulators above it).
+The command line of :mod:`layerscope.simulate.cycler`.
 """
 
 from __future__ import annotations

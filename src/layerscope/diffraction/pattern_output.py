@@ -1,4 +1,7 @@
-"""``layerscope pattern``: compute a TOF neutron powder pattern from phases."""
+"""A computed TOF powder pattern written to disk: CSV (total and per phase) and a PNG.
+
+The library side of ``layerscope pattern`` (and of the demo's pouch-cell pattern).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,34 @@ from layerscope._io import atomic_path
 
 def compute_and_write_pattern(phase_specs, out_csv, *, instprm=None, tof_range=None,
                               points=6000, n_background=0, background=None, title="") -> dict:
-    """Shared by the ``pattern`` and ``demo`` commands: writes the CSV and the PNG."""
+    """A TOF neutron powder pattern of phases, written as CSV (total and per phase) + PNG.
+
+    What ``layerscope pattern`` and ``layerscope demo`` compute.
+
+    Parameters
+    ----------
+    phase_specs : list of str
+        Preset names or CIF paths, optionally ``NAME=PATH:SCALE``.
+    out_csv : str or Path
+        The CSV to write (columns ``tof_us``, ``d_angstrom``, ``total`` and one per phase); the PNG
+        is written beside it.
+    instprm : str or Path, optional
+        A GSAS-II ``.instprm`` file (default: the GPPD-like backscattering bank).
+    tof_range : (float, float), optional
+        TOF range in µs (default the GPPD-like bank's 5000-56000 µs).
+    points : int
+        Number of log-spaced TOF points.
+    n_background, background
+        Chebyshev background terms and their values (default none).
+    title : str
+        Title of the figure.
+
+    Returns
+    -------
+    dict
+        ``csv`` and ``png`` (paths), ``model``, ``result`` (the computed pattern) and ``instrument``.
+    """
+    from layerscope.crystal.geometry import d_spacing
     from layerscope.crystal.load import load_phases
     from layerscope.diffraction.instrument import gppd_like, read_instprm
     from layerscope.diffraction.pattern import build_model, compute_pattern, initial_params
@@ -41,26 +71,8 @@ def compute_and_write_pattern(phase_specs, out_csv, *, instprm=None, tof_range=N
         np.savetxt(tmp, np.column_stack(cols), delimiter=",", header=header, comments="", fmt="%.8g")
     ticks = {}
     for s in model.phases:
-        dd = 1.0 / np.sqrt(np.einsum("ni,ij,nj->n", s.hkl, np.linalg.inv(s.phase.metric_tensor), s.hkl))
+        dd = d_spacing(s.phase.cell, s.hkl)
         ticks[s.phase.name] = np.asarray(tof_from_d(dd, inst.zero, inst.difc, inst.difa, inst.difb))
     png = plot_powder(out_csv.with_suffix(".png"), tof, res.total, ticks=ticks,
                       components={n: res.phases[n] for n in names}, title=title)
     return {"csv": out_csv, "png": png, "model": model, "result": res, "instrument": inst}
-
-
-def _pattern(args) -> int:
-    out = compute_and_write_pattern(args.phase, args.out, instprm=args.instprm, tof_range=args.tof_range,
-                                    points=args.points, title=" + ".join(args.phase))
-    print(f"wrote {out['csv']} and {out['png']}")
-    return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser("pattern", help="compute a TOF neutron powder pattern (total and per phase)")
-    p.add_argument("phase", nargs="+", help="preset name or CIF path, optionally NAME=PATH:SCALE")
-    p.add_argument("--instprm", help="GSAS-II .instprm file (default: a GPPD-like backscattering bank)")
-    p.add_argument("--tof-range", nargs=2, type=float, default=None, metavar=("MIN", "MAX"),
-                   help="TOF range in µs (default 5000 56000, the GPPD-like bank's d ≈ 0.45-5 Å)")
-    p.add_argument("--points", type=int, default=6000, help="number of log-spaced TOF points (default 6000)")
-    p.add_argument("--out", required=True, help="output CSV (a PNG is written beside it)")
-    p.set_defaults(func=_pattern)
