@@ -1,5 +1,6 @@
-"""``layerscope operando`` (sequential refinement of an operando series) and
-``layerscope simulate operando`` (the digital twin of the experiment)."""
+"""``layerscope operando`` (sequential refinement of an operando series: parse →
+:func:`layerscope.operando.api.refine_series` → :func:`~layerscope.operando.api.write_series`) and
+``layerscope operando-manifest`` (``series.csv`` from the pattern files' headers)."""
 
 from __future__ import annotations
 
