@@ -33,8 +33,9 @@ class SeriesResult:
     rows : one dict per pattern: ``pattern``, ``time_h``, ``voltage_V``, ..., ``rwp``, ``converged``,
         ``flag``, ``held``, ``note``, ``undetermined``, and every observable with its ``_esd``
     records : the :class:`~layerscope.operando.checkpoint.SeriesRecord` of each pattern (full parameters)
-    patterns : ``(name, tof_us, y, sigma)`` of each pattern as refined
-    instrument : the :class:`~layerscope.diffraction.instrument.TOFInstrument`
+    patterns : ``(name, tof_us, y, sigma)`` of each pattern as refined (of the first bank when a
+        time step has several)
+    instrument : the :class:`~layerscope.diffraction.instrument.TOFInstrument` (of the first bank)
     model, layout : the pattern model and its parameter layout
     protocol : the series protocol (:class:`~layerscope.operando.protocol.SeriesProtocol`)
     provenance : series folder, cycler log, model, strategy (and its SHA-256), instrument, criteria
@@ -52,6 +53,10 @@ class SeriesResult:
     #: the series folder as given, and the cycler alignment's notes (pattern file, note)
     source: str = ""
     notes: tuple = ()
+    #: several banks per time step: {bank: [(name, tof_us, y, sigma) per time step]} and
+    #: {bank: instrument}; empty for one bank
+    bank_patterns: dict = field(default_factory=dict)
+    instruments: dict = field(default_factory=dict)
 
     @property
     def n_flagged(self) -> int:
@@ -78,6 +83,15 @@ class SeriesResult:
         cols = _columns(self.rows)
         return pd.DataFrame([{k: r.get(k) for k in cols} for r in self.rows], columns=cols).set_index("pattern")
 
+    def fit(self, column: str, against: str = "time_h", degree: int = 1, *, scale_by_gof: bool = False):
+        """Weighted polynomial trend of ``column`` against ``against`` (``time_h``,
+        ``capacity_mAh`` …) over the rows that measured it (:func:`layerscope.operando.trends.fit_trend`:
+        held, flagged and undetermined values left out). Returns a
+        :class:`~layerscope.operando.trends.TrendFit`."""
+        from layerscope.operando.trends import fit_trend
+
+        return fit_trend(self.rows, column, against, degree, scale_by_gof=scale_by_gof)
+
     def __repr__(self) -> str:
         rows = self.rows
         rwp = np.array([r["rwp"] for r in rows], float)
@@ -101,15 +115,19 @@ def _esd(e) -> str:
 
 
 def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strategy=None, reverse: bool = False,
-                  tof_range=None, checkpoint_dir=None, progress=None, bridge_progress=None) -> SeriesResult:
+                  tof_range=None, checkpoint_dir=None, progress=None, bridge_progress=None,
+                  derived=None) -> SeriesResult:
     """Sequential Rietveld refinement of an operando TOF series.
 
     Parameters
     ----------
-    series : folder holding the pattern files and ``series.csv`` (file, start_s, end_s[, bank])
+    series : folder holding the pattern files and ``series.csv`` (file, start_s, end_s[, bank]);
+        rows with the same counting window are the banks of one time step, refined together
+        (one row per time step, ``rwp_bank<N>`` per bank)
     cycler : cycler log (path, any supported format) or an :class:`~layerscope.echem.io.CyclerLog`
     instrument : GSAS-II ``.instprm`` path or a loaded instrument (default: the one ``.instprm``
-        in the series folder)
+        in the series folder); several banks: a dict bank → path or instrument, or a list in
+        the order of the banks (default: one ``*bank<N>*.instprm`` per bank in the series folder)
     model : preset model name (default ``lrm-pouch``) or a TOML model file
     strategy : series protocol TOML (default: the built-in ``operando_lrm.toml``)
     reverse : refine the series from the last pattern back
@@ -117,6 +135,10 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
     checkpoint_dir : folder for ``checkpoint.json`` (a second call resumes); None keeps it in memory
     progress : callable(k, n, record) after each pattern
     bridge_progress : callable(record, note) after each pattern of a bridged hold stretch
+    derived : {name: formula} of derived quantities (GSAS-II's pseudo-variables) reported with
+        esds propagated through each pattern's covariance, besides the strategy's
+        ``[[series.derived]]`` (:mod:`layerscope.operando.derived`), e.g.
+        ``{"O3p_ab": "O3p_a * O3p_b"}``
 
     Returns
     -------
@@ -132,41 +154,97 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
     from layerscope.echem.io import read_cycler
     from layerscope.operando.align import align_to_cycler
     from layerscope.operando.model import load_series_model
-    from layerscope.operando.series import read_manifest, read_series_patterns
+    from layerscope.operando.series import group_time_steps, read_manifest, read_series_patterns
     from layerscope.operando.protocol import default_series_protocol, read_series_protocol
     from layerscope.operando.sequential import refine_series as _sequential
 
     series_dir = Path(series)
     entries = read_manifest(series_dir)
-    if instrument is None:
-        found = sorted(series_dir.glob("*.instprm"))
-        if len(found) != 1:
-            raise InputError(f"{series_dir}: give --instprm (found {len(found)} .instprm files in the series folder)")
-        instrument = found[0]
-    inst = read_instprm(instrument) if isinstance(instrument, (str, Path)) else instrument
+    steps = group_time_steps(entries, series_dir / "series.csv")
+    banks = [e.bank for e in steps[0]] if len(steps[0]) > 1 else []
+    if banks:
+        insts = _bank_instruments(instrument, series_dir, banks)
+        inst, instrument = insts[banks[0]], [getattr(i, "source", "") for i in insts.values()]
+    else:
+        if instrument is None:
+            found = sorted(series_dir.glob("*.instprm"))
+            if len(found) != 1:
+                raise InputError(f"{series_dir}: give --instprm (found {len(found)} .instprm files in the series "
+                                 "folder)")
+            instrument = found[0]
+        inst = read_instprm(instrument) if isinstance(instrument, (str, Path)) else instrument
+        insts = {}
     smodel = load_series_model(model)
     phases, fractions = list(smodel.phases), dict(smodel.fractions)
     log = read_cycler(cycler) if isinstance(cycler, (str, Path)) else cycler
-    times = align_to_cycler(entries, log)
-    patterns = read_series_patterns(entries, tuple(tof_range) if tof_range else None)
+    step_entries = [st[0] for st in steps]
+    times = align_to_cycler(step_entries, log)
+    rng = tuple(tof_range) if tof_range else None
+    bank_patterns = {}
+    if banks:
+        per = [read_series_patterns(st, rng) for st in steps]
+        bank_patterns = {b: [pp[k] for pp in per] for k, b in enumerate(banks)}
+        patterns = [(pp[0][0], [p[1] for p in pp], [p[2] for p in pp], [p[3] for p in pp]) for pp in per]
+    else:
+        patterns = read_series_patterns(entries, rng)
     protocol = read_series_protocol(strategy) if strategy else default_series_protocol()
     if checkpoint_dir is not None:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-    records, model_obj, layout = _sequential(patterns, phases, inst, protocol=protocol, out_dir=checkpoint_dir,
-                                             reverse=reverse, progress=progress, times=times,
-                                             start_fractions=fractions, bridge_progress=bridge_progress)
+    records, model_obj, layout = _sequential(patterns, phases, list(insts.values()) if banks else inst,
+                                             protocol=protocol, out_dir=checkpoint_dir, reverse=reverse,
+                                             progress=progress, times=times, start_fractions=fractions,
+                                             bridge_progress=bridge_progress, bank_labels=banks or None,
+                                             derived=derived)
     provenance = {"series": series_dir.resolve(),
                   "cycler": Path(cycler).resolve() if isinstance(cycler, (str, Path)) else getattr(log, "source", ""),
                   "model": smodel.source, "strategy": protocol.source, "strategy_sha256": protocol.digest,
-                  "instrument": Path(instrument).resolve() if isinstance(instrument, (str, Path))
+                  "instrument": "; ".join(map(str, instrument)) if banks
+                  else Path(instrument).resolve() if isinstance(instrument, (str, Path))
                   else getattr(inst, "source", ""),
                   "determined_if": f"fraction esd <= {protocol.max_relative_esd:g} of the value "
                                    f"and Bragg signal >= {protocol.min_signal:g} sigma",
                   "convergence": f"shift/esd < {protocol.series.tol:g}"
                                  + (f" or relative chi2 change < {protocol.chi2_tol:g}" if protocol.chi2_tol else "")}
+    formulas = list(protocol.derived) + list((derived or {}).items())
+    if formulas:
+        provenance["derived"] = "; ".join(f"{n} = {e}" for n, e in formulas)
+    if banks:
+        provenance["banks"] = ", ".join(map(str, banks))
+        patterns = bank_patterns[banks[0]]
     return SeriesResult([r.row for r in records], records, patterns, inst, model_obj, layout, protocol, smodel,
                         provenance, str(series_dir),
-                        tuple((e.file.name, tm["note"]) for e, tm in zip(entries, times) if tm.get("note")))
+                        tuple((e.file.name, tm["note"]) for e, tm in zip(step_entries, times) if tm.get("note")),
+                        bank_patterns, insts)
+
+
+def _bank_instruments(instrument, series_dir: Path, banks: list) -> dict:
+    """{bank: TOFInstrument} for a series with several banks per time step."""
+    import re
+
+    from layerscope.diffraction.instrument import read_instprm
+
+    if instrument is None:
+        found = {}
+        for b in banks:
+            hits = [f for f in sorted(series_dir.glob("*.instprm"))
+                    if re.search(rf"bank[_-]?{b}(?!\d)", f.stem, re.IGNORECASE)]
+            if len(hits) != 1:
+                raise InputError(f"{series_dir}: the series has banks {banks}; give one instrument per bank "
+                                 f"(found {len(hits)} file(s) *bank{b}*.instprm for bank {b})")
+            found[b] = hits[0]
+        instrument = found
+    elif isinstance(instrument, (list, tuple)):
+        if len(instrument) != len(banks):
+            raise InputError(f"{len(instrument)} instrument(s) for banks {banks}: give one per bank")
+        instrument = dict(zip(banks, instrument))
+    elif not isinstance(instrument, dict):
+        raise InputError(f"the series has banks {banks} per time step: give one instrument per bank (a dict bank → "
+                         f".instprm, or files *bank<N>*.instprm in the series folder), not one for all")
+    missing = [b for b in banks if b not in instrument]
+    if missing:
+        raise InputError(f"no instrument for bank(s) {missing} (given for {sorted(instrument)})")
+    return {b: read_instprm(instrument[b]) if isinstance(instrument[b], (str, Path)) else instrument[b]
+            for b in banks}
 
 
 def write_series(result: SeriesResult, out, *, truth=None) -> dict:

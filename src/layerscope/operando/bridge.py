@@ -18,7 +18,7 @@ from layerscope.operando.checkpoint import SeriesRecord
 from layerscope.operando.guards import _flagged, _hours, _implausible, _time_of, _trust_bounds, _window_bounds
 from layerscope.operando.observables import _determined, _evaluate_observables
 from layerscope.operando.protocol import SeriesProtocol
-from layerscope.operando.stages import refine_one, stop_rules
+from layerscope.operando.stages import bank_columns, convergence_columns, refine_one, stop_rules
 
 __all__ = ["BRIDGED"]
 
@@ -96,6 +96,8 @@ def _bridge_stretch(stretch, a, b, records, patterns, ev, layout, model, protoco
                         "held": f"{fwd.row['held']}; values interpolated in time between "
                                 f"{patterns[a][0]} and {patterns[b][0]}"})
             row.update(_evaluate_observables(obs, full, fr.cov_full))
+            row.update(convergence_columns(fr))
+            row.update(bank_columns(ev, full, y, s, fr.free.n))
             row.update(_determined(ev, full, y, s, row, model, protocol))
             row["stages"] = stop_rules(log)
             rec = SeriesRecord(key, [float(v) for v in full], row,

@@ -30,9 +30,11 @@ class SeriesRecord:
 class _Checkpoint:
     """Append-only JSON checkpoint, rewritten atomically after every pattern."""
 
-    def __init__(self, out_dir, names, protocol, phase_names):
+    def __init__(self, out_dir, names, protocol, phase_names, derived=()):
         self.path = Path(out_dir) / "checkpoint.json"
         self.key = {"patterns": list(names), "protocol": protocol.digest, "phases": list(phase_names)}
+        if derived:   # derived quantities given besides the protocol's change the rows
+            self.key["derived"] = [list(d) for d in derived]
 
     def load(self) -> dict:
         if not self.path.exists():

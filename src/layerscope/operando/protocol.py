@@ -66,6 +66,8 @@ class SeriesProtocol:
     #: GSAS-II's convergence rule besides shift/esd: a stage also ends when χ² falls by less
     #: than this (relative) over an undamped cycle (None: shift/esd only)
     chi2_tol: float | None = 1e-4
+    #: (name, formula): derived quantities reported with esds (:mod:`layerscope.operando.derived`)
+    derived: tuple[tuple[str, str], ...] = ()
 
     def cell_limit(self, dt_h: float | None) -> float:
         """Largest relative cell change allowed between patterns ``dt_h`` hours apart."""
@@ -101,7 +103,8 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     ser_doc = {k: v for k, v in doc["series"].items()
                if k not in ("min_fraction", "lrm_phases", "anode_phases", "fixed_scales", "conserve",
                            "keep_fraction", "max_cell_step", "cell_step_hours", "hold", "n_background",
-                           "window", "bridge_holds", "max_relative_esd", "min_signal", "chi2_tol")}
+                           "window", "bridge_holds", "max_relative_esd", "min_signal", "chi2_tol",
+                           "derived")}
     ser = parse_strategy({**shared, **ser_doc}, f"{source} [series]")
     s = doc["series"]
     mf = float(s.get("min_fraction", 0.03))
@@ -152,12 +155,28 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     if ctol is not None and (isinstance(ctol, bool) or not isinstance(ctol, (int, float))
                              or not (np.isfinite(ctol) and 0 <= ctol < 1)):
         raise ValueError(f"{source}: series.chi2_tol must be a number in [0, 1) (0: shift/esd only), got {ctol!r}")
+    derived = []
+    for d in s.get("derived", []):
+        if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not isinstance(d.get("expr"), str):
+            raise ValueError(f"{source}: each [[series.derived]] needs name = \"NAME\" and expr = \"FORMULA\"")
+        from layerscope.operando.derived import parse_derived
+
+        parse_derived(d["name"], d["expr"], _AnyName(), _AnyName(), f"{source} [[series.derived]]")
+        derived.append((d["name"], d["expr"]))
     return SeriesProtocol(ref, ser, mf, tuple(s.get("lrm_phases", ("O3p", "O3", "S"))),
                           tuple(s.get("anode_phases", ("graphite", "LiC12", "LiC6"))),
                           tuple(s.get("fixed_scales", ())), keep_ratio, tuple(conserve), source,
                           hashlib.sha256(text.encode()).hexdigest()[:16],
                           None if kf is None else float(kf), step, step_h, tuple(hold), nb, tuple(window), bridge,
-                          float(mre), float(msig), float(ctol) if ctol else None)
+                          float(mre), float(msig), float(ctol) if ctol else None, tuple(derived))
+
+
+class _AnyName:
+    """Accepts every name: a protocol's formulas are checked for syntax when read, and against
+    the model's quantities when a series is refined."""
+
+    def __contains__(self, name) -> bool:
+        return True
 
 
 @reader

@@ -37,7 +37,11 @@ from layerscope.operando.guards import (
 )
 from layerscope.operando.observables import _determined, _evaluate_observables, _lrm_fractions, lrm_observables
 from layerscope.operando.protocol import SeriesProtocol, default_series_protocol
-from layerscope.operando.stages import _split_scales, _tie_start, conservation_totals, refine_one, stop_rules
+from layerscope.operando.stages import (
+    _split_scales, _tie_start, bank_columns, conservation_totals, convergence_columns, refine_one, stop_rules,
+)
+from layerscope.operando.derived import add_derived
+from layerscope.refine.banks import BankEvaluator, solve_bank_linear
 from layerscope.refine.engine import Evaluator
 from layerscope.refine.parameters import free_set, make_layout
 from layerscope.refine.strategy import Stage, Strategy, stage_bounds
@@ -47,8 +51,8 @@ __all__ = ["refine_series"]
 
 def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | None = None, out_dir=None,
                   n_background: int | None = None, reverse: bool = False, progress=None, times=None,
-                  start_fractions: dict | None = None, bridge_progress=None):
-    """Refine a series of patterns sequentially.
+                  start_fractions: dict | None = None, bridge_progress=None, bank_labels=None, derived=None):
+    """Refine a series of patterns (time steps) sequentially.
 
     NumPy's BLAS/LAPACK runs single-threaded meanwhile: its matrices here are small (N × ~30
     Jacobians, 30 × 30 normal matrices, the N × 12 background design), and a threaded BLAS
@@ -58,9 +62,21 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
     Parameters
     ----------
     patterns : list of (name, tof_us, y, sigma); the first is the reference pattern
-        (refined with the protocol's ``[reference]`` stages), every pattern shares its TOF grid
+        (refined with the protocol's ``[reference]`` stages), every pattern shares its TOF grid.
+        Several banks per time step: tof_us, y and sigma are lists with one array per bank
+        (the same banks, in the same order, at every time step); the banks of a time step are
+        refined together (:mod:`layerscope.refine.banks`: shared structures, cells, occupancies
+        and phase scales; each bank its own instrument, background, absorption and histogram
+        scale), and each row gains ``rwp_bank<label>`` per bank besides the joint ``rwp``
     phases : starting phases (e.g. ``preset("lrm-pouch").phases``)
-    instrument : :class:`~layerscope.diffraction.instrument.TOFInstrument`
+    instrument : :class:`~layerscope.diffraction.instrument.TOFInstrument` (one per bank, a
+        list, for several banks)
+    bank_labels : the banks' labels in the ``rwp_bank<label>`` columns (default 1, 2, …)
+    derived : {name: formula} of derived quantities reported with esds besides the protocol's
+        ``[[series.derived]]`` (:mod:`layerscope.operando.derived`)
+
+    Every row also has GSAS-II's sequential-table convergence columns: ``converged``,
+    ``max_shift_esd`` and ``chi2_change`` of the final stage's last cycle, and ``stages``.
     out_dir : folder for ``checkpoint.json`` (resume) — None keeps everything in memory
     n_background : Chebyshev background terms (None: the protocol's ``series.n_background``,
         else 6)
@@ -78,43 +94,77 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
 
     with threadpool_limits(limits=1, user_api="blas"):
         return _refine_series(patterns, phases, instrument, protocol, out_dir, n_background, reverse, progress,
-                              times, start_fractions, bridge_progress)
+                              times, start_fractions, bridge_progress, bank_labels, derived)
+
+
+def _check_banks(patterns, instrument, bank_labels):
+    """(per-bank patterns [(name, [tof], [y], [σ])], instruments, labels); one bank when the
+    patterns hold single arrays."""
+    banked = isinstance(patterns[0][1], (list, tuple))
+    per_bank = [(n, list(t), list(y), list(s)) if banked else (n, [t], [y], [s]) for n, t, y, s in patterns]
+    nb = len(per_bank[0][1])
+    insts = list(instrument) if isinstance(instrument, (list, tuple)) else [instrument]
+    if len(insts) != nb:
+        raise ValueError(f"{nb} bank(s) per time step but {len(insts)} instrument(s): give one per bank")
+    labels = list(bank_labels) if bank_labels is not None else list(range(1, nb + 1))
+    if len(labels) != nb:
+        raise ValueError(f"{nb} bank(s) per time step but {len(labels)} bank label(s)")
+    tofs = per_bank[0][1]
+    for name, ts, ys, ss in per_bank:
+        if not (len(ts) == len(ys) == len(ss) == nb):
+            raise ValueError(f"{name}: {len(ts)} bank(s), the reference pattern has {nb}; every time step needs "
+                             "the same banks")
+        for b, (t, y, s) in enumerate(zip(ts, ys, ss)):
+            what = f"{name}" + (f" (bank {labels[b]})" if nb > 1 else "")
+            if t.shape != tofs[b].shape or not np.allclose(t, tofs[b], rtol=1e-9):
+                raise ValueError(f"{what}: TOF grid differs from the reference pattern's; a series must share one "
+                                 "grid (per bank)")
+            if not (np.all(np.isfinite(y)) and np.all(np.isfinite(s)) and np.all(s > 0)):
+                raise ValueError(f"{what}: intensities must be finite with σ > 0")
+    return per_bank, insts, labels
 
 
 def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background, reverse, progress, times,
-                   start_fractions, bridge_progress):
+                   start_fractions, bridge_progress, bank_labels=None, derived=None):
     protocol = protocol or default_series_protocol()
     if n_background is None:
         n_background = 6 if protocol.n_background is None else protocol.n_background
     if not patterns:
         raise ValueError("the series has no patterns")
-    name0, tof, _, _ = patterns[0]
-    for name, t, y, s in patterns:
-        if t.shape != tof.shape or not np.allclose(t, tof, rtol=1e-9):
-            raise ValueError(f"{name}: TOF grid differs from the reference pattern's; a series must share one grid")
-        if not (np.all(np.isfinite(y)) and np.all(np.isfinite(s)) and np.all(s > 0)):
-            raise ValueError(f"{name}: intensities must be finite with σ > 0")
-    model = build_model(list(phases), tof, instrument, n_background=n_background)
-    layout = make_layout(model)
+    per_bank, insts, labels = _check_banks(patterns, instrument, bank_labels)
+    banks = len(insts)
+    tof, instrument = per_bank[0][1][0], insts[0]
+    if banks > 1:
+        models = [build_model(list(phases), t, inst, n_background=n_background)
+                  for t, inst in zip(per_bank[0][1], insts)]
+        ev = BankEvaluator(models, labels)
+        model, layout = models[0], ev.layout
+        # the loop and the checks see one concatenated pattern per time step
+        patterns = [(n, np.concatenate(t), np.concatenate(y), np.concatenate(s)) for n, t, y, s in per_bank]
+    else:
+        model = build_model(list(phases), tof, instrument, n_background=n_background)
+        layout = make_layout(model)
+        ev = Evaluator(model, layout)
     for wname, _ in protocol.window:
         if wname not in layout.names:
             raise ValueError(f"{protocol.source}: [[series.window]] param {wname!r} is not a quantity of this model "
                              f"(e.g. {', '.join(n for n in layout.names if n.endswith('.a'))})")
-    ev = Evaluator(model, layout)
     # one compiled Jacobian per series stage, whichever phases are active
     union = [f for st in protocol.series.stages for f in st.free]
-    ev.share_kernels(free_set(layout, np.array(layout.flatten(initial_params(model))),
-                                       list(dict.fromkeys(union))).jacobian_columns)
+    x_init = ev.flatten([initial_params(m) for m in ev.models]) if banks > 1 else layout.flatten(initial_params(model))
+    ev.share_kernels(free_set(layout, np.array(x_init), list(dict.fromkeys(union))).jacobian_columns)
     phase_names = [p.name for p in phases]
     # start: the reference's own structures, linear scales + background
     from layerscope.refine.rietveld import linear_start
 
-    ckpt = _Checkpoint(out_dir, [p[0] for p in patterns], protocol, phase_names) if out_dir else None
+    extra = tuple((derived or {}).items())
+    ckpt = _Checkpoint(out_dir, [p[0] for p in patterns], protocol, phase_names, extra) if out_dir else None
     done = ckpt.load() if ckpt else {}
     order = [0] + (list(range(len(patterns) - 1, 0, -1)) if reverse else list(range(1, len(patterns))))
     bounds_ref = stage_bounds(layout, protocol.reference)
     bounds_ser = stage_bounds(layout, protocol.series)
     obs = lrm_observables(layout, model, protocol)
+    obs = add_derived(obs, protocol.derived + extra, layout, f"{protocol.source} / derived quantities")
     records: dict[int, SeriesRecord] = {}
     full = None
     totals = None
@@ -147,12 +197,25 @@ def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background
         if full is None:
             # the phases' unit-scale patterns from the compiled Evaluator (linear_start would
             # build and compile the model once more)
-            unit = ev.calc(np.array(layout.flatten(initial_params(model, scales={p.name: 1.0 for p in phases}))))[1]
-            scales, bkg = linear_start(phases, tof, y, s, instrument, n_background=n_background, phase_patterns=unit)
+            ones = {p.name: 1.0 for p in phases}
+            if banks > 1:
+                unit = ev.calc(ev.flatten([initial_params(m, scales=ones) for m in ev.models]))[1][:, ev.slices[0]]
+                y0, s0 = y[ev.slices[0]], s[ev.slices[0]]
+            else:
+                unit = ev.calc(np.array(layout.flatten(initial_params(model, scales=ones))))[1]
+                y0, s0 = y, s
+            scales, bkg = linear_start(phases, tof, y0, s0, instrument, n_background=n_background, phase_patterns=unit)
             if start_fractions:
                 scales = _split_scales(scales, start_fractions, phases)
             params = initial_params(model, scales=scales, background=bkg)
-            full = _tie_start(np.array(layout.flatten(params)), protocol.series, layout)
+            if banks > 1:
+                # the further banks' histogram scales and backgrounds by linear least squares
+                # against the shared phase scales of bank 0's start
+                full = solve_bank_linear(ev, ev.flatten([params] + [initial_params(m, scales=scales)
+                                                                    for m in ev.models[1:]]), y, s)
+            else:
+                full = np.array(layout.flatten(params))
+            full = _tie_start(full, protocol.series, layout)
         t_now = _hours(times, i)
         lim = protocol.cell_limit(None if t_now is None or t_prev is None else t_now - t_prev)
         if i != 0 and len(history) >= 2:
@@ -213,6 +276,8 @@ def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background
         row = {"pattern": name, "rwp": fr.stats.rwp, "gof": fr.stats.gof,
                "converged": bool(fr.converged and not _flagged(flag)), "flag": flag, "held": held}
         row.update(_evaluate_observables(obs, full, fr.cov_full))
+        row.update(convergence_columns(fr))
+        row.update(bank_columns(ev, full, y, s, fr.free.n))
         row.update(_determined(ev, full, y, s, row, model, protocol))
         row["stages"] = stop_rules(log)
         if times is not None:

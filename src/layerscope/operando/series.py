@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SeriesEntry", "read_manifest", "read_series_patterns", "build_manifest"]
+__all__ = ["SeriesEntry", "read_manifest", "read_series_patterns", "build_manifest", "group_time_steps"]
 
 
 @dataclass(frozen=True)
@@ -204,3 +204,36 @@ def build_manifest(series_dir, *, pattern: str = "*.gsa", time_zero=None, durati
                             "bank": "" if r["bank"] is None else r["bank"]})
         os.replace(tmp, path)
     return [SeriesEntry(series_dir / r["file"], r["start_s"], r["end_s"], r["bank"]) for r in rows]
+
+
+def group_time_steps(entries: list[SeriesEntry], source=None) -> list[list[SeriesEntry]]:
+    """The manifest's rows grouped into time steps: rows with the same counting window
+    (``start_s``, ``end_s``) are the banks of one time step (in the manifest's order of first
+    appearance, each step's banks sorted by number). With more than one row per step every row
+    needs a ``bank`` and every step the same banks; errors name the manifest and the file."""
+    from layerscope._errors import InputError
+
+    steps: dict = {}
+    for e in entries:
+        steps.setdefault((e.start_s, e.end_s), []).append(e)
+    out = list(steps.values())
+    if all(len(s) == 1 for s in out):
+        return out
+    first = None
+    for st in out:
+        for e in st:
+            if e.bank is None:
+                raise InputError(f"pattern {e.file.name} shares its counting window ({e.start_s:g}–{e.end_s:g} s) "
+                                 "with another row but has no bank number (the banks of one time step need the "
+                                 "bank column)", path=source)
+        st.sort(key=lambda e: e.bank)
+        banks = [e.bank for e in st]
+        if len(set(banks)) != len(banks):
+            raise InputError(f"time step {st[0].start_s:g}–{st[0].end_s:g} s lists bank(s) twice: "
+                             f"{', '.join(e.file.name for e in st)}", path=source)
+        if first is None:
+            first = banks
+        elif banks != first:
+            raise InputError(f"time step {st[0].start_s:g}–{st[0].end_s:g} s ({st[0].file.name}) has banks {banks}, "
+                             f"the first time step {first}: every time step needs the same banks", path=source)
+    return out

@@ -11,11 +11,12 @@ from layerscope.crystal.phase import metric_tensor
 from layerscope.operando.guards import active_phases, held_params
 from layerscope.operando.observables import _lrm_fractions
 from layerscope.operando.protocol import SeriesProtocol
+from layerscope.refine.banks import bank_stats, expand_bank_keys
 from layerscope.refine.engine import least_squares
 from layerscope.refine.parameters import free_set
 from layerscope.refine.strategy import Strategy
 
-__all__ = ["refine_one", "conservation_totals", "stop_rules"]
+__all__ = ["refine_one", "conservation_totals", "stop_rules", "bank_columns", "convergence_columns"]
 
 
 def stop_rules(log) -> str:
@@ -109,6 +110,7 @@ def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: 
         use = [k for k in _stage_free(free, small) if k not in held]
         if totals is not None:
             use = [k for k in use if k not in {f"{p}.scale" for p in protocol.fixed_scales}]
+        use = expand_bank_keys(use, layout)   # several banks: each bank's background, scale, instrument
         probe = free_set(layout, full, use, bounds=bounds)
         cons = _constraints_for(probe.names, strategy, layout)
         from layerscope.refine.parameters import Constraint
@@ -130,3 +132,19 @@ def refine_one(ev, layout, model, full, y, sigma, strategy: Strategy, protocol: 
         full = np.array(fr.full)
         log.append((st.name, fr))
     return full, fr, log
+
+
+def bank_columns(ev, full, y, sigma, n_params: int) -> dict:
+    """``rwp_bank<label>`` of each bank when the time step has several (else nothing)."""
+    if not hasattr(ev, "evaluators"):
+        return {}
+    return {f"rwp_bank{lab}": st.rwp for lab, st in zip(ev.labels, bank_stats(ev, full, y, sigma, n_params))}
+
+
+def convergence_columns(fr) -> dict:
+    """GSAS-II's sequential-table convergence columns of a pattern's final stage: the largest
+    |shift|/esd of its last cycle (``max_shift_esd``) and the relative χ² change over that cycle
+    (``chi2_change``, (χ²_before − χ²_after)/χ²_before; NaN when no cycle ran)."""
+    h = fr.history
+    change = (h[-2] - h[-1]) / h[-2] if len(h) >= 2 and fr.n_cycles and h[-2] > 0 else float("nan")
+    return {"max_shift_esd": float(fr.max_shift_esd), "chi2_change": float(change)}

@@ -32,7 +32,21 @@ DEFAULT_MIN_SIGNAL = 5.0
 
 
 def phase_signals(ev, full, y, sigma, names) -> dict[str, float]:
-    """√Δχ² of each named phase's calculated pattern (see the module docstring)."""
+    """√Δχ² of each named phase's calculated pattern (see the module docstring). For several
+    banks (:class:`~layerscope.refine.banks.BankEvaluator`) Δχ² is the sum over the banks, each
+    with its own background refitted."""
+    if hasattr(ev, "evaluators"):
+        d = {p: 0.0 for p in names}
+        for b, e in enumerate(ev.evaluators):
+            s = ev.slices[b]
+            for p, v in _delta_chi2(e, ev.local(full, b), np.asarray(y)[s], np.asarray(sigma)[s], names).items():
+                d[p] += v
+    else:
+        d = _delta_chi2(ev, full, y, sigma, names)
+    return {p: float(np.sqrt(v)) if v > 0 else 0.0 for p, v in d.items()}
+
+
+def _delta_chi2(ev, full, y, sigma, names) -> dict[str, float]:
     from layerscope.diffraction.background import chebyshev_basis
 
     model = ev.model
@@ -58,8 +72,7 @@ def phase_signals(ev, full, y, sigma, names) -> dict[str, float]:
     out = {}
     for p in names:
         k = order.index(p)
-        d = chi2_refit(bragg - parts[k]) - with_all
-        out[p] = float(np.sqrt(d)) if d > 0 else 0.0
+        out[p] = chi2_refit(bragg - parts[k]) - with_all
     return out
 
 

@@ -87,6 +87,8 @@ class FitResult:
     #: which rule ended the run: "shift/esd", "chi2 change" (GSAS-II's), "no lower chi2",
     #: "max cycles", "diverged", "stuck" (gsas2 schedule), "nothing free"
     stop_rule: str = ""
+    #: largest |shift|/esd of the last cycle (GSAS-II's sequential table's shift/esd column)
+    max_shift_esd: float = float("nan")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -353,12 +355,12 @@ def least_squares(ev: Evaluator, free: FreeSet, y, sigma, *, max_cycles: int = 3
     jw = jac * sw[:, None]
     return finish_fit(free, q, jw.T @ jw, chi2, yc, y, sigma, converged=converged, diverged=diverged, cycles=cycles,
                       hits=hits, not_converged=crit, cond_max=cond_max, correlation_warn=correlation_warn,
-                      warnings=warnings, history=history, rule=rule)
+                      warnings=warnings, history=history, rule=rule, max_shift_esd=shift_esd)
 
 
 def finish_fit(free: FreeSet, q, h, chi2, yc, y, sigma, *, converged: bool, diverged: bool, cycles: int, hits,
                not_converged: str, cond_max: float, correlation_warn: float, warnings=(), history=(),
-               rule: str = "") -> FitResult:
+               rule: str = "", max_shift_esd: float = float("nan")) -> FitResult:
     """The end of every Levenberg–Marquardt run (:func:`least_squares` and each pattern of
     :func:`~layerscope.refine.batched.refine_batched`): esds, singularity, correlations, bounds.
 
@@ -419,7 +421,7 @@ def finish_fit(free: FreeSet, q, h, chi2, yc, y, sigma, *, converged: bool, dive
     stats = fit_stats(y, yc, sigma, k)
     ok = bool(converged and not singular and not diverged)
     return FitResult(free, np.asarray(q), full, cov, esd, corr, stats, yc, ok, cycles, singular, diverged, bound_names,
-                     tuple(warnings), tuple(history), rule)
+                     tuple(warnings), tuple(history), rule, float(max_shift_esd))
 
 
 def linear_scan(ev: Evaluator, x, direction, steps, y, sigma):

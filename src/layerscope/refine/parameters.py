@@ -272,7 +272,7 @@ def default_bounds(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     for i, n in enumerate(layout.names):
         if ".occ[" in n:
             lo[i], hi[i] = 0.0, 1.0
-        elif ".biso[" in n or ".U11[" in n or ".U22[" in n or ".U33[" in n or n.endswith((".scale", ".inv_size", ".mustrain")) or n in ("hscale", "absorption"):
+        elif ".biso[" in n or ".U11[" in n or ".U22[" in n or ".U33[" in n or n.endswith((".scale", ".inv_size", ".mustrain")) or n.rsplit(".", 1)[-1] in ("hscale", "absorption"):
             lo[i] = 0.0
         elif n.endswith(".mx"):
             lo[i], hi[i] = 0.0, 1.0

@@ -1,5 +1,6 @@
-"""``layerscope operando`` (sequential refinement of an operando series) and
-``layerscope simulate operando`` (the digital twin of the experiment)."""
+"""``layerscope operando`` (sequential refinement of an operando series: parse →
+:func:`layerscope.operando.api.refine_series` → :func:`~layerscope.operando.api.write_series`) and
+``layerscope operando-manifest`` (``series.csv`` from the pattern files' headers)."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def register(sub) -> None:
                         "name = \"preset phase or CIF path\" (paths relative to the model file), optional "
                         "[fractions] of starting weight fractions")
     p.add_argument("--strategy", help="series protocol TOML (default: the built-in operando_lrm.toml)")
-    p.add_argument("--instprm", help="GSAS-II .instprm (default: the one in the series folder)")
+    p.add_argument("--instprm", help="GSAS-II .instprm (default: the one in the series folder; a series with "
+                                      "several banks per time step: one *bank<N>*.instprm per bank there)")
     p.add_argument("--reverse", action="store_true", help="refine the series from the last pattern back")
     p.add_argument("--truth", help="truth.csv of a simulated series, drawn as dashed lines in the figures")
     p.add_argument("--scheduler", help="Dask scheduler address for several series (default: local threads)")
