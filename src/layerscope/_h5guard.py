@@ -109,12 +109,14 @@ def check_hdf5(path) -> None:
 
 
 def _walk_in_child(p: Path) -> None:
+    import os
+
     from layerscope._errors import InputError
 
     global _WORKER
     for attempt in (1, 2):
-        if _WORKER is None or _WORKER.proc.poll() is not None:
-            _WORKER = _Worker()
+        if _WORKER is None or _WORKER.owner != os.getpid() or _WORKER.proc.poll() is not None:
+            _WORKER = _Worker()  # (a forked process must not share its parent's worker and pipes)
         outcome = _WORKER.walk(p)
         if outcome == "ok":
             return
@@ -132,6 +134,7 @@ class _Worker:
 
     def __init__(self):
         import atexit
+        import os
         import queue
         import subprocess
         import sys
@@ -142,6 +145,7 @@ class _Worker:
                 "m = u.module_from_spec(s); s.loader.exec_module(m); m._serve()")
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.owner = os.getpid()
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         atexit.register(self.close)
@@ -170,7 +174,9 @@ class _Worker:
         return f"the child ended with signal {-rc}" if rc < 0 else f"the child exited with code {rc}"
 
     def close(self):
-        if self.proc.poll() is None:
+        import os
+
+        if self.owner == os.getpid() and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 
