@@ -150,7 +150,8 @@ class _Worker:
                                      stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self.owner = os.getpid()
         self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
         atexit.register(self.close)
 
     def _pump(self):
@@ -177,11 +178,24 @@ class _Worker:
         return f"the child ended with signal {-rc}" if rc < 0 else f"the child exited with code {rc}"
 
     def close(self):
+        """End the child (EOF on its stdin; killed if it does not exit at once) and close the pipes."""
         import os
+        import subprocess
 
-        if self.owner == os.getpid() and self.proc.poll() is None:
+        if self.owner != os.getpid():
+            return
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.pump.join(timeout=2)
+        if not self.pump.is_alive():
+            self.proc.stdout.close()
 
 
 def _serve() -> None:  # pragma: no cover - runs in the child process
