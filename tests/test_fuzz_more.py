@@ -3,7 +3,7 @@ series-protocol (model) TOML, cycler files of every kind, EELS/XAS spectra.
 
 Same contract as ``test_fuzz.py`` (whose harness this reuses): each mutant either reads or raises
 :class:`layerscope.InputError`, within 10 s, allocating no more than the file's size allows.
-Default 200 mutants per format, 2 000 with ``-m fuzz``. Counts: ``tests/FUZZING.md``.
+Default ``CI_MUTANTS`` (50) mutants per format, 2 000 with ``-m fuzz``. Counts: ``tests/FUZZING.md``.
 """
 
 from __future__ import annotations
@@ -181,3 +181,23 @@ def test_reader_survives_many_mutants(fmt, tmp_path, request):
     suffix, seed_bytes, reader = _seed(fmt, tmp_path)
     failures = fuzz_format(fmt, reader, seed_bytes, suffix, _n_mutants(request), tmp_path)
     assert len(failures) == 0, "\n".join(failures[:15])
+
+
+def test_cycler_table_values_beyond_float_range_are_input_errors(tmp_path):
+    """2 000-mutant Arbin CSV run, seeds 863 and 1487: a 12-400-digit number in the current or time column
+    made I·Δt overflow (a RuntimeWarning, an error under the test configuration, and an inf in the
+    counter-restart test); now an InputError naming the columns and the row, with no warning."""
+    import warnings
+
+    from layerscope import InputError
+    from layerscope.echem import read_cycler
+    from tests.fuzzing import mutate
+
+    seed = _sim_file("arbin.csv")(tmp_path)
+    for s in (863, 1487):
+        p = tmp_path / f"mutant_{s}.csv"
+        p.write_bytes(mutate(seed, s)[1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(InputError, match="data row"):
+                read_cycler(p)

@@ -283,8 +283,19 @@ def test_kill_9_and_rerun_keeps_finished_work(sim_study, fast_run, tmp_path):
 @pytest.mark.slow
 def test_demo_runs_the_full_simulated_study(tmp_path):
     """The README's first command: pouch-cell pattern + the complete simulated study (every modality,
-    four states, operando series every 2nd pattern as by default) through `layerscope run`."""
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    four states, operando series every 2nd pattern as by default) through `layerscope run`.
+    Run under umask 022: no output may keep mkstemp's private mode 0600 (issue 15)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert main(["demo", "--out", str(tmp_path)]) == 0
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    private = sorted(str(p.relative_to(tmp_path)) for p in files if stat.S_IMODE(p.stat().st_mode) & 0o044 != 0o044)
+    assert len(files) > 100 and not private, private[:10]
     assert (tmp_path / "pattern" / "pouch_cell_pattern.csv").exists()
     page = (tmp_path / "report.html").read_text()
     for sid in ("fig1a", "sfig3", "fig2", "sfig10", "fig3", "fig4", "tables", "tableS4", "checks"):

@@ -1,4 +1,10 @@
-"""A pre-check of the HDF5 global heap collections of a small file, before libhdf5 reads it.
+"""Checks of an HDF5 file before libhdf5 reads it in layerscope's process (issue 15 fuzzing).
+
+:func:`check_hdf5` (what every HDF5 reader calls) runs both checks below: the global heap scan of
+:func:`check_global_heaps`, then a walk of the file in a child process (see the comment above
+:func:`check_hdf5`), so that a damaged file that would crash or hang libhdf5 is an InputError.
+
+The global heap scan:
 
 A damaged global heap (where HDF5 keeps variable-length strings, e.g. HyperSpy's attributes) can
 make libhdf5 spin for minutes inside one attribute read, in C code that no Python signal interrupts
@@ -14,6 +20,7 @@ or a collection that runs past the file is refused with an :class:`InputError`.
 from __future__ import annotations
 
 import mmap
+import threading
 from pathlib import Path
 
 #: files larger than this are not scanned (a scan reads the whole file)
@@ -81,7 +88,7 @@ CHILD_TIMEOUT_S = 60.0
 CHILD_READ_BYTES = 64 * 2**20
 
 _CHECKED: dict = {}
-_LOCK = None
+_LOCK = threading.Lock()
 _WORKER = None
 
 
@@ -91,9 +98,7 @@ def check_hdf5(path) -> None:
     Runs :func:`check_global_heaps`, then the child-process walk (cached by path, size, mtime). Set
     the environment variable ``LAYERSCOPE_HDF5_CHILD=0`` to skip the walk (trusted files, speed)."""
     import os
-    import threading
 
-    global _LOCK
     p = Path(path)
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
@@ -101,20 +106,20 @@ def check_hdf5(path) -> None:
         return
     check_global_heaps(p)
     if os.environ.get("LAYERSCOPE_HDF5_CHILD", "1") != "0":
-        if _LOCK is None:
-            _LOCK = threading.Lock()
         with _LOCK:
             _walk_in_child(p)
     _CHECKED[key] = True
 
 
 def _walk_in_child(p: Path) -> None:
+    import os
+
     from layerscope._errors import InputError
 
     global _WORKER
-    for attempt in (1, 2):
-        if _WORKER is None or _WORKER.proc.poll() is not None:
-            _WORKER = _Worker()
+    for _attempt in (1, 2):
+        if _WORKER is None or _WORKER.owner != os.getpid() or _WORKER.proc.poll() is not None:
+            _WORKER = _Worker()  # (a forked process must not share its parent's worker and pipes)
         outcome = _WORKER.walk(p)
         if outcome == "ok":
             return
@@ -132,6 +137,7 @@ class _Worker:
 
     def __init__(self):
         import atexit
+        import os
         import queue
         import subprocess
         import sys
@@ -142,8 +148,10 @@ class _Worker:
                 "m = u.module_from_spec(s); s.loader.exec_module(m); m._serve()")
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.owner = os.getpid()
         self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
         atexit.register(self.close)
 
     def _pump(self):
@@ -170,9 +178,24 @@ class _Worker:
         return f"the child ended with signal {-rc}" if rc < 0 else f"the child exited with code {rc}"
 
     def close(self):
-        if self.proc.poll() is None:
+        """End the child (EOF on its stdin; killed if it does not exit at once) and close the pipes."""
+        import os
+        import subprocess
+
+        if self.owner != os.getpid():
+            return
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.pump.join(timeout=2)
+        if not self.pump.is_alive():
+            self.proc.stdout.close()
 
 
 def _serve() -> None:  # pragma: no cover - runs in the child process

@@ -129,20 +129,22 @@ def table_to_log(columns: dict[str, np.ndarray], path) -> CyclerLog:
             if scale is None and not was_text:
                 raise InputError(f"time column {name!r} has no unit (expected s, min or h in "
                                  f"its header, or h:mm:ss text)", path=path)
-            return secs if scale is None else scale * secs
+            with np.errstate(over="ignore"):  # a value beyond float range: inf, refused below
+                return secs if scale is None else scale * secs
         try:
             arr = np.asarray(vals, dtype=float)
         except (TypeError, ValueError):
             raise ValueError(f"{path}: column {name!r} holds non-numeric values") from None
-        return scale * arr
+        with np.errstate(over="ignore"):
+            return scale * arr
 
     t, v, i_mA = col("time"), col("voltage"), col("current")
     n = len(t)
     for q, arr in (("time", t), ("voltage", v), ("current", i_mA)):
         bad = ~np.isfinite(arr)
         if bad.any():
-            raise ValueError(f"{path}: column {found[q][0]!r} has a missing/non-numeric value at "
-                             f"data row {int(np.flatnonzero(bad)[0]) + 1}")
+            raise ValueError(f"{path}: column {found[q][0]!r} has a missing, non-numeric or out-of-range "
+                             f"value at data row {int(np.flatnonzero(bad)[0]) + 1}")
     if n == 0:
         raise InputError("table holds no data rows", path=path)
     file_step = (as_index(columns[found["step"][0]], path=path, column=found["step"][0])
@@ -155,7 +157,13 @@ def table_to_log(columns: dict[str, np.ndarray], path) -> CyclerLog:
     step = np.r_[1, 1 + np.cumsum(step[1:] != step[:-1])]
     cycle = file_cycle
     # Signed I·Δt of the interval ending at each row: decides restart vs continuation.
-    expected = i_mA * np.r_[0.0, np.diff(t)] / 3600.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = i_mA * np.r_[0.0, np.diff(t)] / 3600.0
+    if not np.all(np.isfinite(expected)):
+        row = int(np.flatnonzero(~np.isfinite(expected))[0]) + 1
+        raise InputError(f"current × time step beyond floating-point range at data row {row}: a value of "
+                         f"{found['current'][0]!r} or {found['time'][0]!r} far beyond any real cycler's",
+                         path=path, where=f"data row {row}")
     if "charge_capacity" in found and "discharge_capacity" in found:
         q = net_capacity_from_counters(col("charge_capacity"), col("discharge_capacity"), step,
                                        expected_mAh=expected)
