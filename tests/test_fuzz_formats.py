@@ -6,7 +6,7 @@ images and scans.
 Same contract (the harness of ``test_fuzz.py``): each mutant reads or raises
 :class:`layerscope.InputError` within 10 s, allocating no more than the file's size allows.
 Seeds are real files from ``shared/data`` where one exists, else small generated valid files.
-Default ``CI_MUTANTS`` (50) mutants per format, 2 000 with ``-m fuzz``. Counts: ``tests/FUZZING.md``.
+Default ``CI_MUTANTS`` (200) mutants per format, 2 000 with ``-m fuzz``. Counts: ``tests/FUZZING.md``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 A 4D-STEM scan is read lazily; the "reader" here also computes every pattern (what `layerscope
 fourd` does), so a damaged data block must fail as an InputError too, not only a damaged header.
 Seeds are real files from ``shared/data`` where a small one exists, else small generated ones.
-Default ``CI_MUTANTS`` (50) mutants per format, 2 000 with ``-m fuzz``. Counts: ``tests/FUZZING.md``.
+Default ``CI_MUTANTS`` (200) mutants per format, 2 000 with ``-m fuzz``. Counts: ``tests/FUZZING.md``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ series-protocol (model) TOML, cycler files of every kind, EELS/XAS spectra.
 
 Same contract as ``test_fuzz.py`` (whose harness this reuses): each mutant either reads or raises
 :class:`layerscope.InputError`, within 10 s, allocating no more than the file's size allows.
-Default ``CI_MUTANTS`` (50) mutants per format, 2 000 with ``-m fuzz``. Counts: ``tests/FUZZING.md``.
+Default ``CI_MUTANTS`` (200) mutants per format, 2 000 with ``-m fuzz``. Counts: ``tests/FUZZING.md``.
 """
 
 from __future__ import annotations
