@@ -7,8 +7,7 @@
 A module may import its own layer and the layers below it, never one above; and the packages
 import no one another in a cycle. The import graph is grimp's (the engine of import-linter; every
 ``import`` counts, at module level or inside a function). The command line is the package
-``layerscope/cli/`` (one module per command); ``operando/_cli.py`` (still in its package until the
-operando move) counts in ``operando``.
+``layerscope/cli/`` (one module per command).
 """
 
 from __future__ import annotations
@@ -141,12 +140,12 @@ def test_contract_catches_an_upward_import():
 
 
 def test_the_command_line_is_one_package_of_thin_command_modules(graph):
-    """Every ``layerscope`` command comes from a module of ``layerscope.cli`` (``operando`` and
-    ``operando-manifest`` excepted until their move), and no science package imports ``layerscope.cli``."""
+    """Every ``layerscope`` command comes from a module of ``layerscope.cli``, and no science package
+    imports ``layerscope.cli``."""
     from layerscope.cli.main import _COMMAND_MODULES, build_parser
 
-    assert all(m.startswith("layerscope.cli.") or m == "layerscope.operando._cli" for m in _COMMAND_MODULES)
-    stray = sorted(m for m in graph.modules if m.rsplit(".", 1)[-1].endswith("_cli") and m != "layerscope.operando._cli")
+    assert all(m.startswith("layerscope.cli.") for m in _COMMAND_MODULES)
+    stray = sorted(m for m in graph.modules if m.rsplit(".", 1)[-1].endswith("_cli"))
     assert not stray, stray
     below = {(a, b) for a in graph.modules for b in graph.find_modules_directly_imported_by(a)
              if b.startswith("layerscope.cli") and (_layer_of(a) or 0) > 0}

@@ -15,13 +15,12 @@ import sys
 from layerscope import InputError, __version__
 
 #: The command modules, in the order their commands appear in --help; ``simulate_*`` ones register
-#: ``layerscope simulate <kind>``. ``layerscope operando`` is still ``operando._cli`` (its move waits
-#: for the operando package's own move out of refine/sequential.py).
+#: ``layerscope simulate <kind>``.
 _COMMAND_MODULES = (
     "layerscope.cli.phases",
     "layerscope.cli.pattern",
     "layerscope.cli.refine",
-    "layerscope.operando._cli",
+    "layerscope.cli.operando",
     "layerscope.cli.simulate_operando",
     "layerscope.cli.descriptors",
     "layerscope.cli.echem",

@@ -1,5 +1,5 @@
 """``layerscope operando`` (sequential refinement of an operando series) and
-``layerscope simulate operando`` (the digital twin of the experiment)."""
+``layerscope operando-manifest`` (a series' series.csv from the pattern files' header times)."""
 
 from __future__ import annotations
 
