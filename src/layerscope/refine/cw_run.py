@@ -3,7 +3,7 @@
 Each pattern has its own instrument file; histogram i of the joint refinement
 (:mod:`layerscope.refine.cw`) is the i-th pattern given, so its parameters are ``hist{i}.…`` and
 ``PHASE@hist{i}.…``. :func:`route` decides from the instrument files whether a command is a TOF
-refinement (one bank; :func:`layerscope.refine._cli.refine_files`) or a CW one
+refinement (one bank; :func:`layerscope.cli.refine.refine_files`) or a CW one
 (:func:`refine_cw_files`), and stops with an :class:`InputError` naming both files when a pattern
 and its instrument file disagree, or when TOF and CW histograms (or several TOF banks) are mixed,
 which this command does not refine yet.
