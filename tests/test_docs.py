@@ -43,8 +43,8 @@ def test_the_gallery_has_one_example_per_capability():
 #: documented (PR01) with a description (PR07) and none that does not exist (PR02), and a Returns
 #: section (RT01; functions only)
 NUMPYDOC_REQUIRED = ("GL08", "PR01", "PR02", "PR07", "RT01")
-#: waiting for the operando package's move out of refine/sequential.py (its docstrings move with it)
-NUMPYDOC_PENDING = {"layerscope.operando.api.refine_series", "layerscope.operando.api.write_series"}
+#: documented functions still exempt from NUMPYDOC_REQUIRED (none)
+NUMPYDOC_PENDING: set = set()
 
 
 def test_every_documented_function_has_numpydoc_parameters_and_returns():

@@ -121,28 +121,41 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
 
     Parameters
     ----------
-    series : folder holding the pattern files and ``series.csv`` (file, start_s, end_s[, bank]);
-        rows with the same counting window are the banks of one time step, refined together
-        (one row per time step, ``rwp_bank<N>`` per bank)
-    cycler : cycler log (path, any supported format) or an :class:`~layerscope.echem.io.CyclerLog`
-    instrument : GSAS-II ``.instprm`` path or a loaded instrument (default: the one ``.instprm``
-        in the series folder); several banks: a dict bank → path or instrument, or a list in
-        the order of the banks (default: one ``*bank<N>*.instprm`` per bank in the series folder)
-    model : preset model name (default ``lrm-pouch``) or a TOML model file
-    strategy : series protocol TOML (default: the built-in ``operando_lrm.toml``)
-    reverse : refine the series from the last pattern back
-    tof_range : (min, max) TOF (µs) to refine
-    checkpoint_dir : folder for ``checkpoint.json`` (a second call resumes); None keeps it in memory
-    progress : callable(k, n, record) after each pattern
-    bridge_progress : callable(record, note) after each pattern of a bridged hold stretch
-    derived : {name: formula} of derived quantities (GSAS-II's pseudo-variables) reported with
-        esds propagated through each pattern's covariance, besides the strategy's
-        ``[[series.derived]]`` (:mod:`layerscope.operando.derived`), e.g.
-        ``{"O3p_ab": "O3p_a * O3p_b"}``
+    series : str or Path
+        Folder holding the pattern files and ``series.csv`` (file, start_s, end_s[, bank]; times in s).
+        Rows with the same counting window are the banks of one time step, refined together (one
+        output row per time step, with ``rwp_bank<N>`` per bank).
+    cycler : str, Path or CyclerLog
+        Cycler log (path, any supported format) or an :class:`~layerscope.echem.io.CyclerLog`.
+    instrument : str, Path or Instrument, optional
+        GSAS-II ``.instprm`` path or a loaded instrument (default: the one ``.instprm`` in the
+        series folder). Several banks: a dict bank → path or instrument, or a list in the order of
+        the banks (default: one ``*bank<N>*.instprm`` per bank in the series folder).
+    model : str or Path, optional
+        Preset model name (default ``lrm-pouch``) or a TOML model file.
+    strategy : str or Path, optional
+        Series protocol TOML (default: the built-in ``operando_lrm.toml``).
+    reverse : bool, optional
+        Refine the series from the last pattern back.
+    tof_range : tuple of float, optional
+        (min, max) time of flight (µs) to refine; default the whole pattern.
+    checkpoint_dir : str or Path, optional
+        Folder for ``checkpoint.json`` (a second call resumes); None keeps it in memory.
+    progress : callable, optional
+        ``progress(k, n, record)`` after each pattern.
+    bridge_progress : callable, optional
+        ``bridge_progress(record, note)`` after each pattern of a bridged hold stretch.
+    derived : dict of str to str, optional
+        ``{name: formula}`` of derived quantities (GSAS-II's pseudo-variables), reported with esds
+        propagated through each pattern's covariance, besides the strategy's ``[[series.derived]]``
+        (:mod:`layerscope.operando.derived`), e.g. ``{"O3p_ab": "O3p_a * O3p_b"}``.
 
     Returns
     -------
     SeriesResult
+        Per-pattern rows and records (every refined quantity with its esd, flags, units),
+        the patterns, instrument, model, protocol and provenance; ``to_xarray()`` gives a
+        Dataset over ``pattern``.
 
     Examples
     --------
@@ -250,8 +263,20 @@ def _bank_instruments(instrument, series_dir: Path, banks: list) -> dict:
 def write_series(result: SeriesResult, out, *, truth=None) -> dict:
     """Write ``timeseries.csv``, ``operando.h5``, the Fig. 2 figures and ``index.html`` into ``out``.
 
-    ``truth``: a simulated series' ``truth.csv`` (path) or its columns (dict of arrays), drawn as
-    dashed lines. Returns the written paths (``timeseries``, ``dataset``, ``figures``, ``html``).
+    Parameters
+    ----------
+    result : SeriesResult
+        What :func:`refine_series` returned.
+    out : str or Path
+        Output folder (created if missing); files are written atomically.
+    truth : str, Path or dict, optional
+        A simulated series' ``truth.csv`` (path) or its columns (dict of arrays), drawn as
+        dashed lines in the figures.
+
+    Returns
+    -------
+    dict
+        The written paths: ``timeseries``, ``dataset``, ``figures`` (dict of name → path) and ``html``.
     """
     from layerscope.operando.outputs import plot_operando, write_dataset, write_html, write_timeseries
 

@@ -24,6 +24,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope.crystal import geometry  # noqa: E402
 from layerscope.crystal.settings import O3_TO_O3P  # noqa: E402
 from layerscope.operando.protocol import SeriesProtocol  # noqa: E402
 
@@ -31,26 +32,12 @@ __all__ = ["lrm_observables", "density_functions", "undetermined_keys"]
 
 
 def _d(cell, hkl):
-    """d-spacing of ``hkl`` from the cell: 1/d² = hᵀ G⁻¹ h with G⁻¹ = adj(G)/det(G) written out
-    (a traced 3 × 3 inverse per spacing made the observables' first compilation ~1 s longer)."""
-    a, b, c, al, be, ga = (cell[i] for i in range(6))
-    ca, cb, cg = jnp.cos(jnp.deg2rad(al)), jnp.cos(jnp.deg2rad(be)), jnp.cos(jnp.deg2rad(ga))
-    g11, g22, g33, g12, g13, g23 = a * a, b * b, c * c, a * b * cg, a * c * cb, b * c * ca
-    adj11, adj22, adj33 = g22 * g33 - g23 * g23, g11 * g33 - g13 * g13, g11 * g22 - g12 * g12
-    adj12, adj13, adj23 = g13 * g23 - g12 * g33, g12 * g23 - g13 * g22, g12 * g13 - g11 * g23
-    det = g11 * adj11 + g12 * adj12 + g13 * adj13
-    h, k, l = (float(x) for x in hkl)
-    q = (h * h * adj11 + k * k * adj22 + l * l * adj33 + 2 * h * k * adj12 + 2 * h * l * adj13
-         + 2 * k * l * adj23)
-    return 1.0 / jnp.sqrt(q / det)
+    """Mean d-spacing (Å) of the reflections ``hkl`` (n, 3) of a cell
+    (:func:`~layerscope.crystal.geometry.d_spacing`)."""
+    return geometry.d_spacing(cell, jnp.asarray(hkl, dtype=float), jnp).mean()
 
 
 _INTRA_O3 = np.array([[1, 0, 0], [0, 1, 0], [1, -1, 0]], dtype=float)
-
-
-def _volume(cell, xp=np):
-    ca, cb, cg = (xp.cos(xp.deg2rad(cell[i])) for i in (3, 4, 5))
-    return cell[0] * cell[1] * cell[2] * xp.sqrt(1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg)
 
 
 def _mass_terms(phase, p, idx):
@@ -75,7 +62,7 @@ def density_functions(layout, model, names, xp=jnp) -> dict:
     for p in names:
         ii, ww = _mass_terms(phases[p], p, idx)
         i0 = idx[f"{p}.a"]
-        out[p] = (lambda v, ii=ii, ww=ww, i0=i0: (v[ii] * ww).sum() / _volume(v[i0:i0 + 6], xp))
+        out[p] = (lambda v, ii=ii, ww=ww, i0=i0: (v[ii] * ww).sum() / geometry.volume(v[i0:i0 + 6], xp))
     return out
 
 
@@ -123,13 +110,13 @@ def lrm_observables(layout, model, protocol: SeriesProtocol) -> dict:
         if sg == 12:
             for k, j in (("a", 0), ("b", 1), ("c", 2), ("beta", 4)):
                 obs[f"{p}_{k}"] = (lambda v, p=p, j=j: cell(v, p)[j])
-            obs[f"d_inter_{p}"] = lambda v, p=p: _d(cell(v, p), [0, 0, 1])
-            obs[f"d_intra_{p}"] = lambda v, p=p: sum(_d(cell(v, p), h) for h in _INTRA_O3 @ O3_TO_O3P) / 3
+            obs[f"d_inter_{p}"] = lambda v, p=p: _d(cell(v, p), [[0, 0, 1]])
+            obs[f"d_intra_{p}"] = lambda v, p=p: _d(cell(v, p), _INTRA_O3 @ O3_TO_O3P)
         elif sg == 166:
             obs[f"{p}_a"] = lambda v, p=p: cell(v, p)[0]
             obs[f"{p}_c"] = lambda v, p=p: cell(v, p)[2]
-            obs[f"d_inter_{p}"] = lambda v, p=p: _d(cell(v, p), [0, 0, 3])
-            obs[f"d_intra_{p}"] = lambda v, p=p: sum(_d(cell(v, p), h) for h in _INTRA_O3) / 3
+            obs[f"d_inter_{p}"] = lambda v, p=p: _d(cell(v, p), [[0, 0, 3]])
+            obs[f"d_intra_{p}"] = lambda v, p=p: _d(cell(v, p), _INTRA_O3)
         else:
             obs[f"{p}_a"] = lambda v, p=p: cell(v, p)[0]
     o3p = next((p for p in lrm if phases[p].space_group.number == 12), None)

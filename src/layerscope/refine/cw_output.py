@@ -166,9 +166,6 @@ def plot_cw_fit(run, path, *, curves=None):
                      f"Rwp {hs.rwp:.2f} %  Rexp {hs.rexp:.2f} %  χ² {hs.chi2:.2f}", fontsize=9)
         ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    path = Path(path)
-    from layerscope._io import atomic_path
+    from layerscope._io import save_figure
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    return path
+    return save_figure(fig, Path(path), dpi=110, format="png")   # atomic, no axis offsets

@@ -3,7 +3,7 @@
 Each pattern has its own instrument file; histogram i of the joint refinement
 (:mod:`layerscope.refine.cw`) is the i-th pattern given, so its parameters are ``hist{i}.…`` and
 ``PHASE@hist{i}.…``. :func:`route` decides from the instrument files whether a command is a TOF
-refinement (one bank; :func:`layerscope.refine._cli.refine_files`), a CW one
+refinement (one bank; :func:`layerscope.cli.refine.refine_files`), a CW one
 (:func:`refine_cw_files`) or a joint one with TOF banks among the histograms
 (:func:`layerscope.refine.joint_run.refine_joint_files`); a pattern and its instrument file that
 disagree stop with an :class:`InputError` naming both files.
