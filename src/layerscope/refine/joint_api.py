@@ -29,20 +29,33 @@ def refine_joint(data, *, instruments, phases, strategy=None, limits=None, n_bac
     data : list of paths
         The patterns (CW: GSAS raw, ``.xye``/``.xy``/``.csv`` in 2θ, ``.xrdml``; TOF: ``.gsa``/``.fxye``,
         ``.xye``), histogram i = data[i].
-    instruments : list of paths, one per pattern, in the same order (GSAS-II ``.instprm``, GSAS ``.prm``)
-    phases : preset names / CIF paths / Phase objects / (Phase, scale) pairs
-    strategy : None (GSAS-II's usual order: scales + background, cells, profile + sample, atoms
-        [, texture]), a strategy TOML path, or a :class:`~layerscope.refine.strategy.Strategy`
-    limits : None, one (low, high) 2θ range for all, or one per histogram (µs for a TOF bank)
-    n_background : Chebyshev terms, one number or one per histogram
-    cycles : maximum cycles per stage (overrides the strategy)
-    texture : spherical-harmonics order for the Bragg–Brentano histograms (adds a texture stage)
-    anomalous : {element: (f′, f″)} for the X-ray histograms (default gemmi's Cromer–Liberman)
-    scattering : neutron scattering-length table name (default that of the instrument files)
-    prm_reading : "gsas2" (read GSAS ``.prm`` files as GSAS-II does) or "as_written"
-    march_dollase : {phase: (h, k, l)} March–Dollase axes
-    progress : callable(stage_name, FitResult, [FitStats per histogram]) after each stage
-    log : callable(str) for notes (default: silent)
+    instruments : list of paths
+        One instrument file per pattern, in the same order (GSAS-II ``.instprm``, GSAS ``.prm``).
+    phases : str, Path, Phase, or a list of them or of (Phase, scale) pairs
+        Preset names, CIF paths or :class:`~layerscope.crystal.Phase` objects.
+    strategy : None, path or Strategy, optional
+        None (GSAS-II's usual order: scales + background, cells, profile + sample, atoms
+        [, texture]), a strategy TOML path, or a :class:`~layerscope.refine.strategy.Strategy`.
+    limits : tuple of float or list of tuples, optional
+        None, one (low, high) 2θ range in degrees for all, or one per histogram (µs for a TOF bank).
+    n_background : int or list of int
+        Chebyshev background terms, one number or one per histogram.
+    cycles : int, optional
+        Maximum least-squares cycles per stage (overrides the strategy).
+    texture : int, optional
+        Spherical-harmonics order for the Bragg–Brentano histograms (adds a texture stage).
+    anomalous : dict, optional
+        ``{element: (f′, f″)}`` in electrons for the X-ray histograms (default gemmi's Cromer–Liberman).
+    scattering : str, optional
+        Neutron scattering-length table name (default that of the instrument files).
+    prm_reading : {"gsas2", "as_written"}
+        Read GSAS ``.prm`` files as GSAS-II does, or as written.
+    march_dollase : dict, optional
+        ``{phase: (h, k, l)}`` March–Dollase preferred-orientation axes.
+    progress : callable, optional
+        ``progress(stage_name, FitResult, [FitStats per histogram])`` after each stage.
+    log : callable, optional
+        ``log(str)`` for notes (default: silent).
 
     Returns
     -------
