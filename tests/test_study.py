@@ -261,7 +261,8 @@ def test_kill_9_and_rerun_keeps_finished_work(sim_study, fast_run, tmp_path):
     import time
 
     ref_out, _ = fast_run
-    out = tmp_path / "out"
+    # the report gives input paths relative to the output folder: this one sits as deep as ref_out
+    out = tmp_path
     cmd = [sys.executable, "-m", "layerscope", "run", str(sim_study), "--out", str(out), "--only", *FAST_KINDS]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     t0 = time.time()
