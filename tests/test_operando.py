@@ -123,8 +123,9 @@ def test_sequential_refinement_recovers_truth(short_series, tmp_path):
     np.testing.assert_allclose(ds["DoO"].values, [float(g["DoO"]) for g in got], rtol=1e-7)
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # CI runs tests/test_kill_resume.py::test_kill_resume_operando (10 random kills) instead
 def test_kill_and_resume_gives_identical_results(short_series, tmp_path):
+    """One kill after two checkpointed patterns, then a rerun: the same timeseries.csv."""
     args = [sys.executable, "-m", "layerscope", "operando", str(short_series / "series"), "--cycler",
             str(short_series / "cycler.csv")]
     ref = tmp_path / "uninterrupted"
