@@ -36,6 +36,8 @@ layerscope (warm medians), in wall time and in process CPU time (all threads; st
 machine). Measured 2026-12-03 on 2 shared cores at load 9-14 (layerscope and cryspy run separately):
 layerscope 7.9 s CPU cold, 6.6-7.5 s warm (18-23 s wall); cryspy 132 s CPU (827 s wall), 871
 pattern calls: CPU ratio ~19x warm, ~17x cold (before the chain-rule Jacobian: 23-27 s CPU, ~5x).
+In one run, ``--repeats 2``, same day, load 6.7 -> 3.2: layerscope 7.6 / 7.3 s CPU, cryspy 139.2 / 116.2 s
+CPU: CPU ratio 17.4x warm, 16.7x cold (wall 17.6x).
 
 Run: PYTHONPATH=src /tmp/civenv/bin/python bench/bench_cw.py [--repeats 3]
 """
