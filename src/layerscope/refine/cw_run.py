@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from layerscope._errors import InputError
-from layerscope.refine.strategy import Stage, Strategy
+from layerscope.refine.strategy import Stage, StagedRun, Strategy
 
 __all__ = ["route", "instrument_kind", "default_cw_strategy", "expand_cw_free", "check_cw_names",
            "refine_cw_files", "CWRun"]
@@ -177,7 +177,7 @@ def expand_cw_free(free, n_hist: int, phase_names, texture_hists=()) -> list[str
 
 
 @dataclass
-class CWRun:
+class CWRun(StagedRun):
     """What :func:`refine_cw_files` did: per-histogram data and models, stages and the final fit."""
 
     histograms: list
@@ -190,42 +190,6 @@ class CWRun:
     phases: tuple = ()
     conventions: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
-
-    @property
-    def final(self):
-        return self.stages[-1][1]
-
-    @property
-    def final_hist_stats(self):
-        return self.stages[-1][2]
-
-    @property
-    def converged(self) -> bool:
-        return bool(self.final.converged)
-
-    @property
-    def warnings(self) -> tuple:
-        out = list(self.notes)
-        for name, fr, _ in self.stages:
-            out += [f"[{name}] {w}" for w in fr.warnings]
-        out += [msg for _, _, msg in self.reverted]
-        return tuple(out)
-
-    @property
-    def rwp(self) -> float:
-        """Rwp (%) of all histograms together at the final stage."""
-        return float(self.final.stats.rwp)
-
-    @property
-    def rwp_by_histogram(self) -> list[float]:
-        """Rwp (%) of each histogram at the final stage, in the order given."""
-        return [float(s.rwp) for s in self.final_hist_stats]
-
-    def value(self, name: str) -> float:
-        return float(self.final.full[list(self.evaluator.names).index(name)])
-
-    def esd(self, name: str) -> float:
-        return float(self.final.esd_full[list(self.evaluator.names).index(name)])
 
 
 def _texture_in(strategy, n_hist, phase_names, geometries):

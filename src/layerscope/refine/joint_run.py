@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from layerscope._errors import InputError
-from layerscope.refine.strategy import Stage, Strategy
+from layerscope.refine.strategy import Stage, StagedRun, Strategy
 
 __all__ = ["JointRun", "default_joint_strategy", "refine_joint_files", "write_joint_outputs"]
 
 
 @dataclass
-class JointRun:
+class JointRun(StagedRun):
     """What :func:`refine_joint_files` did: per-histogram data, the evaluator, the stages."""
 
     histograms: list
@@ -52,39 +52,6 @@ class JointRun:
     stages: list = field(default_factory=list)  # (name, FitResult, [FitStats per histogram])
     reverted: list = field(default_factory=list)
     notes: list = field(default_factory=list)
-
-    @property
-    def final(self):
-        return self.stages[-1][1]
-
-    @property
-    def final_hist_stats(self):
-        return self.stages[-1][2]
-
-    @property
-    def converged(self) -> bool:
-        return bool(self.final.converged)
-
-    @property
-    def rwp(self) -> float:
-        return float(self.final.stats.rwp)
-
-    @property
-    def rwp_by_histogram(self) -> list[float]:
-        return [float(s.rwp) for s in self.final_hist_stats]
-
-    @property
-    def warnings(self) -> tuple:
-        out = list(self.notes)
-        for name, fr, _ in self.stages:
-            out += [f"[{name}] {w}" for w in fr.warnings]
-        return tuple(out + [m for _, _, m in self.reverted])
-
-    def value(self, name: str) -> float:
-        return float(self.final.full[list(self.evaluator.names).index(name)])
-
-    def esd(self, name: str) -> float:
-        return float(self.final.esd_full[list(self.evaluator.names).index(name)])
 
 
 def default_joint_strategy(phase_names, kinds, geometries, *, max_cycles: int = 30) -> Strategy:

@@ -95,6 +95,52 @@ class Strategy:
     conventions: dict = field(default_factory=dict)
 
 
+class StagedRun:
+    """Accessors shared by the results of a staged multi-histogram refinement (``CWRun``, ``JointRun``).
+
+    The subclass provides ``stages`` ([(name, FitResult, [FitStats per histogram])]), ``reverted``
+    ([(name, FitResult, message)]), ``notes`` and ``evaluator`` (its ``names`` index ``FitResult.full``).
+    """
+
+    @property
+    def final(self):
+        """The FitResult of the last stage."""
+        return self.stages[-1][1]
+
+    @property
+    def final_hist_stats(self):
+        """FitStats of each histogram at the last stage."""
+        return self.stages[-1][2]
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.final.converged)
+
+    @property
+    def warnings(self) -> tuple:
+        out = list(self.notes)
+        for name, fr, _ in self.stages:
+            out += [f"[{name}] {w}" for w in fr.warnings]
+        out += [msg for _, _, msg in self.reverted]
+        return tuple(out)
+
+    @property
+    def rwp(self) -> float:
+        """Rwp (%) of all histograms together at the final stage."""
+        return float(self.final.stats.rwp)
+
+    @property
+    def rwp_by_histogram(self) -> list[float]:
+        """Rwp (%) of each histogram at the final stage, in the order given."""
+        return [float(s.rwp) for s in self.final_hist_stats]
+
+    def value(self, name: str) -> float:
+        return float(self.final.full[list(self.evaluator.names).index(name)])
+
+    def esd(self, name: str) -> float:
+        return float(self.final.esd_full[list(self.evaluator.names).index(name)])
+
+
 def parse_strategy(doc: dict, source: str = "strategy") -> Strategy:
     """Strategy from a parsed TOML document; errors name the source and the item."""
     try:
