@@ -105,19 +105,26 @@ def _refine_cw(args) -> int:
     if tof_only:
         print(f"note: {', '.join(tof_only)} apply to TOF refinements only; not used for these CW histograms")
 
-    def progress(name, fr, hs):
-        print(f"stage {name!r}: Rwp {fr.stats.rwp:.3f} % (" + " / ".join(f"{s.rwp:.3f}" for s in hs)
-              + f")  chi2 {fr.stats.chi2:.3f}  cycles {fr.n_cycles}  {'converged' if fr.converged else 'NOT converged'}")
-
     run = refine_cw_files(args.data, args.instprm, args.phase, strategy=args.strategy, limits=limits,
                           n_background=args.nbkg, cycles=args.cycles, texture=args.texture, anomalous=anomalous,
-                          scattering=scattering, prm_reading=args.prm_reading, progress=progress,
+                          scattering=scattering, prm_reading=args.prm_reading, progress=_print_stage,
                           march_dollase=_md_axes(args.march_dollase))
     files = write_cw_outputs(run, args.out, plot=not args.no_plot)
+    return _report_run(run, files)
+
+
+def _print_stage(name, fr, hs):
+    """Progress line of one stage of a multi-histogram refinement (total and per-histogram Rwp)."""
+    print(f"stage {name!r}: Rwp {fr.stats.rwp:.3f} % (" + " / ".join(f"{s.rwp:.3f}" for s in hs)
+          + f")  chi2 {fr.stats.chi2:.3f}  cycles {fr.n_cycles}  {'converged' if fr.converged else 'NOT converged'}")
+
+
+def _report_run(run, files) -> int:
+    """Warnings and the final line of a multi-histogram refinement (a StagedRun); the exit code."""
     for w in run.warnings:
         print("warning:", w)
     st = run.final.stats
-    per = "  ".join(f"hist{i} {s.rwp:.3f} %" for i, s in enumerate(run.final_hist_stats))
+    per = "  ".join(f"hist{i} {r:.3f} %" for i, r in enumerate(run.rwp_by_histogram))
     print(f"Rwp {st.rwp:.3f} % ({per})  Rexp {st.rexp:.3f} %  chi2 {st.chi2:.3f}  -> {files['summary']}")
     return 0 if run.converged else 3
 
@@ -220,17 +227,8 @@ def _refine_joint(args) -> int:
         raise ValueError("--texture, --anomalous and --march-dollase are not available yet for a refinement with "
                          "time-of-flight banks among the histograms")
 
-    def progress(name, fr, hs):
-        print(f"stage {name!r}: Rwp {fr.stats.rwp:.3f} % (" + " / ".join(f"{s.rwp:.3f}" for s in hs)
-              + f")  chi2 {fr.stats.chi2:.3f}  cycles {fr.n_cycles}  {'converged' if fr.converged else 'NOT converged'}")
-
     run = refine_joint_files(args.data, args.instprm, args.phase, strategy=args.strategy, limits=args.limits,
                              n_background=args.nbkg, cycles=args.cycles, prm_reading=args.prm_reading,
-                             progress=progress)
+                             progress=_print_stage)
     files = write_joint_outputs(run, args.out)
-    for w in run.warnings:
-        print("warning:", w)
-    st = run.final.stats
-    per = "  ".join(f"hist{i} {r:.3f} %" for i, r in enumerate(run.rwp_by_histogram))
-    print(f"Rwp {st.rwp:.3f} % ({per})  Rexp {st.rexp:.3f} %  chi2 {st.chi2:.3f}  -> {files['summary']}")
-    return 0 if run.converged else 3
+    return _report_run(run, files)
