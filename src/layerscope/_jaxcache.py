@@ -56,4 +56,7 @@ def enable_compilation_cache() -> Path | None:
         jax.config.update("jax_compilation_cache_max_size", 1 << 30)
     except AttributeError:  # JAX before the size cap: unbounded folder
         pass
+    from layerscope import _tracecache
+
+    _tracecache.enable(d)  # and the traced (lowered) kernels beside the compiled ones
     return d

@@ -31,6 +31,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope._device import to_device  # noqa: E402
 from layerscope.crystal import geometry  # noqa: E402
 from layerscope.crystal.phase import Phase  # noqa: E402
 from layerscope.diffraction import tof_profile as tp  # noqa: E402
@@ -225,20 +226,20 @@ def initial_params(model: PatternModel, *, scales=None, background=None, size_um
     for s in model.phases:
         t = s.tables
         phases.append({
-            "scale": jnp.asarray(float(scales.get(s.phase.name, 1.0))),
-            "cell": jnp.asarray(s.phase.cell, dtype=float),
-            "xyz": jnp.asarray(t.xyz),
-            "occ": jnp.asarray(t.occ),
-            "biso": jnp.asarray(t.biso),
-            **({"uani": jnp.asarray(t.uani)} if len(t.aniso_site) else {}),
-            "inv_size": jnp.asarray(1.0 / float(size_um.get(s.phase.name, np.inf))),
-            "mustrain": jnp.asarray(float(mustrain.get(s.phase.name, 0.0))),
-            "mx": jnp.asarray(float(mx)),
+            "scale": to_device(float(scales.get(s.phase.name, 1.0))),
+            "cell": to_device(s.phase.cell, dtype=float),
+            "xyz": to_device(t.xyz),
+            "occ": to_device(t.occ),
+            "biso": to_device(t.biso),
+            **({"uani": to_device(t.uani)} if len(t.aniso_site) else {}),
+            "inv_size": to_device(1.0 / float(size_um.get(s.phase.name, np.inf))),
+            "mustrain": to_device(float(mustrain.get(s.phase.name, 0.0))),
+            "mx": to_device(float(mx)),
         })
     return {
-        "instrument": {k: jnp.asarray(float(getattr(inst, k))) for k in INSTRUMENT_KEYS},
-        "background": jnp.asarray(bkg),
-        "absorption": jnp.asarray(float(absorption)),
+        "instrument": {k: to_device(float(getattr(inst, k))) for k in INSTRUMENT_KEYS},
+        "background": to_device(bkg),
+        "absorption": to_device(float(absorption)),
         "phases": phases,
     }
 
@@ -364,6 +365,9 @@ class _Static:
     def __hash__(self):
         return self._hash
 
+    def __trace_digest__(self):  # content, for layerscope._tracecache
+        return self._key
+
 
 def _content_key(v):
     if isinstance(v, np.ndarray):
@@ -390,6 +394,9 @@ class ModelSpec:
 
     def __hash__(self):
         return self._hash
+
+    def __trace_digest__(self):  # content, for layerscope._tracecache
+        return self.tree
 
 
 def _split(obj, leaves):
@@ -426,7 +433,7 @@ def split_model(model: PatternModel):
     ``(spec, leaves)`` with the spec static (:func:`join_model` rebuilds it inside the trace)."""
     leaves: list = []
     spec = ModelSpec(_split(model, leaves))
-    return spec, tuple(jnp.asarray(a) for a in leaves)
+    return spec, tuple(to_device(a) for a in leaves)
 
 
 def join_model(spec: ModelSpec, leaves) -> PatternModel:

@@ -35,7 +35,8 @@ from layerscope.operando.guards import (
     RECOVERED, _cell_scan, _flagged, _hours, _implausible, _predict_cells, _time_of, _trust_bounds, _window_bounds,
     active_phases, held_note,
 )
-from layerscope.operando.observables import _determined, _evaluate_observables, _lrm_fractions, lrm_observables
+from layerscope.operando.observables import (ObservableSet, _determined, _evaluate_observables, _lrm_fractions,
+                                              lrm_observables, observables_recipe)
 from layerscope.operando.protocol import SeriesProtocol, default_series_protocol
 from layerscope.operando.stages import (
     _split_scales, _tie_start, bank_columns, conservation_totals, convergence_columns, refine_one, stop_rules,
@@ -165,6 +166,7 @@ def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background
     bounds_ser = stage_bounds(layout, protocol.series)
     obs = lrm_observables(layout, model, protocol)
     obs = add_derived(obs, protocol.derived + extra, layout, f"{protocol.source} / derived quantities")
+    obs = ObservableSet(obs, observables_recipe(layout, model, protocol, protocol.derived + extra))
     records: dict[int, SeriesRecord] = {}
     full = None
     totals = None

@@ -18,6 +18,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from layerscope._device import to_device  # noqa: E402
+from layerscope._tracecache import persistent_jit  # noqa: E402
 from layerscope.diffraction.background import chebyshev_background, chebyshev_basis  # noqa: E402
 from layerscope.diffraction.pattern import (  # noqa: E402
     PatternModel, _all_peaks, join_model, peak_windows, phase_patterns, profile_derivative_patterns, split_model)
@@ -44,6 +46,9 @@ class _LayoutKey:
 
     def __hash__(self):
         return self._hash
+
+    def __trace_digest__(self):
+        return self._key
 
 
 def _linear_indices(layout: Layout):
@@ -136,8 +141,10 @@ def _nonlinear_kernel(spec, lk, leaves, moved, fallback, v, a, sel=None):
     return profile_derivative_patterns(model, idx, delta, alpha, beta, sig2, gam, coef, fallback=fallback).T
 
 
-_calc_jit = jax.jit(_calc_kernel, static_argnums=(0, 1))
-_nonlinear_jit = jax.jit(_nonlinear_kernel, static_argnums=(0, 1, 3, 4), static_argnames=("sel",))
+# jitted, and kept traced on disk where the command line switched the compilation cache on
+_calc_jit = persistent_jit(_calc_kernel, name="tof_calc", static_argnums=(0, 1))
+_nonlinear_jit = persistent_jit(_nonlinear_kernel, name="tof_jacobian", static_argnums=(0, 1, 3, 4),
+                                static_argnames=("sel",))
 
 
 def _bucket(n, buckets):
@@ -218,7 +225,7 @@ class Evaluator:
             bkg = full[self._i_bkg] @ self._basis if len(self._i_bkg) else np.zeros(unit.shape[1])
             out = (phases.sum(axis=0) + bkg, phases, bkg, unit, fits)
         else:
-            res = _calc_jit(self._spec, self._lk, self._leaves, jnp.asarray(full))
+            res = _calc_jit(self._spec, self._lk, self._leaves, to_device(full))
             out = tuple(np.asarray(a) for a in res[:4]) + (bool(res[4]),)
             self._profiled = (full.copy(), out[3], out[4])
         self._last = (key, out)
@@ -276,7 +283,7 @@ class Evaluator:
         kb = _bucket(k, _BUCKETS)
         ap = np.zeros((a.shape[0], kb))
         ap[:, :k] = a
-        fv = jnp.asarray(full)
+        fv = to_device(full)
         moved = _structure_moved(self.layout, a)
         hint = self.structure_hint
         if hint is not None and any(moved) and all(set(m) <= set(h) for m, h in zip(moved, hint)):
@@ -288,7 +295,7 @@ class Evaluator:
         # evaluation there says so): the kernel without the dense fallback branch (the same values
         # and derivatives; half the code to compile)
         fallback = not self.profiles_fit(full)
-        jac = _nonlinear_jit(self._spec, self._lk, self._leaves, moved, fallback, fv, jnp.asarray(ap), sel=sel)
+        jac = _nonlinear_jit(self._spec, self._lk, self._leaves, moved, fallback, fv, to_device(ap), sel=sel)
         jac = np.asarray(jac)[:, :k]
         # background coefficients a nonlinear column also moves (through a constraint)
         if len(self._i_bkg):
