@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
