@@ -57,6 +57,8 @@ class SeriesResult:
     #: {bank: instrument}; empty for one bank
     bank_patterns: dict = field(default_factory=dict)
     instruments: dict = field(default_factory=dict)
+    #: (start_s, end_s) of each time step's exposure (the manifest's)
+    windows: tuple = ()
 
     @property
     def n_flagged(self) -> int:
@@ -73,6 +75,13 @@ class SeriesResult:
         from layerscope.operando.outputs import series_dataset
 
         return series_dataset(self.rows, self.patterns, provenance=self.provenance)
+
+    def write_cifs(self, folder) -> list:
+        """One CIF per refined pattern in ``folder`` (``<pattern stem>.cif``: a pattern block and one
+        block per determined phase, values with esds; :mod:`layerscope.operando.pattern_cif`)."""
+        from layerscope.operando.pattern_cif import write_pattern_cifs
+
+        return write_pattern_cifs(self.records, self.model, self.protocol, folder, windows=self.windows or None)
 
     def to_dataframe(self):
         """One row per pattern (the columns of ``timeseries.csv``) as a pandas DataFrame."""
@@ -227,7 +236,7 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
     return SeriesResult([r.row for r in records], records, patterns, inst, model_obj, layout, protocol, smodel,
                         provenance, str(series_dir),
                         tuple((e.file.name, tm["note"]) for e, tm in zip(step_entries, times) if tm.get("note")),
-                        bank_patterns, insts)
+                        bank_patterns, insts, tuple((e.start_s, e.end_s) for e in step_entries))
 
 
 def _bank_instruments(instrument, series_dir: Path, banks: list) -> dict:
@@ -260,8 +269,9 @@ def _bank_instruments(instrument, series_dir: Path, banks: list) -> dict:
             for b in banks}
 
 
-def write_series(result: SeriesResult, out, *, truth=None) -> dict:
-    """Write ``timeseries.csv``, ``operando.h5``, the Fig. 2 figures and ``index.html`` into ``out``.
+def write_series(result: SeriesResult, out, *, truth=None, cif_per_pattern: bool = False) -> dict:
+    """Write ``timeseries.csv``, ``operando.h5``, the Fig. 2 figures and ``index.html`` into ``out``
+    (and ``cif/<pattern stem>.cif`` per pattern with ``cif_per_pattern``).
 
     Parameters
     ----------
@@ -272,11 +282,14 @@ def write_series(result: SeriesResult, out, *, truth=None) -> dict:
     truth : str, Path or dict, optional
         A simulated series' ``truth.csv`` (path) or its columns (dict of arrays), drawn as
         dashed lines in the figures.
+    cif_per_pattern : bool, optional
+        Also write one CIF per refined pattern into ``out/cif`` (:meth:`SeriesResult.write_cifs`).
 
     Returns
     -------
     dict
-        The written paths: ``timeseries``, ``dataset``, ``figures`` (dict of name → path) and ``html``.
+        The written paths: ``timeseries``, ``dataset``, ``figures`` (dict of name → path) and ``html``
+        (and ``cifs``, a list, with ``cif_per_pattern``).
     """
     from layerscope.operando.outputs import plot_operando, write_dataset, write_html, write_timeseries
 
@@ -302,7 +315,10 @@ def write_series(result: SeriesResult, out, *, truth=None) -> dict:
                             f"{protocol.max_relative_esd:g} of the value and its Bragg signal at least "
                             f"{protocol.min_signal:g} sigma (values that depend on an undetermined phase are "
                             "drawn as open squares off the line, and shown in brackets below)")
-    return {"timeseries": ts, "dataset": h5, "figures": figs, "html": page}
+    files = {"timeseries": ts, "dataset": h5, "figures": figs, "html": page}
+    if cif_per_pattern:
+        files["cifs"] = result.write_cifs(out / "cif")
+    return files
 
 
 def stderr_progress():
