@@ -59,6 +59,8 @@ class SeriesResult:
     instruments: dict = field(default_factory=dict)
     #: (start_s, end_s) of each time step's exposure (the manifest's)
     windows: tuple = ()
+    #: {derived quantity: unit} ("unspecified" where none was given)
+    units: dict = field(default_factory=dict)
 
     @property
     def n_flagged(self) -> int:
@@ -74,7 +76,7 @@ class SeriesResult:
         pattern, provenance in attrs (the content of ``operando.h5``)."""
         from layerscope.operando.outputs import series_dataset
 
-        return series_dataset(self.rows, self.patterns, provenance=self.provenance)
+        return series_dataset(self.rows, self.patterns, provenance=self.provenance, units=self.units)
 
     def write_cifs(self, folder) -> list:
         """One CIF per refined pattern in ``folder`` (``<pattern stem>.cif``: a pattern block and one
@@ -154,10 +156,12 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
         ``progress(k, n, record)`` after each pattern.
     bridge_progress : callable, optional
         ``bridge_progress(record, note)`` after each pattern of a bridged hold stretch.
-    derived : dict of str to str, optional
+    derived : dict, optional
         ``{name: formula}`` of derived quantities (GSAS-II's pseudo-variables), reported with esds
         propagated through each pattern's covariance, besides the strategy's ``[[series.derived]]``
-        (:mod:`layerscope.operando.derived`), e.g. ``{"O3p_ab": "O3p_a * O3p_b"}``.
+        (:mod:`layerscope.operando.derived`), e.g. ``{"O3p_ab": "O3p_a * O3p_b"}``; with a unit,
+        ``{"O3p_ab": {"expr": "O3p_a * O3p_b", "unit": "Å^2"}}`` (without one it is recorded as
+        "unspecified" and a note says so: a unit is never inferred from the formula).
 
     Returns
     -------
@@ -175,11 +179,13 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
     from layerscope.diffraction.instrument import read_instprm
     from layerscope.echem.io import read_cycler
     from layerscope.operando.align import align_to_cycler
+    from layerscope.operando.derived import derived_units, split_derived
     from layerscope.operando.model import load_series_model
     from layerscope.operando.series import group_time_steps, read_manifest, read_series_patterns
     from layerscope.operando.protocol import default_series_protocol, read_series_protocol
     from layerscope.operando.sequential import refine_series as _sequential
 
+    derived, user_units = split_derived(derived)
     series_dir = Path(series)
     entries = read_manifest(series_dir)
     steps = group_time_steps(entries, series_dir / "series.csv")
@@ -228,15 +234,18 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
                   "convergence": f"shift/esd < {protocol.series.tol:g}"
                                  + (f" or relative chi2 change < {protocol.chi2_tol:g}" if protocol.chi2_tol else "")}
     formulas = list(protocol.derived) + list((derived or {}).items())
+    units, note = derived_units([n for n, _ in formulas], {**dict(protocol.derived_units), **user_units})
+    notes = tuple((e.file.name, tm["note"]) for e, tm in zip(step_entries, times) if tm.get("note"))
     if formulas:
-        provenance["derived"] = "; ".join(f"{n} = {e}" for n, e in formulas)
+        provenance["derived"] = "; ".join(f"{n} = {e} [{units[n]}]" for n, e in formulas)
+    if note:
+        notes += (("derived quantities", note),)
     if banks:
         provenance["banks"] = ", ".join(map(str, banks))
         patterns = bank_patterns[banks[0]]
     return SeriesResult([r.row for r in records], records, patterns, inst, model_obj, layout, protocol, smodel,
-                        provenance, str(series_dir),
-                        tuple((e.file.name, tm["note"]) for e, tm in zip(step_entries, times) if tm.get("note")),
-                        bank_patterns, insts, tuple((e.start_s, e.end_s) for e in step_entries))
+                        provenance, str(series_dir), notes, bank_patterns, insts,
+                        tuple((e.start_s, e.end_s) for e in step_entries), units)
 
 
 def _bank_instruments(instrument, series_dir: Path, banks: list) -> dict:
@@ -297,7 +306,7 @@ def write_series(result: SeriesResult, out, *, truth=None, cif_per_pattern: bool
     out.mkdir(parents=True, exist_ok=True)
     rows, protocol, smodel = result.rows, result.protocol, result.series_model
     ts = write_timeseries(rows, out / "timeseries.csv")
-    h5 = write_dataset(rows, result.patterns, out / "operando.h5", provenance=result.provenance)
+    h5 = write_dataset(rows, result.patterns, out / "operando.h5", provenance=result.provenance, units=result.units)
     truth_cols = None
     if truth is not None and not isinstance(truth, dict):
         import csv
