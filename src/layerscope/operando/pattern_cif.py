@@ -102,8 +102,8 @@ def _text(v) -> str:
     return f'"{s}"' if "'" in s else f"'{s}'"
 
 
-_ASCII = {"σ": "sigma", "±": "+/-", "χ²": "chi2", "χ": "chi", "²": "^2", "³": "^3", "Å": "A", "µ": "u", "–": "-",
-          "→": "->", "≤": "<=", "≥": ">=", "′": "'"}
+_ASCII = {"σ": "sigma", "±": "+/-", "χ²": "chi2", "χ": "chi", "²": "^2", "³": "^3", "Å": "A", "µ": "u",
+          "–": "-", "→": "->", "≤": "<=", "≥": ">=", "′": "'"}
 
 
 def _ascii(s: str) -> str:
@@ -160,6 +160,15 @@ def write_pattern_cifs(records, model, protocol, folder, *, windows=None) -> lis
                   f"_layerscope_flag {_text(row.get('flag', ''))}",
                   f"_layerscope_held {_text(row.get('held', ''))}",
                   f"_layerscope_note {_text(row.get('note', ''))}"]
+        if not esd and any(k.endswith("_esd") and np.isfinite(v) for k, v in row.items()
+                           if isinstance(v, (float, int)) and not isinstance(v, bool)):
+            # a record from a checkpoint written before records kept their esds
+            lines.append("_layerscope_esd_note 'esds not available for this pattern (its checkpoint record has "
+                         "none); values written without them'")
+            import warnings
+
+            warnings.warn(f"{rec.name}: the checkpoint record holds no esds (written by an older layerscope); its CIF "
+                          "has values without esds — refine into a new output folder to get them", stacklevel=2)
         if kept:
             lines += ["loop_", "_pd_phase_block_id"] + [_text(f"{pid}|{p.name}") for p in kept]
         if omitted:
@@ -179,9 +188,9 @@ def write_pattern_cifs(records, model, protocol, folder, *, windows=None) -> lis
                 items += [("_layerscope_phase_determined", "yes"),
                           ("_layerscope_phase_signal_sigma", _num(row.get(f"signal_{p}"), digits=4))]
             mine = {n[len(p) + 1:]: e for n, e in esd.items() if n.startswith(f"{p}.")}
-            lines += ["", *cif_block(ph, esd=mine, block=f"{stem}_{p}", items=items,
-                                     details=f"pattern {_ascii(rec.name)} of an operando series, refined sequentially by "
-                                             "layerscope. Values without an esd were not refined in this pattern.")]
+            details = (f"pattern {_ascii(rec.name)} of an operando series, refined sequentially by layerscope. "
+                       "Values without an esd were not refined in this pattern.")
+            lines += ["", *cif_block(ph, esd=mine, block=f"{stem}_{p}", items=items, details=details)]
         paths.append(write_text(folder / f"{stem}.cif", "\n".join(lines) + "\n"))
     return paths
 
