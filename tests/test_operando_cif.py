@@ -181,3 +181,21 @@ def test_record_without_esds_says_so(one_record, tmp_path):
     doc = gemmi.cif.read(str(path))
     assert "esds not available" in doc[0].find_value("_layerscope_esd_note")
     assert "(" not in doc["PATTERN_007_O3p"].find_value("_cell_length_a")
+
+
+def test_study_key_cif_per_pattern(tmp_path):
+    """A study's [[operando]] dataset takes cif_per_pattern = true (default false); not a bool: an error
+    naming the key."""
+    from layerscope.study import StudyError, read_study
+
+    (tmp_path / "series").mkdir()
+    (tmp_path / "cycler.csv").write_text("time_s,voltage_V\n")
+    body = '[[operando]]\nname = "cell"\nseries = "series"\ncycler = "cycler.csv"\n'
+    p = tmp_path / "study.toml"
+    p.write_text(body)
+    assert read_study(p).datasets[0].options["cif_per_pattern"] is False
+    p.write_text(body + "cif_per_pattern = true\n")
+    assert read_study(p).datasets[0].options["cif_per_pattern"] is True
+    p.write_text(body + 'cif_per_pattern = "yes"\n')
+    with pytest.raises(StudyError, match="cif_per_pattern"):
+        read_study(p)
