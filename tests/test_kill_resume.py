@@ -299,7 +299,9 @@ def test_kill_resume_operando(tmp_path):
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows[:3])
-    res = kill_and_resume(lambda out: _cmd("operando", series, "--cycler", sim["cycler"], "--out", out), tmp_path,
+    # with a CIF per pattern: a resumed run must neither lose nor duplicate them
+    res = kill_and_resume(lambda out: _cmd("operando", series, "--cycler", sim["cycler"], "--out", out,
+                                           "--cif-per-pattern"), tmp_path,
                           seed=SEED + 1, checkpoints=lambda rel: str(rel) == "checkpoint.json")
     _report("operando", res)
     assert res["kills"] >= N_KILLS

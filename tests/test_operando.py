@@ -114,6 +114,7 @@ def test_sequential_refinement_recovers_truth(short_series, tmp_path):
         assert abs(float(g["DoO"]) - float(t["DoO"])) < 0.05
         assert abs(float(g["DoD"]) - float(t["DoD"])) < 0.003
     assert (out / "operando.h5").exists() and (out / "index.html").exists()
+    assert not (out / "cif").exists()   # CIFs per pattern only when asked (--cif-per-pattern)
     for f in ("fig2a_contour.png", "fig2b_fractions.png", "fig2c_spacings.png", "fig2d_descriptors.png"):
         assert (out / f).stat().st_size > 5000
     import xarray as xr

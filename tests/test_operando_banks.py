@@ -199,6 +199,18 @@ def test_two_banks_per_time_step_refined_jointly(tmp_path):
     assert 0.3 < h2 < 0.6, h2
     ds = res.to_xarray()
     assert ds["rwp_bank2"].attrs["units"] == "%" and ds.sizes["pattern"] == len(patterns)
+    assert ds["O3_ca"].attrs["units"] == "unspecified"      # no unit given: none inferred
+    assert any("no unit given for O3_ca, O3_a2" in note for _, note in res.notes)
+    # one CIF per time step (banks refined jointly): the O3 cell as the row gives it
+    import gemmi
+
+    from tests.test_operando_cif import printed_as
+
+    cifs = res.write_cifs(tmp_path / "cif")
+    assert len(cifs) == len(patterns)
+    for path, rec in zip(cifs, recs):
+        blk = gemmi.cif.read(str(path))[f"{path.stem}_O3"]
+        assert printed_as(blk.find_value("_cell_length_a"), rec.row["O3_a"], rec.row["O3_a_esd"])
     # each bank alone: the same series through the single-bank path
     times = [{"time_h": 0.25 + 0.5 * k} for k in range(len(patterns))]
     proto = _parse_protocol(PROTOCOL, "two-bank test protocol")

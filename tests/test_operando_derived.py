@@ -107,3 +107,61 @@ def test_trend_fit_leaves_out_unmeasured_rows_and_matches_numpy():
         fit_trend(rows[:2], "O3p_c", degree=2)
     with pytest.raises(ValueError, match="no column 'nope'"):
         fit_trend(rows, "nope")
+
+
+# --- units of derived quantities -----------------------------------------------------------------
+_BASE = """
+[[reference.stage]]
+name = "s"
+free = ["background"]
+[[series.stage]]
+name = "s"
+free = ["background"]
+"""
+
+
+def test_derived_units_in_the_protocol_and_the_api(tmp_path):
+    from layerscope import InputError
+    from layerscope.operando.derived import UNSPECIFIED, derived_units, split_derived
+    from layerscope.operando.protocol import read_series_protocol
+
+    p = _parse_protocol(_BASE + '[[series.derived]]\nname = "V"\nexpr = "O3p_a * O3p_b * O3p_c"\nunit = "Å^3"\n'
+                        '[[series.derived]]\nname = "r_c"\nexpr = "O3p_c / O3p_a"\n', "p.toml")
+    assert p.derived == (("V", "O3p_a * O3p_b * O3p_c"), ("r_c", "O3p_c / O3p_a"))
+    assert p.derived_units == (("V", "Å^3"), ("r_c", None))
+    # unknown key, or a unit that is not a string: an InputError naming the file and the table
+    f = tmp_path / "proto.toml"
+    f.write_text(_BASE + '[[series.derived]]\nname = "V"\nexpr = "O3p_a"\nunits = "A"\n')
+    with pytest.raises(InputError, match=r"proto.toml, \[\[series.derived\]\] #1 \('V'\): unknown key\(s\) 'units'"):
+        read_series_protocol(f)
+    f.write_text(_BASE + '[[series.derived]]\nname = "V"\nexpr = "O3p_a"\nunit = 3\n')
+    with pytest.raises(InputError, match=r"proto.toml, \[\[series.derived\]\] #1 \('V'\): unit must be a string"):
+        read_series_protocol(f)
+    # refine_series(derived=): a formula, or a table with expr and unit
+    formulas, units = split_derived({"a2": "O3p_a ** 2", "V": {"expr": "O3p_a ** 3", "unit": " Å^3 "}})
+    assert formulas == {"a2": "O3p_a ** 2", "V": "O3p_a ** 3"} and units == {"a2": None, "V": "Å^3"}
+    with pytest.raises(InputError, match="derived quantity 'V': unknown key"):
+        split_derived({"V": {"expr": "O3p_a ** 3", "uint": "Å^3"}})
+    with pytest.raises(InputError, match="non-empty"):
+        split_derived({"V": {"expr": "O3p_a ** 3", "unit": ""}})
+    # no unit: "unspecified", never one inferred from a formula of cell lengths; one note names them
+    got, note = derived_units(["a2", "V", "r_c"], {"V": "Å^3", "a2": None})
+    assert got == {"a2": UNSPECIFIED, "V": "Å^3", "r_c": UNSPECIFIED}
+    assert note.startswith("no unit given for a2, r_c: recorded as 'unspecified'")
+    assert derived_units(["V"], {"V": "Å^3"}) == ({"V": "Å^3"}, "")
+
+
+def test_derived_units_reach_the_dataset():
+    """operando.h5's units attributes: the given unit, and 'unspecified' for a derived quantity
+    whose name the built-in table would have read as a cell length (…_c: Å)."""
+    from layerscope.operando.outputs import series_dataset
+
+    rows = [{"pattern": "P0", "time_h": 0.0, "rwp": 3.0, "gof": 1.1, "converged": True, "flag": "", "held": "",
+             "note": "", "undetermined": "", "O3p_c": 14.2, "O3p_c_esd": 1e-4, "V": 200.1, "V_esd": 0.02,
+             "r_c": 2.87, "r_c_esd": 1e-5}]
+    pats = [("P0", np.linspace(1, 2, 5), np.ones(5), np.ones(5))]
+    ds = series_dataset(rows, pats, units={"V": "Å^3", "r_c": "unspecified"})
+    assert ds["V"].attrs["units"] == ds["V_esd"].attrs["units"] == "Å^3"
+    assert ds["r_c"].attrs["units"] == ds["r_c_esd"].attrs["units"] == "unspecified"
+    assert ds["O3p_c"].attrs["units"] == "Å"               # a refined cell length keeps its unit
+    assert series_dataset(rows, pats)["r_c"].attrs["units"] == "Å"   # what the table alone would infer

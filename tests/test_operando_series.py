@@ -79,10 +79,20 @@ def test_design_conventions_series_end_to_end(tmp_path, monkeypatch, capsys):
     work.mkdir()
     monkeypatch.chdir(work)   # CIF paths are resolved against the model file, not here
     out = tmp_path / "res"
+    # the built-in protocol with two derived quantities: the O3' cell volume with its unit, and a
+    # ratio named like a cell length without one (recorded 'unspecified', not inferred as Å)
+    from importlib import resources
+
+    strategy = tmp_path / "strategy.toml"
+    strategy.write_text(resources.files("layerscope.data").joinpath("operando_lrm.toml").read_text()
+                        + '\n[[series.derived]]\nname = "O3p_V"\n'
+                          'expr = "O3p_a * O3p_b * O3p_c * sin(deg2rad(O3p_beta))"\nunit = "Å^3"\n'
+                          '[[series.derived]]\nname = "ratio_c"\nexpr = "O3p_c / O3p_a"\n')
     rc = main(["operando", str(beam / "series"), "--cycler", str(beam / "cycler.csv"), "--model", str(model),
-               "--out", str(out)])
+               "--strategy", str(strategy), "--out", str(out), "--cif-per-pattern"])
     assert rc == 0
     err = capsys.readouterr().err
+    assert err.count("no unit given for ratio_c: recorded as 'unspecified'") == 1
     assert "PATTERN_000.gsa: recorded before the cycler log starts" in err
     got = _rows(out / "timeseries.csv")
     assert len(got) == 3
@@ -116,12 +126,58 @@ def test_design_conventions_series_end_to_end(tmp_path, monkeypatch, capsys):
         assert g["determined_O3p"] == "True" and g["determined_S"] == "True", g["undetermined"]
         assert g["determined_O3"] == "False"          # no O3 yet: its fraction is not a measurement
         assert "cycles)" in g["stages"] and any(r in g["stages"] for r in ("shift/esd", "chi2 change"))
+    _check_cifs(out, got, man)
     import xarray as xr
 
     with xr.open_dataset(out / "operando.h5", engine="h5netcdf") as ds:
         assert str(model.resolve()) in ds.attrs["model"]
         assert "Bragg signal" in ds.attrs["determined_if"] and "chi2" in ds.attrs["convergence"]
         assert "before the cycler log" in str(ds["note"].values[0])
+        assert ds["O3p_V"].attrs["units"] == ds["O3p_V_esd"].attrs["units"] == "Å^3"
+        assert ds["ratio_c"].attrs["units"] == ds["ratio_c_esd"].attrs["units"] == "unspecified"
+        assert "O3p_V = O3p_a * O3p_b * O3p_c * sin(deg2rad(O3p_beta)) [Å^3]" in ds.attrs["derived"]
+
+
+def _check_cifs(out, got, man):
+    """--cif-per-pattern: one CIF per pattern whose cells, fractions and esds are the run's
+    timeseries.csv columns to their printed precision (read with gemmi); the phases a pattern did not
+    determine (O3, not yet formed, and the anode's LiC12/LiC6) are left out of its file and named
+    in its pattern block."""
+    import gemmi
+
+    from tests.test_operando_cif import parse_esd, printed_as
+
+    files = sorted((out / "cif").iterdir())
+    assert [f.name for f in files] == [m["file"].replace(".gsa", ".cif") for m in man]
+    for f, g, m in zip(files, got, man):
+        doc = gemmi.cif.read(str(f))
+        pat = doc[0]
+        assert gemmi.cif.as_string(pat.find_value("_layerscope_pattern_name")) == g["pattern"]
+        assert float(pat.find_value("_layerscope_pattern_start_s")) == float(m["start_s"])
+        assert float(pat.find_value("_layerscope_pattern_end_s")) == float(m["end_s"])
+        assert float(pat.find_value("_pd_proc_ls_prof_wR_factor")) == pytest.approx(float(g["rwp"]) / 100, rel=1e-5)
+        blocks = [b.name for b in doc]
+        assert f"{f.stem}_O3p" in blocks and f"{f.stem}_S" in blocks and f"{f.stem}_O3" not in blocks
+        undetermined = [k.removeprefix("determined_") for k, v in g.items() if k.startswith("determined_")
+                        and v == "False"]
+        assert "O3" in undetermined and "O3p" not in undetermined
+        assert [gemmi.cif.as_string(r[0]) for r in pat.find("_layerscope_omitted_phase_", ["name"])] == undetermined
+        o3p = doc[f"{f.stem}_O3p"]
+        for c in ("a", "b", "c"):
+            text = o3p.find_value(f"_cell_length_{c}")
+            assert printed_as(text, float(g[f"O3p_{c}"]), float(g[f"O3p_{c}_esd"])), (c, text)
+        # the cell volume's esd (central differences of V through the cell's covariance) against the
+        # derived quantity O3p_V (autodiff of the formula through the full covariance)
+        assert printed_as(o3p.find_value("_cell_volume"), float(g["O3p_V"]), float(g["O3p_V_esd"]))
+        assert printed_as(o3p.find_value("_layerscope_phase_fraction"), float(g["frac_O3p"]),
+                          float(g["frac_O3p_esd"]))
+        ss = gemmi.make_small_structure_from_block(o3p)
+        assert ss.cell.b == pytest.approx(float(g["O3p_b"]), abs=1e-4) and len(ss.sites) > 10
+        occ = [parse_esd(r[0]) for r in o3p.find("_atom_site_", ["occupancy"])]
+        assert all(0 <= v <= 1 for v, _ in occ)
+        # occupancies carry esds where this pattern's final fit refined them — as DoO does (the
+        # reference's last stage does not: DoO_esd is NaN there, and no occupancy has an esd)
+        assert any(e is not None for _, e in occ) == math.isfinite(float(g["DoO_esd"])), g["pattern"]
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=None, instprm=None,
-                 reverse=False, truth=None, quiet=False, tof_range=None) -> dict:
+                 reverse=False, truth=None, quiet=False, tof_range=None, cif_per_pattern=False) -> dict:
     """``layerscope operando`` on one series: :func:`layerscope.operando.api.refine_series` (checkpointed
     in ``out_dir``, progress on stderr) → :func:`~layerscope.operando.api.write_series`."""
     from layerscope.operando.api import refine_series, stderr_progress, write_series
@@ -23,7 +23,7 @@ def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=Non
     if not quiet:
         for name, note in res.notes:
             print(f"note: {name}: {note}", file=sys.stderr)
-    files = write_series(res, out, truth=truth)
+    files = write_series(res, out, truth=truth, cif_per_pattern=cif_per_pattern)
     return {**files, "n_flagged": res.n_flagged, "n_undetermined": res.n_undetermined, "rows": res.rows,
             "records": res.records, "model": res.model, "layout": res.layout, "patterns": res.patterns,
             "instrument": res.instrument, "result": res}
@@ -36,9 +36,11 @@ def _operando(args) -> int:
         if len(args.series) > 1 or args.scheduler:
             return _many(args)
         res = run_operando(args.series[0], args.cycler, args.out, model=args.model, strategy=args.strategy,
-                           instprm=args.instprm, reverse=args.reverse, truth=args.truth)
-    print(f"wrote {res['timeseries']}, {res['dataset']}, {res['html']} ({res['n_flagged']} pattern(s) flagged, "
-          f"{res['n_undetermined']} with a phase not determined)")
+                           instprm=args.instprm, reverse=args.reverse, truth=args.truth,
+                           cif_per_pattern=args.cif_per_pattern)
+    cifs = f", {len(res['cifs'])} CIFs in {Path(args.out) / 'cif'}" if "cifs" in res else ""
+    print(f"wrote {res['timeseries']}, {res['dataset']}, {res['html']}{cifs} ({res['n_flagged']} pattern(s) "
+          f"flagged, {res['n_undetermined']} with a phase not determined)")
     return 0
 
 
@@ -53,7 +55,7 @@ def _many(args) -> int:
     logs = logs * len(args.series) if len(logs) == 1 else logs
     tasks = [dask.delayed(run_operando)(s, c, Path(args.out) / Path(s).name, model=args.model,
                                         strategy=args.strategy, instprm=args.instprm, reverse=args.reverse,
-                                        quiet=True) for s, c in zip(args.series, logs)]
+                                        quiet=True, cif_per_pattern=args.cif_per_pattern) for s, c in zip(args.series, logs)]
     if args.scheduler:
         from dask.distributed import Client
 
@@ -79,6 +81,9 @@ def register(sub) -> None:
                                       "several banks per time step: one *bank<N>*.instprm per bank there)")
     p.add_argument("--reverse", action="store_true", help="refine the series from the last pattern back")
     p.add_argument("--truth", help="truth.csv of a simulated series, drawn as dashed lines in the figures")
+    p.add_argument("--cif-per-pattern", action="store_true",
+                   help="also write OUT/cif/<pattern>.cif for every refined pattern: a pattern block and one block "
+                        "per determined phase (refined cell, sites, occupancies, Biso with esds)")
     p.add_argument("--scheduler", help="Dask scheduler address for several series (default: local threads)")
     p.add_argument("--out", required=True, help="output folder (holds checkpoint.json: re-run to resume)")
     p.set_defaults(func=_operando)

@@ -26,7 +26,7 @@ from layerscope.crystal.phase import U_COMPONENTS, Phase, Site, reciprocal_lengt
 from layerscope.crystal.scattering import normalise_species
 from layerscope._errors import reader as _input_reader  # noqa: E402
 
-__all__ = ["read_cif", "write_cif"]
+__all__ = ["read_cif", "write_cif", "cif_block", "format_esd"]
 
 _EIGHT_PI2 = 8.0 * math.pi**2
 
@@ -218,21 +218,41 @@ def _group_rows(rows, wyck, path) -> list[Site]:
     return sites
 
 
-def write_cif(phase: Phase, path: str | os.PathLike, *, details: str | None = None) -> Path:
+def write_cif(phase: Phase, path: str | os.PathLike, *, details: str | None = None, esd=None) -> Path:
     """Write a phase as CIF (atomically: a temporary file renamed into place).
 
     ``details`` (free text: how the structure was refined, the conventions used) goes into
-    ``_refine_special_details``."""
-    path = Path(path)
+    ``_refine_special_details``; ``esd`` (optional) gives standard uncertainties in CIF
+    notation, e.g. ``2.8712(3)`` (see :func:`cif_block`)."""
+    from layerscope._io import write_text
+
+    return write_text(Path(path), "\n".join(cif_block(phase, details=details, esd=esd)) + "\n")
+
+
+def cif_block(phase: Phase, *, details: str | None = None, esd=None, block: str | None = None,
+              items=()) -> list[str]:
+    """The lines of one CIF data block holding ``phase``.
+
+    ``esd``: {name: standard uncertainty} in the refinement's parameter names without the phase
+    prefix — ``a`` … ``gamma``, ``volume``, ``x[LABEL]``/``y[…]``/``z[…]``, ``occ[LABEL:El]``,
+    ``biso[LABEL]`` (B, Å²); a quantity with no finite positive esd there is written without one
+    (not refined). ``block``: the data block's name (default the phase's); ``items``: further
+    (CIF name, value text) pairs written after ``_pd_phase_name``."""
+    esd = dict(esd or {})
     a, b, c, al, be, ga = phase.cell
+
+    def num(key, v, digits):
+        return format_esd(v, esd.get(key)) or f"{v:.{digits}f}"
+
     sg = phase.space_group
     lines = [
-        f"data_{_cif_name(phase.name)}",
+        f"data_{_cif_name(block or phase.name)}",
         "_audit_creation_method 'layerscope'",
         f"_pd_phase_name '{phase.name}'",
-        f"_cell_length_a {a:.6f}", f"_cell_length_b {b:.6f}", f"_cell_length_c {c:.6f}",
-        f"_cell_angle_alpha {al:.5f}", f"_cell_angle_beta {be:.5f}", f"_cell_angle_gamma {ga:.5f}",
-        f"_cell_volume {phase.volume:.4f}",
+        *(f"{k} {v}" for k, v in items),
+        *(f"_cell_length_{n} {num(n, v, 6)}" for n, v in zip("abc", (a, b, c))),
+        *(f"_cell_angle_{n} {num(n, v, 5)}" for n, v in zip(("alpha", "beta", "gamma"), (al, be, ga))),
+        f"_cell_volume {num('volume', phase.volume, 4)}",
         f"_cell_formula_units_Z {phase.formula_units}",
         *([] if not details else ["_refine_special_details", ";", *details.replace(";", ",").splitlines(), ";"]),
         # H-M without the ':setting' suffix (other programs reject it) + the Hall symbol and the
@@ -247,11 +267,13 @@ def write_cif(phase: Phase, path: str | os.PathLike, *, details: str | None = No
               "_atom_site_fract_z", "_atom_site_occupancy", "_atom_site_adp_type", "_atom_site_B_iso_or_equiv",
               "_atom_site_Wyckoff_symbol"]
     for s in phase.sites:
-        for sym, occ in _printable_occupancies(s.species):
+        occs = _printable_occupancies(s.species, [esd.get(f"occ[{s.label}:{sym}]") for sym, _ in s.species])
+        x, y, z = (num(f"{ax}[{s.label}]", v, 8) for ax, v in zip("xyz", s.xyz))
+        biso = num(f"biso[{s.label}]", s.biso, 6)
+        for sym, occ in occs:
             label = f"{s.label}_{sym}" if len(s.species) > 1 else s.label
-            x, y, z = s.xyz
             adp = "Uani" if s.uani is not None else "Biso"
-            lines.append(f"{label} {sym} {x:.8f} {y:.8f} {z:.8f} {occ} {adp} {s.biso:.6f} {s.wyckoff or '?'}")
+            lines.append(f"{label} {sym} {x} {y} {z} {occ} {adp} {biso} {s.wyckoff or '?'}")
     if any(s.uani is not None for s in phase.sites):
         lines += ["loop_", "_atom_site_aniso_label"] + [f"_atom_site_aniso_U_{c[1:]}" for c in U_COMPONENTS]
         for s in phase.sites:
@@ -260,22 +282,46 @@ def write_cif(phase: Phase, path: str | os.PathLike, *, details: str | None = No
             for sym, _ in s.species:
                 label = f"{s.label}_{sym}" if len(s.species) > 1 else s.label
                 lines.append(label + " " + " ".join(f"{v:.8f}" for v in s.uani))
-    text = "\n".join(lines) + "\n"
-    from layerscope._io import write_text
+    return lines
 
-    return write_text(path, text)
+
+def format_esd(value: float, esd) -> str | None:
+    """``value`` with its standard uncertainty in CIF notation (``2.8712(3)``: the esd in units of
+    the last digit), the esd rounded to two significant digits when they are 19 or less, else
+    to one (the IUCr's rule); None when ``esd`` is missing, not finite or not positive."""
+    if esd is None or not (math.isfinite(esd) and esd > 0) or not math.isfinite(value):
+        return None
+    exp = math.floor(math.log10(esd))
+    last = exp - 1 if round(esd / 10 ** (exp - 1)) <= 19 else exp   # the power of ten of the last digit
+    q = round(esd / 10**last)
+    if q >= 10 ** (2 if last < exp else 1):   # 9.6 → 10 in one digit: two digits of the next power
+        last, q = last + 1, round(esd / 10 ** (last + 1))
+    if last < 0:
+        return f"{value:.{-last}f}({q})"
+    return f"{round(value / 10**last) * 10**last:.0f}({q * 10**last})"
 
 
 def _cif_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "phase"
 
 
-def _printable_occupancies(species):
-    """Occupancies as 8-decimal strings whose sum never exceeds 1 after rounding
-    (2/3 + 1/6 + 1/6 would otherwise print as 1.00000001, which other readers reject)."""
-    vals = [round(o, 8) for _, o in species]
-    excess = round(sum(vals) - 1.0, 8)
+def _printable_occupancies(species, esds=None):
+    """Occupancies as strings whose sum never exceeds 1 after rounding (2/3 + 1/6 + 1/6 would
+    otherwise print as 1.00000001, which other readers reject): 8 decimals, or to the precision
+    of the esd where one is given (CIF notation)."""
+    esds = list(esds or [None] * len(species))
+    dec, vals = [], []
+    for (_, o), e in zip(species, esds):
+        txt = format_esd(o, e)
+        d = 8 if txt is None else (len(txt.split("(")[0].split(".")[1]) if "." in txt.split("(")[0] else 0)
+        dec.append(d)
+        vals.append(round(o, d))
+    excess = round(sum(vals) - 1.0, max(dec))
     if excess > 0:
         i = max(range(len(vals)), key=vals.__getitem__)
-        vals[i] = round(vals[i] - excess, 8)
-    return [(sym, f"{v:.8f}") for (sym, _), v in zip(species, vals)]
+        vals[i] = round(vals[i] - math.ceil(excess * 10 ** dec[i] - 1e-9) / 10 ** dec[i], dec[i])
+    out = []
+    for (sym, _), v, d, e in zip(species, vals, dec, esds):
+        txt = format_esd(v, e)
+        out.append((sym, txt if txt is not None else f"{v:.{d}f}"))
+    return out

@@ -57,6 +57,10 @@ class SeriesResult:
     #: {bank: instrument}; empty for one bank
     bank_patterns: dict = field(default_factory=dict)
     instruments: dict = field(default_factory=dict)
+    #: (start_s, end_s) of each time step's exposure (the manifest's)
+    windows: tuple = ()
+    #: {derived quantity: unit} ("unspecified" where none was given)
+    units: dict = field(default_factory=dict)
 
     @property
     def n_flagged(self) -> int:
@@ -72,7 +76,14 @@ class SeriesResult:
         pattern, provenance in attrs (the content of ``operando.h5``)."""
         from layerscope.operando.outputs import series_dataset
 
-        return series_dataset(self.rows, self.patterns, provenance=self.provenance)
+        return series_dataset(self.rows, self.patterns, provenance=self.provenance, units=self.units)
+
+    def write_cifs(self, folder) -> list:
+        """One CIF per refined pattern in ``folder`` (``<pattern stem>.cif``: a pattern block and one
+        block per determined phase, values with esds; :mod:`layerscope.operando.pattern_cif`)."""
+        from layerscope.operando.pattern_cif import write_pattern_cifs
+
+        return write_pattern_cifs(self.records, self.model, self.protocol, folder, windows=self.windows or None)
 
     def to_dataframe(self):
         """One row per pattern (the columns of ``timeseries.csv``) as a pandas DataFrame."""
@@ -145,10 +156,12 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
         ``progress(k, n, record)`` after each pattern.
     bridge_progress : callable, optional
         ``bridge_progress(record, note)`` after each pattern of a bridged hold stretch.
-    derived : dict of str to str, optional
+    derived : dict, optional
         ``{name: formula}`` of derived quantities (GSAS-II's pseudo-variables), reported with esds
         propagated through each pattern's covariance, besides the strategy's ``[[series.derived]]``
-        (:mod:`layerscope.operando.derived`), e.g. ``{"O3p_ab": "O3p_a * O3p_b"}``.
+        (:mod:`layerscope.operando.derived`), e.g. ``{"O3p_ab": "O3p_a * O3p_b"}``; with a unit,
+        ``{"O3p_ab": {"expr": "O3p_a * O3p_b", "unit": "Å^2"}}`` (without one it is recorded as
+        "unspecified" and a note says so: a unit is never inferred from the formula).
 
     Returns
     -------
@@ -166,11 +179,13 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
     from layerscope.diffraction.instrument import read_instprm
     from layerscope.echem.io import read_cycler
     from layerscope.operando.align import align_to_cycler
+    from layerscope.operando.derived import derived_units, split_derived
     from layerscope.operando.model import load_series_model
     from layerscope.operando.series import group_time_steps, read_manifest, read_series_patterns
     from layerscope.operando.protocol import default_series_protocol, read_series_protocol
     from layerscope.operando.sequential import refine_series as _sequential
 
+    derived, user_units = split_derived(derived)
     series_dir = Path(series)
     entries = read_manifest(series_dir)
     steps = group_time_steps(entries, series_dir / "series.csv")
@@ -219,15 +234,18 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
                   "convergence": f"shift/esd < {protocol.series.tol:g}"
                                  + (f" or relative chi2 change < {protocol.chi2_tol:g}" if protocol.chi2_tol else "")}
     formulas = list(protocol.derived) + list((derived or {}).items())
+    units, note = derived_units([n for n, _ in formulas], {**dict(protocol.derived_units), **user_units})
+    notes = tuple((e.file.name, tm["note"]) for e, tm in zip(step_entries, times) if tm.get("note"))
     if formulas:
-        provenance["derived"] = "; ".join(f"{n} = {e}" for n, e in formulas)
+        provenance["derived"] = "; ".join(f"{n} = {e} [{units[n]}]" for n, e in formulas)
+    if note:
+        notes += (("derived quantities", note),)
     if banks:
         provenance["banks"] = ", ".join(map(str, banks))
         patterns = bank_patterns[banks[0]]
     return SeriesResult([r.row for r in records], records, patterns, inst, model_obj, layout, protocol, smodel,
-                        provenance, str(series_dir),
-                        tuple((e.file.name, tm["note"]) for e, tm in zip(step_entries, times) if tm.get("note")),
-                        bank_patterns, insts)
+                        provenance, str(series_dir), notes, bank_patterns, insts,
+                        tuple((e.start_s, e.end_s) for e in step_entries), units)
 
 
 def _bank_instruments(instrument, series_dir: Path, banks: list) -> dict:
@@ -260,8 +278,9 @@ def _bank_instruments(instrument, series_dir: Path, banks: list) -> dict:
             for b in banks}
 
 
-def write_series(result: SeriesResult, out, *, truth=None) -> dict:
-    """Write ``timeseries.csv``, ``operando.h5``, the Fig. 2 figures and ``index.html`` into ``out``.
+def write_series(result: SeriesResult, out, *, truth=None, cif_per_pattern: bool = False) -> dict:
+    """Write ``timeseries.csv``, ``operando.h5``, the Fig. 2 figures and ``index.html`` into ``out``
+    (and ``cif/<pattern stem>.cif`` per pattern with ``cif_per_pattern``).
 
     Parameters
     ----------
@@ -272,11 +291,14 @@ def write_series(result: SeriesResult, out, *, truth=None) -> dict:
     truth : str, Path or dict, optional
         A simulated series' ``truth.csv`` (path) or its columns (dict of arrays), drawn as
         dashed lines in the figures.
+    cif_per_pattern : bool, optional
+        Also write one CIF per refined pattern into ``out/cif`` (:meth:`SeriesResult.write_cifs`).
 
     Returns
     -------
     dict
-        The written paths: ``timeseries``, ``dataset``, ``figures`` (dict of name → path) and ``html``.
+        The written paths: ``timeseries``, ``dataset``, ``figures`` (dict of name → path) and ``html``
+        (and ``cifs``, a list, with ``cif_per_pattern``).
     """
     from layerscope.operando.outputs import plot_operando, write_dataset, write_html, write_timeseries
 
@@ -284,7 +306,7 @@ def write_series(result: SeriesResult, out, *, truth=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rows, protocol, smodel = result.rows, result.protocol, result.series_model
     ts = write_timeseries(rows, out / "timeseries.csv")
-    h5 = write_dataset(rows, result.patterns, out / "operando.h5", provenance=result.provenance)
+    h5 = write_dataset(rows, result.patterns, out / "operando.h5", provenance=result.provenance, units=result.units)
     truth_cols = None
     if truth is not None and not isinstance(truth, dict):
         import csv
@@ -302,7 +324,10 @@ def write_series(result: SeriesResult, out, *, truth=None) -> dict:
                             f"{protocol.max_relative_esd:g} of the value and its Bragg signal at least "
                             f"{protocol.min_signal:g} sigma (values that depend on an undetermined phase are "
                             "drawn as open squares off the line, and shown in brackets below)")
-    return {"timeseries": ts, "dataset": h5, "figures": figs, "html": page}
+    files = {"timeseries": ts, "dataset": h5, "figures": figs, "html": page}
+    if cif_per_pattern:
+        files["cifs"] = result.write_cifs(out / "cif")
+    return files
 
 
 def stderr_progress():

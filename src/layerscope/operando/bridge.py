@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from layerscope.operando.checkpoint import SeriesRecord
+from layerscope.operando.pattern_cif import parameter_esds
 from layerscope.operando.guards import _flagged, _hours, _implausible, _time_of, _trust_bounds, _window_bounds
 from layerscope.operando.observables import _determined, _evaluate_observables
 from layerscope.operando.protocol import SeriesProtocol
@@ -66,8 +67,9 @@ def _bridge_stretch(stretch, a, b, records, patterns, ev, layout, model, protoco
         key = name + BRIDGED
         if key in done:
             rec = done[key]
-            records[i] = (SeriesRecord(fwd.name, fwd.full, fwd.row, fwd.warnings + rec.warnings)
-                          if rec.row.get("bridge_failed") else SeriesRecord(fwd.name, rec.full, rec.row, rec.warnings))
+            records[i] = (SeriesRecord(fwd.name, fwd.full, fwd.row, fwd.warnings + rec.warnings, fwd.esd)
+                          if rec.row.get("bridge_failed")
+                          else SeriesRecord(fwd.name, rec.full, rec.row, rec.warnings, rec.esd))
             prev = np.array(records[i].full)
             if report:
                 report(records[i], "; ".join(rec.warnings) if rec.row.get("bridge_failed") else "")
@@ -89,7 +91,7 @@ def _bridge_stretch(stretch, a, b, records, patterns, ev, layout, model, protoco
             why = flag or "; ".join(fr.warnings) or "not converged"
             note = {"bridge_failed": True}
             rec = SeriesRecord(key, list(fwd.full), note, [f"bridging the hold failed ({why}): forward result kept"])
-            records[i] = SeriesRecord(fwd.name, fwd.full, fwd.row, fwd.warnings + rec.warnings)
+            records[i] = SeriesRecord(fwd.name, fwd.full, fwd.row, fwd.warnings + rec.warnings, fwd.esd)
         else:
             row = dict(fwd.row)
             row.update({"rwp": fr.stats.rwp, "gof": fr.stats.gof, "converged": bool(fr.converged),
@@ -101,8 +103,9 @@ def _bridge_stretch(stretch, a, b, records, patterns, ev, layout, model, protoco
             row.update(_determined(ev, full, y, s, row, model, protocol))
             row["stages"] = stop_rules(log)
             rec = SeriesRecord(key, [float(v) for v in full], row,
-                               [f"[{sn}] {wn}" for sn, f in log for wn in f.warnings])
-            records[i] = SeriesRecord(fwd.name, rec.full, row, rec.warnings)
+                               [f"[{sn}] {wn}" for sn, f in log for wn in f.warnings],
+                               parameter_esds(fr, layout, model, full))
+            records[i] = SeriesRecord(fwd.name, rec.full, row, rec.warnings, rec.esd)
         if ckpt:
             ckpt.append(rec)
         prev = np.array(records[i].full)

@@ -19,12 +19,15 @@ __all__ = ["SeriesRecord"]
 
 @dataclass(frozen=True)
 class SeriesRecord:
-    """One refined pattern: its name, the full parameter vector and the derived row."""
+    """One refined pattern: its name, the full parameter vector and the derived row; ``esd``
+    holds the standard uncertainties of the quantities this pattern refined ({layout name: esd},
+    NaN for one the data did not determine; ``<phase>.volume`` too), for the per-pattern CIFs."""
 
     name: str
     full: list
     row: dict
     warnings: list = field(default_factory=list)
+    esd: dict = field(default_factory=dict)
 
 
 class _Checkpoint:
@@ -46,14 +49,15 @@ class _Checkpoint:
         if doc.get("key") != self.key:
             raise ValueError(f"{self.path}: checkpoint belongs to another series or protocol; "
                              "use a new --out folder or delete the checkpoint")
-        return {r["name"]: SeriesRecord(r["name"], r["full"], r["row"], r.get("warnings", [])) for r in doc["records"]}
+        return {r["name"]: SeriesRecord(r["name"], r["full"], r["row"], r.get("warnings", []), r.get("esd", {}))
+                for r in doc["records"]}
 
     def append(self, rec: SeriesRecord) -> None:
         doc = {"key": self.key, "records": []}
         if self.path.exists():
             doc = json.loads(self.path.read_text())
         doc["records"].append({"name": rec.name, "full": rec.full, "row": _jsonable(rec.row),
-                               "warnings": rec.warnings})
+                               "warnings": rec.warnings, "esd": _jsonable(rec.esd)})
         from layerscope._io import write_text
 
         write_text(self.path, json.dumps(doc))

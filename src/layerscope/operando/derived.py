@@ -14,6 +14,12 @@ numbers; ``+ - * / **``, unary minus; and ``sqrt exp log log10 sin cos tan arcsi
 deg2rad rad2deg abs`` and ``pi``. Nothing else is evaluated (the formula is parsed, not run by
 Python's ``eval``). Written by hand: the expression language is this small, and a general
 expression library would not give JAX-traceable functions.
+
+Each may carry a ``unit`` (a string, e.g. ``"Å^3"``), written wherever the other columns' units
+are (the ``units`` attribute of its variable and ``_esd`` in ``operando.h5``, the provenance). A
+unit is never inferred from the formula (``O3p_a * O3p_b`` need not be Å²: a formula may hold
+numbers with units of their own): without one the quantity's unit is recorded as
+``"unspecified"`` and the run prints one note naming such quantities.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ import operator
 
 import jax.numpy as jnp
 
-__all__ = ["parse_derived", "add_derived"]
+__all__ = ["parse_derived", "add_derived", "check_unit", "split_derived", "derived_units", "UNSPECIFIED"]
+
+#: the unit recorded for a derived quantity given without one
+UNSPECIFIED = "unspecified"
 
 _FUNCS = {n: getattr(jnp, n) for n in ("sqrt", "exp", "log", "log10", "sin", "cos", "tan", "arcsin", "arccos",
                                        "arctan", "deg2rad", "rad2deg", "abs")}
@@ -111,3 +120,53 @@ def add_derived(obs: dict, derived, layout, source: str = "derived quantity") ->
         tree, _, _ = parse_derived(name, expr, set(out), index, source)
         out[name] = (lambda v, tree=tree, env=dict(out): _evaluate(tree, env, v, index))
     return out
+
+
+def check_unit(unit, *, path=None, where: str = "derived quantity") -> str:
+    """``unit`` (a derived quantity's ``unit`` key) checked: a non-empty one-line string of at most
+    64 characters. Raises :class:`~layerscope.InputError` naming ``path`` and ``where``."""
+    from layerscope._errors import InputError
+
+    if not isinstance(unit, str):
+        raise InputError(f"unit must be a string such as \"Å^3\", got {unit!r}", path=path, where=where)
+    u = unit.strip()
+    if not u or len(u) > 64 or any(not ch.isprintable() for ch in u):
+        raise InputError(f"unit must be a non-empty printable one-line string of at most 64 characters, got {unit!r}",
+                         path=path, where=where)
+    return u
+
+
+def split_derived(derived, source: str = "refine_series(derived=...)") -> tuple[dict, dict]:
+    """({name: formula}, {name: unit or None}) of ``derived``: a mapping of name to a formula
+    string or to a table ``{"expr": formula, "unit": unit}`` (``unit`` optional). An unknown key or
+    a table without ``expr`` raises :class:`~layerscope.InputError` naming ``source`` and the quantity."""
+    from layerscope._errors import InputError
+
+    formulas, units = {}, {}
+    for name, spec in dict(derived or {}).items():
+        where = f"derived quantity {name!r}"
+        if isinstance(spec, str):
+            formulas[name], units[name] = spec, None
+            continue
+        if not isinstance(spec, dict):
+            raise InputError(f"expected a formula string or a table {{expr = ..., unit = ...}}, got {spec!r}",
+                             path=None, where=f"{source}: {where}")
+        extra = sorted(set(spec) - {"expr", "unit"})
+        if extra:
+            raise InputError(f"unknown key(s) {', '.join(map(repr, extra))} (a derived quantity takes expr and unit)",
+                             where=f"{source}: {where}")
+        if not isinstance(spec.get("expr"), str):
+            raise InputError("needs expr = \"FORMULA\"", where=f"{source}: {where}")
+        formulas[name] = spec["expr"]
+        units[name] = None if spec.get("unit") is None else check_unit(spec["unit"], where=f"{source}: {where}")
+    return formulas, units
+
+
+def derived_units(names, given: dict) -> tuple[dict, str]:
+    """({name: unit} with :data:`UNSPECIFIED` where ``given`` has none, the note to print — "" when
+    every derived quantity has a unit)."""
+    units = {n: given.get(n) or UNSPECIFIED for n in names}
+    bare = [n for n in names if not given.get(n)]
+    note = (f"no unit given for {', '.join(bare)}: recorded as '{UNSPECIFIED}' (a unit is never inferred from "
+            "the formula; give unit = \"...\")") if bare else ""
+    return units, note

@@ -58,9 +58,11 @@ def _unit(name: str) -> str:
     return ""
 
 
-def series_dataset(rows: list[dict], patterns, *, provenance: dict | None = None):
+def series_dataset(rows: list[dict], patterns, *, provenance: dict | None = None, units: dict | None = None):
     """xarray Dataset (dims ``pattern``, ``tof``) of a refined series: every column of
-    ``timeseries.csv`` with units in attrs, the observed patterns, provenance in attrs."""
+    ``timeseries.csv`` with units in attrs, the observed patterns, provenance in attrs.
+    ``units``: {column: unit} given by the user (derived quantities), used as given for the
+    column and its ``_esd`` instead of the built-in table."""
     import xarray as xr
 
     cols = [c for c in _columns(rows) if c != "pattern"]
@@ -73,7 +75,8 @@ def series_dataset(rows: list[dict], patterns, *, provenance: dict | None = None
             data[c] = (("pattern",), np.array([bool(v) for v in raw]))
         else:
             vals = np.array([np.nan if v is None else float(v) for v in raw])
-            data[c] = (("pattern",), vals, {"units": _unit(c.removesuffix("_esd"))})
+            base = c.removesuffix("_esd")
+            data[c] = (("pattern",), vals, {"units": (units or {}).get(base, _unit(base))})
     tof = patterns[0][1]
     data["y_obs"] = (("pattern", "tof"), np.stack([p[2] for p in patterns]), {"units": "counts/µs"})
     data["sigma_obs"] = (("pattern", "tof"), np.stack([p[3] for p in patterns]), {"units": "counts/µs"})
@@ -86,10 +89,11 @@ def series_dataset(rows: list[dict], patterns, *, provenance: dict | None = None
     return ds
 
 
-def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None = None) -> Path:
+def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None = None,
+                  units: dict | None = None) -> Path:
     """:func:`series_dataset` as HDF5/NetCDF4 (atomic write)."""
     path = Path(path)
-    ds = series_dataset(rows, patterns, provenance=provenance)
+    ds = series_dataset(rows, patterns, provenance=provenance, units=units)
     with atomic_path(path, ".h5") as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")
     return path

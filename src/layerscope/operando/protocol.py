@@ -68,6 +68,8 @@ class SeriesProtocol:
     chi2_tol: float | None = 1e-4
     #: (name, formula): derived quantities reported with esds (:mod:`layerscope.operando.derived`)
     derived: tuple[tuple[str, str], ...] = ()
+    #: (name, unit or None) of each derived quantity, in the order of ``derived``
+    derived_units: tuple[tuple[str, str | None], ...] = ()
 
     def cell_limit(self, dt_h: float | None) -> float:
         """Largest relative cell change allowed between patterns ``dt_h`` hours apart."""
@@ -155,20 +157,28 @@ def _parse_protocol(text: str, source: str) -> SeriesProtocol:
     if ctol is not None and (isinstance(ctol, bool) or not isinstance(ctol, (int, float))
                              or not (np.isfinite(ctol) and 0 <= ctol < 1)):
         raise ValueError(f"{source}: series.chi2_tol must be a number in [0, 1) (0: shift/esd only), got {ctol!r}")
-    derived = []
-    for d in s.get("derived", []):
+    derived, units = [], []
+    for k, d in enumerate(s.get("derived", []), 1):
         if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not isinstance(d.get("expr"), str):
             raise ValueError(f"{source}: each [[series.derived]] needs name = \"NAME\" and expr = \"FORMULA\"")
-        from layerscope.operando.derived import parse_derived
+        from layerscope._errors import InputError
+        from layerscope.operando.derived import check_unit, parse_derived
 
+        where = f"[[series.derived]] #{k} ({d['name']!r})"
+        extra = sorted(set(d) - {"name", "expr", "unit"})
+        if extra:
+            raise InputError(f"unknown key(s) {', '.join(map(repr, extra))} (a derived quantity takes name, expr "
+                             "and unit)", path=source, where=where)
         parse_derived(d["name"], d["expr"], _AnyName(), _AnyName(), f"{source} [[series.derived]]")
         derived.append((d["name"], d["expr"]))
+        units.append((d["name"], None if "unit" not in d else check_unit(d["unit"], path=source, where=where)))
     return SeriesProtocol(ref, ser, mf, tuple(s.get("lrm_phases", ("O3p", "O3", "S"))),
                           tuple(s.get("anode_phases", ("graphite", "LiC12", "LiC6"))),
                           tuple(s.get("fixed_scales", ())), keep_ratio, tuple(conserve), source,
                           hashlib.sha256(text.encode()).hexdigest()[:16],
                           None if kf is None else float(kf), step, step_h, tuple(hold), nb, tuple(window), bridge,
-                          float(mre), float(msig), float(ctol) if ctol else None, tuple(derived))
+                          float(mre), float(msig), float(ctol) if ctol else None, tuple(derived),
+                          tuple(units))
 
 
 class _AnyName:

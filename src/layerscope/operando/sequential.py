@@ -42,6 +42,7 @@ from layerscope.operando.stages import (
     _split_scales, _tie_start, bank_columns, conservation_totals, convergence_columns, refine_one, stop_rules,
 )
 from layerscope.operando.derived import add_derived
+from layerscope.operando.pattern_cif import parameter_esds
 from layerscope.refine.banks import BankEvaluator, solve_bank_linear
 from layerscope.refine.engine import Evaluator
 from layerscope.refine.parameters import free_set, make_layout
@@ -291,7 +292,7 @@ def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background
             ref_full = np.array(full)
         else:
             history.append((_time_of(times, i, k), np.array(full), active))
-        rec = SeriesRecord(name, [float(v) for v in full], row, warns)
+        rec = SeriesRecord(name, [float(v) for v in full], row, warns, parameter_esds(fr, layout, model, full))
         records[i] = rec
         if ckpt:
             ckpt.append(rec)

@@ -76,6 +76,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "instprm": Key("file", help="GSAS-II .instprm (default: the one .instprm in the series folder)"),
         "tof_range": Key("list[float]", length=2, help="TOF range to fit, µs"),
         "truth_series": Key("file", help="truth.csv of a simulated series (drawn dashed, compared in the report)"),
+        "cif_per_pattern": Key("bool", default=False, help="also write one CIF per refined pattern (cif/ in the "
+                                                          "dataset's output folder)"),
     },
     "neutron": {
         "pattern": Key("file", required=True, help="ex-situ powder pattern (.gsa/.fxye/.dat/.xye)"),

@@ -43,7 +43,7 @@ def run_operando(opts, out: Path) -> dict:
                            checkpoint_dir=out, progress=progress, bridge_progress=bridged)
     for name, note in series.notes:
         print(f"note: {name}: {note}", file=sys.stderr)
-    files = write_series(series, out, truth=opts["truth_series"])
+    files = write_series(series, out, truth=opts["truth_series"], cif_per_pattern=bool(opts.get("cif_per_pattern")))
     res = {**files, "n_flagged": series.n_flagged, "rows": series.rows, "records": series.records,
            "model": series.model, "layout": series.layout, "patterns": series.patterns}
     rows = res["rows"]
