@@ -32,6 +32,13 @@ def cache_dir() -> Path | None:
     return Path(base) / "layerscope" / "jax"
 
 
+def _tracecache_off() -> None:
+    # without importing it (and JAX) when nothing switched it on
+    tc = sys.modules.get("layerscope._tracecache")
+    if tc is not None:
+        tc.enable(None)
+
+
 def enable_compilation_cache() -> Path | None:
     """Point JAX's persistent compilation cache at :func:`cache_dir`; return the folder used.
 
@@ -39,11 +46,13 @@ def enable_compilation_cache() -> Path | None:
     """
     d = cache_dir()
     if d is None:
+        _tracecache_off()
         return None
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"layerscope: note: JAX compilation cache off, cannot create {d}: {exc}", file=sys.stderr)
+        _tracecache_off()
         return None
     import jax
 
