@@ -37,15 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope.crystal import geometry
+
 __all__ = ["parameter_esds", "write_pattern_cifs", "cif_stems"]
 
 _CELL = ("a", "b", "c", "alpha", "beta", "gamma")
 
 
 def _volume(cell) -> float:
-    a, b, c, al, be, ga = cell
-    ca, cb, cg = (math.cos(math.radians(x)) for x in (al, be, ga))
-    return a * b * c * math.sqrt(max(1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg, 0.0))
+    return float(geometry.volume(np.asarray(cell, dtype=float)))
 
 
 def parameter_esds(fr, layout, model, full) -> dict:
