@@ -2,7 +2,7 @@
 
     cli (cli, __main__, api, demo) → study → simulate →
     operando : stem : fourd : echem : spectra → refine → diffraction : descriptors → crystal
-    → utilities (_errors, _io, _h5guard, _jaxcache, plotting, data)
+    → utilities (_errors, _io, _h5guard, _jaxcache, _tracecache, _device, plotting, data)
 
 A module may import its own layer and the layers below it, never one above; and the packages
 import no one another in a cycle. The import graph is grimp's (the engine of import-linter; every
@@ -25,7 +25,7 @@ LAYERS = (
     ("refine",),
     ("diffraction", "descriptors"),
     ("crystal",),
-    ("_errors", "_io", "_h5guard", "_jaxcache", "_lock", "_toml", "plotting", "data"),
+    ("_errors", "_io", "_h5guard", "_jaxcache", "_tracecache", "_device", "_lock", "_toml", "plotting", "data"),
 )
 
 #: upward imports tolerated (none)

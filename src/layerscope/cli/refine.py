@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from layerscope._errors import InputError
+
 
 def refine_files(data_path, instprm, phase_specs, *, strategy=None, tmin=None, tmax=None, n_background=6,
                  cycles=None, progress=None, conventions=None, calibrate=(), align=None, log=print):
@@ -29,7 +31,7 @@ def _md_axes(specs):
         except ValueError:
             ax = ()
         if not name or len(ax) != 3 or not any(ax):
-            raise ValueError(f"--march-dollase {spec!r}: expected PHASE=H,K,L (three numbers, not all 0)")
+            raise InputError(f"--march-dollase {spec!r}: expected PHASE=H,K,L (three numbers, not all 0)")
         out[name] = ax
     return out or None
 
@@ -40,7 +42,7 @@ def _refine(args) -> int:
     if args.pcr:
         return _refine_pcr(args)
     if not args.data or not args.instprm or not args.phase:
-        raise ValueError("refine needs DATA, --instprm FILE and at least one --phase (or --pcr FILE.pcr)")
+        raise InputError("refine needs DATA, --instprm FILE and at least one --phase (or --pcr FILE.pcr)")
     from layerscope.refine.cw_run import route
 
     kind = route(args.data, args.instprm)
@@ -49,11 +51,11 @@ def _refine(args) -> int:
     if kind == "joint":
         return _refine_joint(args)
     if args.limits or args.texture or args.anomalous or args.march_dollase:
-        raise ValueError("--limits, --texture, --march-dollase and --anomalous apply to constant-wavelength data only "
+        raise InputError("--limits, --texture, --march-dollase and --anomalous apply to constant-wavelength data only "
                          "(a TOF range is --tmin/--tmax)")
     args.data, args.instprm = args.data[0], args.instprm[0]
     if len(args.nbkg) != 1:
-        raise ValueError("--nbkg: one number for a TOF pattern")
+        raise InputError("--nbkg: one number for a TOF pattern")
     args.nbkg = args.nbkg[0]
 
     def progress(name, fr):
@@ -90,7 +92,7 @@ def _refine_cw(args) -> int:
             el, vals = spec.split("=")
             f1, f2 = (float(v) for v in vals.split(","))
         except ValueError:
-            raise ValueError(f"--anomalous {spec!r}: expected ELEMENT=FPRIME,FDOUBLEPRIME (e.g. Pb=-4.078,8.501)") \
+            raise InputError(f"--anomalous {spec!r}: expected ELEMENT=FPRIME,FDOUBLEPRIME (e.g. Pb=-4.078,8.501)") \
                 from None
         anomalous[el.strip()] = (f1, f2)
 
@@ -224,7 +226,7 @@ def _refine_joint(args) -> int:
     from layerscope.refine.joint_run import refine_joint_files, write_joint_outputs
 
     if args.texture or args.anomalous or args.march_dollase:
-        raise ValueError("--texture, --anomalous and --march-dollase are not available yet for a refinement with "
+        raise InputError("--texture, --anomalous and --march-dollase are not available yet for a refinement with "
                          "time-of-flight banks among the histograms")
 
     run = refine_joint_files(args.data, args.instprm, args.phase, strategy=args.strategy, limits=args.limits,
