@@ -19,12 +19,16 @@ __all__ = ["SeriesRecord"]
 
 @dataclass(frozen=True)
 class SeriesRecord:
-    """One refined pattern: its name, the full parameter vector and the derived row."""
+    """One refined pattern: its name, the full parameter vector and the derived row.
+
+    ``calc``: when the series was refined with ``keep_calc``, one ``(y_calc, background)`` pair
+    of arrays per bank at ``full`` (recomputed after a resume, never stored in the checkpoint)."""
 
     name: str
     full: list
     row: dict
     warnings: list = field(default_factory=list)
+    calc: tuple | None = field(default=None, compare=False, repr=False)
 
 
 class _Checkpoint:
