@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._errors import InputError
-
 __all__ = ["SeriesResult", "refine_series", "write_series", "stderr_progress"]
 
 
