@@ -34,6 +34,9 @@ class SeriesResult:
     patterns : ``(name, tof_us, y, sigma)`` of each pattern as refined (of the first bank when a
         time step has several)
     instrument : the :class:`~layerscope.diffraction.instrument.TOFInstrument` (of the first bank)
+    bank_patterns, instruments, instrument_files : several banks per time step: each bank's
+        patterns, instrument and the file it came from (empty for one bank); each record's
+        ``calc`` holds its calculated pattern and background per bank (:meth:`banks`)
     model, layout : the pattern model and its parameter layout
     protocol : the series protocol (:class:`~layerscope.operando.protocol.SeriesProtocol`)
     provenance : series folder, cycler log, model, strategy (and its SHA-256), instrument, criteria
@@ -163,8 +166,12 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
         Cycler log (path, any supported format) or an :class:`~layerscope.echem.io.CyclerLog`.
     instrument : str, Path or Instrument, optional
         GSAS-II ``.instprm`` path or a loaded instrument (default: the one ``.instprm`` in the
-        series folder). Several banks: a dict bank → path or instrument, or a list in the order of
-        the banks (default: one ``*bank<N>*.instprm`` per bank in the series folder).
+        series folder). Several banks: a dict bank → path or instrument (keys the bank numbers of
+        ``series.csv``, as int or text), or a list in the order of the banks (default: one
+        ``*bank<N>*.instprm`` per bank in the series folder); a bank without an instrument, or an
+        instrument for a bank the series does not list, is an InputError
+        (:mod:`layerscope.operando.instruments`). The file used for each bank is recorded
+        (``provenance["instrument_bank<N>"]``, ``instrument_files``).
     model : str or Path, optional
         Preset model name (default ``lrm-pouch``) or a TOML model file.
     strategy : str or Path, optional

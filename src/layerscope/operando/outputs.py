@@ -1,4 +1,16 @@
-"""Outputs of an operando refinement: timeseries.csv, operando.h5 (xarray), figures, index.html."""
+"""Outputs of an operando refinement: timeseries.csv, operando.h5 (xarray), figures, index.html.
+
+``operando.h5`` (NetCDF4/HDF5, written through xarray + h5netcdf):
+
+* one bank per time step: one Dataset — every column of ``timeseries.csv`` over ``pattern`` (with
+  units), and over (``pattern``, ``tof``) the observed ``y_obs``/``sigma_obs`` and, from the
+  refinement, ``y_calc``, ``background`` and ``diff`` (y_obs − y_calc);
+* several banks per time step: the columns (with ``rwp_bank<N>``) at the root, attrs ``banks``,
+  ``bank_groups`` and ``instrument_bank<N>``, and one group ``bank<N>`` per bank holding the same
+  pattern variables over its own ``tof`` grid (lengths differ between banks), the bank's ``rwp``
+  and the instrument file used for it (attr ``instrument``). ``xr.open_dataset(path,
+  group="bank2")``, ``xr.open_datatree(path)`` or ``h5py.File(path)["bank2/y_calc"]`` read a bank.
+"""
 
 from __future__ import annotations
 
