@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from layerscope.cli import main
-from layerscope.diffraction.instrument import gppd_like, write_instprm
+from layerscope.diffraction.instrument import gppd_like, read_instprm, write_instprm
 
 from test_operando_banks import _simulate, _write_series, check_bank_outputs
 
@@ -59,7 +59,7 @@ def test_operando_h5_holds_every_bank_and_matches_an_independent_evaluation(two_
 
 
 @pytest.mark.extended
-def test_resume_of_a_two_bank_run_gives_the_same_results(two_bank_run, tmp_path):
+def test_resume_of_a_two_bank_run_gives_the_same_results(two_bank_run, tmp_path, capsys):
     """Run part (the checkpoint cut after the first time step, as a kill leaves it), rerun: the
     same rows and the same stored patterns."""
     import xarray as xr
@@ -88,6 +88,13 @@ def test_resume_of_a_two_bank_run_gives_the_same_results(two_bank_run, tmp_path)
     for k, v in ref.items():
         np.testing.assert_array_equal(got[k], v, err_msg=k)
     assert len(json.loads((part / "checkpoint.json").read_text())["records"]) == 2
+    # another instrument file for bank 2 on the same folder starts no mixed resume
+    other = tmp_path / "other.instprm"
+    inst = read_instprm(two_bank_run["files"][2])
+    write_instprm(inst.replace(difc=inst.difc + 1.0), other)
+    args[args.index(f"2={two_bank_run['files'][2]}")] = f"2={other}"
+    assert main(args) == 2
+    assert "checkpoint belongs to another series, protocol or instrument" in capsys.readouterr().err
 
 
 def _dummy_series(tmp_path, banks=(1, 2)):

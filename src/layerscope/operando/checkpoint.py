@@ -34,11 +34,13 @@ class SeriesRecord:
 class _Checkpoint:
     """Append-only JSON checkpoint, rewritten atomically after every pattern."""
 
-    def __init__(self, out_dir, names, protocol, phase_names, derived=()):
+    def __init__(self, out_dir, names, protocol, phase_names, derived=(), instruments=None):
         self.path = Path(out_dir) / "checkpoint.json"
         self.key = {"patterns": list(names), "protocol": protocol.digest, "phases": list(phase_names)}
         if derived:   # derived quantities given besides the protocol's change the rows
             self.key["derived"] = [list(d) for d in derived]
+        if instruments:   # several banks: each bank's instrument constants
+            self.key["instruments"] = json.loads(json.dumps(instruments))
 
     def load(self) -> dict:
         if not self.path.exists():
@@ -48,7 +50,7 @@ class _Checkpoint:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{self.path}: unreadable checkpoint ({exc}); delete it to start over") from None
         if doc.get("key") != self.key:
-            raise ValueError(f"{self.path}: checkpoint belongs to another series or protocol; "
+            raise ValueError(f"{self.path}: checkpoint belongs to another series, protocol or instrument; "
                              "use a new --out folder or delete the checkpoint")
         return {r["name"]: SeriesRecord(r["name"], r["full"], r["row"], r.get("warnings", [])) for r in doc["records"]}
 
