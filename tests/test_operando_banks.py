@@ -276,5 +276,5 @@ def check_bank_outputs(out, patterns, phases, files, fulls):
     with Image.open(out / "fig2a_contour.png") as im:
         assert im.size[0] == (4 + 6 * 2) * 120, im.size
     page = (out / "index.html").read_text()
-    assert "fig_fits.png" in page and "banks 1, 2 refined together" in page
+    assert "fig_fits.png" in page and "banks 1, 2 refined together" in page and "<th>rwp_bank2</th>" in page
     assert str(Path(files[2]).resolve()) in page

@@ -273,8 +273,9 @@ def write_html(out_dir, rows, figures: dict, *, title: str, notes: str = "") -> 
         b64 = base64.b64encode(Path(p).read_bytes()).decode()
         imgs.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
                     f"<figcaption>{html.escape(name)}</figcaption></figure>")
-    keys = ["time_h", "voltage_V", "rwp", "frac_O3p", "frac_O3", "frac_S", "d_inter_O3p", "d_intra_O3p", "DoO",
-            "DoD", "O_vacancy", "flag", "undetermined", "note"]
+    banks = [k for k in (rows[0] if rows else {}) if k.startswith("rwp_bank")]   # several banks: each one's Rwp
+    keys = ["time_h", "voltage_V", "rwp", *banks, "frac_O3p", "frac_O3", "frac_S", "d_inter_O3p", "d_intra_O3p",
+            "DoO", "DoD", "O_vacancy", "flag", "undetermined", "note"]
     head = "".join(f"<th>{k}</th>" for k in keys)
     body = []
     from layerscope.operando.observables import undetermined_keys
