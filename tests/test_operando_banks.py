@@ -12,6 +12,7 @@ c +0.1 %/step, spinel a −0.05 %/step). Poisson noise, seeded.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,6 +168,7 @@ def test_two_banks_per_time_step_refined_jointly(tmp_path):
     (1/σ² = 1/σ₁² + 1/σ₂²) within 15 % (measured: O3 a 4.2e-6 Å joint, 6.2e-6 and 5.6e-6 Å
     alone)."""
     import layerscope as ls
+    from layerscope.operando.api import write_series
     from layerscope.operando.sequential import refine_series
 
     patterns, truth, insts, phases = _simulate()
@@ -211,6 +213,11 @@ def test_two_banks_per_time_step_refined_jointly(tmp_path):
     for path, rec in zip(cifs, recs):
         blk = gemmi.cif.read(str(path))[f"{path.stem}_O3"]
         assert printed_as(blk.find_value("_cell_length_a"), rec.row["O3_a"], rec.row["O3_a_esd"])
+    # operando.h5 and the figures hold both banks; bank 2's calculated patterns equal an independent
+    # evaluation at the refined values
+    write_series(res, tmp_path / "out")
+    check_bank_outputs(tmp_path / "out", patterns, phases, {b: series / f"sim_bank{b}.instprm" for b in (1, 2)},
+                       [np.asarray(r.full) for r in recs])
     # each bank alone: the same series through the single-bank path
     times = [{"time_h": 0.25 + 0.5 * k} for k in range(len(patterns))]
     proto = _parse_protocol(PROTOCOL, "two-bank test protocol")
@@ -222,3 +229,64 @@ def test_two_banks_per_time_step_refined_jointly(tmp_path):
             e, e1, e2 = j.row[f"{k}_esd"], a1.row[f"{k}_esd"], a2.row[f"{k}_esd"]
             assert e < 0.95 * min(e1, e2), (j.name, k, e, e1, e2)
             assert e == pytest.approx((e1 ** -2 + e2 ** -2) ** -0.5, rel=0.15), (j.name, k, e, e1, e2)
+
+
+def check_bank_outputs(out, patterns, phases, files, fulls):
+    """What ``write_series`` wrote for a two-bank series: ``operando.h5`` holds each bank's
+    observed, calculated, background and difference patterns on its own grid (group ``bank<N>``)
+    with the instrument file used for it; each bank's calculated pattern equals an independent
+    evaluation — the bank's own single-bank pattern function (``make_pattern_function``) at the
+    refined vector ``fulls[k]``, gathered here by the naming rule banks.py documents, not by the
+    package's gather — to 1e-9 of its maximum (measured ≤ 2.2e-16); each bank's Rwp from the
+    stored patterns is its ``rwp_bank<N>``; the figures have a panel per bank."""
+    import h5py
+    import xarray as xr
+    from PIL import Image
+
+    from layerscope.diffraction.instrument import read_instprm
+    from layerscope.diffraction.pattern import make_pattern_function
+    from layerscope.refine.parameters import make_layout
+
+    n_steps, n_bkg = len(patterns), _parse_protocol(PROTOCOL, "test").n_background
+    h5 = out / "operando.h5"
+    with h5py.File(h5) as f:
+        assert {"bank1", "bank2"} <= set(f) and f.attrs["bank_groups"] == "bank1, bank2"
+        assert "y_obs" not in f                     # a several-bank file keeps its patterns in the groups
+        for b in (1, 2):
+            n = len(patterns[0][1][b - 1])
+            for v in ("y_obs", "sigma_obs", "y_calc", "background", "diff"):
+                assert f[f"bank{b}/{v}"].shape == (n_steps, n), (b, v)
+            np.testing.assert_array_equal(f[f"bank{b}/tof"][:], patterns[0][1][b - 1])
+            np.testing.assert_array_equal(f[f"bank{b}/y_obs"][-1], patterns[-1][2][b - 1])
+    insts = {b: read_instprm(f) for b, f in files.items()}
+    models = [build_model(list(phases), patterns[0][1][k], insts[k + 1], n_background=n_bkg) for k in (0, 1)]
+    lay = [make_layout(m) for m in models]
+    own = lambda n: n.startswith(("inst.", "bkg.")) or n in ("absorption", "hscale")   # noqa: E731
+    idx = {n: i for i, n in enumerate(list(lay[0].names) + [f"bank1.{n}" for n in lay[1].names if own(n)])}
+    assert len(idx) == len(fulls[0])
+    root = xr.open_dataset(h5, engine="h5netcdf")
+    for b in (1, 2):
+        fn = make_pattern_function(models[b - 1])
+        with xr.open_dataset(h5, group=f"bank{b}", engine="h5netcdf") as ds:
+            assert ds.attrs["bank"] == b and ds.attrs["instrument"] == str(Path(files[b]).resolve())
+            assert root.attrs[f"instrument_bank{b}"] == str(Path(files[b]).resolve())
+            for k, full in enumerate(fulls):
+                local = [full[idx[f"bank1.{n}" if b == 2 and own(n) else n]] for n in lay[b - 1].names]
+                ref = np.asarray(fn(lay[b - 1].unflatten(np.asarray(local)))[0])
+                yc, y, s = ds["y_calc"].values[k], ds["y_obs"].values[k], ds["sigma_obs"].values[k]
+                assert np.max(np.abs(yc - ref)) < 1e-9 * np.max(ref), (b, k, np.max(np.abs(yc - ref)))
+                np.testing.assert_allclose(ds["diff"].values[k], y - yc, rtol=0, atol=1e-9 * np.max(y))
+                assert np.all(ds["background"].values[k] <= yc + 1e-9)
+                rwp = 100 * np.sqrt(np.sum(((y - yc) / s) ** 2) / np.sum((y / s) ** 2))
+                assert rwp == pytest.approx(float(root[f"rwp_bank{b}"].values[k]), rel=1e-6)
+                assert rwp == pytest.approx(float(ds["rwp"].values[k]), rel=1e-6) and rwp < 5
+    root.close()
+    # fig_fits.png: a row of panels per bank (3.2 in at 110 dpi), a column per drawn step (first, last);
+    # fig2a: a contour panel per bank beside the voltage (4 + 6 in per bank at 120 dpi)
+    with Image.open(out / "fig_fits.png") as im:
+        assert im.size == (2 * 6 * 110, round(2 * 3.2 * 110)), im.size
+    with Image.open(out / "fig2a_contour.png") as im:
+        assert im.size[0] == (4 + 6 * 2) * 120, im.size
+    page = (out / "index.html").read_text()
+    assert "fig_fits.png" in page and "banks 1, 2 refined together" in page and "<th>rwp_bank2</th>" in page
+    assert str(Path(files[2]).resolve()) in page

@@ -11,8 +11,14 @@ from pathlib import Path
 def run_operando(series_dir, cycler, out_dir, *, model="lrm-pouch", strategy=None, instprm=None,
                  reverse=False, truth=None, quiet=False, tof_range=None, cif_per_pattern=False) -> dict:
     """``layerscope operando`` on one series: :func:`layerscope.operando.api.refine_series` (checkpointed
-    in ``out_dir``, progress on stderr) → :func:`~layerscope.operando.api.write_series`."""
+    in ``out_dir``, progress on stderr) → :func:`~layerscope.operando.api.write_series`.
+
+    ``instprm``: None, one file, the ``--instprm`` values (``FILE``, or ``BANK=FILE`` per bank) or
+    a dict {bank: file}."""
     from layerscope.operando.api import refine_series, stderr_progress, write_series
+    from layerscope.operando.instruments import parse_instprm_args
+
+    instprm = parse_instprm_args(instprm)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,8 +83,11 @@ def register(sub) -> None:
                         "name = \"preset phase or CIF path\" (paths relative to the model file), optional "
                         "[fractions] of starting weight fractions")
     p.add_argument("--strategy", help="series protocol TOML (default: the built-in operando_lrm.toml)")
-    p.add_argument("--instprm", help="GSAS-II .instprm (default: the one in the series folder; a series with "
-                                      "several banks per time step: one *bank<N>*.instprm per bank there)")
+    p.add_argument("--instprm", action="append", metavar="[BANK=]FILE",
+                   help="GSAS-II .instprm (default: the one in the series folder). A series with several banks "
+                        "per time step: repeat as BANK=FILE, one per bank of series.csv (e.g. --instprm "
+                        "1=bank1.instprm --instprm 2=bank2.instprm); default one *bank<N>*.instprm per bank in "
+                        "the series folder")
     p.add_argument("--reverse", action="store_true", help="refine the series from the last pattern back")
     p.add_argument("--truth", help="truth.csv of a simulated series, drawn as dashed lines in the figures")
     p.add_argument("--cif-per-pattern", action="store_true",

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope._errors import InputError
-
 __all__ = ["SeriesResult", "refine_series", "write_series", "stderr_progress"]
 
 
@@ -36,6 +34,9 @@ class SeriesResult:
     patterns : ``(name, tof_us, y, sigma)`` of each pattern as refined (of the first bank when a
         time step has several)
     instrument : the :class:`~layerscope.diffraction.instrument.TOFInstrument` (of the first bank)
+    bank_patterns, instruments, instrument_files : several banks per time step: each bank's
+        patterns, instrument and the file it came from (empty for one bank); each record's
+        ``calc`` holds its calculated pattern and background per bank (:meth:`banks`)
     model, layout : the pattern model and its parameter layout
     protocol : the series protocol (:class:`~layerscope.operando.protocol.SeriesProtocol`)
     provenance : series folder, cycler log, model, strategy (and its SHA-256), instrument, criteria
@@ -61,6 +62,39 @@ class SeriesResult:
     windows: tuple = ()
     #: {derived quantity: unit} ("unspecified" where none was given)
     units: dict = field(default_factory=dict)
+    #: several banks: {bank: the instrument file (or source) used for it}
+    instrument_files: dict = field(default_factory=dict)
+
+    def calculated(self, bank=None):
+        """``[(y_calc, background)]`` per time step of ``bank`` (default the first), or None when
+        the records carry no calculated patterns."""
+        k = 0 if bank is None else list(self.bank_patterns).index(bank)
+        if not self.records or any(r.calc is None for r in self.records):
+            return None
+        return [r.calc[k] for r in self.records]
+
+    def banks(self) -> list:
+        """``[(bank, patterns, calc, instrument)]``: every bank's observed patterns, calculated
+        patterns (:meth:`calculated`) and instrument; one entry with bank None for one bank."""
+        if not self.bank_patterns:
+            return [(None, self.patterns, self.calculated(), self.instrument)]
+        return [(b, pats, self.calculated(b), self.instruments[b]) for b, pats in self.bank_patterns.items()]
+
+    def bank_datasets(self) -> dict:
+        """Several banks: {bank: its xarray Dataset} (:func:`~layerscope.operando.outputs.bank_dataset`,
+        the groups ``bank<N>`` of ``operando.h5``); {} for one bank."""
+        from layerscope.operando.outputs import bank_dataset
+
+        return {b: bank_dataset(self.rows, pats, calc, bank=b, instrument=self.instrument_files.get(b, ""))
+                for b, pats, calc, _ in self.banks()} if self.bank_patterns else {}
+
+    def to_datatree(self):
+        """The content of ``operando.h5`` as an xarray DataTree: the columns at the root and, for
+        several banks, one child ``bank<N>`` per bank with its patterns."""
+        import xarray as xr
+
+        return xr.DataTree.from_dict({"/": self.to_xarray(), **{f"bank{b}": ds for b, ds in
+                                                              self.bank_datasets().items()}})
 
     @property
     def n_flagged(self) -> int:
@@ -71,12 +105,16 @@ class SeriesResult:
         return sum(1 for r in self.rows if r.get("undetermined"))
 
     def to_xarray(self):
-        """An xarray Dataset over ``pattern`` (and ``tof`` for the observed patterns): every refined
-        quantity and its ``_esd`` with units, ``converged``/``flag``/``held``/``undetermined`` per
-        pattern, provenance in attrs (the content of ``operando.h5``)."""
+        """An xarray Dataset over ``pattern`` (and ``tof`` for the observed and calculated patterns
+        of a one-bank series): every refined quantity and its ``_esd`` with units,
+        ``converged``/``flag``/``held``/``undetermined`` per pattern, provenance in attrs (the
+        root of ``operando.h5``; several banks: their patterns are in :meth:`bank_datasets`)."""
         from layerscope.operando.outputs import series_dataset
 
-        return series_dataset(self.rows, self.patterns, provenance=self.provenance, units=self.units)
+        if self.bank_patterns:
+            return series_dataset(self.rows, None, provenance=self.provenance, units=self.units)
+        return series_dataset(self.rows, self.patterns, provenance=self.provenance, calc=self.calculated(),
+                              units=self.units)
 
     def write_cifs(self, folder) -> list:
         """One CIF per refined pattern in ``folder`` (``<pattern stem>.cif``: a pattern block and one
@@ -140,8 +178,12 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
         Cycler log (path, any supported format) or an :class:`~layerscope.echem.io.CyclerLog`.
     instrument : str, Path or Instrument, optional
         GSAS-II ``.instprm`` path or a loaded instrument (default: the one ``.instprm`` in the
-        series folder). Several banks: a dict bank → path or instrument, or a list in the order of
-        the banks (default: one ``*bank<N>*.instprm`` per bank in the series folder).
+        series folder). Several banks: a dict bank → path or instrument (keys the bank numbers of
+        ``series.csv``, as int or text), or a list in the order of the banks (default: one
+        ``*bank<N>*.instprm`` per bank in the series folder); a bank without an instrument, or an
+        instrument for a bank the series does not list, is an InputError
+        (:mod:`layerscope.operando.instruments`). The file used for each bank is recorded
+        (``provenance["instrument_bank<N>"]``, ``instrument_files``).
     model : str or Path, optional
         Preset model name (default ``lrm-pouch``) or a TOML model file.
     strategy : str or Path, optional
@@ -176,10 +218,10 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
     >>> res = ls.refine_series("sim/series", cycler="sim/cycler.csv")     # doctest: +SKIP
     >>> res.to_xarray()["frac_O3p"]                                       # doctest: +SKIP
     """
-    from layerscope.diffraction.instrument import read_instprm
     from layerscope.echem.io import read_cycler
     from layerscope.operando.align import align_to_cycler
     from layerscope.operando.derived import derived_units, split_derived
+    from layerscope.operando.instruments import series_instruments
     from layerscope.operando.model import load_series_model
     from layerscope.operando.series import group_time_steps, read_manifest, read_series_patterns
     from layerscope.operando.protocol import default_series_protocol, read_series_protocol
@@ -190,18 +232,8 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
     entries = read_manifest(series_dir)
     steps = group_time_steps(entries, series_dir / "series.csv")
     banks = [e.bank for e in steps[0]] if len(steps[0]) > 1 else []
-    if banks:
-        insts = _bank_instruments(instrument, series_dir, banks)
-        inst, instrument = insts[banks[0]], [getattr(i, "source", "") for i in insts.values()]
-    else:
-        if instrument is None:
-            found = sorted(series_dir.glob("*.instprm"))
-            if len(found) != 1:
-                raise InputError(f"{series_dir}: give --instprm (found {len(found)} .instprm files in the series "
-                                 "folder)")
-            instrument = found[0]
-        inst = read_instprm(instrument) if isinstance(instrument, (str, Path)) else instrument
-        insts = {}
+    insts, inst_files = series_instruments(instrument, series_dir, banks)
+    inst = next(iter(insts.values()))
     smodel = load_series_model(model)
     phases, fractions = list(smodel.phases), dict(smodel.fractions)
     log = read_cycler(cycler) if isinstance(cycler, (str, Path)) else cycler
@@ -222,13 +254,12 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
                                              protocol=protocol, out_dir=checkpoint_dir, reverse=reverse,
                                              progress=progress, times=times, start_fractions=fractions,
                                              bridge_progress=bridge_progress, bank_labels=banks or None,
-                                             derived=derived)
+                                             derived=derived, keep_calc=True)
     provenance = {"series": series_dir.resolve(),
                   "cycler": Path(cycler).resolve() if isinstance(cycler, (str, Path)) else getattr(log, "source", ""),
                   "model": smodel.source, "strategy": protocol.source, "strategy_sha256": protocol.digest,
-                  "instrument": "; ".join(map(str, instrument)) if banks
-                  else Path(instrument).resolve() if isinstance(instrument, (str, Path))
-                  else getattr(inst, "source", ""),
+                  "instrument": "; ".join(f"bank {b}: {f}" for b, f in inst_files.items()) if banks
+                  else inst_files[None],
                   "determined_if": f"fraction esd <= {protocol.max_relative_esd:g} of the value "
                                    f"and Bragg signal >= {protocol.min_signal:g} sigma",
                   "convergence": f"shift/esd < {protocol.series.tol:g}"
@@ -242,40 +273,13 @@ def refine_series(series, *, cycler, instrument=None, model="lrm-pouch", strateg
         notes += (("derived quantities", note),)
     if banks:
         provenance["banks"] = ", ".join(map(str, banks))
+        for b, f in inst_files.items():
+            provenance[f"instrument_bank{b}"] = f
         patterns = bank_patterns[banks[0]]
     return SeriesResult([r.row for r in records], records, patterns, inst, model_obj, layout, protocol, smodel,
-                        provenance, str(series_dir), notes, bank_patterns, insts,
-                        tuple((e.start_s, e.end_s) for e in step_entries), units)
-
-
-def _bank_instruments(instrument, series_dir: Path, banks: list) -> dict:
-    """{bank: TOFInstrument} for a series with several banks per time step."""
-    import re
-
-    from layerscope.diffraction.instrument import read_instprm
-
-    if instrument is None:
-        found = {}
-        for b in banks:
-            hits = [f for f in sorted(series_dir.glob("*.instprm"))
-                    if re.search(rf"bank[_-]?{b}(?!\d)", f.stem, re.IGNORECASE)]
-            if len(hits) != 1:
-                raise InputError(f"{series_dir}: the series has banks {banks}; give one instrument per bank "
-                                 f"(found {len(hits)} file(s) *bank{b}*.instprm for bank {b})")
-            found[b] = hits[0]
-        instrument = found
-    elif isinstance(instrument, (list, tuple)):
-        if len(instrument) != len(banks):
-            raise InputError(f"{len(instrument)} instrument(s) for banks {banks}: give one per bank")
-        instrument = dict(zip(banks, instrument))
-    elif not isinstance(instrument, dict):
-        raise InputError(f"the series has banks {banks} per time step: give one instrument per bank (a dict bank → "
-                         f".instprm, or files *bank<N>*.instprm in the series folder), not one for all")
-    missing = [b for b in banks if b not in instrument]
-    if missing:
-        raise InputError(f"no instrument for bank(s) {missing} (given for {sorted(instrument)})")
-    return {b: read_instprm(instrument[b]) if isinstance(instrument[b], (str, Path)) else instrument[b]
-            for b in banks}
+                        provenance, str(series_dir), notes, bank_patterns, insts if banks else {},
+                        windows=tuple((e.start_s, e.end_s) for e in step_entries), units=units,
+                        instrument_files=inst_files if banks else {})
 
 
 def write_series(result: SeriesResult, out, *, truth=None, cif_per_pattern: bool = False) -> dict:
@@ -300,13 +304,15 @@ def write_series(result: SeriesResult, out, *, truth=None, cif_per_pattern: bool
         The written paths: ``timeseries``, ``dataset``, ``figures`` (dict of name → path) and ``html``
         (and ``cifs``, a list, with ``cif_per_pattern``).
     """
+    from layerscope.operando.fit_figures import plot_fits
     from layerscope.operando.outputs import plot_operando, write_dataset, write_html, write_timeseries
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, protocol, smodel = result.rows, result.protocol, result.series_model
     ts = write_timeseries(rows, out / "timeseries.csv")
-    h5 = write_dataset(rows, result.patterns, out / "operando.h5", provenance=result.provenance, units=result.units)
+    h5 = write_dataset(rows, result.patterns, out / "operando.h5", provenance=result.provenance,
+                       calc=result.calculated(), banks=result.bank_datasets() or None, units=result.units)
     truth_cols = None
     if truth is not None and not isinstance(truth, dict):
         import csv
@@ -316,10 +322,16 @@ def write_series(result: SeriesResult, out, *, truth=None, cif_per_pattern: bool
         truth_cols = {k: np.array([float(r[k]) for r in trows]) for k in trows[0]}
     elif truth is not None:
         truth_cols = truth
-    figs = plot_operando(rows, result.patterns, result.instrument, out, truth=truth_cols)
+    banks = result.banks()
+    figs = plot_operando(rows, result.patterns, result.instrument, out, truth=truth_cols,
+                         banks=[(b, p, i) for b, p, _, i in banks] if result.bank_patterns else None)
+    if all(c is not None for _, _, c, _ in banks):
+        figs.update(plot_fits(rows, banks, out))
     page = write_html(out, rows, figs, title="layerscope operando refinement",
                       notes=f"{len(rows)} patterns from {result.source}; "
-                            f"model {smodel.source}; strategy "
+                            + (f"banks {result.provenance.get('banks', '')} refined together (instruments: "
+                               f"{result.provenance.get('instrument', '')}); " if result.bank_patterns else "")
+                            + f"model {smodel.source}; strategy "
                             f"{protocol.source}; a phase is determined when its fraction's esd is at most "
                             f"{protocol.max_relative_esd:g} of the value and its Bragg signal at least "
                             f"{protocol.min_signal:g} sigma (values that depend on an undetermined phase are "

@@ -21,23 +21,29 @@ __all__ = ["SeriesRecord"]
 class SeriesRecord:
     """One refined pattern: its name, the full parameter vector and the derived row; ``esd``
     holds the standard uncertainties of the quantities this pattern refined ({layout name: esd},
-    NaN for one the data did not determine; ``<phase>.volume`` too), for the per-pattern CIFs."""
+    NaN for one the data did not determine; ``<phase>.volume`` too), for the per-pattern CIFs.
+
+    ``calc``: when the series was refined with ``keep_calc``, one ``(y_calc, background)`` pair
+    of arrays per bank at ``full`` (recomputed after a resume, never stored in the checkpoint)."""
 
     name: str
     full: list
     row: dict
     warnings: list = field(default_factory=list)
     esd: dict = field(default_factory=dict)
+    calc: tuple | None = field(default=None, compare=False, repr=False)
 
 
 class _Checkpoint:
     """Append-only JSON checkpoint, rewritten atomically after every pattern."""
 
-    def __init__(self, out_dir, names, protocol, phase_names, derived=()):
+    def __init__(self, out_dir, names, protocol, phase_names, derived=(), instruments=None):
         self.path = Path(out_dir) / "checkpoint.json"
         self.key = {"patterns": list(names), "protocol": protocol.digest, "phases": list(phase_names)}
         if derived:   # derived quantities given besides the protocol's change the rows
             self.key["derived"] = [list(d) for d in derived]
+        if instruments:   # several banks: each bank's instrument constants
+            self.key["instruments"] = json.loads(json.dumps(instruments))
 
     def load(self) -> dict:
         if not self.path.exists():
@@ -47,7 +53,7 @@ class _Checkpoint:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{self.path}: unreadable checkpoint ({exc}); delete it to start over") from None
         if doc.get("key") != self.key:
-            raise ValueError(f"{self.path}: checkpoint belongs to another series or protocol; "
+            raise ValueError(f"{self.path}: checkpoint belongs to another series, protocol or instrument; "
                              "use a new --out folder or delete the checkpoint")
         return {r["name"]: SeriesRecord(r["name"], r["full"], r["row"], r.get("warnings", []), r.get("esd", {}))
                 for r in doc["records"]}

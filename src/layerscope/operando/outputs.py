@@ -1,4 +1,16 @@
-"""Outputs of an operando refinement: timeseries.csv, operando.h5 (xarray), figures, index.html."""
+"""Outputs of an operando refinement: timeseries.csv, operando.h5 (xarray), figures, index.html.
+
+``operando.h5`` (NetCDF4/HDF5, written through xarray + h5netcdf):
+
+* one bank per time step: one Dataset — every column of ``timeseries.csv`` over ``pattern`` (with
+  units), and over (``pattern``, ``tof``) the observed ``y_obs``/``sigma_obs`` and, from the
+  refinement, ``y_calc``, ``background`` and ``diff`` (y_obs − y_calc);
+* several banks per time step: the columns (with ``rwp_bank<N>``) at the root, attrs ``banks``,
+  ``bank_groups`` and ``instrument_bank<N>``, and one group ``bank<N>`` per bank holding the same
+  pattern variables over its own ``tof`` grid (lengths differ between banks), the bank's ``rwp``
+  and the instrument file used for it (attr ``instrument``). ``xr.open_dataset(path,
+  group="bank2")``, ``xr.open_datatree(path)`` or ``h5py.File(path)["bank2/y_calc"]`` read a bank.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +23,8 @@ import numpy as np
 
 from layerscope._io import atomic_path, save_figure, write_text
 
-__all__ = ["TIMESERIES_BASE", "write_timeseries", "series_dataset", "write_dataset", "plot_operando", "write_html",
-           "drawn_as_measurement"]
+__all__ = ["TIMESERIES_BASE", "write_timeseries", "series_dataset", "bank_dataset", "write_dataset",
+           "plot_operando", "write_html", "drawn_as_measurement"]
 
 TIMESERIES_BASE = ["pattern", "time_h", "voltage_V", "current_mA", "capacity_mAh", "rwp", "gof",
                    "converged", "flag", "held", "note", "undetermined"]
@@ -58,11 +70,15 @@ def _unit(name: str) -> str:
     return ""
 
 
-def series_dataset(rows: list[dict], patterns, *, provenance: dict | None = None, units: dict | None = None):
+def series_dataset(rows: list[dict], patterns, *, provenance: dict | None = None, calc=None,
+                   units: dict | None = None):
     """xarray Dataset (dims ``pattern``, ``tof``) of a refined series: every column of
-    ``timeseries.csv`` with units in attrs, the observed patterns, provenance in attrs.
-    ``units``: {column: unit} given by the user (derived quantities), used as given for the
-    column and its ``_esd`` instead of the built-in table."""
+    ``timeseries.csv`` with units in attrs, the observed patterns (``y_obs``, ``sigma_obs``) and,
+    given ``calc`` (one ``(y_calc, background)`` per pattern), ``y_calc``, ``background`` and
+    ``diff`` = y_obs − y_calc; provenance in attrs. ``patterns`` None: the columns only (the root
+    of a several-bank file, whose patterns are in :func:`bank_dataset` groups). ``units``:
+    {column: unit} given by the user (derived quantities), used as given for the column and its
+    ``_esd`` instead of the built-in table."""
     import xarray as xr
 
     cols = [c for c in _columns(rows) if c != "pattern"]
@@ -77,11 +93,11 @@ def series_dataset(rows: list[dict], patterns, *, provenance: dict | None = None
             vals = np.array([np.nan if v is None else float(v) for v in raw])
             base = c.removesuffix("_esd")
             data[c] = (("pattern",), vals, {"units": (units or {}).get(base, _unit(base))})
-    tof = patterns[0][1]
-    data["y_obs"] = (("pattern", "tof"), np.stack([p[2] for p in patterns]), {"units": "counts/µs"})
-    data["sigma_obs"] = (("pattern", "tof"), np.stack([p[3] for p in patterns]), {"units": "counts/µs"})
-    ds = xr.Dataset(data, coords={"pattern": [r["pattern"] for r in rows],
-                                  "tof": ("tof", tof, {"units": "µs"})})
+    coords = {"pattern": [r["pattern"] for r in rows]}
+    if patterns is not None:
+        data.update(_pattern_vars(patterns, calc))
+        coords["tof"] = ("tof", patterns[0][1], {"units": "µs"})
+    ds = xr.Dataset(data, coords=coords)
     attrs = {"title": "layerscope operando sequential refinement", "layerscope_version": version("layerscope")}
     for k, v in (provenance or {}).items():
         attrs[k] = str(v)
@@ -89,11 +105,56 @@ def series_dataset(rows: list[dict], patterns, *, provenance: dict | None = None
     return ds
 
 
-def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None = None,
-                  units: dict | None = None) -> Path:
-    """:func:`series_dataset` as HDF5/NetCDF4 (atomic write)."""
+def _pattern_vars(patterns, calc) -> dict:
+    unit = {"units": "counts/µs"}
+    out = {"y_obs": (("pattern", "tof"), np.stack([p[2] for p in patterns]), unit),
+           "sigma_obs": (("pattern", "tof"), np.stack([p[3] for p in patterns]), unit)}
+    if calc is not None:
+        yc = np.stack([np.asarray(c[0], dtype=float) for c in calc])
+        out["y_calc"] = (("pattern", "tof"), yc, {**unit, "long_name": "calculated pattern at the refined values"})
+        out["background"] = (("pattern", "tof"), np.stack([np.asarray(c[1], dtype=float) for c in calc]), unit)
+        out["diff"] = (("pattern", "tof"), out["y_obs"][1] - yc, {**unit, "long_name": "y_obs - y_calc"})
+    return out
+
+
+def bank_dataset(rows: list[dict], patterns, calc, *, bank, instrument: str = ""):
+    """One bank of a several-bank series (the group ``bank<N>`` of ``operando.h5``): dims
+    ``pattern`` (the time steps, as the root's) and ``tof`` (this bank's own grid); ``y_obs``,
+    ``sigma_obs``, ``y_calc``, ``background``, ``diff`` and the bank's ``rwp`` per time step;
+    attrs ``bank`` and ``instrument`` (the file used for it)."""
+    import xarray as xr
+
+    data = _pattern_vars(patterns, calc)
+    rwp = np.array([float(r.get(f"rwp_bank{bank}", np.nan)) for r in rows])
+    data["rwp"] = (("pattern",), rwp, {"units": "%"})
+    ds = xr.Dataset(data, coords={"pattern": [r["pattern"] for r in rows],
+                                  "tof": ("tof", np.asarray(patterns[0][1]), {"units": "µs"}),
+                                  "file": ("pattern", np.array([p[0] for p in patterns], dtype=object))})
+    ds.attrs.update({"bank": int(bank), "instrument": str(instrument)})
+    return ds
+
+
+def write_dataset(rows: list[dict], patterns, path, *, provenance: dict | None = None, calc=None,
+                  banks: dict | None = None, units: dict | None = None) -> Path:
+    """:func:`series_dataset` as HDF5/NetCDF4 (atomic write).
+
+    One bank: one Dataset, the patterns over ``tof`` beside the columns (as before; ``y_calc``,
+    ``background`` and ``diff`` when ``calc`` is given). Several banks (``banks``: {bank:
+    :func:`bank_dataset`}): the columns at the root (attrs ``banks``, ``bank_groups``) and one
+    NetCDF4 group ``bank<N>`` per bank — ``xr.open_dataset(path, group="bank2")``,
+    ``xr.open_datatree(path)`` or ``h5py.File(path)["bank2/y_calc"]`` read them."""
+    import xarray as xr
+
     path = Path(path)
-    ds = series_dataset(rows, patterns, provenance=provenance, units=units)
+    if banks:
+        root = series_dataset(rows, None, provenance=provenance, units=units)
+        root.attrs["banks"] = ", ".join(str(b) for b in banks)
+        root.attrs["bank_groups"] = ", ".join(f"bank{b}" for b in banks)
+        tree = xr.DataTree.from_dict({"/": root, **{f"bank{b}": ds for b, ds in banks.items()}})
+        with atomic_path(path, ".h5") as tmp:
+            tree.to_netcdf(tmp, engine="h5netcdf")
+        return path
+    ds = series_dataset(rows, patterns, provenance=provenance, calc=calc, units=units)
     with atomic_path(path, ".h5") as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")
     return path
@@ -111,8 +172,11 @@ def drawn_as_measurement(rows, key) -> np.ndarray:
     return ok & np.array([key not in undetermined_keys(r) for r in rows], dtype=bool)
 
 
-def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[str, Path]:
-    """Figures like the paper's Fig. 2a (contour + voltage), 2b (fractions), 2c (spacings), 2d (descriptors)."""
+def plot_operando(rows, patterns, instrument, out_dir, *, truth=None, banks=None) -> dict[str, Path]:
+    """Figures like the paper's Fig. 2a (contour + voltage), 2b (fractions), 2c (spacings), 2d (descriptors).
+
+    ``banks``: several banks per time step, ``[(bank, patterns, instrument)]``: Fig. 2a gets one
+    contour panel per bank, each titled with its bank."""
     from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure list
 
     out = Path(out_dir)
@@ -145,17 +209,21 @@ def plot_operando(rows, patterns, instrument, out_dir, *, truth=None) -> dict[st
             ax.plot(truth["time_h"], np.asarray(truth[key]) * scale, "--", color=color, lw=1, alpha=0.7,
                     label=f"{label} (truth)")
 
-    # 2a: contour of the patterns against time beside the voltage curve
-    fig = Figure(figsize=(10, 5))
-    ax0, ax1 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
-    tof = patterns[0][1]
-    d = instrument.d_from_tof(tof)
-    z = np.stack([p[2] for p in patterns])
-    zz = np.log10(np.clip(z, np.percentile(z, 1), None))
-    ax0.pcolormesh(d, t, zz, shading="nearest", cmap="viridis")
-    ax0.set_xlabel("d (Å)")
-    ax0.set_ylabel("time (h)")
-    ax0.set_title("operando TOF patterns (log intensity)", fontsize=10)
+    # 2a: contour of the patterns against time beside the voltage curve (one panel per bank)
+    panels = banks if banks else [(None, patterns, instrument)]
+    fig = Figure(figsize=(4 + 6 * len(panels), 5))
+    axes = fig.subplots(1, len(panels) + 1, gridspec_kw={"width_ratios": [3] * len(panels) + [1]}, sharey=True)
+    for ax0, (label, pats, inst) in zip(axes, panels):
+        tof = pats[0][1]
+        d = inst.d_from_tof(tof)
+        z = np.stack([p[2] for p in pats])
+        zz = np.log10(np.clip(z, np.percentile(z, 1), None))
+        ax0.pcolormesh(d, t, zz, shading="nearest", cmap="viridis")
+        ax0.set_xlabel("d (Å)")
+        ax0.set_title("operando TOF patterns (log intensity)" + ("" if label is None else f", bank {label}"),
+                      fontsize=10)
+    axes[0].set_ylabel("time (h)")
+    ax1 = axes[-1]
     ax1.plot([r["voltage_V"] for r in rows], t, "k.-")
     ax1.set_xlabel("voltage (V)")
     fig.tight_layout()
@@ -209,8 +277,9 @@ def write_html(out_dir, rows, figures: dict, *, title: str, notes: str = "") -> 
         b64 = base64.b64encode(Path(p).read_bytes()).decode()
         imgs.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
                     f"<figcaption>{html.escape(name)}</figcaption></figure>")
-    keys = ["time_h", "voltage_V", "rwp", "frac_O3p", "frac_O3", "frac_S", "d_inter_O3p", "d_intra_O3p", "DoO",
-            "DoD", "O_vacancy", "flag", "undetermined", "note"]
+    banks = [k for k in (rows[0] if rows else {}) if k.startswith("rwp_bank")]   # several banks: each one's Rwp
+    keys = ["time_h", "voltage_V", "rwp", *banks, "frac_O3p", "frac_O3", "frac_S", "d_inter_O3p", "d_intra_O3p",
+            "DoO", "DoD", "O_vacancy", "flag", "undetermined", "note"]
     head = "".join(f"<th>{k}</th>" for k in keys)
     body = []
     from layerscope.operando.observables import undetermined_keys

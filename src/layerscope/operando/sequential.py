@@ -53,7 +53,8 @@ __all__ = ["refine_series"]
 
 def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | None = None, out_dir=None,
                   n_background: int | None = None, reverse: bool = False, progress=None, times=None,
-                  start_fractions: dict | None = None, bridge_progress=None, bank_labels=None, derived=None):
+                  start_fractions: dict | None = None, bridge_progress=None, bank_labels=None, derived=None,
+                  keep_calc: bool = False):
     """Refine a series of patterns (time steps) sequentially.
 
     NumPy's BLAS/LAPACK runs single-threaded meanwhile: its matrices here are small (N × ~30
@@ -77,6 +78,10 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
     derived : {name: formula} of derived quantities reported with esds besides the protocol's
         ``[[series.derived]]`` (:mod:`layerscope.operando.derived`)
 
+    keep_calc : give each record its calculated pattern and background per bank
+        (``SeriesRecord.calc``, a profile pass at its refined vector; the contents of
+        ``operando.h5`` and the fit figures)
+
     Every row also has GSAS-II's sequential-table convergence columns: ``converged``,
     ``max_shift_esd`` and ``chi2_change`` of the final stage's last cycle, and ``stages``.
     out_dir : folder for ``checkpoint.json`` (resume) — None keeps everything in memory
@@ -96,7 +101,7 @@ def refine_series(patterns, phases, instrument, *, protocol: SeriesProtocol | No
 
     with threadpool_limits(limits=1, user_api="blas"):
         return _refine_series(patterns, phases, instrument, protocol, out_dir, n_background, reverse, progress,
-                              times, start_fractions, bridge_progress, bank_labels, derived)
+                              times, start_fractions, bridge_progress, bank_labels, derived, keep_calc)
 
 
 def _check_banks(patterns, instrument, bank_labels):
@@ -127,7 +132,7 @@ def _check_banks(patterns, instrument, bank_labels):
 
 
 def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background, reverse, progress, times,
-                   start_fractions, bridge_progress, bank_labels=None, derived=None):
+                   start_fractions, bridge_progress, bank_labels=None, derived=None, keep_calc=False):
     protocol = protocol or default_series_protocol()
     if n_background is None:
         n_background = 6 if protocol.n_background is None else protocol.n_background
@@ -160,7 +165,11 @@ def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background
     from layerscope.refine.rietveld import linear_start
 
     extra = tuple((derived or {}).items())
-    ckpt = _Checkpoint(out_dir, [p[0] for p in patterns], protocol, phase_names, extra) if out_dir else None
+    # several banks: the banks' instruments are part of the checkpoint's key (a rerun with another
+    # instrument file for a bank starts over instead of mixing results)
+    ckpt = _Checkpoint(out_dir, [p[0] for p in patterns], protocol, phase_names, extra,
+                       instruments=[dict(lab=lab, **i.as_dict()) for lab, i in zip(labels, insts)] if banks > 1
+                       else None) if out_dir else None
     done = ckpt.load() if ckpt else {}
     order = [0] + (list(range(len(patterns) - 1, 0, -1)) if reverse else list(range(1, len(patterns))))
     bounds_ref = stage_bounds(layout, protocol.reference)
@@ -301,4 +310,18 @@ def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background
     if protocol.bridge_holds and protocol.hold:
         _bridge_holds(records, patterns, ev, layout, model, protocol, bounds_ser, ref_full, totals, times,
                       after_active, obs, ckpt, done, bridge_progress)
-    return [records[i] for i in range(len(patterns))], model, layout
+    out = [records[i] for i in range(len(patterns))]
+    if keep_calc:
+        out = [_with_calc(ev, rec) for rec in out]
+    return out, model, layout
+
+
+def _with_calc(ev, rec: SeriesRecord) -> SeriesRecord:
+    """``rec`` with its calculated pattern and background per bank (a profile pass from a reset
+    cache: the same numbers whether the record was refined now or read from the checkpoint)."""
+    import dataclasses
+
+    ev.reset_cache()
+    total, _, bkg = ev.calc(np.asarray(rec.full, dtype=float))
+    cuts = getattr(ev, "slices", [slice(None)])
+    return dataclasses.replace(rec, calc=tuple((np.array(total[c]), np.array(bkg[c])) for c in cuts))

@@ -51,7 +51,9 @@ class StudyError(InputError):
 
 @dataclass(frozen=True)
 class Key:
-    type: str  # str, float, int, bool, file, dir, path, list[str], list[float], table[file], table[float], enum
+    # str, float, int, bool, file, dir, path, list[str], list[float], table[file], table[float],
+    # file|table[file] (one file, or a table of bank number = file), enum
+    type: str
     required: bool = False
     default: Any = None
     choices: tuple = ()
@@ -73,7 +75,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cycler": Key("file", required=True, help="cycler log of the operando cell"),
         "model": Key("str", default="lrm-pouch", help="preset model of the cell or a file of phase specs"),
         "strategy": Key("file", help="series protocol TOML (default: the built-in LRM protocol)"),
-        "instprm": Key("file", help="GSAS-II .instprm (default: the one .instprm in the series folder)"),
+        "instprm": Key("file|table[file]",
+                       help="GSAS-II .instprm (default: the one .instprm in the series folder); a series with "
+                            "several banks per time step: a table of bank = \"file\", e.g. "
+                            "{1 = \"bank1.instprm\", 2 = \"bank2.instprm\"} (default: one *bank<N>*.instprm "
+                            "per bank in the series folder)"),
         "tof_range": Key("list[float]", length=2, help="TOF range to fit, µs"),
         "truth_series": Key("file", help="truth.csv of a simulated series (drawn dashed, compared in the report)"),
         "cif_per_pattern": Key("bool", default=False, help="also write one CIF per refined pattern (cif/ in the "
@@ -244,6 +250,14 @@ def _check(value, spec: Key, where: str, base: Path):
         if not isinstance(value, dict) or not value:
             raise StudyError(f"{where}: expected a table of NAME = \"file\", got {value!r}")
         return {k: _check(v, Key("file"), f"{where}.{k}", base) for k, v in value.items()}
+    if t == "file|table[file]":
+        if not isinstance(value, dict):
+            return _check(value, Key("file"), where, base)
+        bad = [k for k in value if not str(k).strip().isdigit()]
+        if bad:
+            raise StudyError(f"{where}: expected a table of BANK = \"file\" with bank numbers as keys, got key "
+                             f"{bad[0]!r}")
+        return {int(k): v for k, v in _check(value, Key("table[file]"), where, base).items()}
     raise AssertionError(t)  # pragma: no cover
 
 

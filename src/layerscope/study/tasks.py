@@ -45,7 +45,7 @@ def run_operando(opts, out: Path) -> dict:
         print(f"note: {name}: {note}", file=sys.stderr)
     files = write_series(series, out, truth=opts["truth_series"], cif_per_pattern=bool(opts.get("cif_per_pattern")))
     res = {**files, "n_flagged": series.n_flagged, "rows": series.rows, "records": series.records,
-           "model": series.model, "layout": series.layout, "patterns": series.patterns}
+           "model": series.model, "layout": series.layout, "patterns": series.patterns, "result": series}
     rows = res["rows"]
     figures = {k: Path(v).name for k, v in res["figures"].items()}
     summary = {"patterns": len(rows), "flagged": int(res["n_flagged"]),
@@ -78,39 +78,52 @@ def _end_of_charge(rows) -> int:
 
 
 def _operando_fits(res, out: Path) -> dict:
-    """Supp. Fig. 10: the refined patterns of the cell before and after the first charge."""
+    """Supp. Fig. 10: the refined patterns of the cell before and after the first charge (a column
+    per bank when the series has several; the calculated patterns are those stored with each
+    record, as in ``operando.h5``)."""
     from matplotlib.figure import Figure
 
     from layerscope.diffraction.pattern import make_pattern_function, reflection_table
+    from layerscope.refine.parameters import make_layout
 
-    model, layout, records, patterns, rows = res["model"], res["layout"], res["records"], res["patterns"], res["rows"]
-    fn = make_pattern_function(model)
+    model, layout, records, rows = res["model"], res["layout"], res["records"], res["rows"]
+    series = res.get("result")
+    banks = series.banks() if series is not None else [(None, res["patterns"], None, model.instrument)]
+    lay0 = make_layout(model)   # bank 0's own layout: the first entries of a several-bank vector
+    fn = None
     names = [s.phase.name for s in model.phases]
-    fig = Figure(figsize=(9, 7), layout="constrained")
-    axes = fig.subplots(2, 1)
     picks = {"a: before charge": 0, "b: after the first charge to 4.5 V": _end_of_charge(rows)}
-    for ax, (label, k) in zip(axes, picks.items()):
-        params = layout.unflatten(np.asarray(records[k].full))
-        total = np.asarray(fn(params)[0])
-        _, tof, y, sig = patterns[k][:4]
-        d = tof / model.instrument.difc
-        span = np.nanmax(y) - np.nanmin(y)
-        ax.plot(d, y, ".", ms=1.5, color="k", label="observed")
-        ax.plot(d, total, "-", lw=0.7, color="r", label="calculated")
-        base = np.nanmin(y) - 0.12 * span
-        ax.plot(d, y - total + base, "-", lw=0.5, color="b", label="difference")
+    fig = Figure(figsize=(9 * len(banks), 7), layout="constrained")
+    axes = fig.subplots(2, len(banks), squeeze=False)
+    for r, (label, k) in enumerate(picks.items()):
+        params = lay0.unflatten(np.asarray(records[k].full)[:len(lay0.names)])
         tab = reflection_table(model, params)
-        for i, name in enumerate(names):
-            frac = float(rows[k].get(f"frac_{name}", 1.0) or 0.0)
-            if name in ("O3p", "O3", "S") and frac < 0.01:
-                continue
-            t = tab["tof_us"][(tab["phase"] == i) & (tab["tof_us"] > tof[0]) & (tab["tof_us"] < tof[-1])]
-            ax.plot(t / model.instrument.difc, np.full(len(t), base - (0.1 + 0.045 * i) * span), "|", ms=5,
-                    label=name)
-        ax.set_xlabel("d (Å, from difC)"), ax.set_ylabel("counts/µs")
-        ax.set_title(f"({label}) {records[k].name}, t = {float(rows[k].get('time_h', np.nan)):.2f} h, "
-                     f"Rwp {float(rows[k]['rwp']):.2f} %", fontsize=9)
-        ax.legend(fontsize=6, ncol=4, loc="upper right")
+        for c, (bank, patterns, calc, inst) in enumerate(banks):
+            ax = axes[r, c]
+            if calc is not None:
+                total = np.asarray(calc[k][0])
+            else:   # records without stored patterns: evaluate (one bank)
+                fn = fn or make_pattern_function(model)
+                total = np.asarray(fn(layout.unflatten(np.asarray(records[k].full)))[0])
+            _, tof, y, sig = patterns[k][:4]
+            d = inst.d_from_tof(np.asarray(tof))
+            span = np.nanmax(y) - np.nanmin(y)
+            ax.plot(d, y, ".", ms=1.5, color="k", label="observed")
+            ax.plot(d, total, "-", lw=0.7, color="r", label="calculated")
+            base = np.nanmin(y) - 0.12 * span
+            ax.plot(d, y - total + base, "-", lw=0.5, color="b", label="difference")
+            for i, name in enumerate(names):
+                frac = float(rows[k].get(f"frac_{name}", 1.0) or 0.0)
+                if name in ("O3p", "O3", "S") and frac < 0.01:
+                    continue
+                dh = tab["d_angstrom"][(tab["phase"] == i) & (tab["d_angstrom"] > d.min())
+                                       & (tab["d_angstrom"] < d.max())]
+                ax.plot(dh, np.full(len(dh), base - (0.1 + 0.045 * i) * span), "|", ms=5, label=name)
+            ax.set_xlabel("d (Å)"), ax.set_ylabel("counts/µs")
+            rwp = rows[k].get("rwp" if bank is None else f"rwp_bank{bank}", np.nan)
+            ax.set_title(f"({label}) {'' if bank is None else f'bank {bank}: '}{patterns[k][0]}, "
+                         f"t = {float(rows[k].get('time_h', np.nan)):.2f} h, Rwp {float(rwp):.2f} %", fontsize=9)
+            ax.legend(fontsize=6, ncol=4, loc="upper right")
     save_figure(fig, out / "supp_fig10_refined_patterns.png", dpi=110)
     return {"supp_fig10": "supp_fig10_refined_patterns.png"}
 
