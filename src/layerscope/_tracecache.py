@@ -139,6 +139,27 @@ def _aval_key(tree) -> tuple:
     return str(treedef), tuple(avals)
 
 
+#: {id(tuple): (tuple, key)}: a model's leaves are one long-lived tuple of immutable arrays
+_TUPLE_KEYS: dict = {}
+
+
+def _arg_key(x):
+    """:func:`_aval_key` of one argument; a tuple of arrays (the model's ~80 leaves, passed at
+    every call) is keyed once per tuple object."""
+    if isinstance(x, jax.Array):
+        return (tuple(x.shape), str(x.dtype), bool(x.weak_type))
+    if isinstance(x, tuple) and x and all(isinstance(v, jax.Array) for v in x):
+        hit = _TUPLE_KEYS.get(id(x))
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        key = _aval_key(x)
+        if len(_TUPLE_KEYS) >= 64:
+            _TUPLE_KEYS.clear()
+        _TUPLE_KEYS[id(x)] = (x, key)
+        return key
+    return _aval_key(x)
+
+
 def _trim(d: Path) -> None:
     try:
         files = [(p.stat().st_mtime, p.stat().st_size, p) for p in d.glob("*.jaxexp")]
@@ -155,6 +176,20 @@ def _trim(d: Path) -> None:
             pass
 
 
+class _PlainCall:
+    """A call of the plain jitted function in the (dyn, dyn_kw) form of the memo."""
+
+    def __init__(self, jitted, n, dyn_pos, statics, static_argnums, static_kw):
+        self._jitted, self._n, self._dyn_pos = jitted, n, dyn_pos
+        self._static = dict(zip(static_argnums, statics))
+        self._static_kw = static_kw
+
+    def __call__(self, dyn, dyn_kw):
+        it = iter(dyn)
+        args = [self._static[i] if i in self._static else next(it) for i in range(self._n)]
+        return self._jitted(*args, **self._static_kw, **dyn_kw)
+
+
 class _PersistentJit:
     def __init__(self, fn, name, static_argnums, static_argnames, jitted, recipe=None):
         self._fn = fn
@@ -164,6 +199,7 @@ class _PersistentJit:
         self._static_argnames = tuple(static_argnames)
         self._jitted = jitted
         self._memo: dict = {}
+        self._fast: dict = {}
 
     def __call__(self, *args, **kwargs):
         d = _STATE["dir"]
@@ -174,6 +210,16 @@ class _PersistentJit:
         dyn_pos = tuple(i for i in range(len(args)) if i not in self._static_argnums)
         dyn = tuple(args[i] for i in dyn_pos)
         dyn_kw = {k: v for k, v in kwargs.items() if k not in self._static_argnames}
+        # the static arguments' own equality (what jax.jit keys on) finds a call seen before in
+        # this process without digesting their content again (milliseconds for a model's spec)
+        try:
+            fast = (statics, tuple(sorted(static_kw.items())), len(args), dyn_pos, tuple(map(_arg_key, dyn)),
+                    tuple((k, _arg_key(v)) for k, v in sorted(dyn_kw.items())), bool(jax.config.jax_enable_x64))
+            call = self._fast.get(fast)
+        except TypeError:  # an unhashable static argument: jax.jit would refuse it too
+            return self._jitted(*args, **kwargs)
+        if call is not None:
+            return call(dyn, dyn_kw)
         try:
             h = hashlib.sha256(_environment())
             h.update(self._name.encode())
@@ -182,12 +228,16 @@ class _PersistentJit:
             _digest_into(h, static_kw)
             h.update(repr((len(args), dyn_pos, sorted(dyn_kw), _aval_key((dyn, dyn_kw)))).encode())
         except _Undigestable:
+            self._fast[fast] = _PlainCall(self._jitted, len(args), dyn_pos, statics, self._static_argnums, static_kw)
             return self._jitted(*args, **kwargs)
         key = h.hexdigest()[:40]
         call = self._memo.get(key)
         if call is None:
             call = self._load_or_export(d, key, args, kwargs, dyn_pos, dyn, dyn_kw)
             self._memo[key] = call
+        if len(self._fast) >= 256:
+            self._fast.clear()
+        self._fast[fast] = call
         return call(dyn, dyn_kw)
 
     def _load_or_export(self, d, key, args, kwargs, dyn_pos, dyn, dyn_kw):
