@@ -229,3 +229,29 @@ def test_eight_phase_pouch_pattern_with_all_cells_free_converges_within_ten_cycl
             n = f"{p}.{ax}"
             if n in fr.free.names:
                 assert abs(fr.value(n) - truth[lay.index(n)]) < 4 * fr.esd(n), n
+
+
+def test_checkpoint_is_keyed_on_the_instrument(tmp_path):
+    """A one-bank rerun with another instrument file stops instead of resuming into results
+    refined with the old one; a checkpoint written before the instrument was in the key resumes
+    with a warning."""
+    import json
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from layerscope.diffraction.instrument import gppd_like
+    from layerscope.operando.checkpoint import SeriesRecord, _Checkpoint
+
+    proto = SimpleNamespace(digest="abc")
+    inst = gppd_like()
+    ck = _Checkpoint(tmp_path, ["REF", "P1"], proto, ["O3p"], instruments=[inst.as_dict()])
+    ck.append(SeriesRecord("REF", [1.0, 2.0], {"rwp": 1.0}))
+    assert list(_Checkpoint(tmp_path, ["REF", "P1"], proto, ["O3p"], instruments=[inst.as_dict()]).load()) == ["REF"]
+    other = replace(inst, difc=inst.difc * 1.001)
+    with pytest.raises(ValueError, match="another series, protocol or instrument"):
+        _Checkpoint(tmp_path, ["REF", "P1"], proto, ["O3p"], instruments=[other.as_dict()]).load()
+    doc = json.loads((tmp_path / "checkpoint.json").read_text())
+    del doc["key"]["instruments"]
+    (tmp_path / "checkpoint.json").write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="does not record the instrument"):
+        assert list(_Checkpoint(tmp_path, ["REF", "P1"], proto, ["O3p"], instruments=[inst.as_dict()]).load()) == ["REF"]

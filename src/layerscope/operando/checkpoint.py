@@ -42,7 +42,7 @@ class _Checkpoint:
         self.key = {"patterns": list(names), "protocol": protocol.digest, "phases": list(phase_names)}
         if derived:   # derived quantities given besides the protocol's change the rows
             self.key["derived"] = [list(d) for d in derived]
-        if instruments:   # several banks: each bank's instrument constants
+        if instruments:   # each bank's instrument constants (one bank: a list of one)
             self.key["instruments"] = json.loads(json.dumps(instruments))
 
     def load(self) -> dict:
@@ -52,6 +52,14 @@ class _Checkpoint:
             doc = json.loads(self.path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{self.path}: unreadable checkpoint ({exc}); delete it to start over") from None
+        old_key = {k: v for k, v in self.key.items() if k != "instruments"}
+        if doc.get("key") == old_key and "instruments" in self.key and len(self.key["instruments"]) == 1:
+            # a one-bank checkpoint written before the instrument was part of the key
+            import warnings
+
+            warnings.warn(f"{self.path}: this checkpoint does not record the instrument it was refined with; "
+                          "resuming on the assumption that it is the same", stacklevel=2)
+            self.key = old_key
         if doc.get("key") != self.key:
             raise ValueError(f"{self.path}: checkpoint belongs to another series, protocol or instrument; "
                              "use a new --out folder or delete the checkpoint")

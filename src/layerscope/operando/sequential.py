@@ -165,11 +165,11 @@ def _refine_series(patterns, phases, instrument, protocol, out_dir, n_background
     from layerscope.refine.rietveld import linear_start
 
     extra = tuple((derived or {}).items())
-    # several banks: the banks' instruments are part of the checkpoint's key (a rerun with another
-    # instrument file for a bank starts over instead of mixing results)
+    # the banks' instruments are part of the checkpoint's key (a rerun with another instrument file
+    # stops with an error instead of mixing results)
     ckpt = _Checkpoint(out_dir, [p[0] for p in patterns], protocol, phase_names, extra,
                        instruments=[dict(lab=lab, **i.as_dict()) for lab, i in zip(labels, insts)] if banks > 1
-                       else None) if out_dir else None
+                       else [instrument.as_dict()]) if out_dir else None
     done = ckpt.load() if ckpt else {}
     order = [0] + (list(range(len(patterns) - 1, 0, -1)) if reverse else list(range(1, len(patterns))))
     bounds_ref = stage_bounds(layout, protocol.reference)
