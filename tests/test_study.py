@@ -224,7 +224,7 @@ def test_report_renders_in_headless_chromium(fast_run, tmp_path):
     assert int(attrs["figures"]) >= 15 and attrs["figures-rendered"] == attrs["figures"]
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # CI: test_demo_runs_the_full_simulated_study checks these analyses' truth too
 def test_neutron_and_fourd_analyses_of_the_simulated_study(sim_study, tmp_path):
     """Ex-situ Rietveld (tables S1, S3) from off-truth starting models and 4D-STEM maps (Figs. 1b, 3)."""
     res = run_study(read_study(sim_study), tmp_path, only=["neutron", "fourd"], log=lambda *a: None)
