@@ -92,6 +92,7 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.extended  # CI: test_full_series_keeps_the_spinel_seed2 checks the same outputs on a whole cycle
 def test_sequential_refinement_recovers_truth(short_series, tmp_path):
     out = tmp_path / "res"
     rc = main(["operando", str(short_series / "series"), "--cycler", str(short_series / "cycler.csv"),
@@ -362,6 +363,18 @@ def test_full_series_keeps_the_spinel_seed2(tmp_path, capsys):
                  "--out", str(out)]) == 0
     got, truth = _rows(out / "timeseries.csv"), _rows(tmp_path / "truth.csv")
     assert len(got) == len(truth) == 33
+    # the outputs a user reads: columns, operando.h5 with units, the Fig. 2 panels, no CIFs unasked
+    for col in ("time_h", "voltage_V", "capacity_mAh", "rwp", "frac_O3p", "frac_O3p_esd", "d_inter_O3p",
+                "d_intra_O3p_esd", "DoO", "DoO_esd", "DoD_esd", "O_vacancy_esd", "O3p_a"):
+        assert col in got[0]
+    assert (out / "index.html").exists() and not (out / "cif").exists()
+    for f in ("fig2a_contour.png", "fig2b_fractions.png", "fig2c_spacings.png", "fig2d_descriptors.png"):
+        assert (out / f).stat().st_size > 5000
+    import xarray as xr
+
+    with xr.open_dataset(out / "operando.h5", engine="h5netcdf") as ds:
+        assert ds["d_inter_O3p"].attrs["units"] == "Å" and ds.sizes["pattern"] == 33
+        np.testing.assert_allclose(ds["DoO"].values, [float(g["DoO"]) for g in got], rtol=1e-7)
     n_refined = 0
     for g, t in zip(got, truth):
         # a row whose first fit failed the checks and whose refit from a cell scan passed them is
