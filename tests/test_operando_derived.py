@@ -53,8 +53,8 @@ def test_derived_formula_errors_name_the_quantity(name, expr, what):
         add_derived({"A": lambda v: v[0]}, [(name, expr)], layout, "proto.toml")
 
 
-def test_protocol_derived_tables():
-    base = """
+#: a protocol with one background stage each, for the [[series.derived]] tables
+_BASE = """
 [[reference.stage]]
 name = "s"
 free = ["background"]
@@ -62,6 +62,10 @@ free = ["background"]
 name = "s"
 free = ["background"]
 """
+
+
+def test_protocol_derived_tables():
+    base = _BASE
     p = _parse_protocol(base + '[[series.derived]]\nname = "ab"\nexpr = "O3p_a * O3p_b"\n', "p.toml")
     assert p.derived == (("ab", "O3p_a * O3p_b"),)
     with pytest.raises(ValueError, match=r"p.toml \[\[series.derived\]\]: 'ab': .* is not a formula"):
@@ -110,14 +114,6 @@ def test_trend_fit_leaves_out_unmeasured_rows_and_matches_numpy():
 
 
 # --- units of derived quantities -----------------------------------------------------------------
-_BASE = """
-[[reference.stage]]
-name = "s"
-free = ["background"]
-[[series.stage]]
-name = "s"
-free = ["background"]
-"""
 
 
 def test_derived_units_in_the_protocol_and_the_api(tmp_path):
